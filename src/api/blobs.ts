@@ -1,0 +1,82 @@
+import { FillReader } from '../cache/fill.js';
+import type { Mirror } from '../mirror.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
+import { parseRange } from '../oci/range.js';
+import { headerValue } from '../upstream/client.js';
+import { upstreamFailure } from '../upstream/status.js';
+import type { Exchange } from './exchange.js';
+import { blobHeaders, sendBody, sendFile, sendStream } from './respond.js';
+
+/** GET/HEAD /v2/<name>/blobs/<digest> */
+export async function blobHandler(
+  ex: Exchange,
+  mirror: Mirror,
+  rawName: string,
+  rawDigest: string,
+): Promise<void> {
+  const name = mirror.repositoryName(rawName);
+  const digest = parseDigest(rawDigest);
+  const store = mirror.blobs.store;
+
+  // Hit: memory for small blobs, else the file straight to the socket. No upstream, no hashing.
+  const size = await store.size(digest);
+  if (size !== undefined) {
+    ex.outcome = 'HIT';
+    const range = parseRange(ex.req.headers.range, size);
+    const [status, headers] = blobHeaders(digest.value, size, range);
+    const small = store.cachedSmall(digest);
+    if (small)
+      return sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
+    if (ex.method === 'HEAD') return sendBody(ex, status, headers, undefined);
+    const file = await store.open(digest);
+    if (file) return sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1);
+    // Removed between stat and open (eviction): treat as a miss.
+  }
+
+  if (ex.method === 'HEAD') return headMiss(ex, mirror, name, digest);
+
+  // Miss: join the running fill or start one; headers go out as soon as the upstream answered.
+  const { fill, joined } = mirror.blobs.fill(name, digest);
+  ex.outcome = joined ? 'COALESCED' : 'MISS';
+  await fill.started;
+  if (fill.size === undefined) {
+    // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).
+    const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
+    return sendStream(ex, 200, headers, new FillReader(fill, 0, undefined), 0);
+  }
+  const range = parseRange(ex.req.headers.range, fill.size);
+  const [status, headers] = blobHeaders(digest.value, fill.size, range);
+  const start = range?.start ?? 0;
+  const end = range?.end ?? fill.size - 1;
+  return sendStream(ex, status, headers, new FillReader(fill, start, end), end - start + 1);
+}
+
+/**
+ * HEAD of a blob we don't hold: ask the upstream (a HEAD costs nothing against Docker Hub's limit)
+ * rather than start a download nobody asked for. A running fill already knows the size.
+ */
+async function headMiss(ex: Exchange, mirror: Mirror, name: string, digest: Digest): Promise<void> {
+  const running = mirror.blobs.inflight(digest);
+  if (running) {
+    await running.started;
+    if (running.size !== undefined) {
+      ex.outcome = 'COALESCED';
+      return sendBody(ex, 200, blobHeaders(digest.value, running.size, undefined)[1], undefined);
+    }
+  }
+  ex.outcome = 'MISS';
+  const res = await mirror.upstream.request({
+    method: 'HEAD',
+    path: `/v2/${name}/blobs/${digest.value}`,
+    repository: name,
+  });
+  res.body.destroy();
+  if (res.status !== 200)
+    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
+  const length = Number(headerValue(res.headers['content-length']));
+  if (!Number.isFinite(length)) {
+    const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
+    return sendBody(ex, 200, headers, undefined);
+  }
+  return sendBody(ex, 200, blobHeaders(digest.value, length, undefined)[1], undefined);
+}

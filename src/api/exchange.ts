@@ -1,0 +1,31 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CacheOutcome } from '../cache/manifest-cache.js';
+
+/**
+ * One request and its response, as the handlers see them. Handlers write to Node's response
+ * directly: a web-stream Response body measured ~3× slower on big blobs (PERFORMANCE.md lesson 1),
+ * and one writing path for every endpoint keeps headers and logging uniform.
+ */
+export interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** Filled in by handlers for the request log and X-Cache. */
+  outcome?: CacheOutcome;
+  bytes: number;
+}
+
+export function exchangeOf(req: IncomingMessage, res: ServerResponse): Exchange {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return {
+    req,
+    res,
+    method: req.method ?? 'GET',
+    path: q === -1 ? url : url.slice(0, q),
+    query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+    bytes: 0,
+  };
+}

@@ -1,0 +1,45 @@
+import type { Manifest } from '../cache/manifest-cache.js';
+import type { Mirror } from '../mirror.js';
+import { parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { acceptedTypes } from '../oci/media-types.js';
+import { parseReference } from '../oci/names.js';
+import { negotiate } from '../oci/negotiation.js';
+import type { Exchange } from './exchange.js';
+import { sendBody } from './respond.js';
+
+/** GET/HEAD /v2/<name>/manifests/<tag|digest> */
+export async function manifestHandler(
+  ex: Exchange,
+  mirror: Mirror,
+  rawName: string,
+  rawReference: string,
+): Promise<void> {
+  const name = mirror.repositoryName(rawName);
+  const ref = parseReference(rawReference);
+  let manifest: Manifest;
+  if (ref.kind === 'digest') {
+    manifest = await mirror.manifests.byDigest(name, ref.digest);
+  } else {
+    manifest = await mirror.manifests.byTag(name, ref.tag);
+    const choice = negotiate(manifest.mediaType, manifest.body, acceptedTypes(ex.req.headers.accept));
+    if (choice.kind === 'none')
+      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
+    if (choice.kind === 'child') {
+      const child = await mirror.manifests.byDigest(name, parseDigest(choice.digest));
+      manifest = { ...child, outcome: manifest.outcome };
+    }
+  }
+  ex.outcome = manifest.outcome;
+  const etag = `"${manifest.digest.value}"`;
+  const headers = {
+    'Content-Type': manifest.mediaType,
+    'Docker-Content-Digest': manifest.digest.value,
+    ETag: etag,
+  };
+  if (ex.req.headers['if-none-match'] === etag) {
+    sendBody(ex, 304, { ...headers, 'Content-Length': manifest.body.length }, undefined);
+    return;
+  }
+  sendBody(ex, 200, headers, manifest.body);
+}

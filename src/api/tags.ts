@@ -1,0 +1,64 @@
+import type { Mirror } from '../mirror.js';
+import { RegistryError } from '../oci/errors.js';
+import { headerValue, readBody } from '../upstream/client.js';
+import { UpstreamAuthError, UpstreamUnreachableError } from '../upstream/errors.js';
+import { upstreamFailure } from '../upstream/status.js';
+import type { Exchange } from './exchange.js';
+import { paginate } from './paginate.js';
+import { sendBody, sendJson } from './respond.js';
+
+const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
+
+/**
+ * GET /v2/<name>/tags/list: the upstream's answer passed through (its `n`/`last` and Link header
+ * kept), since a tag list is only as good as it is current. When the upstream is down, the tags
+ * this mirror holds, marked STALE.
+ */
+export async function tagsHandler(ex: Exchange, mirror: Mirror, rawName: string): Promise<void> {
+  const name = mirror.repositoryName(rawName);
+  const query = new URLSearchParams();
+  const n = ex.query.get('n');
+  const last = ex.query.get('last');
+  if (n !== null) query.set('n', n);
+  if (last !== null) query.set('last', last);
+  const qs = query.size ? `?${query}` : '';
+  try {
+    const res = await mirror.upstream.request({
+      method: 'GET',
+      path: `/v2/${name}/tags/list${qs}`,
+      repository: name,
+    });
+    if (res.status !== 200) {
+      res.body.destroy();
+      throw upstreamFailure(res.status, res.headers, 'NAME_UNKNOWN', { name });
+    }
+    const body = await readBody(res.body, MAX_TAG_LIST_BYTES);
+    ex.outcome = 'MISS';
+    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+    const link = headerValue(res.headers.link);
+    if (link) headers.Link = relativeLink(link);
+    return sendBody(ex, 200, headers, body);
+  } catch (err) {
+    const outage =
+      err instanceof UpstreamUnreachableError ||
+      err instanceof UpstreamAuthError ||
+      (err instanceof RegistryError && (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS'));
+    const local = outage ? await mirror.tags.tags(name) : [];
+    if (local.length === 0) throw err;
+    ex.outcome = 'STALE';
+    const page = paginate(local, ex.query, `/v2/${name}/tags/list`);
+    return sendJson(ex, 200, { name, tags: page.items }, page.headers);
+  }
+}
+
+/** An absolute Link to the upstream host would send the client around the mirror: keep path + query. */
+function relativeLink(link: string): string {
+  return link.replace(/<([^>]+)>/, (_, target: string) => {
+    try {
+      const url = new URL(target, 'http://upstream.invalid');
+      return `<${url.pathname}${url.search}>`;
+    } catch {
+      return `<${target}>`;
+    }
+  });
+}

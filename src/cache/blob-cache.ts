@@ -1,0 +1,91 @@
+import type { LimitFunction } from 'p-limit';
+import type { Logger } from '../observe/logger.js';
+import type { Digest } from '../oci/digest.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { upstreamFailure } from '../upstream/status.js';
+import type { BlobStore, BlobWriter } from './blob-store.js';
+import { BlobFill } from './fill.js';
+
+/**
+ * Blobs: served from the store, or filled from the upstream once per digest however many clients
+ * ask at the same time (the in-flight map is the single flight). Fills are detached from the
+ * requests that started them: they run to the end and are committed even if every client left.
+ */
+export class BlobCache {
+  readonly store: BlobStore;
+  readonly #upstream: UpstreamClient;
+  readonly #limit: LimitFunction;
+  readonly #log: Logger;
+  readonly #inflight = new Map<string, BlobFill>();
+
+  constructor(store: BlobStore, upstream: UpstreamClient, limit: LimitFunction, log: Logger) {
+    this.store = store;
+    this.#upstream = upstream;
+    this.#limit = limit;
+    this.#log = log;
+  }
+
+  inflight(digest: Digest): BlobFill | undefined {
+    return this.#inflight.get(digest.hex);
+  }
+
+  get inflightCount(): number {
+    return this.#inflight.size;
+  }
+
+  /** The fill for this digest: the running one (joined: false → coalesced) or a new one. */
+  fill(repository: string, digest: Digest): { fill: BlobFill; joined: boolean } {
+    const running = this.#inflight.get(digest.hex);
+    if (running) return { fill: running, joined: true };
+    const fill = new BlobFill(digest, this.store.pathOf(digest));
+    this.#inflight.set(digest.hex, fill);
+    this.#limit(() => this.#run(fill, repository))
+      .catch((err: Error) => {
+        fill.fail(err);
+      })
+      .finally(() => {
+        if (this.#inflight.get(digest.hex) === fill) this.#inflight.delete(digest.hex);
+      });
+    return { fill, joined: false };
+  }
+
+  async #run(fill: BlobFill, repository: string): Promise<void> {
+    const digest = fill.digest;
+    const started = Date.now();
+    const res = await this.#upstream.request({
+      method: 'GET',
+      path: `/v2/${repository}/blobs/${digest.value}`,
+      repository,
+    });
+    if (res.status !== 200) {
+      res.body.destroy();
+      throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
+    }
+    const length = res.headers['content-length'];
+    const size = length === undefined ? undefined : Number(length);
+    let writer: BlobWriter | undefined;
+    try {
+      writer = await this.store.createWriter(digest);
+      fill.streaming(size, writer.tempPath);
+      for await (const chunk of res.body) {
+        await writer.write(chunk as Buffer);
+        if (size !== undefined && writer.written > size) break;
+        fill.progress(writer.written);
+      }
+      writer.verify(size);
+      fill.progress(writer.written);
+      fill.verified();
+      await writer.commit(size, true);
+      fill.committed();
+      this.#log.info(
+        { digest: digest.value, repository, bytes: writer.written, ms: Date.now() - started },
+        'blob cached',
+      );
+    } catch (err) {
+      res.body.destroy();
+      await writer?.abort().catch(() => {});
+      this.#log.warn({ digest: digest.value, repository, err: (err as Error).message }, 'blob fill failed');
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,221 @@
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type { Digest } from '../oci/digest.js';
+
+/** Blobs up to this size are kept in memory after their first read: manifests, configs, tiny layers. */
+export const SMALL_BLOB_BYTES = 256 * 1024;
+
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    readonly size: number,
+  ) {
+    super(`content does not match its digest: expected ${expected}, got ${actual} (${size} bytes)`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+export class SizeMismatchError extends Error {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`content length ${actual} does not match the announced ${expected}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+/**
+ * Content-addressed files: `<root>/blobs/sha256/<2 hex>/<hex>`, the layout the reference registry
+ * uses under docker/registry/v2/blobs. Everything lands in `<root>/tmp` first and is renamed into
+ * place only after its sha256 and length were checked, so a file at a digest path is always right.
+ * Files are immutable, which makes the size and small-body caches safe without invalidation.
+ */
+export class BlobStore {
+  readonly root: string;
+  readonly tmpDir: string;
+  readonly #sizes = new LRUCache<string, number>({ max: 100_000 });
+  readonly #small: LRUCache<string, Buffer>;
+
+  constructor(root: string, memoryBytes: number) {
+    this.root = root;
+    this.tmpDir = path.join(root, 'tmp');
+    this.#small = new LRUCache<string, Buffer>({
+      maxSize: Math.max(1, memoryBytes),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    });
+  }
+
+  async init(): Promise<void> {
+    await mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  pathOf(digest: Digest): string {
+    return path.join(this.root, 'blobs', 'sha256', digest.hex.slice(0, 2), digest.hex);
+  }
+
+  /** Size of a stored blob, or undefined when it is not stored. */
+  async size(digest: Digest): Promise<number | undefined> {
+    const known = this.#sizes.get(digest.hex);
+    if (known !== undefined) return known;
+    try {
+      const s = await stat(this.pathOf(digest));
+      this.#sizes.set(digest.hex, s.size);
+      return s.size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** The bytes of a small stored blob from memory, if they are there. */
+  cachedSmall(digest: Digest): Buffer | undefined {
+    return this.#small.get(digest.hex);
+  }
+
+  /** Reads a stored blob whole (manifests, small blobs); undefined when absent. */
+  async read(digest: Digest): Promise<Buffer | undefined> {
+    const cached = this.#small.get(digest.hex);
+    if (cached) return cached;
+    try {
+      const data = await readFile(this.pathOf(digest));
+      this.#sizes.set(digest.hex, data.length);
+      if (data.length <= SMALL_BLOB_BYTES) this.#small.set(digest.hex, data);
+      return data;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** Opens a stored blob for streaming; undefined when absent. */
+  async open(digest: Digest): Promise<{ handle: FileHandle; size: number } | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.pathOf(digest), constants.O_RDONLY);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.#sizes.delete(digest.hex);
+        return undefined;
+      }
+      throw err;
+    }
+    const known = this.#sizes.get(digest.hex);
+    if (known !== undefined) return { handle, size: known };
+    const s = await handle.stat();
+    this.#sizes.set(digest.hex, s.size);
+    return { handle, size: s.size };
+  }
+
+  /** Verifies and stores a whole body (manifests): temp file, then rename. */
+  async put(digest: Digest, data: Buffer): Promise<void> {
+    const writer = await this.createWriter(digest);
+    try {
+      await writer.write(data);
+      await writer.commit(data.length);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    if (data.length <= SMALL_BLOB_BYTES) this.#small.set(digest.hex, data);
+  }
+
+  async createWriter(digest: Digest): Promise<BlobWriter> {
+    const tempPath = path.join(this.tmpDir, `${digest.hex}.${randomBytes(6).toString('hex')}`);
+    const handle = await open(tempPath, 'w+');
+    return new BlobWriter(this, digest, tempPath, handle, (size) => this.#sizes.set(digest.hex, size));
+  }
+
+  /** Drops a blob from the store (a stored file found corrupt, or eviction). */
+  async remove(digest: Digest): Promise<void> {
+    this.#sizes.delete(digest.hex);
+    this.#small.delete(digest.hex);
+    await rm(this.pathOf(digest), { force: true });
+  }
+}
+
+/**
+ * One blob being written: hashed as it is written; `commit` checks digest and length, then makes
+ * it durable and renames it into place. Readers may open `tempPath` while it grows.
+ */
+export class BlobWriter {
+  readonly tempPath: string;
+  readonly #store: BlobStore;
+  readonly #digest: Digest;
+  readonly #handle: FileHandle;
+  readonly #hash: Hash = createHash('sha256');
+  readonly #onCommitted: (size: number) => void;
+  #written = 0;
+  #closed = false;
+
+  constructor(
+    store: BlobStore,
+    digest: Digest,
+    tempPath: string,
+    handle: FileHandle,
+    onCommitted: (n: number) => void,
+  ) {
+    this.#store = store;
+    this.#digest = digest;
+    this.tempPath = tempPath;
+    this.#handle = handle;
+    this.#onCommitted = onCommitted;
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#hash.update(chunk);
+    let offset = 0;
+    while (offset < chunk.length) {
+      const { bytesWritten } = await this.#handle.write(
+        chunk,
+        offset,
+        chunk.length - offset,
+        this.#written + offset,
+      );
+      offset += bytesWritten;
+    }
+    this.#written += chunk.length;
+  }
+
+  /** Checks the content; throws DigestMismatchError / SizeMismatchError (and removes the temp file). */
+  verify(expectedSize: number | undefined): void {
+    if (expectedSize !== undefined && expectedSize !== this.#written) {
+      throw new SizeMismatchError(expectedSize, this.#written);
+    }
+    const actual = `sha256:${this.#hash.digest('hex')}`;
+    if (actual !== this.#digest.value)
+      throw new DigestMismatchError(this.#digest.value, actual, this.#written);
+  }
+
+  /** Verify (unless already done), fsync, rename into place. */
+  async commit(expectedSize?: number, verified = false): Promise<void> {
+    if (!verified) this.verify(expectedSize);
+    // Durable before visible: a crash must never leave a short file at a digest path.
+    await this.#handle.datasync();
+    await this.#close();
+    const final = this.#store.pathOf(this.#digest);
+    await mkdir(path.dirname(final), { recursive: true });
+    await rename(this.tempPath, final);
+    this.#onCommitted(this.#written);
+  }
+
+  async abort(): Promise<void> {
+    await this.#close();
+    await rm(this.tempPath, { force: true });
+  }
+
+  async #close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#handle.close();
+  }
+}

@@ -1,0 +1,220 @@
+import { LRUCache } from 'lru-cache';
+import type { LimitFunction } from 'p-limit';
+import type { Logger } from '../observe/logger.js';
+import { type Digest, digestOf, parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import {
+  bareMediaType,
+  DOCKER_SCHEMA1,
+  DOCKER_SCHEMA1_SIGNED,
+  declaredMediaType,
+  MANIFEST_TYPES,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  UPSTREAM_ACCEPT,
+} from '../oci/media-types.js';
+import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
+import { UpstreamAuthError, UpstreamUnreachableError } from '../upstream/errors.js';
+import { upstreamFailure } from '../upstream/status.js';
+import type { BlobStore } from './blob-store.js';
+import type { TagIndex } from './tag-index.js';
+
+/** How a response was served, as the X-Cache header and the request log say. */
+export type CacheOutcome = 'HIT' | 'MISS' | 'COALESCED' | 'REVALIDATED' | 'STALE';
+
+export interface Manifest {
+  digest: Digest;
+  mediaType: string;
+  body: Buffer;
+  outcome: CacheOutcome;
+}
+
+/** distribution refuses manifests over 4 MiB; so do we, instead of buffering whatever comes. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Manifests by digest (immutable: stored once, never revalidated) and by tag (tag → digest with a
+ * TTL; after it, one HEAD upstream, which Docker Hub does not count as a pull; a GET only when the
+ * digest moved). When the upstream fails, a tag that was cached is served stale. Every upstream
+ * fetch is single-flight per repository and reference.
+ */
+export class ManifestCache {
+  readonly #store: BlobStore;
+  readonly #tags: TagIndex;
+  readonly #upstream: UpstreamClient;
+  readonly #limit: LimitFunction;
+  readonly #ttlMs: number;
+  readonly #log: Logger;
+  readonly #flights = new Map<string, Promise<Manifest>>();
+  /** Media type by digest, so a hit does not parse JSON. */
+  readonly #types = new LRUCache<string, string>({ max: 100_000 });
+
+  constructor(
+    store: BlobStore,
+    tags: TagIndex,
+    upstream: UpstreamClient,
+    limit: LimitFunction,
+    ttlMs: number,
+    log: Logger,
+  ) {
+    this.#store = store;
+    this.#tags = tags;
+    this.#upstream = upstream;
+    this.#limit = limit;
+    this.#ttlMs = ttlMs;
+    this.#log = log;
+  }
+
+  async byDigest(repository: string, digest: Digest): Promise<Manifest> {
+    const local = await this.#local(digest);
+    if (local) {
+      await this.#tags.noteManifest(repository, digest.hex);
+      return { ...local, outcome: 'HIT' };
+    }
+    return this.#singleFlight(`${repository}@${digest.value}`, () =>
+      this.#fetch(repository, digest.value, digest),
+    );
+  }
+
+  async byTag(repository: string, tag: string): Promise<Manifest> {
+    const entry = await this.#tags.get(repository, tag);
+    const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
+    if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs) return { ...cached, outcome: 'HIT' };
+    return this.#singleFlight(`${repository}:${tag}`, async () => {
+      if (!entry || !cached) return this.#fetch(repository, tag, undefined);
+      try {
+        return await this.#revalidate(repository, tag, cached);
+      } catch (err) {
+        if (isUpstreamOutage(err)) {
+          this.#log.warn(
+            { repository, tag, digest: cached.digest.value, reason: (err as Error).message },
+            'upstream failed: serving stale tag',
+          );
+          return { ...cached, outcome: 'STALE' };
+        }
+        throw err;
+      }
+    });
+  }
+
+  /** Tag past its TTL: HEAD upstream; same digest → keep, refresh the TTL; new digest → GET it. */
+  async #revalidate(repository: string, tag: string, cached: Omit<Manifest, 'outcome'>): Promise<Manifest> {
+    const res = await this.#limit(() =>
+      this.#upstream.request({
+        method: 'HEAD',
+        path: `/v2/${repository}/manifests/${tag}`,
+        repository,
+        headers: { accept: UPSTREAM_ACCEPT },
+      }),
+    );
+    res.body.destroy();
+    if (res.status !== 200) throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { tag });
+    const upstreamDigest = headerValue(res.headers['docker-content-digest']);
+    if (upstreamDigest === cached.digest.value) {
+      await this.#tags.set(repository, tag, {
+        digest: cached.digest.value,
+        mediaType: cached.mediaType,
+        checkedAt: Date.now(),
+      });
+      return { ...cached, outcome: 'REVALIDATED' };
+    }
+    this.#log.info({ repository, tag, from: cached.digest.value, to: upstreamDigest }, 'tag moved upstream');
+    return this.#fetch(repository, tag, undefined);
+  }
+
+  /** GET from upstream, verify, store; by tag also records tag → digest. */
+  async #fetch(repository: string, reference: string, expected: Digest | undefined): Promise<Manifest> {
+    const res = await this.#limit(() =>
+      this.#upstream.request({
+        method: 'GET',
+        path: `/v2/${repository}/manifests/${reference}`,
+        repository,
+        headers: { accept: UPSTREAM_ACCEPT },
+      }),
+    );
+    if (res.status !== 200) {
+      res.body.destroy();
+      throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference });
+    }
+    const body = await readBody(res.body, MAX_MANIFEST_BYTES);
+    const digest = parseDigest(digestOf(body));
+    const claimed = headerValue(res.headers['docker-content-digest']);
+    if ((expected && expected.value !== digest.value) || (claimed && claimed !== digest.value)) {
+      this.#log.error(
+        { repository, reference, expected: expected?.value ?? claimed, actual: digest.value },
+        'upstream manifest does not match its digest: not cached',
+      );
+      throw new RegistryError('UNAVAILABLE', 'upstream sent a manifest that does not match its digest', {
+        reference,
+      });
+    }
+    const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
+    await this.#store.put(digest, body);
+    this.#types.set(digest.hex, mediaType);
+    await this.#tags.noteManifest(repository, digest.hex);
+    if (!expected) {
+      await this.#tags.set(repository, reference, { digest: digest.value, mediaType, checkedAt: Date.now() });
+    }
+    return { digest, mediaType, body, outcome: 'MISS' };
+  }
+
+  async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {
+    const body = await this.#store.read(digest);
+    if (!body) return undefined;
+    let mediaType = this.#types.get(digest.hex);
+    if (!mediaType) {
+      mediaType = manifestMediaType(body, '');
+      this.#types.set(digest.hex, mediaType);
+    }
+    return { digest, mediaType, body };
+  }
+
+  async #singleFlight(key: string, run: () => Promise<Manifest>): Promise<Manifest> {
+    const running = this.#flights.get(key);
+    if (running) return { ...(await running), outcome: 'COALESCED' };
+    const flight = run().finally(() => this.#flights.delete(key));
+    this.#flights.set(key, flight);
+    return flight;
+  }
+}
+
+/**
+ * The media type of manifest bytes: the declared `mediaType` field, else the Content-Type the
+ * upstream sent, else the OCI type the shape implies (OCI allows omitting mediaType). Schema1 and
+ * anything that is not a manifest are refused: moby and containerd 2 refuse schema1 too.
+ */
+export function manifestMediaType(body: Buffer, contentType: string): string {
+  const declared = declaredMediaType(body);
+  if (
+    declared === DOCKER_SCHEMA1 ||
+    declared === DOCKER_SCHEMA1_SIGNED ||
+    contentType === DOCKER_SCHEMA1_SIGNED
+  ) {
+    throw new RegistryError('MANIFEST_UNKNOWN', 'schema1 manifests are not supported', {
+      mediaType: declared,
+    });
+  }
+  if (declared) {
+    if (!MANIFEST_TYPES.has(declared)) {
+      throw new RegistryError('MANIFEST_UNKNOWN', 'unsupported manifest media type', { mediaType: declared });
+    }
+    return declared;
+  }
+  if (MANIFEST_TYPES.has(contentType)) return contentType;
+  let doc: { manifests?: unknown; config?: unknown; layers?: unknown };
+  try {
+    doc = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new RegistryError('MANIFEST_UNKNOWN', 'upstream manifest is not JSON');
+  }
+  if (Array.isArray(doc.manifests)) return OCI_INDEX;
+  if (doc.config && Array.isArray(doc.layers)) return OCI_MANIFEST;
+  throw new RegistryError('MANIFEST_UNKNOWN', 'upstream sent something that is not a manifest');
+}
+
+/** Failures for which a cached copy should be served: unreachable, timeouts, 5xx, 429. */
+export function isUpstreamOutage(err: unknown): boolean {
+  if (err instanceof UpstreamUnreachableError || err instanceof UpstreamAuthError) return true;
+  if (err instanceof RegistryError) return err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS';
+  return false;
+}

@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+
+export interface TagEntry {
+  digest: string;
+  mediaType: string;
+  /** When the upstream last confirmed this mapping (ms since epoch). */
+  checkedAt: number;
+}
+
+/**
+ * Which repositories the mirror holds, their tags (tag → digest, with when it was last checked
+ * upstream) and the manifests pulled by digest. On disk, beside the blobs, in the reference
+ * registry's spirit (`repositories/<name>/_tags/<tag>`, `repositories/<name>/_manifests/<hex>`), so an
+ * operator can see what is cached with `ls`; in memory, an LRU of the entries in use.
+ */
+export class TagIndex {
+  readonly root: string;
+  readonly #entries = new LRUCache<string, TagEntry>({ max: 50_000 });
+  readonly #knownManifests = new LRUCache<string, true>({ max: 100_000 });
+
+  constructor(dataDir: string) {
+    this.root = path.join(dataDir, 'repositories');
+  }
+
+  async get(repository: string, tag: string): Promise<TagEntry | undefined> {
+    const key = `${repository}:${tag}`;
+    const cached = this.#entries.get(key);
+    if (cached) return cached;
+    try {
+      const entry = JSON.parse(await readFile(this.#tagPath(repository, tag), 'utf8')) as TagEntry;
+      if (typeof entry.digest !== 'string' || typeof entry.mediaType !== 'string') return undefined;
+      this.#entries.set(key, entry);
+      return entry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async set(repository: string, tag: string, entry: TagEntry): Promise<void> {
+    this.#entries.set(`${repository}:${tag}`, entry);
+    await atomicWrite(this.#tagPath(repository, tag), JSON.stringify(entry));
+  }
+
+  /** Records that a repository holds a manifest (what _catalog lists). */
+  async noteManifest(repository: string, digestHex: string): Promise<void> {
+    const key = `${repository}@${digestHex}`;
+    if (this.#knownManifests.has(key)) return;
+    const file = path.join(this.root, repository, '_manifests', digestHex);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, '');
+    this.#knownManifests.set(key, true);
+  }
+
+  /** Repositories holding at least one manifest, sorted (the catalog's order). */
+  async repositories(): Promise<string[]> {
+    const found: string[] = [];
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      if (entries.some((e) => e.name === '_manifests' || e.name === '_tags')) found.push(prefix);
+      for (const e of entries) {
+        if (e.isDirectory() && !e.name.startsWith('_')) {
+          await walk(path.join(dir, e.name), prefix ? `${prefix}/${e.name}` : e.name);
+        }
+      }
+    };
+    await walk(this.root, '');
+    return found.filter(Boolean).sort();
+  }
+
+  /** Tags cached locally for a repository, sorted. */
+  async tags(repository: string): Promise<string[]> {
+    try {
+      return (
+        (await readdir(path.join(this.root, repository, '_tags')))
+          // Temp files start with '.', which no tag can (tag grammar: [a-zA-Z0-9_] first).
+          .filter((t) => !t.startsWith('.'))
+          .sort()
+      );
+    } catch {
+      return [];
+    }
+  }
+
+  #tagPath(repository: string, tag: string): string {
+    return path.join(this.root, repository, '_tags', tag);
+  }
+}
+
+async function atomicWrite(file: string, content: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}`);
+  await writeFile(temp, content);
+  await rename(temp, file);
+}

@@ -1,0 +1,205 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+/** The one configuration object: read once at start, validated, passed down. */
+export interface Config {
+  listen: { host: string; port: number };
+  dataDir: string;
+  upstream: UpstreamConfig;
+  /** How long a tag → digest mapping is trusted before it is revalidated with a HEAD. */
+  tagTtlMs: number;
+  /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
+  memoryCacheBytes: number;
+  logLevel: string;
+}
+
+export interface UpstreamConfig {
+  url: URL;
+  username?: string;
+  password?: string;
+  /** Docker Hub names official images `library/NAME`; a one-component name is expanded to it. */
+  expandLibrary: boolean;
+  /** Concurrent upstream fetches (blob fills and manifest requests) at most. */
+  concurrency: number;
+  connectTimeoutMs: number;
+  /** Upstream sends no headers within this → failure (stale is served if there is one). */
+  headersTimeoutMs: number;
+  /** Upstream body idle for this long → the fill fails, nothing is stored. */
+  idleTimeoutMs: number;
+}
+
+export const DEFAULTS = {
+  listen: '0.0.0.0:5000',
+  upstream: 'https://registry-1.docker.io',
+  data: './data',
+  tagTtl: 300,
+  concurrency: 32,
+  connectTimeout: 10,
+  headersTimeout: 30,
+  idleTimeout: 30,
+  memoryCacheMb: 128,
+  logLevel: 'info',
+} as const;
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
+    return n;
+  };
+}
+
+function listenAddress(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 0.0.0.0:5000');
+  return { host: m[1] || m[2] || '0.0.0.0', port };
+}
+
+function upstreamUrl(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('expected an http(s) URL, e.g. https://registry-1.docker.io');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError('the upstream must be http:// or https://');
+  }
+  if (url.username || url.password) {
+    throw new InvalidArgumentError('put credentials in --upstream-username/--upstream-password, not the URL');
+  }
+  return url;
+}
+
+/** Every flag has an environment variable (HUBCACHE_ + the flag name in capitals). */
+function opt(flags: string, description: string, env: string): Option {
+  return new Option(flags, description).env(`HUBCACHE_${env}`);
+}
+
+export function buildCommand(): Command {
+  return new Command('hubcache')
+    .description('A pull-through caching mirror for Docker Hub (OCI distribution API).')
+    .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
+    .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
+    .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
+    .addOption(
+      opt('--upstream-username <name>', 'upstream account (raises Docker Hub limits)', 'UPSTREAM_USERNAME'),
+    )
+    .addOption(opt('--upstream-password <secret>', 'upstream password or access token', 'UPSTREAM_PASSWORD'))
+    .addOption(
+      opt(
+        '--upstream-password-file <file>',
+        'read the upstream password from a file',
+        'UPSTREAM_PASSWORD_FILE',
+      ),
+    )
+    .addOption(
+      opt('--tag-ttl <seconds>', 'trust a cached tag this long, then revalidate it with HEAD', 'TAG_TTL')
+        .default(DEFAULTS.tagTtl)
+        .argParser(positiveInt('--tag-ttl')),
+    )
+    .addOption(
+      opt('--upstream-concurrency <n>', 'concurrent upstream fetches at most', 'UPSTREAM_CONCURRENCY')
+        .default(DEFAULTS.concurrency)
+        .argParser(positiveInt('--upstream-concurrency')),
+    )
+    .addOption(
+      opt('--connect-timeout <seconds>', 'upstream connect timeout', 'CONNECT_TIMEOUT')
+        .default(DEFAULTS.connectTimeout)
+        .argParser(positiveInt('--connect-timeout')),
+    )
+    .addOption(
+      opt('--headers-timeout <seconds>', 'upstream response headers timeout', 'HEADERS_TIMEOUT')
+        .default(DEFAULTS.headersTimeout)
+        .argParser(positiveInt('--headers-timeout')),
+    )
+    .addOption(
+      opt('--idle-timeout <seconds>', 'upstream body idle timeout', 'IDLE_TIMEOUT')
+        .default(DEFAULTS.idleTimeout)
+        .argParser(positiveInt('--idle-timeout')),
+    )
+    .addOption(
+      opt('--memory-cache-mb <mib>', 'memory for manifests and small blobs', 'MEMORY_CACHE_MB')
+        .default(DEFAULTS.memoryCacheMb)
+        .argParser(positiveInt('--memory-cache-mb')),
+    )
+    .addOption(opt('--no-expand-library', 'do not expand NAME to library/NAME', 'NO_EXPAND_LIBRARY'))
+    .addOption(
+      opt('--log-level <level>', 'pino log level', 'LOG_LEVEL')
+        .default(DEFAULTS.logLevel)
+        .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    );
+}
+
+interface RawOptions {
+  listen: string;
+  upstream: string;
+  data: string;
+  upstreamUsername?: string;
+  upstreamPassword?: string;
+  upstreamPasswordFile?: string;
+  tagTtl: number;
+  upstreamConcurrency: number;
+  connectTimeout: number;
+  headersTimeout: number;
+  idleTimeout: number;
+  memoryCacheMb: number;
+  expandLibrary: boolean;
+  logLevel: string;
+}
+
+/** Parses flags and environment into a Config; throws (via commander) with the flag named. */
+export function parseConfig(argv: string[], command: Command = buildCommand()): Config {
+  command.parse(argv, { from: 'user' });
+  const raw = command.opts<RawOptions>();
+  let password = raw.upstreamPassword;
+  if (raw.upstreamPasswordFile) {
+    try {
+      password = readFileSync(raw.upstreamPasswordFile, 'utf8').trim();
+    } catch (err) {
+      command.error(`--upstream-password-file: ${(err as Error).message}`);
+    }
+  }
+  if (password && !raw.upstreamUsername) command.error('--upstream-password needs --upstream-username');
+  let listen: Config['listen'];
+  let url: URL;
+  try {
+    listen = listenAddress(raw.listen);
+    url = upstreamUrl(raw.upstream);
+  } catch (err) {
+    command.error(`error: ${(err as Error).message}`);
+  }
+  return {
+    listen,
+    dataDir: path.resolve(raw.data),
+    upstream: {
+      url,
+      ...(raw.upstreamUsername ? { username: raw.upstreamUsername } : {}),
+      ...(password ? { password } : {}),
+      expandLibrary: raw.expandLibrary,
+      concurrency: Math.max(1, raw.upstreamConcurrency),
+      connectTimeoutMs: raw.connectTimeout * 1000,
+      headersTimeoutMs: raw.headersTimeout * 1000,
+      idleTimeoutMs: raw.idleTimeout * 1000,
+    },
+    tagTtlMs: raw.tagTtl * 1000,
+    memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
+    logLevel: raw.logLevel,
+  };
+}
+
+/** Config for embedding (tests, benchmarks): defaults with overrides. */
+export function configWith(overrides: {
+  upstream: string;
+  dataDir: string;
+  listen?: string;
+  tagTtlSeconds?: number;
+  extraArgs?: string[];
+}): Config {
+  const args = ['--upstream', overrides.upstream, '--data', overrides.dataDir, '--log-level', 'silent'];
+  if (overrides.listen) args.push('--listen', overrides.listen);
+  if (overrides.tagTtlSeconds !== undefined) args.push('--tag-ttl', String(overrides.tagTtlSeconds));
+  return parseConfig([...args, ...(overrides.extraArgs ?? [])]);
+}

@@ -1,0 +1,46 @@
+import pLimit from 'p-limit';
+import { BlobCache } from './cache/blob-cache.js';
+import { BlobStore } from './cache/blob-store.js';
+import { ManifestCache } from './cache/manifest-cache.js';
+import { TagIndex } from './cache/tag-index.js';
+import type { Config } from './config.js';
+import type { Logger } from './observe/logger.js';
+import { UpstreamClient } from './upstream/client.js';
+import { canonicalName } from './upstream/hub-names.js';
+
+/**
+ * The one object that owns the mirror's state: the upstream client, the stores and the in-flight
+ * maps. Built from the Config, handed to every handler; nothing else holds mutable state.
+ */
+export class Mirror {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly upstream: UpstreamClient;
+  readonly blobs: BlobCache;
+  readonly manifests: ManifestCache;
+  readonly tags: TagIndex;
+
+  constructor(config: Config, log: Logger) {
+    this.config = config;
+    this.log = log;
+    this.upstream = new UpstreamClient(config.upstream, log);
+    const limit = pLimit(config.upstream.concurrency);
+    const store = new BlobStore(config.dataDir, config.memoryCacheBytes);
+    this.tags = new TagIndex(config.dataDir);
+    this.blobs = new BlobCache(store, this.upstream, limit, log);
+    this.manifests = new ManifestCache(store, this.tags, this.upstream, limit, config.tagTtlMs, log);
+  }
+
+  async init(): Promise<void> {
+    await this.blobs.store.init();
+  }
+
+  /** Validates a repository name from a URL and gives the upstream's spelling of it. */
+  repositoryName(raw: string): string {
+    return canonicalName(raw, this.config.upstream.expandLibrary);
+  }
+
+  async close(): Promise<void> {
+    await this.upstream.close();
+  }
+}

@@ -1,0 +1,114 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { Hono } from 'hono';
+import { blobHandler } from './api/blobs.js';
+import { catalogHandler } from './api/catalog.js';
+import { type Exchange, exchangeOf } from './api/exchange.js';
+import { manifestHandler } from './api/manifests.js';
+import { sendError, sendJson } from './api/respond.js';
+import { tagsHandler } from './api/tags.js';
+import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
+import type { Mirror } from './mirror.js';
+import { RegistryError } from './oci/errors.js';
+import { parseV2Path } from './oci/names.js';
+import { UpstreamAuthError, UpstreamUnreachableError } from './upstream/errors.js';
+
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+/**
+ * Routes → handlers, and the one place errors become the spec's JSON. Every /v2/ request goes
+ * through `dispatch`, which reads top to bottom: parse the endpoint, refuse writes, call the
+ * handler, log one line.
+ */
+export function createApp(mirror: Mirror): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  const handle = async (c: { env: HttpBindings }) => {
+    await dispatch(mirror, c.env.incoming, c.env.outgoing);
+    return RESPONSE_ALREADY_SENT;
+  };
+  app.all('/v2', handle);
+  app.all('/v2/*', handle);
+  app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'not found', detail: null }] }, 404));
+  return app;
+}
+
+export async function dispatch(mirror: Mirror, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const ex = exchangeOf(req, res);
+  const started = performance.now();
+  res.once('close', () => logRequest(mirror, ex, started));
+  try {
+    await route(ex, mirror);
+  } catch (err) {
+    fail(ex, mirror, err);
+  }
+}
+
+async function route(ex: Exchange, mirror: Mirror): Promise<void> {
+  const endpoint = parseV2Path(ex.path);
+  if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
+  // A pull-through mirror is read-only (PROTOCOL.md §1.1: distribution's UNSUPPORTED is 405).
+  if (!READ_METHODS.has(ex.method))
+    throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { method: ex.method });
+  // containerd adds ?ns=<registry> to every request (spec "Registry Proxying"): echo it, as the spec suggests.
+  const ns = ex.query.get('ns');
+  if (ns) ex.res.setHeader('OCI-Namespace', ns);
+  switch (endpoint.kind) {
+    case 'base':
+      return sendJson(ex, 200, {});
+    case 'catalog':
+      return catalogHandler(ex, mirror);
+    case 'manifest':
+      return manifestHandler(ex, mirror, endpoint.name, endpoint.reference);
+    case 'blob':
+      return blobHandler(ex, mirror, endpoint.name, endpoint.digest);
+    case 'tags':
+      return tagsHandler(ex, mirror, endpoint.name);
+    case 'upload':
+      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only: push to a registry', {
+        method: ex.method,
+      });
+    case 'referrers':
+      throw new RegistryError('UNSUPPORTED', 'referrers are not mirrored yet', {});
+  }
+}
+
+/** The one place an error becomes a response. */
+function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
+  const registryError = toRegistryError(err);
+  if (registryError.status >= 500 || !(err instanceof RegistryError)) {
+    mirror.log.warn({ method: ex.method, path: ex.path, err: (err as Error).message }, 'request failed');
+  }
+  if (ex.res.headersSent) {
+    // Mid-body: the only honest signal left is a connection cut short.
+    ex.res.destroy();
+    return;
+  }
+  sendError(ex, registryError);
+}
+
+export function toRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof UpstreamUnreachableError) {
+    return new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { reason: err.code });
+  }
+  if (err instanceof UpstreamAuthError) {
+    return new RegistryError('UNAVAILABLE', 'upstream registry refused our token request', {});
+  }
+  if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
+    return new RegistryError('UNAVAILABLE', 'upstream sent content that does not match its digest', {});
+  }
+  return new RegistryError('UNKNOWN', 'internal error', {});
+}
+
+function logRequest(mirror: Mirror, ex: Exchange, started: number): void {
+  mirror.log.info({
+    method: ex.method,
+    path: ex.path,
+    status: ex.res.statusCode,
+    bytes: ex.bytes,
+    complete: ex.res.writableFinished,
+    ms: Math.round((performance.now() - started) * 10) / 10,
+    cache: ex.outcome,
+  });
+}

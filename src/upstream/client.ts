@@ -1,0 +1,233 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Agent, errors as undiciErrors } from 'undici';
+import type { UpstreamConfig } from '../config.js';
+import type { Logger } from '../observe/logger.js';
+import { type Challenge, parseWwwAuthenticate } from '../oci/www-authenticate.js';
+import { UpstreamAuthError, UpstreamUnreachableError } from './errors.js';
+import { parseRateLimit, type RateLimitReading } from './rate-limit.js';
+import { realmMayReceiveCredentials } from './realm-trust.js';
+import { parseTokenResponse, TokenCache, type TokenKey } from './token-cache.js';
+
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  /** Path and query on the upstream, e.g. `/v2/library/alpine/manifests/3.20`. */
+  path: string;
+  /** The repository the request is about: it decides the token scope. */
+  repository?: string;
+  headers?: Record<string, string>;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Must be consumed or destroyed by the caller. */
+  body: Readable;
+}
+
+const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Talks to one upstream registry: keep-alive pool, the registry token flow, and redirects followed
+ * by hand so Authorization never crosses to another host (Docker Hub answers blob GETs with 307 to a
+ * signed CDN URL that refuses double auth, PROTOCOL.md §1.3).
+ */
+export class UpstreamClient {
+  readonly #config: UpstreamConfig;
+  readonly #agent: Agent;
+  readonly #tokens = new TokenCache();
+  readonly #log: Logger;
+  /** The last Bearer challenge seen: lets later requests carry a token up front, saving a 401 round trip. */
+  #bearer: { realm: string; service: string } | undefined;
+  #basicChallenged = false;
+  rateLimit: RateLimitReading | undefined;
+
+  constructor(config: UpstreamConfig, log: Logger) {
+    this.#config = config;
+    this.#log = log;
+    this.#agent = new Agent({
+      connect: { timeout: config.connectTimeoutMs },
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.idleTimeoutMs,
+      keepAliveTimeout: 30_000,
+      connections: 64,
+    });
+  }
+
+  get origin(): string {
+    return this.#config.url.origin;
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    let auth = await this.#authorizationFor(req.repository, undefined, false);
+    let res = await this.#follow(req, auth);
+    if (res.status === 401) {
+      const challenges = parseWwwAuthenticate(String(res.headers['www-authenticate'] ?? ''));
+      const retryAuth = await this.#answerChallenge(challenges, req.repository, auth);
+      if (retryAuth !== undefined) {
+        res.body.destroy();
+        auth = retryAuth;
+        res = await this.#follow(req, auth);
+      }
+    }
+    this.#noteRateLimit(res.headers);
+    return res;
+  }
+
+  /** One request plus its redirects. Authorization is sent to the upstream's own origin only. */
+  async #follow(req: UpstreamRequest, auth: string | undefined): Promise<UpstreamResponse> {
+    let url = new URL(req.path, this.#config.url);
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { 'user-agent': 'hubcache/0.1', ...req.headers };
+      if (auth && url.origin === this.#config.url.origin) headers.authorization = auth;
+      const res = await this.#send(url, req.method, headers);
+      const location = res.headers.location;
+      if (!REDIRECTS.has(res.status) || typeof location !== 'string') return res;
+      res.body.destroy();
+      if (hop >= MAX_REDIRECTS)
+        throw new UpstreamUnreachableError(`too many redirects from ${url.host}`, 'EREDIRECT');
+      const next = new URL(location, url);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+        throw new UpstreamUnreachableError(`redirect to unsupported scheme ${next.protocol}`, 'EREDIRECT');
+      }
+      this.#log.debug({ from: url.host, to: next.host, status: res.status }, 'upstream redirect');
+      url = next;
+    }
+  }
+
+  async #send(url: URL, method: string, headers: Record<string, string>): Promise<UpstreamResponse> {
+    try {
+      const res = await this.#agent.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method,
+        headers,
+      });
+      // Callers destroy bodies they don't read; undici then emits an abort error, which must not
+      // crash the process when nobody is listening. Readers still see errors (iteration, pipeline).
+      res.body.on('error', () => {});
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    } catch (err) {
+      throw toUnreachable(err, url);
+    }
+  }
+
+  async #authorizationFor(
+    repository: string | undefined,
+    challengeScope: string | undefined,
+    fresh: boolean,
+  ): Promise<string | undefined> {
+    if (this.#bearer) {
+      const scope = challengeScope ?? (repository ? `repository:${repository}:pull` : '');
+      const key: TokenKey = { ...this.#bearer, scope };
+      if (fresh) this.#tokens.invalidate(key);
+      const token = await this.#tokens.get(key, () => this.#fetchToken(key));
+      return `Bearer ${token}`;
+    }
+    if (this.#basicChallenged) return this.#basicCredentials();
+    return undefined;
+  }
+
+  async #answerChallenge(
+    challenges: Challenge[],
+    repository: string | undefined,
+    sent: string | undefined,
+  ): Promise<string | undefined> {
+    const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
+    if (bearer?.params.realm) {
+      this.#bearer = { realm: bearer.params.realm, service: bearer.params.service ?? '' };
+      return this.#authorizationFor(repository, bearer.params.scope, true);
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) {
+      const basic = this.#basicCredentials();
+      if (basic && basic !== sent) {
+        this.#basicChallenged = true;
+        return basic;
+      }
+    }
+    return undefined;
+  }
+
+  #basicCredentials(): string | undefined {
+    const { username, password } = this.#config;
+    if (!username) return undefined;
+    return `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}`;
+  }
+
+  async #fetchToken(key: TokenKey): Promise<{ token: string; expiresIn?: number; issuedAt?: string }> {
+    const realm = new URL(key.realm);
+    if (key.service) realm.searchParams.set('service', key.service);
+    for (const scope of key.scope.split(' ').filter(Boolean)) realm.searchParams.append('scope', scope);
+    const headers: Record<string, string> = { 'user-agent': 'hubcache/0.1', accept: 'application/json' };
+    const basic = this.#basicCredentials();
+    if (basic && realmMayReceiveCredentials(realm, this.#config.url)) headers.authorization = basic;
+    const res = await this.#send(realm, 'GET', headers);
+    const text = await readText(res.body);
+    if (res.status !== 200) {
+      this.#log.warn({ realm: realm.host, status: res.status }, 'token request refused');
+      throw new UpstreamAuthError(`token endpoint ${realm.host} answered ${res.status}`);
+    }
+    try {
+      return parseTokenResponse(JSON.parse(text));
+    } catch (err) {
+      throw new UpstreamAuthError(`token endpoint ${realm.host} answered no token`, { cause: err });
+    }
+  }
+
+  #noteRateLimit(headers: IncomingHttpHeaders): void {
+    const reading = parseRateLimit(
+      headerValue(headers['ratelimit-limit']),
+      headerValue(headers['ratelimit-remaining']),
+      Date.now(),
+    );
+    if (!reading) return;
+    this.rateLimit = reading;
+    if (reading.remaining < reading.limit * 0.1) {
+      this.#log.warn(
+        { limit: reading.limit, remaining: reading.remaining },
+        'upstream pull rate limit almost used up',
+      );
+    }
+  }
+}
+
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function readText(body: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads a whole (small) upstream body, refusing more than `limit` bytes. */
+export async function readBody(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.destroy();
+      throw new UpstreamUnreachableError(`upstream body larger than ${limit} bytes`, 'ETOOBIG');
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function toUnreachable(err: unknown, url: URL): UpstreamUnreachableError {
+  if (err instanceof UpstreamUnreachableError) return err;
+  const code =
+    err instanceof undiciErrors.UndiciError
+      ? ((err as { code?: string }).code ?? err.name)
+      : ((err as { code?: string }).code ?? 'EUPSTREAM');
+  return new UpstreamUnreachableError(`upstream ${url.host}: ${(err as Error).message}`, code, {
+    cause: err,
+  });
+}

@@ -1,13 +1,13 @@
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ServerType, serve } from '@hono/node-server';
 import type { Config } from './config.js';
 import { Mirror } from './mirror.js';
 import { createLogger, type Logger } from './observe/logger.js';
-import { createApp } from './server.js';
+import { createListener } from './server.js';
 
 export interface RunningMirror {
   mirror: Mirror;
-  server: ServerType;
+  server: Server;
   /** http://host:port, with the port actually bound (0 in the config picks a free one). */
   url: string;
   close(): Promise<void>;
@@ -20,16 +20,13 @@ export async function startMirror(
 ): Promise<RunningMirror> {
   const mirror = new Mirror(config, log);
   await mirror.init();
-  const app = createApp(mirror);
-  const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, () =>
-      resolve(s),
-    );
-    s.once('error', reject);
-  });
   // dockerd sends Connection: close on every request, others keep-alive: allow both without
   // holding idle sockets forever.
-  if ('keepAliveTimeout' in server) server.keepAliveTimeout = 65_000;
+  const server = createServer({ keepAliveTimeout: 65_000 }, createListener(mirror));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
@@ -39,7 +36,7 @@ export async function startMirror(
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
-        if ('closeAllConnections' in server) server.closeAllConnections();
+        server.closeAllConnections();
       });
       await mirror.close();
       log.flush();

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HttpBindings } from '@hono/node-server';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { blobHandler } from './api/blobs.js';
 import { catalogHandler } from './api/catalog.js';
@@ -17,23 +16,35 @@ import { UpstreamAuthError, UpstreamUnreachableError } from './upstream/errors.j
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /**
- * Routes → handlers, and the one place errors become the spec's JSON. Every /v2/ request goes
- * through `dispatch`, which reads top to bottom: parse the endpoint, refuse writes, call the
- * handler, log one line.
+ * The request listener. The registry API (/v2) goes straight to `dispatch` on Node's request and
+ * response: hono answers HEAD by running the GET handler and wrapping its Response, which breaks a
+ * handler that already wrote to the socket, and the blob hit path must stay free of per-request
+ * layers (PERFORMANCE.md lessons 1, 4, 5). Everything else (operator endpoints) is a hono app.
  */
-export function createApp(mirror: Mirror): Hono<{ Bindings: HttpBindings }> {
-  const app = new Hono<{ Bindings: HttpBindings }>();
-  const handle = async (c: { env: HttpBindings }) => {
-    await dispatch(mirror, c.env.incoming, c.env.outgoing);
-    return RESPONSE_ALREADY_SENT;
+export function createListener(mirror: Mirror): (req: IncomingMessage, res: ServerResponse) => void {
+  const hono = getRequestListener(createOperatorApp().fetch);
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if (url === '/v2' || url.startsWith('/v2/') || url.startsWith('/v2?')) {
+      void dispatch(mirror, req, res);
+      return;
+    }
+    void hono(req, res);
   };
-  app.all('/v2', handle);
-  app.all('/v2/*', handle);
+}
+
+/** Routes outside the registry API. */
+export function createOperatorApp(): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.get('/', (c) =>
+    c.text('hubcache: a pull-through mirror for Docker Hub. The registry API is at /v2/.\n'),
+  );
   app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'not found', detail: null }] }, 404));
   return app;
 }
 
-export async function dispatch(mirror: Mirror, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** One /v2 request, top to bottom: parse the endpoint, refuse writes, call the handler, log one line. */
+async function dispatch(mirror: Mirror, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const ex = exchangeOf(req, res);
   const started = performance.now();
   res.once('close', () => logRequest(mirror, ex, started));

@@ -189,20 +189,28 @@ export class FillReader extends Readable {
     }
   }
 
-  /** Opens the temp file, or the final one if the fill was committed meanwhile. */
+  /**
+   * Opens the temp file, or the final one once the fill was committed. Undefined means "renamed
+   * while we looked, not yet marked committed": the commit notification will come, wait for it.
+   */
   async #open(): Promise<FileHandle | undefined> {
-    try {
-      this.#handle = await open(this.#fill.path, constants.O_RDONLY);
-      if (this.destroyed) {
-        await this.#handle.close();
-        this.#handle = undefined;
+    for (;;) {
+      const target = this.#fill.path;
+      try {
+        this.#handle = await open(target, constants.O_RDONLY);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || this.#fill.state === 'failed') throw err;
+        if (target === this.#fill.finalPath) throw err;
+        // The commit may have happened during the open: then look at the final path right away.
+        if (this.#fill.state !== 'committed') return undefined;
       }
-      return this.#handle;
-    } catch (err) {
-      // Renamed between our look at the state and the open: look again after the next change.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.#fill.state !== 'failed') return undefined;
-      throw err;
     }
+    if (this.destroyed) {
+      await this.#handle.close();
+      this.#handle = undefined;
+    }
+    return this.#handle;
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {

@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { configWith } from '../../src/config.js';
+import { type RunningMirror, startMirror } from '../../src/listen.js';
+import type { FakeRegistry } from './fake-registry.js';
+
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+export async function get(
+  url: string,
+  headers: Record<string, string> = {},
+  method: 'GET' | 'HEAD' = 'GET',
+): Promise<Reply> {
+  const res = await request(url, { method, headers });
+  const chunks: Buffer[] = [];
+  for await (const chunk of res.body) chunks.push(chunk as Buffer);
+  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+}
+
+export async function tempDataDir(): Promise<{ dir: string; remove(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'hubcache-test-'));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export async function mirrorFor(
+  upstream: FakeRegistry | string,
+  dataDir: string,
+  extraArgs: string[] = [],
+): Promise<RunningMirror> {
+  const url = typeof upstream === 'string' ? upstream : upstream.url;
+  return startMirror(
+    configWith({
+      upstream: url,
+      dataDir,
+      listen: '127.0.0.1:0',
+      extraArgs: [...(process.env.TEST_LOG ? ['--log-level', 'debug'] : []), ...extraArgs],
+    }),
+  );
+}
+
+/** A one-layer image in the fake upstream; returns its digests and the layer bytes. */
+export function addImage(registry: FakeRegistry, repository: string, tag: string, layerSize = 1024) {
+  const layer = randomBytes(layerSize);
+  const layerDigest = registry.addBlob(layer);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: [layerDigest] },
+    }),
+  );
+  const configDigest = registry.addBlob(config);
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: configDigest,
+      size: config.length,
+    },
+    layers: [
+      { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length },
+    ],
+  };
+  const manifestDigest = registry.addManifest(repository, tag, manifest, OCI_MANIFEST);
+  return {
+    layer,
+    layerDigest,
+    configDigest,
+    manifestDigest,
+    manifestBytes: Buffer.from(JSON.stringify(manifest)),
+  };
+}

@@ -101,7 +101,7 @@ export function buildCommand(): Command {
         .argParser(positiveInt('--tag-ttl')),
     )
     .addOption(
-      opt('--upstream-concurrency <n>', 'concurrent upstream fetches at most', 'UPSTREAM_CONCURRENCY')
+      opt('--upstream-concurrency <n>', 'concurrent upstream blob downloads (and, separately, manifest requests) at most', 'UPSTREAM_CONCURRENCY')
         .default(DEFAULTS.concurrency)
         .argParser(positiveInt('--upstream-concurrency')),
     )

@@ -24,11 +24,12 @@ export class Mirror {
     this.config = config;
     this.log = log;
     this.upstream = new UpstreamClient(config.upstream, log);
-    const limit = pLimit(config.upstream.concurrency);
+    // Separate budgets: a manifest check must never queue behind long blob downloads.
+    const concurrency = config.upstream.concurrency;
     const store = new BlobStore(config.dataDir, config.memoryCacheBytes);
     this.tags = new TagIndex(config.dataDir);
-    this.blobs = new BlobCache(store, this.upstream, limit, log);
-    this.manifests = new ManifestCache(store, this.tags, this.upstream, limit, config.tagTtlMs, log);
+    this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log);
+    this.manifests = new ManifestCache(store, this.tags, this.upstream, pLimit(concurrency), config.tagTtlMs, log);
   }
 
   async init(): Promise<void> {

@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t hubcache .
+# Run:   docker run -d -p 5000:5000 -v hubcache-data:/data hubcache
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    HUBCACHE_LISTEN=0.0.0.0:5000 \
+    HUBCACHE_DATA=/data
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 5000
+ENTRYPOINT ["node", "--enable-source-maps", "dist/main.js"]

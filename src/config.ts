@@ -79,58 +79,72 @@ function opt(flags: string, description: string, env: string): Option {
 }
 
 export function buildCommand(): Command {
-  return new Command('hubcache')
-    .description('A pull-through caching mirror for Docker Hub (OCI distribution API).')
-    .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
-    .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
-    .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
-    .addOption(
-      opt('--upstream-username <name>', 'upstream account (raises Docker Hub limits)', 'UPSTREAM_USERNAME'),
-    )
-    .addOption(opt('--upstream-password <secret>', 'upstream password or access token', 'UPSTREAM_PASSWORD'))
-    .addOption(
-      opt(
-        '--upstream-password-file <file>',
-        'read the upstream password from a file',
-        'UPSTREAM_PASSWORD_FILE',
-      ),
-    )
-    .addOption(
-      opt('--tag-ttl <seconds>', 'trust a cached tag this long, then revalidate it with HEAD', 'TAG_TTL')
-        .default(DEFAULTS.tagTtl)
-        .argParser(positiveInt('--tag-ttl')),
-    )
-    .addOption(
-      opt('--upstream-concurrency <n>', 'concurrent upstream blob downloads (and, separately, manifest requests) at most', 'UPSTREAM_CONCURRENCY')
-        .default(DEFAULTS.concurrency)
-        .argParser(positiveInt('--upstream-concurrency')),
-    )
-    .addOption(
-      opt('--connect-timeout <seconds>', 'upstream connect timeout', 'CONNECT_TIMEOUT')
-        .default(DEFAULTS.connectTimeout)
-        .argParser(positiveInt('--connect-timeout')),
-    )
-    .addOption(
-      opt('--headers-timeout <seconds>', 'upstream response headers timeout', 'HEADERS_TIMEOUT')
-        .default(DEFAULTS.headersTimeout)
-        .argParser(positiveInt('--headers-timeout')),
-    )
-    .addOption(
-      opt('--idle-timeout <seconds>', 'upstream body idle timeout', 'IDLE_TIMEOUT')
-        .default(DEFAULTS.idleTimeout)
-        .argParser(positiveInt('--idle-timeout')),
-    )
-    .addOption(
-      opt('--memory-cache-mb <mib>', 'memory for manifests and small blobs', 'MEMORY_CACHE_MB')
-        .default(DEFAULTS.memoryCacheMb)
-        .argParser(positiveInt('--memory-cache-mb')),
-    )
-    .addOption(opt('--no-expand-library', 'do not expand NAME to library/NAME', 'NO_EXPAND_LIBRARY'))
-    .addOption(
-      opt('--log-level <level>', 'pino log level', 'LOG_LEVEL')
-        .default(DEFAULTS.logLevel)
-        .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-    );
+  return (
+    new Command('hubcache')
+      .description('A pull-through caching mirror for Docker Hub (OCI distribution API).')
+      .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
+      .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
+      .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
+      .addOption(
+        opt('--upstream-username <name>', 'upstream account (raises Docker Hub limits)', 'UPSTREAM_USERNAME'),
+      )
+      .addOption(
+        opt('--upstream-password <secret>', 'upstream password or access token', 'UPSTREAM_PASSWORD'),
+      )
+      .addOption(
+        opt(
+          '--upstream-password-file <file>',
+          'read the upstream password from a file',
+          'UPSTREAM_PASSWORD_FILE',
+        ),
+      )
+      .addOption(
+        opt('--tag-ttl <seconds>', 'trust a cached tag this long, then revalidate it with HEAD', 'TAG_TTL')
+          .default(DEFAULTS.tagTtl)
+          .argParser(positiveInt('--tag-ttl')),
+      )
+      .addOption(
+        opt(
+          '--upstream-concurrency <n>',
+          'concurrent upstream blob downloads (and, separately, manifest requests) at most',
+          'UPSTREAM_CONCURRENCY',
+        )
+          .default(DEFAULTS.concurrency)
+          .argParser(positiveInt('--upstream-concurrency')),
+      )
+      .addOption(
+        opt('--connect-timeout <seconds>', 'upstream connect timeout', 'CONNECT_TIMEOUT')
+          .default(DEFAULTS.connectTimeout)
+          .argParser(positiveInt('--connect-timeout')),
+      )
+      .addOption(
+        opt('--headers-timeout <seconds>', 'upstream response headers timeout', 'HEADERS_TIMEOUT')
+          .default(DEFAULTS.headersTimeout)
+          .argParser(positiveInt('--headers-timeout')),
+      )
+      .addOption(
+        opt('--idle-timeout <seconds>', 'upstream body idle timeout', 'IDLE_TIMEOUT')
+          .default(DEFAULTS.idleTimeout)
+          .argParser(positiveInt('--idle-timeout')),
+      )
+      .addOption(
+        opt('--memory-cache-mb <mib>', 'memory for manifests and small blobs', 'MEMORY_CACHE_MB')
+          .default(DEFAULTS.memoryCacheMb)
+          .argParser(positiveInt('--memory-cache-mb')),
+      )
+      // Not .env(): commander would read any value, even "false", as "set". See expandLibraryFromEnv.
+      .addOption(
+        new Option(
+          '--no-expand-library',
+          'do not expand NAME to library/NAME (env: HUBCACHE_EXPAND_LIBRARY=false)',
+        ),
+      )
+      .addOption(
+        opt('--log-level <level>', 'pino log level', 'LOG_LEVEL')
+          .default(DEFAULTS.logLevel)
+          .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+      )
+  );
 }
 
 interface RawOptions {
@@ -151,10 +165,25 @@ interface RawOptions {
 }
 
 /** Parses flags and environment into a Config; throws (via commander) with the flag named. */
-export function parseConfig(argv: string[], command: Command = buildCommand()): Config {
+export function parseConfig(
+  argv: string[],
+  command: Command = buildCommand(),
+  env: NodeJS.ProcessEnv = process.env,
+): Config {
   command.parse(argv, { from: 'user' });
   const raw = command.opts<RawOptions>();
+  if (command.getOptionValueSource('expandLibrary') !== 'cli') {
+    const value = env.HUBCACHE_EXPAND_LIBRARY;
+    if (value !== undefined) {
+      const parsed = parseBoolean(value);
+      if (parsed === undefined) command.error('error: HUBCACHE_EXPAND_LIBRARY must be true or false');
+      raw.expandLibrary = parsed;
+    }
+  }
   let password = raw.upstreamPassword;
+  if (raw.upstreamPasswordFile && raw.upstreamPassword) {
+    command.error('error: give --upstream-password or --upstream-password-file, not both');
+  }
   if (raw.upstreamPasswordFile) {
     try {
       password = readFileSync(raw.upstreamPasswordFile, 'utf8').trim();
@@ -188,6 +217,13 @@ export function parseConfig(argv: string[], command: Command = buildCommand()): 
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
     logLevel: raw.logLevel,
   };
+}
+
+function parseBoolean(value: string): boolean | undefined {
+  const v = value.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  return undefined;
 }
 
 /** Config for embedding (tests, benchmarks): defaults with overrides. */

@@ -29,7 +29,14 @@ export class Mirror {
     const store = new BlobStore(config.dataDir, config.memoryCacheBytes);
     this.tags = new TagIndex(config.dataDir);
     this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log);
-    this.manifests = new ManifestCache(store, this.tags, this.upstream, pLimit(concurrency), config.tagTtlMs, log);
+    this.manifests = new ManifestCache(
+      store,
+      this.tags,
+      this.upstream,
+      pLimit(concurrency),
+      config.tagTtlMs,
+      log,
+    );
   }
 
   async init(): Promise<void> {

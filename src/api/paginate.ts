@@ -9,7 +9,8 @@ export function paginate(
   query: URLSearchParams,
   path: string,
 ): { items: string[]; headers: Record<string, string> } {
-  const nText = query.get('n');
+  // An empty n is no n (as distribution reads it); n=0 is the spec's empty page.
+  const nText = query.get('n') || null;
   const last = query.get('last');
   let n: number | undefined;
   if (nText !== null) {

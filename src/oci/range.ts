@@ -25,6 +25,9 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
     // Suffix range: the last N bytes.
     const n = Number(last);
     if (n === 0) throw unsatisfiable(size);
+    // A suffix range of an empty body is satisfiable (RFC 9110 §14.1.2) but no 206 can describe
+    // zero bytes: serve it whole.
+    if (size === 0) return undefined;
     start = Math.max(0, size - n);
     end = size - 1;
   } else {

@@ -42,6 +42,11 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
       }
       i++;
       skipWs();
+      if (header[i] === '=' || i >= n || header[i] === ',') {
+        // `abc==`: a padded token68, not a parameter (a value can't start with '=').
+        i = save;
+        break;
+      }
       let value = '';
       if (header[i] === '"') {
         i++;
@@ -59,7 +64,8 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
       challenge.params[key.toLowerCase()] = value;
       skipWs();
       if (header[i] === ',') {
-        i++;
+        // Empty list elements (`a="x",,b="y"`) are ignored (RFC 9110 §5.6.1).
+        while (header[i] === ',' || header[i] === ' ' || header[i] === '\t') i++;
         continue;
       }
       break;

@@ -12,7 +12,8 @@ export function realmMayReceiveCredentials(realm: URL, upstream: URL): boolean {
   if (realm.protocol !== upstream.protocol && realm.protocol !== 'https:') return false;
   if (realm.hostname === upstream.hostname) return true;
   if (isIP(realm.hostname) || isIP(upstream.hostname)) return false;
-  const a = getDomain(realm.hostname);
-  const b = getDomain(upstream.hostname);
+  // Private suffixes count (github.io, herokuapp.com): tenants under them are different owners.
+  const a = getDomain(realm.hostname, { allowPrivateDomains: true });
+  const b = getDomain(upstream.hostname, { allowPrivateDomains: true });
   return a !== null && a === b;
 }

@@ -1,0 +1,333 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CommanderError } from 'commander';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildCommand, type Config, configWith, DEFAULTS, parseConfig } from '../../src/config.js';
+
+/** A command that throws instead of exiting and prints nothing. */
+function quietCommand() {
+  return buildCommand()
+    .exitOverride()
+    .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+}
+
+const parse = (...argv: string[]): Config => parseConfig(argv, quietCommand());
+
+function parseError(...argv: string[]): CommanderError {
+  try {
+    parse(...argv);
+  } catch (err) {
+    if (err instanceof CommanderError) return err;
+    throw err;
+  }
+  throw new Error(`expected ${JSON.stringify(argv)} to be rejected`);
+}
+
+// The tests own the HUBCACHE_* environment: save and clear it, then put it back.
+let savedEnv: Record<string, string | undefined>;
+beforeEach(() => {
+  savedEnv = {};
+  for (const key of Object.keys(process.env)) {
+    if (key.startsWith('HUBCACHE_')) {
+      savedEnv[key] = process.env[key];
+      delete process.env[key];
+    }
+  }
+});
+afterEach(() => {
+  for (const key of Object.keys(process.env)) {
+    if (key.startsWith('HUBCACHE_')) delete process.env[key];
+  }
+  Object.assign(process.env, savedEnv);
+});
+
+let tempDir: string | undefined;
+afterEach(() => {
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  tempDir = undefined;
+});
+function secretFile(content: string): string {
+  tempDir = mkdtempSync(path.join(tmpdir(), 'hubcache-config-'));
+  const file = path.join(tempDir, 'password');
+  writeFileSync(file, content);
+  return file;
+}
+
+describe('parseConfig defaults', () => {
+  it('listens on 0.0.0.0:5000 and mirrors Docker Hub with no arguments', () => {
+    const config = parse();
+    expect(config.listen).toEqual({ host: '0.0.0.0', port: 5000 });
+    expect(config.upstream.url.href).toBe('https://registry-1.docker.io/');
+  });
+
+  it('keeps the cache in ./data, resolved to an absolute path', () => {
+    const config = parse();
+    expect(path.isAbsolute(config.dataDir)).toBe(true);
+    expect(config.dataDir).toBe(path.join(process.cwd(), 'data'));
+  });
+
+  it('trusts a tag for 300 s and expands library/ names', () => {
+    const config = parse();
+    expect(config.tagTtlMs).toBe(300_000);
+    expect(config.upstream.expandLibrary).toBe(true);
+  });
+
+  it('uses the documented defaults for limits, timeouts, memory and logging', () => {
+    const config = parse();
+    expect(config.upstream.concurrency).toBe(DEFAULTS.concurrency);
+    expect(config.upstream.connectTimeoutMs).toBe(10_000);
+    expect(config.upstream.headersTimeoutMs).toBe(30_000);
+    expect(config.upstream.idleTimeoutMs).toBe(30_000);
+    expect(config.memoryCacheBytes).toBe(128 * 1024 * 1024);
+    expect(config.logLevel).toBe('info');
+  });
+
+  it('has no upstream credentials by default', () => {
+    const { upstream } = parse();
+    expect('username' in upstream).toBe(false);
+    expect('password' in upstream).toBe(false);
+  });
+});
+
+describe('parseConfig flags', () => {
+  it('--listen HOST:PORT', () => {
+    expect(parse('--listen', '127.0.0.1:8080').listen).toEqual({ host: '127.0.0.1', port: 8080 });
+  });
+
+  it('--listen with a bracketed IPv6 address', () => {
+    expect(parse('--listen', '[::1]:5001').listen).toEqual({ host: '::1', port: 5001 });
+  });
+
+  it('--listen with a port only, or an empty host, binds every interface', () => {
+    expect(parse('--listen', '6000').listen).toEqual({ host: '0.0.0.0', port: 6000 });
+    expect(parse('--listen', ':6001').listen).toEqual({ host: '0.0.0.0', port: 6001 });
+  });
+
+  it('--listen=VALUE works like --listen VALUE', () => {
+    expect(parse('--listen=localhost:7000').listen).toEqual({ host: 'localhost', port: 7000 });
+  });
+
+  it('--upstream', () => {
+    expect(parse('--upstream', 'http://127.0.0.1:5002').upstream.url.href).toBe('http://127.0.0.1:5002/');
+  });
+
+  it('--data, resolved against the working directory', () => {
+    expect(parse('--data', 'cache/dir').dataDir).toBe(path.resolve('cache/dir'));
+    expect(parse('--data', '/var/lib/hubcache').dataDir).toBe('/var/lib/hubcache');
+  });
+
+  it('--tag-ttl in seconds, including 0 (always revalidate)', () => {
+    expect(parse('--tag-ttl', '60').tagTtlMs).toBe(60_000);
+    expect(parse('--tag-ttl', '0').tagTtlMs).toBe(0);
+  });
+
+  it('--upstream-concurrency, with 0 raised to 1', () => {
+    expect(parse('--upstream-concurrency', '4').upstream.concurrency).toBe(4);
+    expect(parse('--upstream-concurrency', '0').upstream.concurrency).toBe(1);
+  });
+
+  it('--connect-timeout, --headers-timeout and --idle-timeout in seconds', () => {
+    const { upstream } = parse('--connect-timeout', '1', '--headers-timeout', '2', '--idle-timeout', '3');
+    expect(upstream.connectTimeoutMs).toBe(1000);
+    expect(upstream.headersTimeoutMs).toBe(2000);
+    expect(upstream.idleTimeoutMs).toBe(3000);
+  });
+
+  it('--memory-cache-mb in MiB', () => {
+    expect(parse('--memory-cache-mb', '16').memoryCacheBytes).toBe(16 * 1024 * 1024);
+  });
+
+  it('--no-expand-library', () => {
+    expect(parse('--no-expand-library').upstream.expandLibrary).toBe(false);
+  });
+
+  it('--log-level', () => {
+    expect(parse('--log-level', 'debug').logLevel).toBe('debug');
+  });
+
+  it('--upstream-username with --upstream-password', () => {
+    const { upstream } = parse('--upstream-username', 'alice', '--upstream-password', 's3cret');
+    expect(upstream.username).toBe('alice');
+    expect(upstream.password).toBe('s3cret');
+  });
+
+  it('--upstream-username alone (anonymous-looking but named)', () => {
+    const { upstream } = parse('--upstream-username', 'alice');
+    expect(upstream.username).toBe('alice');
+    expect('password' in upstream).toBe(false);
+  });
+});
+
+describe('parseConfig password file', () => {
+  it('reads the password from a file and trims the trailing newline', () => {
+    const file = secretFile('dckr_pat_abc123\n');
+    const { upstream } = parse('--upstream-username', 'alice', '--upstream-password-file', file);
+    expect(upstream.password).toBe('dckr_pat_abc123');
+  });
+
+  it('refuses --upstream-password together with --upstream-password-file', () => {
+    const file = secretFile('from-file');
+    const err = parseError(
+      '--upstream-username',
+      'alice',
+      '--upstream-password',
+      'from-flag',
+      '--upstream-password-file',
+      file,
+    );
+    expect(err.message).toContain('not both');
+  });
+
+  it('reads HUBCACHE_EXPAND_LIBRARY as a boolean, so =false really turns expansion off and =true on', () => {
+    process.env.HUBCACHE_EXPAND_LIBRARY = 'true';
+    expect(parse().upstream.expandLibrary).toBe(true);
+    process.env.HUBCACHE_EXPAND_LIBRARY = 'false';
+    expect(parse().upstream.expandLibrary).toBe(false);
+    process.env.HUBCACHE_EXPAND_LIBRARY = 'maybe';
+    expect(parseError().message).toContain('HUBCACHE_EXPAND_LIBRARY');
+    delete process.env.HUBCACHE_EXPAND_LIBRARY;
+  });
+
+  it('fails naming the flag when the file cannot be read', () => {
+    const err = parseError(
+      '--upstream-username',
+      'alice',
+      '--upstream-password-file',
+      '/nonexistent/hubcache-pw',
+    );
+    expect(err.message).toContain('--upstream-password-file');
+  });
+
+  it('fails when a password comes without a username', () => {
+    expect(parseError('--upstream-password', 's3cret').message).toContain('--upstream-username');
+    const file = secretFile('s3cret');
+    expect(parseError('--upstream-password-file', file).message).toContain('--upstream-username');
+  });
+});
+
+describe('parseConfig environment', () => {
+  it('reads every setting from HUBCACHE_* variables', () => {
+    const dir = path.resolve('env-data');
+    Object.assign(process.env, {
+      HUBCACHE_LISTEN: '127.0.0.1:9000',
+      HUBCACHE_UPSTREAM: 'https://mirror.example.com',
+      HUBCACHE_DATA: 'env-data',
+      HUBCACHE_TAG_TTL: '42',
+      HUBCACHE_UPSTREAM_CONCURRENCY: '3',
+      HUBCACHE_CONNECT_TIMEOUT: '4',
+      HUBCACHE_HEADERS_TIMEOUT: '5',
+      HUBCACHE_IDLE_TIMEOUT: '6',
+      HUBCACHE_MEMORY_CACHE_MB: '7',
+      HUBCACHE_LOG_LEVEL: 'warn',
+      HUBCACHE_UPSTREAM_USERNAME: 'bob',
+      HUBCACHE_UPSTREAM_PASSWORD: 'hunter2',
+      HUBCACHE_EXPAND_LIBRARY: 'false',
+    });
+    const config = parse();
+    expect(config).toEqual({
+      listen: { host: '127.0.0.1', port: 9000 },
+      dataDir: dir,
+      upstream: {
+        url: new URL('https://mirror.example.com'),
+        username: 'bob',
+        password: 'hunter2',
+        expandLibrary: false,
+        concurrency: 3,
+        connectTimeoutMs: 4000,
+        headersTimeoutMs: 5000,
+        idleTimeoutMs: 6000,
+      },
+      tagTtlMs: 42_000,
+      memoryCacheBytes: 7 * 1024 * 1024,
+      logLevel: 'warn',
+    });
+  });
+
+  it('reads the password file from HUBCACHE_UPSTREAM_PASSWORD_FILE', () => {
+    process.env.HUBCACHE_UPSTREAM_USERNAME = 'bob';
+    process.env.HUBCACHE_UPSTREAM_PASSWORD_FILE = secretFile('  from-env-file \n');
+    expect(parse().upstream.password).toBe('from-env-file');
+  });
+
+  it('lets a flag override its environment variable', () => {
+    process.env.HUBCACHE_LISTEN = '127.0.0.1:9000';
+    process.env.HUBCACHE_TAG_TTL = '42';
+    const config = parse('--listen', '127.0.0.1:9001', '--tag-ttl', '43');
+    expect(config.listen.port).toBe(9001);
+    expect(config.tagTtlMs).toBe(43_000);
+  });
+
+  it('validates environment values like flags', () => {
+    process.env.HUBCACHE_TAG_TTL = 'soon';
+    expect(parseError().message).toContain('--tag-ttl');
+  });
+
+  it('rejects a bad HUBCACHE_LISTEN', () => {
+    process.env.HUBCACHE_LISTEN = 'not-an-address';
+    expect(parseError().message).toContain('HOST:PORT');
+  });
+});
+
+describe('parseConfig rejects bad values', () => {
+  it.each([
+    ['a host without a port', 'localhost'],
+    ['a port above 65535', '0.0.0.0:65536'],
+    ['a missing port', '0.0.0.0:'],
+    ['a non-numeric port', '0.0.0.0:http'],
+    ['an unbracketed IPv6 address', '::1:5000'],
+    ['an empty value', ''],
+  ])('--listen with %s', (_what, value) => {
+    expect(parseError('--listen', value).message).toContain('HOST:PORT');
+  });
+
+  it.each([
+    ['no URL at all', 'registry-1.docker.io'],
+    ['another scheme', 'ftp://registry.example.com'],
+  ])('--upstream with %s', (_what, value) => {
+    expect(parseError('--upstream', value).message).toMatch(/http/);
+  });
+
+  it('--upstream with credentials in the URL, which would end up in logs', () => {
+    expect(parseError('--upstream', 'https://alice:pw@registry.example.com').message).toContain(
+      '--upstream-username',
+    );
+  });
+
+  it.each([
+    ['--tag-ttl', '-1'],
+    ['--tag-ttl', '1.5'],
+    ['--tag-ttl', 'ten'],
+    ['--upstream-concurrency', 'many'],
+    ['--connect-timeout', '-5'],
+    ['--memory-cache-mb', '0x10z'],
+  ])('%s=%s, which is no whole number ≥ 0', (flag, value) => {
+    expect(parseError(`${flag}=${value}`).message).toContain(flag);
+  });
+
+  it('an unknown --log-level', () => {
+    expect(parseError('--log-level', 'loud').code).toBe('commander.invalidArgument');
+  });
+
+  it('an unknown flag', () => {
+    expect(parseError('--upstreams', 'x').code).toBe('commander.unknownOption');
+  });
+});
+
+describe('configWith', () => {
+  it('builds a config for embedding from the given upstream, data dir and TTL', () => {
+    const config = configWith({
+      upstream: 'http://127.0.0.1:5999',
+      dataDir: '/tmp/hubcache-x',
+      listen: '127.0.0.1:0',
+      tagTtlSeconds: 0,
+      extraArgs: ['--no-expand-library'],
+    });
+    expect(config.upstream.url.href).toBe('http://127.0.0.1:5999/');
+    expect(config.dataDir).toBe('/tmp/hubcache-x');
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(config.tagTtlMs).toBe(0);
+    expect(config.logLevel).toBe('silent');
+    expect(config.upstream.expandLibrary).toBe(false);
+  });
+});

@@ -1,9 +1,11 @@
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { LimitFunction } from 'p-limit';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
-import type { BlobStore, BlobWriter } from './blob-store.js';
+import { type BlobStore, type BlobWriter, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
 
 /**
@@ -52,6 +54,15 @@ export class BlobCache {
   async #run(fill: BlobFill, repository: string): Promise<void> {
     const digest = fill.digest;
     const started = Date.now();
+    // Committed by another fill between the caller's look at the store and this one starting.
+    const stored = await this.store.size(digest);
+    if (stored !== undefined) {
+      fill.streaming(stored, fill.finalPath);
+      fill.progress(stored);
+      fill.verified();
+      fill.committed();
+      return;
+    }
     const res = await this.#upstream.request({
       method: 'GET',
       path: `/v2/${repository}/blobs/${digest.value}`,
@@ -67,11 +78,7 @@ export class BlobCache {
     try {
       writer = await this.store.createWriter(digest);
       fill.streaming(size, writer.tempPath);
-      for await (const chunk of res.body) {
-        await writer.write(chunk as Buffer);
-        if (size !== undefined && writer.written > size) break;
-        fill.progress(writer.written);
-      }
+      await pipeline(res.body, fillSink(writer, fill, size));
       writer.verify(size);
       fill.progress(writer.written);
       fill.verified();
@@ -88,4 +95,29 @@ export class BlobCache {
       throw err;
     }
   }
+}
+
+/**
+ * Where upstream bytes go: the temp file, hashed on the way. Chunks that queue up while a write is
+ * in flight are written together (writev), so a fast upstream costs few syscalls; readers are told
+ * after each write.
+ */
+function fillSink(writer: BlobWriter, fill: BlobFill, size: number | undefined): Writable {
+  const write = (chunks: Buffer[], callback: (err?: Error | null) => void) => {
+    writer.writev(chunks).then(() => {
+      if (size !== undefined && writer.written > size)
+        return callback(new SizeMismatchError(size, writer.written));
+      fill.progress(writer.written);
+      callback();
+    }, callback);
+  };
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    write: (chunk: Buffer, _encoding, callback) => write([chunk], callback),
+    writev: (chunks, callback) =>
+      write(
+        chunks.map((c) => c.chunk as Buffer),
+        callback,
+      ),
+  });
 }

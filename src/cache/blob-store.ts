@@ -172,18 +172,28 @@ export class BlobWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
-    this.#hash.update(chunk);
-    let offset = 0;
-    while (offset < chunk.length) {
-      const { bytesWritten } = await this.#handle.write(
-        chunk,
-        offset,
-        chunk.length - offset,
-        this.#written + offset,
-      );
-      offset += bytesWritten;
+    await this.writev([chunk]);
+  }
+
+  /** Appends chunks with one writev(2) where possible: upstream chunks are small (16-64 KiB). */
+  async writev(chunks: Uint8Array[]): Promise<void> {
+    let total = 0;
+    for (const chunk of chunks) {
+      this.#hash.update(chunk);
+      total += chunk.length;
     }
-    this.#written += chunk.length;
+    let { bytesWritten } = await this.#handle.writev(chunks, this.#written);
+    if (bytesWritten < total) {
+      // Short write (rare on regular files): finish with plain writes.
+      const rest = Buffer.concat(chunks).subarray(bytesWritten);
+      let offset = 0;
+      while (offset < rest.length) {
+        const r = await this.#handle.write(rest, offset, rest.length - offset, this.#written + bytesWritten);
+        offset += r.bytesWritten;
+        bytesWritten += r.bytesWritten;
+      }
+    }
+    this.#written += total;
   }
 
   /** Checks the content; throws DigestMismatchError / SizeMismatchError (and removes the temp file). */

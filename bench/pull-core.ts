@@ -197,7 +197,9 @@ for (const r of rows) {
     `| ${r.path} | ${f(r.coldMs)} | ${f(r.warmMs)} | ${r.upstreamBlobGetsCold} / ${r.upstreamBlobGetsWarm} | ${r.upstreamManifestGets} / ${r.upstreamManifestHeads} |`,
   );
 }
-if (ours) console.log(`\ncold through hubcache / direct: ${(ours.coldMs / rows[0]!.coldMs).toFixed(2)}×`);
+const directRow = rows[0];
+if (ours && directRow)
+  console.log(`\ncold through hubcache / direct: ${(ours.coldMs / directRow.coldMs).toFixed(2)}×`);
 console.log('\n20 clients at once on the cold big blob\n');
 console.log('| path | upstream GETs | all 20 correct | time to first byte, slowest client | total |');
 console.log('|---|---|---|---|---|');

@@ -6,7 +6,7 @@ import { acceptedTypes } from '../oci/media-types.js';
 import { parseReference } from '../oci/names.js';
 import { negotiate } from '../oci/negotiation.js';
 import type { Exchange } from './exchange.js';
-import { sendBody } from './respond.js';
+import { sendBody, sendNotModified } from './respond.js';
 
 /** GET/HEAD /v2/<name>/manifests/<tag|digest> */
 export async function manifestHandler(
@@ -38,7 +38,7 @@ export async function manifestHandler(
     ETag: etag,
   };
   if (ex.req.headers['if-none-match'] === etag) {
-    sendBody(ex, 304, { ...headers, 'Content-Length': manifest.body.length }, undefined);
+    sendNotModified(ex, headers);
     return;
   }
   sendBody(ex, 200, headers, manifest.body);

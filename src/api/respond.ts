@@ -28,6 +28,12 @@ export function sendBody(ex: Exchange, status: number, headers: Headers, body: B
   ex.res.end(body);
 }
 
+/** 304: the validators, no Content-Length (a 304 has no body, and clients check the length). */
+export function sendNotModified(ex: Exchange, headers: Headers): void {
+  head(ex, 304, headers);
+  ex.res.end();
+}
+
 export function sendJson(ex: Exchange, status: number, value: unknown, headers: Headers = {}): void {
   sendBody(
     ex,

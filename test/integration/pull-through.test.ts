@@ -391,3 +391,24 @@ describe('tag freshness', () => {
     expect(upstream.requests.length).toBe(before);
   });
 });
+
+describe('manifests: single flight and conditional requests', () => {
+  it('makes one upstream GET for 10 concurrent cold requests of a tag', async () => {
+    const img = addImage(upstream, 'library/alpine', 'crowd');
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, () => get(`${mirror.url}/v2/alpine/manifests/crowd`)),
+    );
+    expect(replies.every((r) => r.headers['docker-content-digest'] === img.manifestDigest)).toBe(true);
+    expect(upstream.count('GET', /manifests\/crowd$/)).toBe(1);
+    expect(replies.filter((r) => r.headers['x-cache'] === 'COALESCED').length).toBe(9);
+  });
+
+  it('answers If-None-Match with the current digest with 304 and no body', async () => {
+    const img = addImage(upstream, 'library/alpine', '1');
+    const res = await get(`${mirror.url}/v2/alpine/manifests/1`, {
+      'if-none-match': `"${img.manifestDigest}"`,
+    });
+    expect(res.status).toBe(304);
+    expect(res.body.length).toBe(0);
+  });
+});

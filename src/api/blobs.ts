@@ -37,7 +37,8 @@ export async function blobHandler(
 
   // Miss: join the running fill or start one; headers go out as soon as the upstream answered.
   const { fill, joined } = mirror.blobs.fill(name, digest);
-  ex.outcome = joined ? 'COALESCED' : 'MISS';
+  // A fill already verified (only its rename is pending) is local, verified bytes: a hit.
+  ex.outcome = !joined ? 'MISS' : fill.complete ? 'HIT' : 'COALESCED';
   await fill.started;
   if (fill.size === undefined) {
     // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).

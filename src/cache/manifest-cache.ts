@@ -99,14 +99,7 @@ export class ManifestCache {
 
   /** Tag past its TTL: HEAD upstream; same digest → keep, refresh the TTL; new digest → GET it. */
   async #revalidate(repository: string, tag: string, cached: Omit<Manifest, 'outcome'>): Promise<Manifest> {
-    const res = await this.#limit(() =>
-      this.#upstream.request({
-        method: 'HEAD',
-        path: `/v2/${repository}/manifests/${tag}`,
-        repository,
-        headers: { accept: UPSTREAM_ACCEPT },
-      }),
-    );
+    const res = await this.#ask('HEAD', repository, tag);
     res.body.destroy();
     if (res.status !== 200) throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { tag });
     const upstreamDigest = headerValue(res.headers['docker-content-digest']);
@@ -124,14 +117,7 @@ export class ManifestCache {
 
   /** GET from upstream, verify, store; by tag also records tag → digest. */
   async #fetch(repository: string, reference: string, expected: Digest | undefined): Promise<Manifest> {
-    const res = await this.#limit(() =>
-      this.#upstream.request({
-        method: 'GET',
-        path: `/v2/${repository}/manifests/${reference}`,
-        repository,
-        headers: { accept: UPSTREAM_ACCEPT },
-      }),
-    );
+    const res = await this.#ask('GET', repository, reference);
     if (res.status !== 200) {
       res.body.destroy();
       throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference });
@@ -156,6 +142,18 @@ export class ManifestCache {
       await this.#tags.set(repository, reference, { digest: digest.value, mediaType, checkedAt: Date.now() });
     }
     return { digest, mediaType, body, outcome: 'MISS' };
+  }
+
+  /** One upstream manifest request, always with the full Accept list, within the manifest budget. */
+  #ask(method: 'GET' | 'HEAD', repository: string, reference: string) {
+    return this.#limit(() =>
+      this.#upstream.request({
+        method,
+        path: `/v2/${repository}/manifests/${reference}`,
+        repository,
+        headers: { accept: UPSTREAM_ACCEPT },
+      }),
+    );
   }
 
   async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {

@@ -82,3 +82,12 @@ export function addImage(registry: FakeRegistry, repository: string, tag: string
     manifestBytes: Buffer.from(JSON.stringify(manifest)),
   };
 }
+
+/** A promise the test opens by hand: holds a fault-injected upstream body mid-way. */
+export function gate(): { open: () => void; opened: Promise<void> } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}

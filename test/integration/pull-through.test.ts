@@ -7,6 +7,7 @@ import { type FakeRegistry, sha256, startFakeRegistry } from './fake-registry.js
 import {
   addImage,
   DOCKER_MANIFEST,
+  gate,
   get,
   mirrorFor,
   OCI_INDEX,
@@ -104,13 +105,10 @@ describe('pull API', () => {
   });
 
   it('serves a range of a blob that is still downloading', async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
+    const { open, opened } = gate();
     const img = addImage(upstream, 'library/big', '1', 4 * 1024 * 1024);
     upstream.fault = (r) =>
-      r.path.startsWith('/cdn/') ? { kind: 'gate', after: 1024 * 1024, open: gate } : undefined;
+      r.path.startsWith('/cdn/') ? { kind: 'gate', after: 1024 * 1024, open: opened } : undefined;
     const early = get(`${mirror.url}/v2/big/blobs/${img.layerDigest}`, { range: 'bytes=100-199' });
     const res = await early;
     expect(res.status).toBe(206);
@@ -221,13 +219,10 @@ describe('Accept negotiation', () => {
 
 describe('single flight and streaming', () => {
   it('makes one upstream GET for 20 concurrent cold requests and streams before the upstream finished', async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
+    const { open, opened } = gate();
     const img = addImage(upstream, 'library/big', '1', 8 * 1024 * 1024);
     upstream.fault = (r) =>
-      r.path.startsWith('/cdn/') ? { kind: 'gate', after: 2 * 1024 * 1024, open: gate } : undefined;
+      r.path.startsWith('/cdn/') ? { kind: 'gate', after: 2 * 1024 * 1024, open: opened } : undefined;
     const responses = await Promise.all(
       Array.from({ length: 20 }, () => request(`${mirror.url}/v2/big/blobs/${img.layerDigest}`)),
     );
@@ -244,13 +239,10 @@ describe('single flight and streaming', () => {
   });
 
   it('finishes and stores a fill when the only client disconnects mid-download', async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
+    const { open, opened } = gate();
     const img = addImage(upstream, 'library/big', '1', 4 * 1024 * 1024);
     upstream.fault = (r) =>
-      r.path.startsWith('/cdn/') ? { kind: 'gate', after: 1024 * 1024, open: gate } : undefined;
+      r.path.startsWith('/cdn/') ? { kind: 'gate', after: 1024 * 1024, open: opened } : undefined;
     const res = await request(`${mirror.url}/v2/big/blobs/${img.layerDigest}`);
     expect(res.statusCode).toBe(200);
     res.body.destroy();

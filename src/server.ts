@@ -86,7 +86,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
 
 /** The one place an error becomes a response. */
 function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
-  const registryError = toRegistryError(err);
+  const registryError = toRegistryError(err, mirror.upstream.origin);
   if (registryError.status >= 500 || !(err instanceof RegistryError)) {
     mirror.log.warn({ method: ex.method, path: ex.path, err: (err as Error).message }, 'request failed');
   }
@@ -98,13 +98,14 @@ function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
   sendError(ex, registryError);
 }
 
-export function toRegistryError(err: unknown): RegistryError {
+/** Upstream failures name the upstream: the operator reading a client's error must know where to look. */
+export function toRegistryError(err: unknown, upstream: string): RegistryError {
   if (err instanceof RegistryError) return err;
   if (err instanceof UpstreamUnreachableError) {
-    return new RegistryError('UNAVAILABLE', 'upstream registry unreachable', { reason: err.code });
+    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} unreachable`, { reason: err.code });
   }
   if (err instanceof UpstreamAuthError) {
-    return new RegistryError('UNAVAILABLE', 'upstream registry refused our token request', {});
+    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} refused our token request`, {});
   }
   if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
     return new RegistryError('UNAVAILABLE', 'upstream sent content that does not match its digest', {});

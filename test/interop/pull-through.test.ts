@@ -88,11 +88,15 @@ describe.skipIf(!bedPrograms())('pull-through against the reference registry', (
     await pullThroughMirror('library/small:1');
     await pullThroughMirror('library/big:1');
     const blobsBefore = bed.front.count('GET', /\/blobs\//);
+    // The registry's own access log agrees with the counting front.
+    const registryBlobsBefore = bed.registry.count('GET', /\/blobs\//);
+    expect(registryBlobsBefore).toBeGreaterThan(0);
     const manifestsBefore = bed.front.count('GET', /\/manifests\//);
     await pullThroughMirror('library/small:1');
     await pullThroughMirror('library/big:1');
     expect(bed.front.count('GET', /\/blobs\//)).toBe(blobsBefore);
     expect(bed.front.count('GET', /\/manifests\//)).toBe(manifestsBefore);
+    expect(bed.registry.count('GET', /\/blobs\//)).toBe(registryBlobsBefore);
   });
 
   it('expands short names: small and library/small are one cache entry', async () => {

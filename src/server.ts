@@ -102,7 +102,9 @@ function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
 export function toRegistryError(err: unknown, upstream: string): RegistryError {
   if (err instanceof RegistryError) return err;
   if (err instanceof UpstreamUnreachableError) {
-    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} unreachable`, { reason: err.code });
+    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} unreachable`, {
+      reason: err.code,
+    });
   }
   if (err instanceof UpstreamAuthError) {
     return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} refused our token request`, {});

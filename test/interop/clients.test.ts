@@ -101,6 +101,7 @@ describe.skipIf(!bedPrograms())('real clients through the mirror', () => {
       expect(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code).toBe('MANIFEST_UNKNOWN');
       // dockerd then falls back to Docker Hub: here that fallback is refused by the proxy, not sent.
       await expect(dockerd.docker(['pull', 'no-such-image'])).rejects.toThrow();
+      expect(bed.refusing.attempts.some((a) => a.includes('docker.io'))).toBe(true);
       bed.refusing.attempts.length = 0;
     });
   });

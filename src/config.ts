@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import bytes from 'bytes-iec';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 /** The one configuration object: read once at start, validated, passed down. */
@@ -9,6 +10,12 @@ export interface Config {
   upstream: UpstreamConfig;
   /** How long a tag → digest mapping is trusted before it is revalidated with a HEAD. */
   tagTtlMs: number;
+  /** Per-pattern TTLs, first match wins (e.g. `latest` short, `v*` long); else tagTtlMs. */
+  tagTtlRules: TagTtlRule[];
+  /** Serve only what is cached; never contact the upstream. */
+  offline: boolean;
+  /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
+  maxSizeBytes: number | undefined;
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
   memoryCacheBytes: number;
   logLevel: string;
@@ -27,6 +34,12 @@ export interface UpstreamConfig {
   headersTimeoutMs: number;
   /** Upstream body idle for this long → the fill fails, nothing is stored. */
   idleTimeoutMs: number;
+}
+
+export interface TagTtlRule {
+  /** A glob over the tag (`latest`, `v*`), or over `repository:tag` when it contains ':' or '/'. */
+  pattern: string;
+  ttlMs: number;
 }
 
 export const DEFAULTS = {
@@ -48,6 +61,20 @@ function positiveInt(name: string) {
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
     return n;
   };
+}
+
+function ttlRule(value: string, previous: TagTtlRule[] = []): TagTtlRule[] {
+  const m = /^(.+)=(\d+)$/.exec(value.trim());
+  if (!m?.[1] || !m[2]) throw new InvalidArgumentError('expected PATTERN=SECONDS, e.g. latest=60');
+  return [...previous, { pattern: m[1], ttlMs: Number(m[2]) * 1000 }];
+}
+
+function byteSize(value: string): number {
+  const n = bytes.parse(value);
+  if (n === null || !Number.isFinite(n) || n <= 0) {
+    throw new InvalidArgumentError('expected a size such as 50GiB, 500MB or 1073741824');
+  }
+  return Math.floor(n);
 }
 
 function listenAddress(value: string): { host: string; port: number } {
@@ -102,6 +129,25 @@ export function buildCommand(): Command {
         opt('--tag-ttl <seconds>', 'trust a cached tag this long, then revalidate it with HEAD', 'TAG_TTL')
           .default(DEFAULTS.tagTtl)
           .argParser(positiveInt('--tag-ttl')),
+      )
+      .addOption(
+        new Option(
+          '--tag-ttl-rule <pattern=seconds>',
+          'TTL for tags matching a glob, repeatable, first match wins (env: HUBCACHE_TAG_TTL_RULES, comma-separated)',
+        ).argParser(ttlRule),
+      )
+      .addOption(
+        opt(
+          '--max-size <size>',
+          'bound the cache (e.g. 50GiB): evict least recently used',
+          'MAX_SIZE',
+        ).argParser(byteSize),
+      )
+      .addOption(
+        new Option(
+          '--offline',
+          'serve only what is cached, never call the upstream (env: HUBCACHE_OFFLINE=true)',
+        ),
       )
       .addOption(
         opt(
@@ -162,6 +208,9 @@ interface RawOptions {
   memoryCacheMb: number;
   expandLibrary: boolean;
   logLevel: string;
+  tagTtlRule?: TagTtlRule[];
+  maxSize?: number;
+  offline?: boolean;
 }
 
 /** Parses flags and environment into a Config; throws (via commander) with the flag named. */
@@ -172,12 +221,24 @@ export function parseConfig(
 ): Config {
   command.parse(argv, { from: 'user' });
   const raw = command.opts<RawOptions>();
-  if (command.getOptionValueSource('expandLibrary') !== 'cli') {
-    const value = env.HUBCACHE_EXPAND_LIBRARY;
-    if (value !== undefined) {
-      const parsed = parseBoolean(value);
-      if (parsed === undefined) command.error('error: HUBCACHE_EXPAND_LIBRARY must be true or false');
-      raw.expandLibrary = parsed;
+  // Booleans and lists from the environment are parsed here, not by commander's .env(): it reads any
+  // value of a boolean's variable, "false" included, as "set".
+  const envBoolean = (option: 'expandLibrary' | 'offline', name: string) => {
+    const value = env[name];
+    if (command.getOptionValueSource(option) === 'cli' || value === undefined) return;
+    const parsed = parseBoolean(value);
+    if (parsed === undefined) command.error(`error: ${name} must be true or false`);
+    raw[option] = parsed;
+  };
+  envBoolean('expandLibrary', 'HUBCACHE_EXPAND_LIBRARY');
+  envBoolean('offline', 'HUBCACHE_OFFLINE');
+  let rules = raw.tagTtlRule ?? [];
+  if (rules.length === 0 && env.HUBCACHE_TAG_TTL_RULES) {
+    try {
+      for (const part of env.HUBCACHE_TAG_TTL_RULES.split(',').filter((p) => p.trim()))
+        rules = ttlRule(part, rules);
+    } catch (err) {
+      command.error(`error: HUBCACHE_TAG_TTL_RULES: ${(err as Error).message}`);
     }
   }
   let password = raw.upstreamPassword;
@@ -214,6 +275,9 @@ export function parseConfig(
       idleTimeoutMs: raw.idleTimeout * 1000,
     },
     tagTtlMs: raw.tagTtl * 1000,
+    tagTtlRules: rules,
+    offline: raw.offline ?? false,
+    maxSizeBytes: raw.maxSize,
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
     logLevel: raw.logLevel,
   };

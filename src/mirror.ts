@@ -3,6 +3,7 @@ import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
+import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
 import type { Logger } from './observe/logger.js';
 import { UpstreamClient } from './upstream/client.js';
@@ -23,7 +24,7 @@ export class Mirror {
   constructor(config: Config, log: Logger) {
     this.config = config;
     this.log = log;
-    this.upstream = new UpstreamClient(config.upstream, log);
+    this.upstream = new UpstreamClient(config.upstream, log, config.offline);
     // Separate budgets: a manifest check must never queue behind long blob downloads.
     const concurrency = config.upstream.concurrency;
     const store = new BlobStore(config.dataDir, config.memoryCacheBytes);
@@ -34,7 +35,7 @@ export class Mirror {
       this.tags,
       this.upstream,
       pLimit(concurrency),
-      config.tagTtlMs,
+      tagTtl(config.tagTtlRules, config.tagTtlMs),
       log,
     );
   }

@@ -10,8 +10,8 @@ import { tagsHandler } from './api/tags.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
 import type { Mirror } from './mirror.js';
 import { RegistryError } from './oci/errors.js';
-import { parseV2Path } from './oci/names.js';
-import { UpstreamAuthError, UpstreamUnreachableError } from './upstream/errors.js';
+import { parseReference, parseV2Path } from './oci/names.js';
+import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
@@ -22,7 +22,7 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
  * layers (PERFORMANCE.md lessons 1, 4, 5). Everything else (operator endpoints) is a hono app.
  */
 export function createListener(mirror: Mirror): (req: IncomingMessage, res: ServerResponse) => void {
-  const hono = getRequestListener(createOperatorApp().fetch);
+  const hono = getRequestListener(createOperatorApp(mirror).fetch);
   return (req, res) => {
     const url = req.url ?? '/';
     if (url === '/v2' || url.startsWith('/v2/') || url.startsWith('/v2?')) {
@@ -33,9 +33,34 @@ export function createListener(mirror: Mirror): (req: IncomingMessage, res: Serv
   };
 }
 
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
 /** Routes outside the registry API. */
-export function createOperatorApp(): Hono<{ Bindings: HttpBindings }> {
+export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
+  // "Recheck this tag now" (e.g. after pushing a new `latest` upstream). Loopback only until the
+  // mirror has operator authentication.
+  app.post('/_hubcache/invalidate', async (c) => {
+    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
+      return c.json(
+        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
+        403,
+      );
+    }
+    const tag = c.req.query('tag') ?? '';
+    try {
+      const repository = mirror.repositoryName(c.req.query('repository') ?? '');
+      const ref = parseReference(tag);
+      if (ref.kind !== 'tag')
+        throw new RegistryError('TAG_INVALID', 'a tag, not a digest: digests never change');
+      const invalidated = await mirror.manifests.invalidate(repository, ref.tag);
+      mirror.log.info({ repository, tag, invalidated }, 'tag invalidated by operator');
+      return c.json({ repository, tag, invalidated });
+    } catch (err) {
+      const e = toRegistryError(err, mirror.upstream.origin);
+      return c.json(e.toJSON(), e.status as 400);
+    }
+  });
   app.get('/', (c) =>
     c.text('hubcache: a pull-through mirror for Docker Hub. The registry API is at /v2/.\n'),
   );
@@ -105,6 +130,16 @@ export function toRegistryError(err: unknown, upstream: string): RegistryError {
     return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} unreachable`, {
       reason: err.code,
     });
+  }
+  if (err instanceof UpstreamBackoffError) {
+    return new RegistryError(
+      'TOOMANYREQUESTS',
+      `upstream registry ${upstream} rate limit: retry later`,
+      null,
+      {
+        'Retry-After': String(err.retryAfterSeconds),
+      },
+    );
   }
   if (err instanceof UpstreamAuthError) {
     return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} refused our token request`, {});

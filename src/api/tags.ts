@@ -1,7 +1,6 @@
+import { isUpstreamOutage } from '../cache/manifest-cache.js';
 import type { Mirror } from '../mirror.js';
-import { RegistryError } from '../oci/errors.js';
 import { headerValue, readBody } from '../upstream/client.js';
-import { UpstreamAuthError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
 import { paginate } from './paginate.js';
@@ -39,11 +38,7 @@ export async function tagsHandler(ex: Exchange, mirror: Mirror, rawName: string)
     if (link) headers.Link = relativeLink(link);
     return sendBody(ex, 200, headers, body);
   } catch (err) {
-    const outage =
-      err instanceof UpstreamUnreachableError ||
-      err instanceof UpstreamAuthError ||
-      (err instanceof RegistryError && (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS'));
-    const local = outage ? await mirror.tags.tags(name) : [];
+    const local = isUpstreamOutage(err) ? await mirror.tags.tags(name) : [];
     if (local.length === 0) throw err;
     ex.outcome = 'STALE';
     const page = paginate(local, ex.query, `/v2/${name}/tags/list`);

@@ -14,7 +14,7 @@ import {
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
-import { UpstreamAuthError, UpstreamUnreachableError } from '../upstream/errors.js';
+import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { BlobStore } from './blob-store.js';
 import type { TagIndex } from './tag-index.js';
@@ -43,7 +43,7 @@ export class ManifestCache {
   readonly #tags: TagIndex;
   readonly #upstream: UpstreamClient;
   readonly #limit: LimitFunction;
-  readonly #ttlMs: number;
+  readonly #ttlMs: (repository: string, tag: string) => number;
   readonly #log: Logger;
   readonly #flights = new Map<string, Promise<Manifest>>();
   /** Media type by digest, so a hit does not parse JSON. */
@@ -54,7 +54,7 @@ export class ManifestCache {
     tags: TagIndex,
     upstream: UpstreamClient,
     limit: LimitFunction,
-    ttlMs: number,
+    ttlMs: (repository: string, tag: string) => number,
     log: Logger,
   ) {
     this.#store = store;
@@ -79,7 +79,9 @@ export class ManifestCache {
   async byTag(repository: string, tag: string): Promise<Manifest> {
     const entry = await this.#tags.get(repository, tag);
     const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
-    if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs) return { ...cached, outcome: 'HIT' };
+    if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
+      return { ...cached, outcome: 'HIT' };
+    }
     return this.#singleFlight(`${repository}:${tag}`, async () => {
       if (!entry || !cached) return this.#fetch(repository, tag, undefined);
       try {
@@ -95,6 +97,14 @@ export class ManifestCache {
         throw err;
       }
     });
+  }
+
+  /** An operator's "recheck this tag now": the next request revalidates it upstream. */
+  async invalidate(repository: string, tag: string): Promise<boolean> {
+    const entry = await this.#tags.get(repository, tag);
+    if (!entry) return false;
+    await this.#tags.set(repository, tag, { ...entry, checkedAt: 0 });
+    return true;
   }
 
   /** Tag past its TTL: HEAD upstream; same digest → keep, refresh the TTL; new digest → GET it. */
@@ -213,6 +223,7 @@ export function manifestMediaType(body: Buffer, contentType: string): string {
 /** Failures for which a cached copy should be served: unreachable, timeouts, 5xx, 429. */
 export function isUpstreamOutage(err: unknown): boolean {
   if (err instanceof UpstreamUnreachableError || err instanceof UpstreamAuthError) return true;
+  if (err instanceof UpstreamBackoffError) return true;
   if (err instanceof RegistryError) return err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS';
   return false;
 }

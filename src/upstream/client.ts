@@ -4,7 +4,7 @@ import { Agent, errors as undiciErrors } from 'undici';
 import type { UpstreamConfig } from '../config.js';
 import type { Logger } from '../observe/logger.js';
 import { type Challenge, parseWwwAuthenticate } from '../oci/www-authenticate.js';
-import { UpstreamAuthError, UpstreamUnreachableError } from './errors.js';
+import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './errors.js';
 import { parseRateLimit, type RateLimitReading } from './rate-limit.js';
 import { realmMayReceiveCredentials } from './realm-trust.js';
 import { parseTokenResponse, TokenCache, type TokenKey } from './token-cache.js';
@@ -41,11 +41,15 @@ export class UpstreamClient {
   /** The last Bearer challenge seen: lets later requests carry a token up front, saving a 401 round trip. */
   #bearer: { realm: string; service: string } | undefined;
   #basicChallenged = false;
+  readonly #offline: boolean;
+  /** After a 429: no upstream request before this time (ms since epoch). */
+  #backoffUntil = 0;
   rateLimit: RateLimitReading | undefined;
 
-  constructor(config: UpstreamConfig, log: Logger) {
+  constructor(config: UpstreamConfig, log: Logger, offline = false) {
     this.#config = config;
     this.#log = log;
+    this.#offline = offline;
     this.#agent = new Agent({
       connect: { timeout: config.connectTimeoutMs },
       headersTimeout: config.headersTimeoutMs,
@@ -64,6 +68,10 @@ export class UpstreamClient {
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    if (this.#offline)
+      throw new UpstreamUnreachableError('offline mode: the upstream is never contacted', 'EOFFLINE');
+    const wait = this.#backoffUntil - Date.now();
+    if (wait > 0) throw new UpstreamBackoffError(Math.ceil(wait / 1000));
     let auth = await this.#authorizationFor(req.repository, undefined, false);
     let res = await this.#follow(req, auth);
     if (res.status === 401) {
@@ -76,7 +84,18 @@ export class UpstreamClient {
       }
     }
     this.#noteRateLimit(res.headers);
+    if (res.status === 429) this.#backOff(res.headers);
     return res;
+  }
+
+  /** Docker Hub's 429 (pull limit or abuse limit): wait as long as it says, 60 s when it says nothing. */
+  #backOff(headers: IncomingHttpHeaders): void {
+    const seconds = Math.min(3600, parseRetryAfter(headerValue(headers['retry-after']), Date.now()) ?? 60);
+    this.#backoffUntil = Date.now() + seconds * 1000;
+    this.#log.warn(
+      { retryAfterSeconds: seconds, remaining: this.rateLimit?.remaining },
+      'upstream answered 429: backing off',
+    );
   }
 
   /** One request plus its redirects. Authorization is sent to the upstream's own origin only. */
@@ -194,6 +213,14 @@ export class UpstreamClient {
       );
     }
   }
+}
+
+/** Retry-After is delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (!value) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - now) / 1000)) : undefined;
 }
 
 export function headerValue(value: string | string[] | undefined): string | undefined {

@@ -15,3 +15,16 @@ export class UpstreamAuthError extends Error {
     this.name = 'UpstreamAuthError';
   }
 }
+
+/**
+ * The upstream answered 429 and asked us to wait (Retry-After): until then no request is sent, so a
+ * rate-limited Docker Hub is not hammered by retries; cached content is served meanwhile.
+ */
+export class UpstreamBackoffError extends Error {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super(`upstream rate limit: backing off for ${retryAfterSeconds} s`);
+    this.name = 'UpstreamBackoffError';
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}

@@ -223,6 +223,9 @@ describe('parseConfig environment', () => {
       HUBCACHE_UPSTREAM_USERNAME: 'bob',
       HUBCACHE_UPSTREAM_PASSWORD: 'hunter2',
       HUBCACHE_EXPAND_LIBRARY: 'false',
+      HUBCACHE_TAG_TTL_RULES: 'latest=60, v*=86400',
+      HUBCACHE_MAX_SIZE: '2GiB',
+      HUBCACHE_OFFLINE: 'true',
     });
     const config = parse();
     expect(config).toEqual({
@@ -239,6 +242,12 @@ describe('parseConfig environment', () => {
         idleTimeoutMs: 6000,
       },
       tagTtlMs: 42_000,
+      tagTtlRules: [
+        { pattern: 'latest', ttlMs: 60_000 },
+        { pattern: 'v*', ttlMs: 86_400_000 },
+      ],
+      offline: true,
+      maxSizeBytes: 2 * 1024 ** 3,
       memoryCacheBytes: 7 * 1024 * 1024,
       logLevel: 'warn',
     });

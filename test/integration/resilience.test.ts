@@ -1,0 +1,99 @@
+import { request } from 'undici';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningMirror } from '../../src/listen.js';
+import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
+import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
+
+let upstream: FakeRegistry;
+let mirror: RunningMirror;
+let data: Awaited<ReturnType<typeof tempDataDir>>;
+
+async function restart(extraArgs: string[]): Promise<void> {
+  await mirror.close();
+  mirror = await mirrorFor(upstream, data.dir, extraArgs);
+}
+
+beforeEach(async () => {
+  upstream = await startFakeRegistry({ auth: true });
+  data = await tempDataDir();
+  mirror = await mirrorFor(upstream, data.dir);
+});
+
+afterEach(async () => {
+  await mirror.close();
+  await upstream.close();
+  await data.remove();
+});
+
+describe('offline mode', () => {
+  it('serves what is cached and never contacts the upstream', async () => {
+    const img = addImage(upstream, 'library/alpine', '1');
+    await get(`${mirror.url}/v2/alpine/manifests/1`);
+    await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
+    await restart(['--offline', '--tag-ttl', '0']);
+    const before = upstream.requests.length + upstream.tokenRequests;
+    const manifest = await get(`${mirror.url}/v2/alpine/manifests/1`);
+    expect(manifest.status).toBe(200);
+    expect(manifest.headers['x-cache']).toBe('STALE');
+    expect((await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`)).body.equals(img.layer)).toBe(true);
+    const missing = await get(`${mirror.url}/v2/alpine/manifests/2`);
+    expect(missing.status).toBe(503);
+    expect(JSON.parse(missing.body.toString()).errors[0].code).toBe('UNAVAILABLE');
+    expect(upstream.requests.length + upstream.tokenRequests).toBe(before);
+  });
+});
+
+describe('tag TTL by pattern, and invalidation', () => {
+  it('rechecks `latest` on every request but trusts version tags', async () => {
+    await restart(['--tag-ttl-rule', 'latest=0', '--tag-ttl-rule', 'v*=3600', '--tag-ttl', '3600']);
+    addImage(upstream, 'library/app', 'latest');
+    addImage(upstream, 'library/app', 'v1');
+    for (const tag of ['latest', 'v1']) await get(`${mirror.url}/v2/app/manifests/${tag}`);
+    expect((await get(`${mirror.url}/v2/app/manifests/latest`)).headers['x-cache']).toBe('REVALIDATED');
+    expect((await get(`${mirror.url}/v2/app/manifests/v1`)).headers['x-cache']).toBe('HIT');
+  });
+
+  it('revalidates a tag an operator invalidated, and refuses invalidation from another host', async () => {
+    addImage(upstream, 'library/app', 'latest');
+    await get(`${mirror.url}/v2/app/manifests/latest`);
+    const moved = addImage(upstream, 'library/app', 'latest');
+    expect((await get(`${mirror.url}/v2/app/manifests/latest`)).headers['x-cache']).toBe('HIT');
+    const res = await request(`${mirror.url}/_hubcache/invalidate?repository=app&tag=latest`, {
+      method: 'POST',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toEqual({ repository: 'library/app', tag: 'latest', invalidated: true });
+    const after = await get(`${mirror.url}/v2/app/manifests/latest`);
+    expect(after.headers['docker-content-digest']).toBe(moved.manifestDigest);
+    const bad = await request(`${mirror.url}/_hubcache/invalidate?repository=../etc&tag=latest`, {
+      method: 'POST',
+    });
+    expect(bad.statusCode).toBe(400);
+    await bad.body.dump();
+  });
+});
+
+describe('rate limits', () => {
+  it('backs off after a 429 for Retry-After: no upstream request meanwhile, stale served, 429 passed on', async () => {
+    await restart(['--tag-ttl', '0']);
+    const img = addImage(upstream, 'library/alpine', '1');
+    addImage(upstream, 'library/other', '1');
+    await get(`${mirror.url}/v2/alpine/manifests/1`);
+    upstream.fault = (r) =>
+      r.path.includes('/manifests/')
+        ? { kind: 'status', status: 429, headers: { 'Retry-After': '120' } }
+        : undefined;
+    expect((await get(`${mirror.url}/v2/alpine/manifests/1`)).headers['x-cache']).toBe('STALE');
+    const during = upstream.requests.length;
+    upstream.fault = undefined;
+    for (let i = 0; i < 5; i++) {
+      const stale = await get(`${mirror.url}/v2/alpine/manifests/1`);
+      expect(stale.headers['x-cache']).toBe('STALE');
+      expect(stale.headers['docker-content-digest']).toBe(img.manifestDigest);
+    }
+    const limited = await get(`${mirror.url}/v2/other/manifests/1`);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(100);
+    expect(upstream.requests.length).toBe(during);
+  });
+});

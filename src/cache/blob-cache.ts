@@ -1,12 +1,16 @@
-import { Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LimitFunction } from 'p-limit';
+import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
+
+/** Ranged retries of one interrupted download before it fails. */
+const MAX_RESUMES = 3;
 
 /**
  * Blobs: served from the store, or filled from the upstream once per digest however many clients
@@ -51,6 +55,25 @@ export class BlobCache {
     return { fill, joined: false };
   }
 
+  /** A ranged GET from `offset`; undefined unless the upstream answers 206 from exactly there. */
+  async #resume(
+    repository: string,
+    digest: Digest,
+    offset: number,
+    size: number,
+  ): Promise<Readable | undefined> {
+    const res = await this.#upstream.request({
+      method: 'GET',
+      path: `/v2/${repository}/blobs/${digest.value}`,
+      repository,
+      headers: { range: `bytes=${offset}-` },
+    });
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(headerValue(res.headers['content-range']) ?? '');
+    if (res.status === 206 && Number(range?.[1]) === offset && Number(range?.[3]) === size) return res.body;
+    res.body.destroy();
+    return undefined;
+  }
+
   async #run(fill: BlobFill, repository: string): Promise<void> {
     const digest = fill.digest;
     const started = Date.now();
@@ -78,7 +101,32 @@ export class BlobCache {
     try {
       writer = await this.store.createWriter(digest);
       fill.streaming(size, writer.tempPath);
-      await pipeline(res.body, fillSink(writer, fill, size));
+      let body = res.body;
+      let resumes = 0;
+      for (;;) {
+        const sink = fillSink(writer, fill, size);
+        try {
+          await pipeline(body, sink.stream);
+          break;
+        } catch (err) {
+          await sink.settled();
+          if (!isUpstreamBodyError(err) || size === undefined) throw err;
+          // Resume where the verified-so-far bytes end instead of starting over (big layers on a
+          // flaky link: rpardini/docker-registry-proxy#157). The retry itself may meet the dying
+          // connection: that counts as one of the attempts.
+          let next: Readable | undefined;
+          while (!next && resumes < MAX_RESUMES) {
+            resumes++;
+            next = await this.#resume(repository, digest, writer.written, size).catch(() => undefined);
+          }
+          if (!next) throw err;
+          this.#log.info(
+            { digest: digest.value, from: writer.written, size, err: (err as Error).message },
+            'resuming blob download',
+          );
+          body = next;
+        }
+      }
       writer.verify(size);
       fill.progress(writer.written);
       fill.verified();
@@ -97,21 +145,37 @@ export class BlobCache {
   }
 }
 
+/** Upstream body failures worth a ranged retry: the connection, not our disk or the content. */
+function isUpstreamBodyError(err: unknown): boolean {
+  if (err instanceof undiciErrors.UndiciError) return true;
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE';
+}
+
 /**
  * Where upstream bytes go: the temp file, hashed on the way. Chunks that queue up while a write is
  * in flight are written together (writev), so a fast upstream costs few syscalls; readers are told
  * after each write.
  */
-function fillSink(writer: BlobWriter, fill: BlobFill, size: number | undefined): Writable {
+function fillSink(
+  writer: BlobWriter,
+  fill: BlobFill,
+  size: number | undefined,
+): { stream: Writable; settled: () => Promise<void> } {
+  // The write in flight, so a resume reads `writer.written` only once it is final.
+  let inFlight: Promise<void> = Promise.resolve();
   const write = (chunks: Buffer[], callback: (err?: Error | null) => void) => {
-    writer.writev(chunks).then(() => {
-      if (size !== undefined && writer.written > size)
-        return callback(new SizeMismatchError(size, writer.written));
-      fill.progress(writer.written);
-      callback();
-    }, callback);
+    inFlight = writer.writev(chunks).then(
+      () => {
+        if (size !== undefined && writer.written > size)
+          return callback(new SizeMismatchError(size, writer.written));
+        fill.progress(writer.written);
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
   };
-  return new Writable({
+  const stream = new Writable({
     highWaterMark: 1024 * 1024,
     write: (chunk: Buffer, _encoding, callback) => write([chunk], callback),
     writev: (chunks, callback) =>
@@ -120,4 +184,5 @@ function fillSink(writer: BlobWriter, fill: BlobFill, size: number | undefined):
         callback,
       ),
   });
+  return { stream, settled: () => inFlight.catch(() => {}) };
 }

@@ -19,6 +19,7 @@ export interface SeenRequest {
   path: string;
   authorization: string | undefined;
   host: string | undefined;
+  range: string | undefined;
 }
 
 export interface FakeRegistry {
@@ -96,10 +97,45 @@ export async function startFakeRegistry(
       copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
       return void res.end(copy);
     }
+    if (fault.kind === 'truncate') {
+      // Close after the partial body is flushed (FIN, like an upstream that goes away mid-body).
+      res.write(body.subarray(0, fault.after), () => res.socket?.destroySoon());
+      return;
+    }
     res.write(body.subarray(0, fault.after));
-    if (fault.kind === 'truncate') return void res.destroy();
     if (fault.kind === 'stall') return; // never finishes: the mirror's idle timeout must fire
     void fault.open.then(() => res.end(body.subarray(fault.after)));
+  };
+
+  /** Blobs honour `Range: bytes=N-` (206), as registries and CDNs do: resumes depend on it. */
+  const sendBlob = (
+    res: ServerResponse,
+    seen: SeenRequest,
+    blob: Buffer,
+    headers: Record<string, string>,
+    fault: Fault | undefined,
+  ) => {
+    const m = /^bytes=(\d+)-$/.exec(seen.range ?? '');
+    const start = m ? Number(m[1]) : 0;
+    if (!m || start >= blob.length) {
+      return send(
+        res,
+        200,
+        { 'Content-Type': 'application/octet-stream', ...headers },
+        blob,
+        seen.method,
+        fault,
+      );
+    }
+    const range = { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}` };
+    send(
+      res,
+      206,
+      { 'Content-Type': 'application/octet-stream', ...headers, ...range },
+      blob.subarray(start),
+      seen.method,
+      fault,
+    );
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
@@ -109,6 +145,7 @@ export async function startFakeRegistry(
       path: url.pathname,
       authorization: req.headers.authorization,
       host: req.headers.host,
+      range: req.headers.range,
     };
     if (url.pathname === '/token') {
       registry.tokenRequests++;
@@ -148,14 +185,7 @@ export async function startFakeRegistry(
         res.writeHead(307, { Location: `http://localhost:${cdnPort}/cdn/${m[2]}?sig=abc` });
         return void res.end();
       }
-      return send(
-        res,
-        200,
-        { 'Content-Type': 'application/octet-stream', 'Docker-Content-Digest': m[2] },
-        blob,
-        seen.method,
-        fault,
-      );
+      return sendBlob(res, seen, blob, { 'Docker-Content-Digest': m[2] }, fault);
     }
     m = /^\/v2\/(.+)\/tags\/list$/.exec(url.pathname);
     if (m?.[1]) {
@@ -185,11 +215,12 @@ export async function startFakeRegistry(
       path: url.pathname,
       authorization: req.headers.authorization,
       host: req.headers.host,
+      range: req.headers.range,
     };
     registry.cdnRequests.push(seen);
     const blob = blobs.get(url.pathname.replace('/cdn/', ''));
     if (!blob) return notFound(res, 'BLOB_UNKNOWN');
-    send(res, 200, { 'Content-Type': 'application/octet-stream' }, blob, seen.method, registry.fault?.(seen));
+    sendBlob(res, seen, blob, {}, registry.fault?.(seen));
   });
   port = await listen(server);
   cdnPort = await listen(cdn);

@@ -285,21 +285,6 @@ describe('faults: nothing wrong is stored or served', () => {
     expect(upstream.cdnRequests.length).toBe(2);
   });
 
-  it('does not store a blob whose upstream connection dropped mid-body', async () => {
-    const img = addImage(upstream, 'library/alpine', '1', 1024 * 1024);
-    upstream.fault = (r) =>
-      r.path.startsWith('/cdn/') ? { kind: 'truncate', after: 512 * 1024 } : undefined;
-    // Depending on when the drop lands: a 503 before headers, or a body cut short. Never a whole 200.
-    const attempt = await request(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`).then(
-      async (r) => r.statusCode === 200 && (await r.body.arrayBuffer()).byteLength === img.layer.length,
-      () => false,
-    );
-    expect(attempt).toBe(false);
-    upstream.fault = undefined;
-    const good = await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
-    expect(good.body.equals(img.layer)).toBe(true);
-  });
-
   it('gives up on a stalled upstream after the idle timeout and stores nothing', async () => {
     await restartMirror(['--idle-timeout', '1']);
     const img = addImage(upstream, 'library/alpine', '1', 1024 * 1024);

@@ -97,3 +97,39 @@ describe('rate limits', () => {
     expect(upstream.requests.length).toBe(during);
   });
 });
+
+describe('interrupted downloads', () => {
+  it('resumes with a Range request from the bytes already received instead of starting over', async () => {
+    const img = addImage(upstream, 'library/big', '1', 4 * 1024 * 1024);
+    let blobGets = 0;
+    upstream.fault = (r) => {
+      if (r.method !== 'GET' || !r.path.includes('/blobs/') || !r.authorization) return undefined;
+      blobGets++;
+      // The first two attempts drop the connection part-way; the third completes.
+      return blobGets <= 2 ? { kind: 'truncate', after: 1024 * 1024 } : undefined;
+    };
+    const res = await get(`${mirror.url}/v2/big/blobs/${img.layerDigest}`);
+    expect(res.status).toBe(200);
+    expect(res.body.equals(img.layer)).toBe(true);
+    const ranges = upstream.requests
+      .filter((r) => r.path.includes('/blobs/') && r.authorization)
+      .map((r) => r.range);
+    expect(ranges[0]).toBeUndefined();
+    expect(ranges.slice(1).every((r) => /^bytes=[1-9]\d*-$/.test(r ?? ''))).toBe(true);
+    expect(ranges.length).toBe(3);
+    // Stored: the next request is a hit.
+    expect((await get(`${mirror.url}/v2/big/blobs/${img.layerDigest}`)).headers['x-cache']).toBe('HIT');
+  });
+
+  it('gives up after a few failed resumes and stores nothing', async () => {
+    const img = addImage(upstream, 'library/big', '1', 2 * 1024 * 1024);
+    upstream.fault = (r) =>
+      r.path.includes('/blobs/') ? { kind: 'truncate', after: 100 * 1024 } : undefined;
+    const ok = await request(`${mirror.url}/v2/big/blobs/${img.layerDigest}`)
+      .then(async (r) => r.statusCode === 200 && (await r.body.arrayBuffer()).byteLength === img.layer.length)
+      .catch(() => false);
+    expect(ok).toBe(false);
+    upstream.fault = undefined;
+    expect((await get(`${mirror.url}/v2/big/blobs/${img.layerDigest}`)).headers['x-cache']).toBe('MISS');
+  });
+});

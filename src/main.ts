@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 import { parseConfig } from './config.js';
+import { runGc } from './gc-command.js';
 import { startMirror } from './listen.js';
 import { createLogger } from './observe/logger.js';
+
+if (process.argv[2] === 'gc') {
+  await runGc(process.argv.slice(3));
+  process.exit(0);
+}
 
 const config = parseConfig(process.argv.slice(2));
 const log = createLogger(config.logLevel);

@@ -1,6 +1,7 @@
 import pLimit from 'p-limit';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
+import { removeStaleTemps } from './cache/gc.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
@@ -27,7 +28,7 @@ export class Mirror {
     this.upstream = new UpstreamClient(config.upstream, log, config.offline);
     // Separate budgets: a manifest check must never queue behind long blob downloads.
     const concurrency = config.upstream.concurrency;
-    const store = new BlobStore(config.dataDir, config.memoryCacheBytes);
+    const store = new BlobStore(config.dataDir, config.memoryCacheBytes, config.maxSizeBytes, log);
     this.tags = new TagIndex(config.dataDir);
     this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log);
     this.manifests = new ManifestCache(
@@ -42,6 +43,20 @@ export class Mirror {
 
   async init(): Promise<void> {
     await this.blobs.store.init();
+    // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
+    this.started = this.#background();
+  }
+
+  /** Resolves when the start-up background work is done (tests and benchmarks wait for it). */
+  started: Promise<void> = Promise.resolve();
+
+  async #background(): Promise<void> {
+    try {
+      await removeStaleTemps(this.blobs.store.tmpDir, 2 * this.config.upstream.idleTimeoutMs + 60_000);
+      await this.blobs.store.scan();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'start-up scan failed');
+    }
   }
 
   /** Validates a repository name from a URL and gives the upstream's spelling of it. */

@@ -1,9 +1,13 @@
 import { createHash, type Hash, randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
+import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
+import { Evictor } from './evictor.js';
+import { UsageIndex } from './usage-index.js';
 
 /** Blobs up to this size are kept in memory after their first read: manifests, configs, tiny layers. */
 export const SMALL_BLOB_BYTES = 256 * 1024;
@@ -38,21 +42,43 @@ export class SizeMismatchError extends Error {
 export class BlobStore {
   readonly root: string;
   readonly tmpDir: string;
+  readonly usage: UsageIndex;
   readonly #sizes = new LRUCache<string, number>({ max: 100_000 });
   readonly #small: LRUCache<string, Buffer>;
+  /** Open file handles per blob: the size bound never removes a blob being served. */
+  readonly #inUse = new Map<string, number>();
+  readonly #evictor: Evictor;
 
-  constructor(root: string, memoryBytes: number) {
+  constructor(root: string, memoryBytes: number, maxBytes: number | undefined, log: Logger) {
     this.root = root;
     this.tmpDir = path.join(root, 'tmp');
     this.#small = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
+    this.usage = new UsageIndex(path.join(root, 'blobs', 'sha256'));
+    this.#evictor = new Evictor(this, maxBytes, log);
   }
 
   async init(): Promise<void> {
     await mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  /** Background start-up work: learn what is stored (for the size bound), then apply the bound. */
+  async scan(): Promise<void> {
+    await this.usage.scan();
+    this.#evictor.check();
+  }
+
+  inUse(hex: string): boolean {
+    return (this.#inUse.get(hex) ?? 0) > 0;
+  }
+
+  /** A blob was stored or used: recency for the size bound, and maybe time to evict. */
+  #used(hex: string, size: number, stored = false): void {
+    this.usage.touch(hex, size);
+    if (stored) this.#evictor.check();
   }
 
   pathOf(digest: Digest): string {
@@ -62,10 +88,14 @@ export class BlobStore {
   /** Size of a stored blob, or undefined when it is not stored. */
   async size(digest: Digest): Promise<number | undefined> {
     const known = this.#sizes.get(digest.hex);
-    if (known !== undefined) return known;
+    if (known !== undefined) {
+      this.#used(digest.hex, known);
+      return known;
+    }
     try {
       const s = await stat(this.pathOf(digest));
       this.#sizes.set(digest.hex, s.size);
+      this.#used(digest.hex, s.size);
       return s.size;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -81,10 +111,14 @@ export class BlobStore {
   /** Reads a stored blob whole (manifests, small blobs); undefined when absent. */
   async read(digest: Digest): Promise<Buffer | undefined> {
     const cached = this.#small.get(digest.hex);
-    if (cached) return cached;
+    if (cached) {
+      this.#used(digest.hex, cached.length);
+      return cached;
+    }
     try {
       const data = await readFile(this.pathOf(digest));
       this.#sizes.set(digest.hex, data.length);
+      this.#used(digest.hex, data.length);
       if (data.length <= SMALL_BLOB_BYTES) this.#small.set(digest.hex, data);
       return data;
     } catch (err) {
@@ -105,6 +139,13 @@ export class BlobStore {
       }
       throw err;
     }
+    this.#inUse.set(digest.hex, (this.#inUse.get(digest.hex) ?? 0) + 1);
+    // FileHandle is an EventEmitter at run time ('close' since Node 15.4); its typings don't say so.
+    (handle as unknown as EventEmitter).once('close', () => {
+      const n = (this.#inUse.get(digest.hex) ?? 1) - 1;
+      if (n > 0) this.#inUse.set(digest.hex, n);
+      else this.#inUse.delete(digest.hex);
+    });
     const known = this.#sizes.get(digest.hex);
     if (known !== undefined) return { handle, size: known };
     const s = await handle.stat();
@@ -128,13 +169,17 @@ export class BlobStore {
   async createWriter(digest: Digest): Promise<BlobWriter> {
     const tempPath = path.join(this.tmpDir, `${digest.hex}.${randomBytes(6).toString('hex')}`);
     const handle = await open(tempPath, 'w+');
-    return new BlobWriter(this, digest, tempPath, handle, (size) => this.#sizes.set(digest.hex, size));
+    return new BlobWriter(this, digest, tempPath, handle, (size) => {
+      this.#sizes.set(digest.hex, size);
+      this.#used(digest.hex, size, true);
+    });
   }
 
   /** Drops a blob from the store (a stored file found corrupt, or eviction). */
   async remove(digest: Digest): Promise<void> {
     this.#sizes.delete(digest.hex);
     this.#small.delete(digest.hex);
+    this.usage.forget(digest.hex);
     await rm(this.pathOf(digest), { force: true });
   }
 }

@@ -1,0 +1,151 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningMirror } from '../../src/listen.js';
+import { parseDigest } from '../../src/oci/digest.js';
+import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
+import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
+
+const MiB = 1024 * 1024;
+let upstream: FakeRegistry;
+let mirror: RunningMirror;
+let data: Awaited<ReturnType<typeof tempDataDir>>;
+
+const blobFile = (digest: string) =>
+  path.join(data.dir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+
+beforeEach(async () => {
+  upstream = await startFakeRegistry();
+  data = await tempDataDir();
+});
+
+afterEach(async () => {
+  await mirror?.close();
+  await upstream.close();
+  await data.remove();
+});
+
+describe('size bound', () => {
+  it('evicts least recently used blobs down to the bound, and refetches an evicted one correctly', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '5MiB']);
+    await mirror.mirror.started;
+    const a = addImage(upstream, 'library/a', '1', 2 * MiB);
+    const b = addImage(upstream, 'library/b', '1', 2 * MiB);
+    const c = addImage(upstream, 'library/c', '1', 2 * MiB);
+    // Each fill is committed (renamed into place) just after its client got the last byte.
+    const pull = async (name: string, digest: string) => {
+      await get(`${mirror.url}/v2/${name}/blobs/${digest}`);
+      await expect.poll(() => existsSync(blobFile(digest))).toBe(true);
+    };
+    await pull('a', a.layerDigest);
+    await pull('b', b.layerDigest);
+    await get(`${mirror.url}/v2/a/blobs/${a.layerDigest}`); // a is now more recent than b
+    await pull('c', c.layerDigest); // 6 MiB > 5 MiB: b goes
+    await expect.poll(() => existsSync(blobFile(b.layerDigest))).toBe(false);
+    expect(existsSync(blobFile(a.layerDigest))).toBe(true);
+    expect(existsSync(blobFile(c.layerDigest))).toBe(true);
+    expect(mirror.mirror.blobs.store.usage.totalBytes).toBeLessThanOrEqual(5 * MiB);
+    const again = await get(`${mirror.url}/v2/b/blobs/${b.layerDigest}`);
+    expect(again.headers['x-cache']).toBe('MISS');
+    expect(again.body.equals(b.layer)).toBe(true);
+  });
+
+  it('refetches a manifest whose bytes were evicted, by tag and by digest', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '3MiB']);
+    const a = addImage(upstream, 'library/a', '1', 1024);
+    await get(`${mirror.url}/v2/a/manifests/1`);
+    const big = addImage(upstream, 'library/big', '1', 3 * MiB);
+    await get(`${mirror.url}/v2/big/blobs/${big.layerDigest}`);
+    await expect.poll(() => existsSync(blobFile(a.manifestDigest))).toBe(false);
+    const byTag = await get(`${mirror.url}/v2/a/manifests/1`);
+    expect(byTag.status).toBe(200);
+    expect(byTag.headers['docker-content-digest']).toBe(a.manifestDigest);
+    const byDigest = await get(`${mirror.url}/v2/a/manifests/${a.manifestDigest}`);
+    expect(byDigest.body.equals(a.manifestBytes)).toBe(true);
+  });
+
+  it('never evicts a blob that is open for a client, and evicts it once it is closed', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '7MiB']);
+    const store = mirror.mirror.blobs.store;
+    const pull = async (name: string, digest: string) => {
+      await get(`${mirror.url}/v2/${name}/blobs/${digest}`);
+      await expect.poll(() => existsSync(blobFile(digest))).toBe(true);
+    };
+    const a = addImage(upstream, 'library/a', '1', 3 * MiB);
+    const x = addImage(upstream, 'library/x', '1', 3 * MiB);
+    await pull('a', a.layerDigest);
+    await pull('x', x.layerDigest);
+    const serving = await store.open(parseDigest(a.layerDigest)); // what the hit path holds while it sends
+    const b = addImage(upstream, 'library/b', '1', 3 * MiB);
+    await pull('b', b.layerDigest); // 9 MiB > 7: a is the coldest, but open; x goes instead
+    await expect.poll(() => existsSync(blobFile(x.layerDigest))).toBe(false);
+    expect(existsSync(blobFile(a.layerDigest))).toBe(true);
+    await serving?.handle.close();
+    const c = addImage(upstream, 'library/c', '1', 3 * MiB);
+    await pull('c', c.layerDigest); // the next store re-checks the bound: now a can go
+    await expect.poll(() => existsSync(blobFile(a.layerDigest))).toBe(false);
+    expect(existsSync(blobFile(b.layerDigest))).toBe(true);
+  });
+
+  it('serves a whole, correct body to a slow client even when its blob is evicted meanwhile', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '20MiB']);
+    const a = addImage(upstream, 'library/a', '1', 16 * MiB);
+    await get(`${mirror.url}/v2/a/blobs/${a.layerDigest}`);
+    const slow = await request(`${mirror.url}/v2/a/blobs/${a.layerDigest}`);
+    const b = addImage(upstream, 'library/b', '1', 8 * MiB);
+    await get(`${mirror.url}/v2/b/blobs/${b.layerDigest}`);
+    const body = Buffer.from(await slow.body.arrayBuffer());
+    expect(body.equals(a.layer)).toBe(true);
+  });
+});
+
+describe('crash leftovers', () => {
+  it('removes stale temp files at start-up and keeps recent ones', async () => {
+    const tmp = path.join(data.dir, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    writeFileSync(path.join(tmp, 'old.partial'), 'x'.repeat(1000));
+    const hourAgo = Date.now() / 1000 - 3600;
+    utimesSync(path.join(tmp, 'old.partial'), hourAgo, hourAgo);
+    writeFileSync(path.join(tmp, 'fresh.partial'), 'y');
+    mirror = await mirrorFor(upstream, data.dir, ['--idle-timeout', '1']);
+    await mirror.mirror.started;
+    expect(existsSync(path.join(tmp, 'old.partial'))).toBe(false);
+    expect(existsSync(path.join(tmp, 'fresh.partial'))).toBe(true);
+  });
+
+  it('`hubcache gc` removes stale temps and markers of manifests no longer stored', async () => {
+    mirror = await mirrorFor(upstream, data.dir);
+    const a = addImage(upstream, 'library/a', '1');
+    await get(`${mirror.url}/v2/a/manifests/${a.manifestDigest}`);
+    await mirror.close();
+    const marker = path.join(
+      data.dir,
+      'repositories',
+      'library',
+      'a',
+      '_manifests',
+      a.manifestDigest.slice(7),
+    );
+    expect(existsSync(marker)).toBe(true);
+    await import('node:fs/promises').then((fs) => fs.rm(blobFile(a.manifestDigest)));
+    writeFileSync(path.join(data.dir, 'tmp', 'left.partial'), 'z');
+    const { stdout } = await promisify(execFile)('npx', [
+      'tsx',
+      'src/main.ts',
+      'gc',
+      '--data',
+      data.dir,
+      '--temp-age',
+      '0',
+    ]);
+    expect(JSON.parse(stdout)).toMatchObject({ tempFiles: 1, orphanMarkers: 1 });
+    expect(existsSync(marker)).toBe(false);
+    mirror = await mirrorFor(upstream, data.dir);
+    expect(JSON.parse((await get(`${mirror.url}/v2/_catalog`)).body.toString())).toEqual({
+      repositories: [],
+    });
+  });
+});

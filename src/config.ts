@@ -16,6 +16,8 @@ export interface Config {
   offline: boolean;
   /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
   maxSizeBytes: number | undefined;
+  /** A client must send its request headers within this (slowloris protection). */
+  clientHeaderTimeoutMs: number;
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
   memoryCacheBytes: number;
   logLevel: string;
@@ -52,6 +54,7 @@ export const DEFAULTS = {
   headersTimeout: 30,
   idleTimeout: 30,
   memoryCacheMb: 128,
+  clientHeaderTimeout: 30,
   logLevel: 'info',
 } as const;
 
@@ -174,11 +177,20 @@ export function buildCommand(): Command {
           .argParser(positiveInt('--idle-timeout')),
       )
       .addOption(
+        opt(
+          '--client-header-timeout <seconds>',
+          'clients must send request headers within this',
+          'CLIENT_HEADER_TIMEOUT',
+        )
+          .default(DEFAULTS.clientHeaderTimeout)
+          .argParser(positiveInt('--client-header-timeout')),
+      )
+      .addOption(
         opt('--memory-cache-mb <mib>', 'memory for manifests and small blobs', 'MEMORY_CACHE_MB')
           .default(DEFAULTS.memoryCacheMb)
           .argParser(positiveInt('--memory-cache-mb')),
       )
-      // Not .env(): commander would read any value, even "false", as "set". See expandLibraryFromEnv.
+      // Not .env(): commander would read any value, even "false", as "set". See envBoolean in parseConfig.
       .addOption(
         new Option(
           '--no-expand-library',
@@ -206,6 +218,7 @@ interface RawOptions {
   headersTimeout: number;
   idleTimeout: number;
   memoryCacheMb: number;
+  clientHeaderTimeout: number;
   expandLibrary: boolean;
   logLevel: string;
   tagTtlRule?: TagTtlRule[];
@@ -279,6 +292,7 @@ export function parseConfig(
     offline: raw.offline ?? false,
     maxSizeBytes: raw.maxSize,
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
+    clientHeaderTimeoutMs: Math.max(1, raw.clientHeaderTimeout) * 1000,
     logLevel: raw.logLevel,
   };
 }

@@ -22,7 +22,16 @@ export async function startMirror(
   await mirror.init();
   // dockerd sends Connection: close on every request, others keep-alive: allow both without
   // holding idle sockets forever.
-  const server = createServer({ keepAliveTimeout: 65_000 }, createListener(mirror));
+  const server = createServer(
+    {
+      keepAliveTimeout: 65_000,
+      // Slowloris: a client that dribbles its headers is cut off. Checked every second, not every 30.
+      headersTimeout: config.clientHeaderTimeoutMs,
+      requestTimeout: Math.max(300_000, config.clientHeaderTimeoutMs + 1000),
+      connectionsCheckingInterval: Math.min(1000, config.clientHeaderTimeoutMs),
+    },
+    createListener(mirror),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());

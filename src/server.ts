@@ -87,8 +87,9 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   if (!READ_METHODS.has(ex.method))
     throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { method: ex.method });
   // containerd adds ?ns=<registry> to every request (spec "Registry Proxying"): echo it, as the spec suggests.
+  // Only a registry host is echoed: anything else (control characters) must not reach a header.
   const ns = ex.query.get('ns');
-  if (ns) ex.res.setHeader('OCI-Namespace', ns);
+  if (ns && /^[a-zA-Z0-9.-]{1,253}(?::\d{1,5})?$/.test(ns)) ex.res.setHeader('OCI-Namespace', ns);
   switch (endpoint.kind) {
     case 'base':
       return sendJson(ex, 200, {});

@@ -249,6 +249,7 @@ describe('parseConfig environment', () => {
       offline: true,
       maxSizeBytes: 2 * 1024 ** 3,
       memoryCacheBytes: 7 * 1024 * 1024,
+      clientHeaderTimeoutMs: 30_000,
       logLevel: 'warn',
     });
   });

@@ -16,6 +16,8 @@ export interface Config {
   offline: boolean;
   /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
   maxSizeBytes: number | undefined;
+  /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
+  minFreeBytes: number;
   /** A client must send its request headers within this (slowloris protection). */
   clientHeaderTimeoutMs: number;
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
@@ -55,6 +57,7 @@ export const DEFAULTS = {
   idleTimeout: 30,
   memoryCacheMb: 128,
   clientHeaderTimeout: 30,
+  minFreeSpace: '512MiB',
   logLevel: 'info',
 } as const;
 
@@ -78,6 +81,10 @@ function byteSize(value: string): number {
     throw new InvalidArgumentError('expected a size such as 50GiB, 500MB or 1073741824');
   }
   return Math.floor(n);
+}
+
+function byteSizeOrZero(value: string): number {
+  return value.trim() === '0' ? 0 : byteSize(value);
 }
 
 function listenAddress(value: string): { host: string; port: number } {
@@ -145,6 +152,15 @@ export function buildCommand(): Command {
           'bound the cache (e.g. 50GiB): evict least recently used',
           'MAX_SIZE',
         ).argParser(byteSize),
+      )
+      .addOption(
+        opt(
+          '--min-free-space <size>',
+          'below this much free disk, pass misses through uncached',
+          'MIN_FREE_SPACE',
+        )
+          .default(byteSize(DEFAULTS.minFreeSpace), DEFAULTS.minFreeSpace)
+          .argParser(byteSizeOrZero),
       )
       .addOption(
         new Option(
@@ -223,6 +239,7 @@ interface RawOptions {
   logLevel: string;
   tagTtlRule?: TagTtlRule[];
   maxSize?: number;
+  minFreeSpace: number;
   offline?: boolean;
 }
 
@@ -291,6 +308,7 @@ export function parseConfig(
     tagTtlRules: rules,
     offline: raw.offline ?? false,
     maxSizeBytes: raw.maxSize,
+    minFreeBytes: raw.minFreeSpace,
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
     clientHeaderTimeoutMs: Math.max(1, raw.clientHeaderTimeout) * 1000,
     logLevel: raw.logLevel,

@@ -28,7 +28,13 @@ export class Mirror {
     this.upstream = new UpstreamClient(config.upstream, log, config.offline);
     // Separate budgets: a manifest check must never queue behind long blob downloads.
     const concurrency = config.upstream.concurrency;
-    const store = new BlobStore(config.dataDir, config.memoryCacheBytes, config.maxSizeBytes, log);
+    const store = new BlobStore(
+      config.dataDir,
+      config.memoryCacheBytes,
+      config.maxSizeBytes,
+      config.minFreeBytes,
+      log,
+    );
     this.tags = new TagIndex(config.dataDir);
     this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log);
     this.manifests = new ManifestCache(
@@ -64,7 +70,11 @@ export class Mirror {
     return canonicalName(raw, this.config.upstream.expandLibrary);
   }
 
+  #closed = false;
+
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     await this.upstream.close();
   }
 }

@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { NoRoomError } from '../cache/blob-cache.js';
 import { FillReader } from '../cache/fill.js';
 import type { Mirror } from '../mirror.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
@@ -35,11 +38,20 @@ export async function blobHandler(
 
   if (ex.method === 'HEAD') return headMiss(ex, mirror, name, digest);
 
+  // Disk (nearly) full: serve from upstream without caching rather than fail the pull.
+  if (!mirror.blobs.inflight(digest) && !(await store.hasRoomFor(0)))
+    return passThrough(ex, mirror, name, digest);
+
   // Miss: join the running fill or start one; headers go out as soon as the upstream answered.
   const { fill, joined } = mirror.blobs.fill(name, digest);
   // A fill already verified (only its rename is pending) is local, verified bytes: a hit.
   ex.outcome = !joined ? 'MISS' : fill.complete ? 'HIT' : 'COALESCED';
-  await fill.started;
+  try {
+    await fill.started;
+  } catch (err) {
+    if (err instanceof NoRoomError) return passThrough(ex, mirror, name, digest);
+    throw err;
+  }
   if (fill.size === undefined) {
     // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
@@ -80,4 +92,50 @@ async function headMiss(ex: Exchange, mirror: Mirror, name: string, digest: Dige
     return sendBody(ex, 200, headers, undefined);
   }
   return sendBody(ex, 200, blobHeaders(digest.value, length, undefined)[1], undefined);
+}
+
+/**
+ * Uncached: the upstream's body straight to the client, hashed on the way with the last byte held
+ * back until the digest matched, so even this path never completes a wrong body.
+ */
+async function passThrough(ex: Exchange, mirror: Mirror, name: string, digest: Digest): Promise<void> {
+  ex.outcome = 'MISS';
+  mirror.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
+  const res = await mirror.upstream.request({
+    method: 'GET',
+    path: `/v2/${name}/blobs/${digest.value}`,
+    repository: name,
+  });
+  if (res.status !== 200) {
+    res.body.destroy();
+    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
+  }
+  const length = Number(headerValue(res.headers['content-length']));
+  const headers = blobHeaders(digest.value, length, undefined)[1];
+  if (!Number.isFinite(length)) delete headers['Content-Length'];
+  const verified = verifyingHoldback(digest);
+  res.body.on('error', (err) => verified.destroy(err));
+  return sendStream(ex, 200, headers, res.body.pipe(verified), length);
+}
+
+function verifyingHoldback(digest: Digest): Transform {
+  const hash = createHash('sha256');
+  let last: Buffer | undefined;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      if (last) this.push(last);
+      // Keep the final byte of what we have so far; everything before it can go.
+      if (chunk.length > 1) this.push(chunk.subarray(0, chunk.length - 1));
+      last = chunk.subarray(chunk.length - 1);
+      callback();
+    },
+    flush(callback) {
+      if (`sha256:${hash.digest('hex')}` !== digest.value) {
+        callback(new Error(`upstream bytes do not match ${digest.value}`));
+        return;
+      }
+      callback(null, last);
+    },
+  });
 }

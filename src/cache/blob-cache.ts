@@ -9,6 +9,14 @@ import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
 
+/** The disk is (nearly) full: the blob is not cached; clients are served straight from upstream. */
+export class NoRoomError extends Error {
+  constructor(size: number | undefined) {
+    super(`not enough free disk to cache ${size ?? 'a'} byte blob`);
+    this.name = 'NoRoomError';
+  }
+}
+
 /** Ranged retries of one interrupted download before it fails. */
 const MAX_RESUMES = 3;
 
@@ -97,6 +105,10 @@ export class BlobCache {
     }
     const length = res.headers['content-length'];
     const size = length === undefined ? undefined : Number(length);
+    if (!(await this.store.hasRoomFor(size ?? 0))) {
+      res.body.destroy();
+      throw new NoRoomError(size);
+    }
     let writer: BlobWriter | undefined;
     try {
       writer = await this.store.createWriter(digest);
@@ -139,6 +151,7 @@ export class BlobCache {
     } catch (err) {
       res.body.destroy();
       await writer?.abort().catch(() => {});
+      this.store.noteWriteFailure(err);
       this.#log.warn({ digest: digest.value, repository, err: (err as Error).message }, 'blob fill failed');
       throw err;
     }

@@ -1,7 +1,7 @@
 import { createHash, type Hash, randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observe/logger.js';
@@ -48,8 +48,17 @@ export class BlobStore {
   /** Open file handles per blob: the size bound never removes a blob being served. */
   readonly #inUse = new Map<string, number>();
   readonly #evictor: Evictor;
+  readonly #minFreeBytes: number;
+  #free: { bytes: number; at: number } | undefined;
 
-  constructor(root: string, memoryBytes: number, maxBytes: number | undefined, log: Logger) {
+  constructor(
+    root: string,
+    memoryBytes: number,
+    maxBytes: number | undefined,
+    minFreeBytes: number,
+    log: Logger,
+  ) {
+    this.#minFreeBytes = minFreeBytes;
     this.root = root;
     this.tmpDir = path.join(root, 'tmp');
     this.#small = new LRUCache<string, Buffer>({
@@ -69,6 +78,28 @@ export class BlobStore {
   async scan(): Promise<void> {
     await this.usage.scan();
     this.#evictor.check();
+  }
+
+  /**
+   * Whether `size` more bytes fit while leaving the configured free space: a full disk must turn
+   * misses into uncached pass-through, not into failed pulls. statfs at most once a second.
+   */
+  async hasRoomFor(size: number): Promise<boolean> {
+    const now = Date.now();
+    if (!this.#free || now - this.#free.at > 1000) {
+      try {
+        const s = await statfs(this.root);
+        this.#free = { bytes: s.bavail * s.bsize, at: now };
+      } catch {
+        return true; // cannot tell: try, the write path fails cleanly if it must
+      }
+    }
+    return this.#free.bytes - size >= this.#minFreeBytes;
+  }
+
+  /** A write failed: after ENOSPC, treat the disk as full until the next statfs says otherwise. */
+  noteWriteFailure(err: unknown): void {
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') this.#free = { bytes: 0, at: Date.now() };
   }
 
   inUse(hex: string): boolean {

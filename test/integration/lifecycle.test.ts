@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
+import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
 
 const MiB = 1024 * 1024;
 let upstream: FakeRegistry;
@@ -147,5 +147,60 @@ describe('crash leftovers', () => {
     expect(JSON.parse((await get(`${mirror.url}/v2/_catalog`)).body.toString())).toEqual({
       repositories: [],
     });
+  });
+});
+
+describe('disk full', () => {
+  it('passes misses through uncached (still verified) when free disk is below --min-free-space', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--min-free-space', '1000TiB']);
+    const a = addImage(upstream, 'library/a', '1', 3 * MiB);
+    const res = await get(`${mirror.url}/v2/a/blobs/${a.layerDigest}`);
+    expect(res.status).toBe(200);
+    expect(res.body.equals(a.layer)).toBe(true);
+    expect(existsSync(blobFile(a.layerDigest))).toBe(false);
+    upstream.fault = (r) => (r.path.includes('/blobs/') ? { kind: 'corrupt' } : undefined);
+    const bad = await request(`${mirror.url}/v2/a/blobs/${a.layerDigest}`)
+      .then(async (r) => (await r.body.arrayBuffer()).byteLength === a.layer.length)
+      .catch(() => false);
+    expect(bad).toBe(false);
+  });
+
+  it('on ENOSPC mid-download leaves nothing half-written, then passes through', async () => {
+    const mountPoint = path.join(data.dir, 'small-disk');
+    mkdirSync(mountPoint);
+    try {
+      await promisify(execFile)('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mountPoint]);
+    } catch (err) {
+      if (process.env.CI === 'true') throw err;
+      return; // needs root and mount(2): checked in CI
+    }
+    try {
+      mirror = await mirrorFor(upstream, mountPoint, ['--min-free-space', '0']);
+      const a = addImage(upstream, 'library/a', '1', 1536 * 1024);
+      // The disk fills up (another writer) while the download is under way.
+      const { open, opened } = gate();
+      upstream.fault = (r) =>
+        r.path.includes('/blobs/') ? { kind: 'gate', after: 256 * 1024, open: opened } : undefined;
+      const pending = request(`${mirror.url}/v2/a/blobs/${a.layerDigest}`)
+        .then(async (r) => r.statusCode === 200 && (await r.body.arrayBuffer()).byteLength === a.layer.length)
+        .catch(() => false);
+      await expect.poll(() => readdirSync(path.join(mountPoint, 'tmp')).length).toBe(1);
+      writeFileSync(path.join(mountPoint, 'junk'), Buffer.alloc(1536 * 1024));
+      open();
+      expect(await pending).toBe(false);
+      await expect.poll(() => readdirSync(path.join(mountPoint, 'tmp'))).toEqual([]);
+      expect(
+        existsSync(
+          path.join(mountPoint, 'blobs', 'sha256', a.layerDigest.slice(7, 9), a.layerDigest.slice(7)),
+        ),
+      ).toBe(false);
+      // Still full: the next pull is served from upstream without caching.
+      upstream.fault = undefined;
+      const res = await get(`${mirror.url}/v2/a/blobs/${a.layerDigest}`);
+      expect(res.body.equals(a.layer)).toBe(true);
+    } finally {
+      await mirror?.close();
+      await promisify(execFile)('umount', [mountPoint]);
+    }
   });
 });

@@ -225,6 +225,7 @@ describe('parseConfig environment', () => {
       HUBCACHE_EXPAND_LIBRARY: 'false',
       HUBCACHE_TAG_TTL_RULES: 'latest=60, v*=86400',
       HUBCACHE_MAX_SIZE: '2GiB',
+      HUBCACHE_MIN_FREE_SPACE: '3MiB',
       HUBCACHE_OFFLINE: 'true',
     });
     const config = parse();
@@ -248,6 +249,7 @@ describe('parseConfig environment', () => {
       ],
       offline: true,
       maxSizeBytes: 2 * 1024 ** 3,
+      minFreeBytes: 3 * 1024 ** 2,
       memoryCacheBytes: 7 * 1024 * 1024,
       clientHeaderTimeoutMs: 30_000,
       logLevel: 'warn',

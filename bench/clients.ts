@@ -1,13 +1,3 @@
-/**
- * Wall time of each real client's cold and warm pull of the big image through the mirror, with the
- * upstream requests each caused. Cold: empty mirror cache, fresh client. Warm: the mirror holds the
- * image, the client is fresh again (its own store empty). One run, one machine, real upstream
- * (docker-registry 2.8 with token auth). Prints a table; writes bench/results/clients.json.
- *
- *   npx tsx bench/clients.ts [--big-mib 256]
- */
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startContainerd } from '../test/fixtures/containerd.js';
@@ -15,6 +5,7 @@ import { startDockerd } from '../test/fixtures/dockerd.js';
 import { preparePodman } from '../test/fixtures/podman.js';
 import { pullImage } from '../test/fixtures/skopeo-cli.js';
 import { startTestBed } from '../test/fixtures/test-bed.js';
+import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({ options: { 'big-mib': { type: 'string', default: '256' } } });
 const bed = await startTestBed({ bigMiB: Number(values['big-mib']) });
@@ -115,16 +106,4 @@ for (const r of rows)
   console.log(`| ${r.client} | ${s(r.coldMs)} | ${s(r.warmMs)} | ${c(r.cold)} | ${c(r.warm)} |`);
 console.log(`\nrequests refused at the clients' proxy (fallbacks around the mirror): ${leaked}`);
 
-const commit = (() => {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD']).toString().trim();
-  } catch {
-    return 'unknown';
-  }
-})();
-const file = path.join(import.meta.dirname, 'results', 'clients.json');
-writeFileSync(
-  file,
-  `${JSON.stringify({ at: new Date().toISOString(), commit, bigMiB: Number(values['big-mib']), rows, leaked }, null, 2)}\n`,
-);
-console.log(`written: ${path.relative(process.cwd(), file)}`);
+writeResult('clients', { commit: commitOf(), bigMiB: Number(values['big-mib']), rows, leaked });

@@ -6,9 +6,9 @@
  *
  *   npx tsx bench/pull-core.ts [--big-mib 256] [--rounds 3]
  */
-import { execFileSync } from 'node:child_process';
+
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ import { startFaultFront, startRefusingProxy } from '../test/fixtures/proxies.js
 import { pullImage, pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
+import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
   options: { 'big-mib': { type: 'string', default: '256' }, rounds: { type: 'string', default: '3' } },
@@ -208,16 +209,4 @@ for (const c of crowds)
     `| ${c.path} | ${c.upstreamGets} | ${c.allCorrect} | ${f(c.lastFirstByteMs)} | ${f(c.totalMs)} |`,
   );
 
-const git = (() => {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD']).toString().trim();
-  } catch {
-    return 'unknown';
-  }
-})();
-const file = path.join(import.meta.dirname, 'results', 'pull-core.json');
-writeFileSync(
-  file,
-  `${JSON.stringify({ at: new Date().toISOString(), commit: git, bigMiB: BIG_MIB, rounds: ROUNDS, pulls: rows, crowd: crowds }, null, 2)}\n`,
-);
-console.log(`\nwritten: ${path.relative(process.cwd(), file)}`);
+writeResult('pull-core', { commit: commitOf(), bigMiB: BIG_MIB, rounds: ROUNDS, pulls: rows, crowd: crowds });

@@ -29,6 +29,8 @@ export interface FakeRegistry {
   tokenRequests: number;
   addBlob(bytes: Buffer): string;
   addManifest(repository: string, tag: string | undefined, body: unknown, mediaType: string): string;
+  /** Headers added to every manifest answer (e.g. Docker Hub's ratelimit-*). */
+  manifestHeaders: Record<string, string>;
   /** Returns the fault for a request, if any (consulted per request). */
   fault: ((req: SeenRequest) => Fault | undefined) | undefined;
   count(method: string, pattern: RegExp): number;
@@ -53,6 +55,7 @@ export async function startFakeRegistry(
     requests: [],
     cdnRequests: [],
     tokenRequests: 0,
+    manifestHeaders: {},
     fault: undefined,
     addBlob(bytes) {
       const digest = sha256(bytes);
@@ -171,7 +174,7 @@ export async function startFakeRegistry(
       return send(
         res,
         200,
-        { 'Content-Type': manifest.mediaType, 'Docker-Content-Digest': digest },
+        { 'Content-Type': manifest.mediaType, 'Docker-Content-Digest': digest, ...registry.manifestHeaders },
         manifest.body,
         seen.method,
         fault,

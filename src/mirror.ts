@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { BufferPool } from './api/file-sender.js';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { removeStaleTemps } from './cache/gc.js';
@@ -21,6 +22,8 @@ export class Mirror {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
   readonly tags: TagIndex;
+  /** Read buffers for the blob hit path (reused: no allocation per chunk). */
+  readonly buffers = new BufferPool();
 
   constructor(config: Config, log: Logger) {
     this.config = config;

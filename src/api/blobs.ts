@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { NoRoomError } from '../cache/blob-cache.js';
+import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { FillReader } from '../cache/fill.js';
 import type { Mirror } from '../mirror.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
@@ -27,12 +28,22 @@ export async function blobHandler(
     ex.outcome = 'HIT';
     const range = parseRange(ex.req.headers.range, size);
     const [status, headers] = blobHeaders(digest.value, size, range);
-    const small = store.cachedSmall(digest);
+    if (ex.method === 'HEAD') return sendBody(ex, status, headers, undefined);
+    const small = size <= SMALL_BLOB_BYTES ? await store.read(digest) : undefined;
     if (small)
       return sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
-    if (ex.method === 'HEAD') return sendBody(ex, status, headers, undefined);
     const file = await store.open(digest);
-    if (file) return sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1);
+    if (file) {
+      return sendFile(
+        ex,
+        status,
+        headers,
+        file.handle,
+        range?.start ?? 0,
+        range?.end ?? size - 1,
+        mirror.buffers,
+      );
+    }
     // Removed between stat and open (eviction): treat as a miss.
   }
 

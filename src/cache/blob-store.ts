@@ -9,8 +9,12 @@ import type { Digest } from '../oci/digest.js';
 import { Evictor } from './evictor.js';
 import { UsageIndex } from './usage-index.js';
 
-/** Blobs up to this size are kept in memory after their first read: manifests, configs, tiny layers. */
-export const SMALL_BLOB_BYTES = 256 * 1024;
+/**
+ * Blobs up to this size are served from memory after their first read (manifests, configs, small
+ * and medium layers), within the memory budget: one write of a Buffer instead of open, fstat and
+ * chunked file reads measured several times faster for 1 KiB to 4 MiB blobs under concurrency.
+ */
+export const SMALL_BLOB_BYTES = 8 * 1024 * 1024;
 
 export class DigestMismatchError extends Error {
   constructor(

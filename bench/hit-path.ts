@@ -1,0 +1,186 @@
+/**
+ * The hit path, side by side in one run, on the same bytes on the same disk: hubcache (warm cache)
+ * vs Debian's docker-registry 2.8 serving them as a plain registry vs nginx serving them as static
+ * files (the physical limit). Servers on core 0, load generators (curl, wrk, ab) on core 1.
+ * Prints the table with ratios and the targets from the benchmark issue; writes
+ * bench/results/hit-path.json. Needs `npm run build`, wrk, ab (apache2-utils), nginx, docker-registry.
+ *
+ *   npx tsx bench/hit-path.ts [--quick]
+ */
+import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ImageLayout } from '../test/fixtures/image-layout.js';
+import { startRefusingProxy } from '../test/fixtures/proxies.js';
+import { pushLayout } from '../test/fixtures/skopeo-cli.js';
+import { startRegistry } from '../test/fixtures/upstream-process.js';
+import { abHead, curlSpeed, type LoadResult, median, pin, wrk } from './lib/load.js';
+import { type ServerProcess, startMirrorProcess, startNginx } from './lib/servers.js';
+import { commitOf, writeResult } from './results.js';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const quick = values.quick ?? false;
+// 256 MiB even in quick mode: on a smaller blob, per-request set-up dominates the figure.
+const BIG_MIB = 256;
+const SECONDS = quick ? 3 : 8;
+const ROUNDS = quick ? 1 : 3;
+const ACCEPT = 'Accept: application/vnd.oci.image.manifest.v1+json';
+
+const work = mkdtempSync(path.join(tmpdir(), 'hubcache-hitpath-'));
+const refusing = await startRefusingProxy();
+const registry = await startRegistry();
+const layout = new ImageLayout(path.join(work, 'layout'));
+const big = await layout.layer([{ name: 'big', random: BIG_MIB * 1024 * 1024 }]);
+const medium = await layout.layer([{ name: 'medium', random: 4 * 1024 * 1024 - 2048 }]);
+const small = await layout.layer([{ name: 'small', random: 512 }]);
+const image = layout.image([big, medium, small]);
+layout.tag('bench', image.manifest);
+await pushLayout(layout.dir, 'bench', `${new URL(registry.url).host}/library/bench:1`, {
+  env: refusing.env(),
+});
+
+// hubcache, warmed from the registry.
+const mirror = await startMirrorProcess(registry.url, path.join(work, 'cache'));
+const blobUrl = (base: string, l: { digest: string }) => `${base}/v2/library/bench/blobs/${l.digest}`;
+await (
+  await fetch(`${mirror.url}/v2/library/bench/manifests/1`, { headers: { accept: ACCEPT.slice(8) } })
+).arrayBuffer();
+for (const l of [big, medium, small, image.config]) await (await fetch(blobUrl(mirror.url, l))).arrayBuffer();
+await new Promise((r) => setTimeout(r, 1000)); // commits (fsync + rename) done
+
+// nginx: hard links to the mirror's files (same bytes, same disk).
+const root = path.join(work, 'nginx');
+mkdirSync(path.join(root, 'blobs'), { recursive: true });
+mkdirSync(path.join(root, 'manifests', 'library', 'bench'), { recursive: true });
+for (const l of [big, medium, small, image.config]) {
+  const hex = l.digest.slice(7);
+  linkSync(path.join(work, 'cache', 'blobs', 'sha256', hex.slice(0, 2), hex), path.join(root, 'blobs', hex));
+}
+writeFileSync(path.join(root, 'manifests', 'library', 'bench', '1'), layout.read(image.manifest.digest));
+const nginx = await startNginx(root);
+
+const servers: { name: string; url: string; pid: number }[] = [
+  { name: 'nginx (static files)', url: nginx.url, pid: nginx.pid },
+  { name: 'docker-registry 2.8', url: registry.url, pid: registry.pid },
+  { name: 'hubcache', url: mirror.url, pid: mirror.pid },
+];
+for (const s of servers) await pin(s.pid, 0);
+
+interface Row {
+  server: string;
+  bigMiBs: number;
+  medium16: LoadResult;
+  small50: LoadResult;
+  manifestGet50: LoadResult;
+  manifestHead50: LoadResult;
+}
+const rows: Row[] = [];
+const best = (results: LoadResult[], key: 'requestsPerSecond' | 'mibPerSecond') =>
+  [...results].sort((a, b) => a[key] - b[key])[Math.floor(results.length / 2)] as LoadResult;
+for (const s of servers) {
+  const bigRuns: number[] = [];
+  const m: LoadResult[] = [];
+  const sm: LoadResult[] = [];
+  const mg: LoadResult[] = [];
+  const mh: LoadResult[] = [];
+  // Warm-up, unmeasured: page cache, JIT, connection pools.
+  for (let i = 0; i < 2; i++) await curlSpeed(blobUrl(s.url, big));
+  await wrk(blobUrl(s.url, small), 50, 1);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < 3; i++) bigRuns.push(await curlSpeed(blobUrl(s.url, big)));
+    if (process.env.BENCH_DEBUG) console.error(s.name, bigRuns.map((x) => x.toFixed(0)).join(' '));
+    m.push(await wrk(blobUrl(s.url, medium), 16, SECONDS));
+    sm.push(await wrk(blobUrl(s.url, small), 50, SECONDS));
+    mg.push(await wrk(`${s.url}/v2/library/bench/manifests/1`, 50, SECONDS, [ACCEPT]));
+    mh.push(await abHead(`${s.url}/v2/library/bench/manifests/1`, 50, quick ? 20_000 : 60_000, [ACCEPT]));
+  }
+  rows.push({
+    server: s.name,
+    bigMiBs: median(bigRuns),
+    medium16: best(m, 'mibPerSecond'),
+    small50: best(sm, 'requestsPerSecond'),
+    manifestGet50: best(mg, 'requestsPerSecond'),
+    manifestHead50: best(mh, 'requestsPerSecond'),
+  });
+  console.error(`measured ${s.name}`);
+}
+const mirrorRss = mirror.rss();
+await mirror.stop();
+await nginx.stop();
+await registry.stop();
+await refusing.close();
+rmSync(work, { recursive: true, force: true });
+
+const [ng, reg, hub] = rows as [Row, Row, Row];
+const r = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+const lat = (x: LoadResult) => `p50 ${x.p50Ms.toFixed(1)} / p99 ${x.p99Ms.toFixed(1)} ms`;
+console.log(
+  `\nHit path, ${BIG_MIB} MiB / 4 MiB / ~1 KiB blobs and a manifest; servers on core 0, load on core 1 (${quick ? 'quick' : `median of ${ROUNDS} rounds`})\n`,
+);
+console.log('| path | nginx | docker-registry 2.8 | hubcache | hubcache / nginx | hubcache / registry |');
+console.log('|---|---|---|---|---|---|');
+const line = (label: string, pick: (x: Row) => number, unit: string) =>
+  console.log(
+    `| ${label} | ${pick(ng).toFixed(0)} ${unit} | ${pick(reg).toFixed(0)} ${unit} | ${pick(hub).toFixed(0)} ${unit} | ${r(pick(hub), pick(ng))} | ${r(pick(hub), pick(reg))} |`,
+  );
+line(`${BIG_MIB} MiB blob, 1 client`, (x) => x.bigMiBs, 'MiB/s');
+line('4 MiB blob, 16 connections', (x) => x.medium16.mibPerSecond, 'MiB/s');
+line('1 KiB blob, 50 connections', (x) => x.small50.requestsPerSecond, 'req/s');
+line('manifest GET, 50 connections', (x) => x.manifestGet50.requestsPerSecond, 'req/s');
+line('manifest HEAD, 50 connections', (x) => x.manifestHead50.requestsPerSecond, 'req/s');
+console.log('\n| latency | nginx | docker-registry 2.8 | hubcache |');
+console.log('|---|---|---|---|');
+for (const [label, pick] of [
+  ['4 MiB, 16 conns', (x: Row) => x.medium16],
+  ['1 KiB, 50 conns', (x: Row) => x.small50],
+  ['manifest GET, 50 conns', (x: Row) => x.manifestGet50],
+  ['manifest HEAD, 50 conns (ab, ms resolution)', (x: Row) => x.manifestHead50],
+] as const) {
+  console.log(`| ${label} | ${lat(pick(ng))} | ${lat(pick(reg))} | ${lat(pick(hub))} |`);
+}
+const targets = [
+  ['big blob ≥ 0.6× nginx', hub.bigMiBs >= 0.6 * ng.bigMiBs],
+  ['big blob ≥ 1.1× registry', hub.bigMiBs >= 1.1 * reg.bigMiBs],
+  ['16 conns ≥ 0.6× nginx', hub.medium16.mibPerSecond >= 0.6 * ng.medium16.mibPerSecond],
+  ['16 conns ≥ 1.8× registry', hub.medium16.mibPerSecond >= 1.8 * reg.medium16.mibPerSecond],
+  ['16 conns p99 < 100 ms', hub.medium16.p99Ms < 100],
+  ['small blob ≥ 0.3× nginx', hub.small50.requestsPerSecond >= 0.3 * ng.small50.requestsPerSecond],
+  [
+    'manifest GET ≥ 0.3× nginx',
+    hub.manifestGet50.requestsPerSecond >= 0.3 * ng.manifestGet50.requestsPerSecond,
+  ],
+  [
+    'manifest HEAD ≥ 0.3× nginx',
+    hub.manifestHead50.requestsPerSecond >= 0.3 * ng.manifestHead50.requestsPerSecond,
+  ],
+  [
+    'manifests and small blobs ≥ 17× registry',
+    Math.min(
+      hub.small50.requestsPerSecond / reg.small50.requestsPerSecond,
+      hub.manifestGet50.requestsPerSecond / reg.manifestGet50.requestsPerSecond,
+    ) >= 17,
+  ],
+  [
+    'small/manifest p99 < 10 ms',
+    Math.max(hub.small50.p99Ms, hub.manifestGet50.p99Ms, hub.manifestHead50.p99Ms) < 10,
+  ],
+] as const;
+console.log('\n| target | holds |');
+console.log('|---|---|');
+for (const [t, ok] of targets) console.log(`| ${t} | ${ok ? 'yes' : 'NO'} |`);
+console.log(`\nhubcache RSS after the runs: ${(mirrorRss / 1024 / 1024).toFixed(0)} MiB`);
+const errors = rows
+  .flatMap((x) => [x.medium16, x.small50, x.manifestGet50, x.manifestHead50])
+  .reduce((a, x) => a + x.errors, 0);
+if (errors) console.log(`load errors (all servers): ${errors}`);
+writeResult(quick ? 'hit-path-quick' : 'hit-path', {
+  commit: commitOf(),
+  bigMiB: BIG_MIB,
+  seconds: SECONDS,
+  rounds: ROUNDS,
+  rows,
+  targets: Object.fromEntries(targets),
+  mirrorRssBytes: mirrorRss,
+  errors,
+});

@@ -1,0 +1,75 @@
+import type { FileHandle } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
+
+const CHUNK = 1024 * 1024;
+
+/**
+ * Reusable 1 MiB read buffers. A fresh Buffer per chunk (what a file ReadStream does) costs page
+ * faults and GC: a new mirror process served a 256 MiB blob at ~1.8 GB/s until the allocator had
+ * warmed up, against ~4.5 GB/s with buffers reused (bench/hit-path.ts).
+ */
+export class BufferPool {
+  readonly #free: Buffer[] = [];
+  readonly #max: number;
+
+  constructor(max = 64) {
+    this.#max = max;
+  }
+
+  take(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+  }
+
+  give(buf: Buffer): void {
+    if (this.#free.length < this.#max) this.#free.push(buf);
+  }
+}
+
+/**
+ * Bytes [start, end] of an open file to the response, double-buffered: the next chunk is read
+ * while the previous one is written, and a buffer is reused only once the socket took its bytes
+ * (write callback). At most two chunks per response are in memory. Closes the handle; resolves
+ * false if the client went away.
+ */
+export async function sendFileRange(
+  handle: FileHandle,
+  res: ServerResponse,
+  start: number,
+  end: number,
+  pool: BufferPool,
+): Promise<boolean> {
+  const buffers = [pool.take(), pool.take()] as const;
+  const writes: (Promise<boolean> | undefined)[] = [undefined, undefined];
+  let pos = start;
+  let ok = true;
+  try {
+    for (let i = 0; pos <= end && ok; i ^= 1) {
+      // The buffer we are about to fill must have been handed to the socket.
+      if (writes[i] && !(await writes[i])) {
+        ok = false;
+        break;
+      }
+      const buf = i === 0 ? buffers[0] : buffers[1];
+      const want = Math.min(CHUNK, end - pos + 1);
+      const { bytesRead } = await handle.read(buf, 0, want, pos);
+      if (bytesRead === 0) throw new Error('blob file shorter than its recorded size');
+      pos += bytesRead;
+      if (res.destroyed) {
+        ok = false;
+        break;
+      }
+      writes[i] = new Promise((resolve) => res.write(buf.subarray(0, bytesRead), (err) => resolve(!err)));
+    }
+    const results = await Promise.all(writes.map((w) => w ?? Promise.resolve(true)));
+    ok = ok && results.every(Boolean);
+    if (ok) res.end();
+    else res.destroy();
+    return ok;
+  } finally {
+    await handle.close().catch(() => {});
+    // Only return buffers the socket no longer references.
+    await Promise.all(writes.map((w) => w?.catch(() => false)));
+    pool.give(buffers[0]);
+    pool.give(buffers[1]);
+  }
+}

@@ -16,7 +16,7 @@ import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
 import { abHead, curlSpeed, type LoadResult, median, pin, wrk } from './lib/load.js';
-import { type ServerProcess, startMirrorProcess, startNginx } from './lib/servers.js';
+import { startMirrorProcess, startNginx } from './lib/servers.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });

@@ -12,7 +12,7 @@ export class BufferPool {
   readonly #free: Buffer[] = [];
   readonly #max: number;
 
-  constructor(max = 64) {
+  constructor(max = 16) {
     this.#max = max;
   }
 

@@ -122,7 +122,8 @@ export class BlobFill {
   }
 }
 
-const CHUNK = 1024 * 1024;
+/** Tailing reads: 256 KiB keeps 20 readers of one fill within a flat memory budget. */
+const CHUNK = 256 * 1024;
 
 /**
  * Streams bytes [start, end] of a blob that is still being filled, following the file as it grows.
@@ -134,6 +135,7 @@ export class FillReader extends Readable {
   readonly #end: number | undefined;
   #handle: FileHandle | undefined;
   #pumping = false;
+  #wanted = false;
 
   constructor(fill: BlobFill, start: number, end: number | undefined) {
     super({ highWaterMark: CHUNK });
@@ -143,17 +145,24 @@ export class FillReader extends Readable {
   }
 
   override _read(): void {
-    if (this.#pumping) return;
+    // _read can arrive (on nextTick) while a pump is still unwinding: remember it, never drop it,
+    // or the reader would stall with nobody to wake it.
+    this.#wanted = true;
+    if (!this.#pumping) void this.#drive();
+  }
+
+  async #drive(): Promise<void> {
     this.#pumping = true;
-    this.#pump().then(
-      () => {
-        this.#pumping = false;
-      },
-      (err: Error) => {
-        this.#pumping = false;
-        this.destroy(err);
-      },
-    );
+    try {
+      while (this.#wanted && !this.destroyed) {
+        this.#wanted = false;
+        await this.#pump();
+      }
+    } catch (err) {
+      this.destroy(err as Error);
+    } finally {
+      this.#pumping = false;
+    }
   }
 
   async #pump(): Promise<void> {

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import { BufferPool } from './api/file-sender.js';
 import { BlobCache } from './cache/blob-cache.js';
@@ -8,6 +9,7 @@ import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
 import type { Logger } from './observe/logger.js';
+import { acceptedTypes } from './oci/media-types.js';
 import { UpstreamClient } from './upstream/client.js';
 import { canonicalName } from './upstream/hub-names.js';
 
@@ -70,8 +72,29 @@ export class Mirror {
 
   /** Validates a repository name from a URL and gives the upstream's spelling of it. */
   repositoryName(raw: string): string {
-    return canonicalName(raw, this.config.upstream.expandLibrary);
+    let name = this.#names.get(raw);
+    if (name === undefined) {
+      name = canonicalName(raw, this.config.upstream.expandLibrary);
+      this.#names.set(raw, name);
+    }
+    return name;
   }
+
+  /** Valid spellings seen → canonical name: the hit path validates a name once, not per request. */
+  readonly #names = new LRUCache<string, string>({ max: 10_000 });
+
+  /** The media types an Accept header allows, parsed once per distinct header (clients repeat theirs). */
+  accepted(accept: string | string[] | undefined): ReadonlySet<string> {
+    const key = Array.isArray(accept) ? accept.join(',') : (accept ?? '');
+    let types = this.#accepts.get(key);
+    if (!types) {
+      types = acceptedTypes(accept);
+      this.#accepts.set(key, types);
+    }
+    return types;
+  }
+
+  readonly #accepts = new LRUCache<string, Set<string>>({ max: 1000 });
 
   #closed = false;
 

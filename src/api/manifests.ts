@@ -2,7 +2,6 @@ import type { Manifest } from '../cache/manifest-cache.js';
 import type { Mirror } from '../mirror.js';
 import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { acceptedTypes } from '../oci/media-types.js';
 import { parseReference } from '../oci/names.js';
 import { negotiate } from '../oci/negotiation.js';
 import type { Exchange } from './exchange.js';
@@ -22,7 +21,7 @@ export async function manifestHandler(
     manifest = await mirror.manifests.byDigest(name, ref.digest);
   } else {
     manifest = await mirror.manifests.byTag(name, ref.tag);
-    const choice = negotiate(manifest.mediaType, manifest.body, acceptedTypes(ex.req.headers.accept));
+    const choice = negotiate(manifest.mediaType, manifest.body, mirror.accepted(ex.req.headers.accept));
     if (choice.kind === 'none')
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
     if (choice.kind === 'child') {

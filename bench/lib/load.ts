@@ -56,8 +56,8 @@ export async function wrk(
     requestsPerSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
     mibPerSecond:
       transfer?.[1] && transfer[2] ? (Number(transfer[1]) * (SIZES[transfer[2]] ?? 1)) / 1024 ** 2 : 0,
-    p50Ms: ms(/50%\s+(\S+)/.exec(out)?.[1] ?? ''),
-    p99Ms: ms(/99%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    p50Ms: ms(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+    p99Ms: ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
     errors:
       (errors ? errors.slice(1).reduce((a, b) => a + Number(b), 0) : 0) +
       (non2xx?.[1] ? Number(non2xx[1]) : 0),

@@ -210,7 +210,9 @@ for (const [k, v] of Object.entries(unbounded.outcomes))
 console.log(`\nCache bounded to 60 % of the working set (${mib(capacity)}), on the same request trace:`);
 console.log('| policy | byte hit ratio |');
 console.log('|---|---|');
-console.log(`| hubcache live (LRU eviction, plus concurrent requests served by one fill) | ${pct(bounded.byteHitRatio)} |`);
+console.log(
+  `| hubcache live (LRU eviction, plus concurrent requests served by one fill) | ${pct(bounded.byteHitRatio)} |`,
+);
 console.log(`| LRU, replayed one request at a time | ${pct(lruModel.byteHitRatio)} |`);
 console.log(`| Belady (offline optimum), replayed one request at a time | ${pct(optimum.byteHitRatio)} |`);
 const strip = ({ trace: _, ...r }: typeof unbounded) => r;

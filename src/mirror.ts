@@ -1,3 +1,5 @@
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import { BufferPool } from './api/file-sender.js';
@@ -9,6 +11,7 @@ import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
 import type { Logger } from './observe/logger.js';
+import { Metrics } from './observe/metrics.js';
 import { acceptedTypes } from './oci/media-types.js';
 import { UpstreamClient } from './upstream/client.js';
 import { canonicalName } from './upstream/hub-names.js';
@@ -50,6 +53,49 @@ export class Mirror {
       tagTtl(config.tagTtlRules, config.tagTtlMs),
       log,
     );
+    this.metrics = this.#wireMetrics();
+  }
+
+  readonly metrics: Metrics;
+  /** The last exchange with the upstream: /readyz reports it (it does not decide readiness). */
+  upstreamSeen: { reachable: boolean; at: number } | undefined;
+
+  /** Readiness: the data directory takes a write. The upstream is reported, not required. */
+  async readiness(): Promise<{ ready: boolean; dataDir: string; upstream: string }> {
+    const probe = path.join(this.blobs.store.tmpDir, `.readyz-${process.pid}`);
+    let dataDir = 'writable';
+    try {
+      await writeFile(probe, 'ok');
+      await rm(probe, { force: true });
+    } catch (err) {
+      dataDir = `not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+    }
+    const upstream = this.config.offline
+      ? 'offline mode'
+      : this.upstreamSeen === undefined
+        ? 'not contacted yet'
+        : this.upstreamSeen.reachable
+          ? 'reachable'
+          : 'unreachable (serving from cache)';
+    return { ready: dataDir === 'writable', dataDir, upstream };
+  }
+
+  #wireMetrics(): Metrics {
+    const store = this.blobs.store;
+    const metrics = new Metrics({
+      cacheBytes: () => store.usage.totalBytes,
+      cacheObjects: () => store.usage.count,
+      maxSizeBytes: () => this.config.maxSizeBytes,
+      inflightFills: () => this.blobs.inflightCount,
+      evictions: () => store.evictions,
+      digestMismatches: () => this.blobs.digestMismatches,
+      rateLimit: () => this.upstream.rateLimit,
+    });
+    this.upstream.onExchange = (method, status, seconds) => {
+      metrics.upstream(method, status, seconds);
+      this.upstreamSeen = { reachable: status !== 'error' && status < 500, at: Date.now() };
+    };
+    return metrics;
   }
 
   async init(): Promise<void> {

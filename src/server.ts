@@ -64,6 +64,17 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.get('/', (c) =>
     c.text('hubcache: a pull-through mirror for Docker Hub. The registry API is at /v2/.\n'),
   );
+  app.get('/metrics', async (c) => {
+    c.header('Content-Type', mirror.metrics.registry.contentType);
+    return c.body(await mirror.metrics.registry.metrics());
+  });
+  // Liveness: the process answers. Readiness: the cache can take writes (the upstream may be down:
+  // a mirror that can serve its cache is ready).
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const r = await mirror.readiness();
+    return c.json(r, r.ready ? 200 : 503);
+  });
   app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'not found', detail: null }] }, 404));
   return app;
 }
@@ -83,6 +94,7 @@ async function dispatch(mirror: Mirror, req: IncomingMessage, res: ServerRespons
 async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   const endpoint = parseV2Path(ex.path);
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
+  ex.endpoint = endpoint.kind;
   // A pull-through mirror is read-only (PROTOCOL.md §1.1: distribution's UNSUPPORTED is 405).
   if (!READ_METHODS.has(ex.method))
     throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { method: ex.method });
@@ -152,6 +164,13 @@ export function toRegistryError(err: unknown, upstream: string): RegistryError {
 }
 
 function logRequest(mirror: Mirror, ex: Exchange, started: number): void {
+  mirror.metrics.request(
+    ex.endpoint,
+    ex.method,
+    ex.outcome,
+    ex.res.statusCode,
+    ex.res.writableFinished ? ex.bytes : 0,
+  );
   mirror.log.info({
     method: ex.method,
     path: ex.path,

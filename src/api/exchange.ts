@@ -12,6 +12,8 @@ export interface Exchange {
   method: string;
   path: string;
   query: URLSearchParams;
+  /** The endpoint family (manifest, blob, ...), for metrics. */
+  endpoint: string;
   /** Filled in by handlers for the request log and X-Cache. */
   outcome?: CacheOutcome;
   bytes: number;
@@ -27,5 +29,6 @@ export function exchangeOf(req: IncomingMessage, res: ServerResponse): Exchange 
     path: q === -1 ? url : url.slice(0, q),
     query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
     bytes: 0,
+    endpoint: 'unknown',
   };
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
-import { type BlobStore, type BlobWriter, SizeMismatchError } from './blob-store.js';
+import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
 
 /** The disk is (nearly) full: the blob is not cached; clients are served straight from upstream. */
@@ -31,6 +31,8 @@ export class BlobCache {
   readonly #limit: LimitFunction;
   readonly #log: Logger;
   readonly #inflight = new Map<string, BlobFill>();
+  /** Upstream bodies that did not match their digest, since start (nothing of them was stored). */
+  digestMismatches = 0;
 
   constructor(store: BlobStore, upstream: UpstreamClient, limit: LimitFunction, log: Logger) {
     this.store = store;
@@ -152,6 +154,7 @@ export class BlobCache {
       res.body.destroy();
       await writer?.abort().catch(() => {});
       this.store.noteWriteFailure(err);
+      if (err instanceof DigestMismatchError) this.digestMismatches++;
       this.#log.warn({ digest: digest.value, repository, err: (err as Error).message }, 'blob fill failed');
       throw err;
     }

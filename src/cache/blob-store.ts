@@ -106,6 +106,11 @@ export class BlobStore {
     if ((err as NodeJS.ErrnoException).code === 'ENOSPC') this.#free = { bytes: 0, at: Date.now() };
   }
 
+  /** Blobs and bytes removed by the size bound since start. */
+  get evictions(): { count: number; bytes: number } {
+    return { count: this.#evictor.evicted, bytes: this.#evictor.evictedBytes };
+  }
+
   inUse(hex: string): boolean {
     return (this.#inUse.get(hex) ?? 0) > 0;
   }

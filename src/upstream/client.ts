@@ -46,6 +46,9 @@ export class UpstreamClient {
   #backoffUntil = 0;
   rateLimit: RateLimitReading | undefined;
 
+  /** Told about every HTTP exchange with the upstream (metrics). */
+  onExchange: ((method: string, status: number | 'error', seconds: number) => void) | undefined;
+
   constructor(config: UpstreamConfig, log: Logger, offline = false) {
     this.#config = config;
     this.#log = log;
@@ -120,6 +123,7 @@ export class UpstreamClient {
   }
 
   async #send(url: URL, method: string, headers: Record<string, string>): Promise<UpstreamResponse> {
+    const started = performance.now();
     try {
       const res = await this.#agent.request({
         origin: url.origin,
@@ -130,8 +134,10 @@ export class UpstreamClient {
       // Callers destroy bodies they don't read; undici then emits an abort error, which must not
       // crash the process when nobody is listening. Readers still see errors (iteration, pipeline).
       res.body.on('error', () => {});
+      this.onExchange?.(method, res.statusCode, (performance.now() - started) / 1000);
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
+      this.onExchange?.(method, 'error', (performance.now() - started) / 1000);
       throw toUnreachable(err, url);
     }
   }

@@ -1,0 +1,134 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** What the metrics read at scrape time: the mirror's own state, no copies kept in sync. */
+export interface MetricsSource {
+  cacheBytes(): number;
+  cacheObjects(): number;
+  maxSizeBytes(): number | undefined;
+  inflightFills(): number;
+  evictions(): { count: number; bytes: number };
+  digestMismatches(): number;
+  rateLimit(): { limit: number; remaining: number } | undefined;
+}
+
+/**
+ * Prometheus metrics (prom-client) in a registry of the mirror's own, not the library's global
+ * one. Request and upstream figures are counted as they happen; cache state is read at scrape
+ * time from the objects that own it. Names follow Prometheus conventions (_total, _bytes, _seconds).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'endpoint' | 'method' | 'outcome' | 'code'>;
+  readonly #servedBytes: Counter<'source'>;
+  readonly #upstreamRequests: Counter<'method' | 'code'>;
+  readonly #upstreamSeconds: Histogram<'method'>;
+
+  constructor(source: MetricsSource) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'hubcache_' });
+    this.#requests = new Counter({
+      name: 'hubcache_requests_total',
+      help: 'Registry API requests by endpoint, method, cache outcome (hit, miss, coalesced, revalidated, stale, error, none) and status code',
+      labelNames: ['endpoint', 'method', 'outcome', 'code'],
+      registers,
+    });
+    this.#servedBytes = new Counter({
+      name: 'hubcache_served_bytes_total',
+      help: 'Body bytes sent to clients, by where they came from (cache, or an upstream download)',
+      labelNames: ['source'],
+      registers,
+    });
+    this.#upstreamRequests = new Counter({
+      name: 'hubcache_upstream_requests_total',
+      help: 'HTTP exchanges with the upstream (token endpoint and redirects included) by method and status code',
+      labelNames: ['method', 'code'],
+      registers,
+    });
+    this.#upstreamSeconds = new Histogram({
+      name: 'hubcache_upstream_request_duration_seconds',
+      help: 'Time to the upstream response headers',
+      labelNames: ['method'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    const gauge = (name: string, help: string, read: () => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const v = read();
+          if (v !== undefined) this.set(v);
+        },
+      });
+    gauge('hubcache_cache_size_bytes', 'Bytes stored (blobs and manifests)', () => source.cacheBytes());
+    gauge('hubcache_cache_objects', 'Blobs and manifests stored', () => source.cacheObjects());
+    gauge('hubcache_cache_max_size_bytes', 'The configured size bound (absent when unbounded)', () =>
+      source.maxSizeBytes(),
+    );
+    gauge(
+      'hubcache_inflight_downloads',
+      'Upstream blob downloads under way (each shared by all its waiters)',
+      () => source.inflightFills(),
+    );
+    // Totals kept by the objects that count them, exposed as counters (advanced by the difference).
+    const counter = (name: string, help: string, read: () => number) => {
+      let last = 0;
+      return new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const v = read();
+          if (v > last) this.inc(v - last);
+          last = v;
+        },
+      });
+    };
+    counter('hubcache_evictions_total', 'Blobs removed by the size bound', () => source.evictions().count);
+    counter(
+      'hubcache_evicted_bytes_total',
+      'Bytes removed by the size bound',
+      () => source.evictions().bytes,
+    );
+    counter(
+      'hubcache_digest_mismatches_total',
+      'Upstream bodies that did not match their digest (not stored)',
+      () => source.digestMismatches(),
+    );
+    gauge(
+      'hubcache_upstream_ratelimit_limit',
+      "Docker Hub's ratelimit-limit, last seen",
+      () => source.rateLimit()?.limit,
+    );
+    gauge(
+      'hubcache_upstream_ratelimit_remaining',
+      "Docker Hub's ratelimit-remaining, last seen",
+      () => source.rateLimit()?.remaining,
+    );
+  }
+
+  request(
+    endpoint: string,
+    method: string,
+    outcome: string | undefined,
+    status: number,
+    bytes: number,
+  ): void {
+    this.#requests.inc({
+      endpoint,
+      method,
+      outcome: outcome ? outcome.toLowerCase() : status >= 400 ? 'error' : 'none',
+      code: String(status),
+    });
+    if (bytes > 0) {
+      const source = outcome === 'MISS' || outcome === 'COALESCED' ? 'upstream' : 'cache';
+      this.#servedBytes.inc({ source }, bytes);
+    }
+  }
+
+  upstream(method: string, status: number | 'error', seconds: number): void {
+    this.#upstreamRequests.inc({ method, code: String(status) });
+    this.#upstreamSeconds.observe({ method }, seconds);
+  }
+}

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import bytes from 'bytes-iec';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { stringify } from 'yaml';
+import { FILE_KEYS, readConfigFile } from './config-file.js';
 
 /** The one configuration object: read once at start, validated, passed down. */
 export interface Config {
@@ -16,6 +18,8 @@ export interface Config {
   offline: boolean;
   /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
   maxSizeBytes: number | undefined;
+  /** --print-config: print and exit instead of serving. */
+  printConfig?: true;
   /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
   minFreeBytes: number;
   /** A client must send its request headers within this (slowloris protection). */
@@ -119,6 +123,8 @@ export function buildCommand(): Command {
   return (
     new Command('hubcache')
       .description('A pull-through caching mirror for Docker Hub (OCI distribution API).')
+      .addOption(opt('--config <file>', 'YAML configuration file (flags and env override it)', 'CONFIG'))
+      .addOption(new Option('--print-config', 'print the effective configuration (secrets masked) and exit'))
       .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
       .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
       .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
@@ -221,7 +227,76 @@ export function buildCommand(): Command {
   );
 }
 
+/**
+ * Values from the YAML file fill in every option that neither a flag nor an environment variable
+ * set. Each goes through the same parser as its flag, so the same checks apply.
+ */
+function applyConfigFile(command: Command, raw: RawOptions): void {
+  let values: Map<string, unknown>;
+  try {
+    values = readConfigFile(raw.config as string);
+  } catch (err) {
+    command.error(`error: config file ${(err as Error).message}`);
+  }
+  const parsers: Record<string, (v: string) => unknown> = {
+    maxSize: byteSize,
+    minFreeSpace: byteSizeOrZero,
+  };
+  for (const [key, value] of values) {
+    const option = FILE_KEYS[key] as keyof RawOptions;
+    const source = command.getOptionValueSource(option);
+    if (source === 'cli' || source === 'env') continue;
+    try {
+      const parse = parsers[option];
+      let v: unknown = typeof value === 'string' && parse ? parse(value) : value;
+      if (option === 'tagTtlRule') {
+        v = (value as { pattern: string; ttl: number }[]).map((r) => ({
+          pattern: r.pattern,
+          ttlMs: r.ttl * 1000,
+        }));
+      }
+      (raw as unknown as Record<string, unknown>)[option] = v;
+      command.setOptionValueWithSource(option, v, 'config');
+    } catch (err) {
+      command.error(`error: config file ${raw.config}: ${key}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** The effective configuration as YAML, secrets masked (--print-config). */
+export function printableConfig(config: Config): string {
+  const shown = {
+    listen: `${config.listen.host}:${config.listen.port}`,
+    data: config.dataDir,
+    upstream: {
+      url: config.upstream.url.href,
+      username: config.upstream.username,
+      password: config.upstream.password ? '*****' : undefined,
+      expandLibrary: config.upstream.expandLibrary,
+      concurrency: config.upstream.concurrency,
+      connectTimeout: config.upstream.connectTimeoutMs / 1000,
+      headersTimeout: config.upstream.headersTimeoutMs / 1000,
+      idleTimeout: config.upstream.idleTimeoutMs / 1000,
+    },
+    tags: {
+      ttl: config.tagTtlMs / 1000,
+      rules: config.tagTtlRules.map((r) => ({ pattern: r.pattern, ttl: r.ttlMs / 1000 })),
+    },
+    cache: {
+      maxSize: config.maxSizeBytes,
+      minFreeSpace: config.minFreeBytes,
+      memoryMb: config.memoryCacheBytes / 1024 / 1024,
+    },
+    offline: config.offline,
+    clientHeaderTimeout: config.clientHeaderTimeoutMs / 1000,
+    logLevel: config.logLevel,
+  };
+  return stringify(shown);
+}
+
 interface RawOptions {
+  config?: string;
+  printConfig?: boolean;
   listen: string;
   upstream: string;
   data: string;
@@ -251,6 +326,7 @@ export function parseConfig(
 ): Config {
   command.parse(argv, { from: 'user' });
   const raw = command.opts<RawOptions>();
+  if (raw.config) applyConfigFile(command, raw);
   // Booleans and lists from the environment are parsed here, not by commander's .env(): it reads any
   // value of a boolean's variable, "false" included, as "set".
   const envBoolean = (option: 'expandLibrary' | 'offline', name: string) => {
@@ -263,7 +339,8 @@ export function parseConfig(
   envBoolean('expandLibrary', 'HUBCACHE_EXPAND_LIBRARY');
   envBoolean('offline', 'HUBCACHE_OFFLINE');
   let rules = raw.tagTtlRule ?? [];
-  if (rules.length === 0 && env.HUBCACHE_TAG_TTL_RULES) {
+  if (command.getOptionValueSource('tagTtlRule') !== 'cli' && env.HUBCACHE_TAG_TTL_RULES) {
+    rules = [];
     try {
       for (const part of env.HUBCACHE_TAG_TTL_RULES.split(',').filter((p) => p.trim()))
         rules = ttlRule(part, rules);
@@ -312,6 +389,7 @@ export function parseConfig(
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
     clientHeaderTimeoutMs: Math.max(1, raw.clientHeaderTimeout) * 1000,
     logLevel: raw.logLevel,
+    ...(raw.printConfig ? { printConfig: true as const } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { parseConfig } from './config.js';
+import { parseConfig, printableConfig } from './config.js';
 import { runGc } from './gc-command.js';
 import { startMirror } from './listen.js';
 import { createLogger } from './observe/logger.js';
@@ -10,6 +10,10 @@ if (process.argv[2] === 'gc') {
 }
 
 const config = parseConfig(process.argv.slice(2));
+if (config.printConfig) {
+  process.stdout.write(printableConfig(config));
+  process.exit(0);
+}
 const log = createLogger(config.logLevel);
 const running = await startMirror(config, log);
 log.info(

@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildCommand, type Config, configWith, DEFAULTS, parseConfig } from '../../src/config.js';
+import {
+  buildCommand,
+  type Config,
+  configWith,
+  DEFAULTS,
+  parseConfig,
+  printableConfig,
+} from '../../src/config.js';
 
 /** A command that throws instead of exiting and prints nothing. */
 function quietCommand() {
@@ -341,5 +348,75 @@ describe('configWith', () => {
     expect(config.tagTtlMs).toBe(0);
     expect(config.logLevel).toBe('silent');
     expect(config.upstream.expandLibrary).toBe(false);
+  });
+});
+
+describe('the YAML configuration file', () => {
+  function configFile(yaml: string): string {
+    tempDir = mkdtempSync(path.join(tmpdir(), 'hubcache-config-'));
+    const file = path.join(tempDir, 'hubcache.yml');
+    writeFileSync(file, yaml);
+    return file;
+  }
+
+  const YAML = [
+    'listen: 127.0.0.1:5055',
+    'upstream:',
+    '  url: https://mirror.example.com',
+    '  username: bob',
+    '  password: hunter2',
+    '  expandLibrary: false',
+    'tags:',
+    '  ttl: 60',
+    '  rules:',
+    '    - { pattern: latest, ttl: 10 }',
+    'cache:',
+    '  maxSize: 10GiB',
+    'offline: true',
+  ].join('\n');
+
+  it('sets every key it names, leaving the rest at their defaults', () => {
+    const config = parse('--config', configFile(YAML));
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 5055 });
+    expect(config.upstream.url.href).toBe('https://mirror.example.com/');
+    expect(config.upstream.username).toBe('bob');
+    expect(config.upstream.password).toBe('hunter2');
+    expect(config.upstream.expandLibrary).toBe(false);
+    expect(config.tagTtlMs).toBe(60_000);
+    expect(config.tagTtlRules).toEqual([{ pattern: 'latest', ttlMs: 10_000 }]);
+    expect(config.maxSizeBytes).toBe(10 * 1024 ** 3);
+    expect(config.offline).toBe(true);
+    expect(config.upstream.concurrency).toBe(DEFAULTS.concurrency);
+  });
+
+  it('is overridden by environment variables, and those by flags', () => {
+    const file = configFile(YAML);
+    process.env.HUBCACHE_TAG_TTL = '99';
+    process.env.HUBCACHE_OFFLINE = 'false';
+    process.env.HUBCACHE_LISTEN = '127.0.0.1:6000';
+    const config = parse('--config', file, '--listen', '127.0.0.1:7000');
+    expect(config.tagTtlMs).toBe(99_000);
+    expect(config.offline).toBe(false);
+    expect(config.listen.port).toBe(7000);
+  });
+
+  it('refuses an unknown key, a wrong type or a bad value, naming the key', () => {
+    expect(parseError('--config', configFile('upstream:\n  urll: x\n')).message).toContain('upstream.urll');
+    expect(parseError('--config', configFile('tags:\n  ttl: soon\n')).message).toContain('tags.ttl');
+    expect(parseError('--config', configFile('cache:\n  maxSize: lots\n')).message).toContain(
+      'cache.maxSize',
+    );
+    expect(parseError('--config', '/nonexistent/hubcache.yml').message).toContain(
+      '/nonexistent/hubcache.yml',
+    );
+  });
+
+  it('--print-config shows the effective configuration with the password masked', () => {
+    const config = parse('--config', configFile(YAML), '--print-config');
+    expect(config.printConfig).toBe(true);
+    const printed = printableConfig(config);
+    expect(printed).toContain('username: bob');
+    expect(printed).not.toContain('hunter2');
+    expect(printed).toContain('password: "*****"');
   });
 });

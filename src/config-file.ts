@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * The YAML configuration file: every key of it, with the flag it stands for. Precedence, lowest
+ * first: defaults, this file, HUBCACHE_* environment variables, flags. Unknown keys and wrong
+ * types are refused at start with the key named (zod, strict objects).
+ */
+const seconds = z.number().int().nonnegative();
+const size = z.union([z.string(), z.number().int().positive()]);
+
+export const fileSchema = z.strictObject({
+  listen: z.string().optional(),
+  data: z.string().optional(),
+  upstream: z
+    .strictObject({
+      url: z.string().optional(),
+      username: z.string().optional(),
+      password: z.string().optional(),
+      passwordFile: z.string().optional(),
+      expandLibrary: z.boolean().optional(),
+      concurrency: z.number().int().positive().optional(),
+      connectTimeout: seconds.optional(),
+      headersTimeout: seconds.optional(),
+      idleTimeout: seconds.optional(),
+    })
+    .optional(),
+  tags: z
+    .strictObject({
+      ttl: seconds.optional(),
+      rules: z.array(z.strictObject({ pattern: z.string().min(1), ttl: seconds })).optional(),
+    })
+    .optional(),
+  cache: z
+    .strictObject({
+      maxSize: size.optional(),
+      minFreeSpace: size.optional(),
+      memoryMb: z.number().int().nonnegative().optional(),
+    })
+    .optional(),
+  offline: z.boolean().optional(),
+  clientHeaderTimeout: seconds.optional(),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+});
+
+export type ConfigFile = z.infer<typeof fileSchema>;
+
+/** File key path → the commander option it sets (the flag's attribute name). */
+export const FILE_KEYS: Record<string, string> = {
+  listen: 'listen',
+  data: 'data',
+  'upstream.url': 'upstream',
+  'upstream.username': 'upstreamUsername',
+  'upstream.password': 'upstreamPassword',
+  'upstream.passwordFile': 'upstreamPasswordFile',
+  'upstream.expandLibrary': 'expandLibrary',
+  'upstream.concurrency': 'upstreamConcurrency',
+  'upstream.connectTimeout': 'connectTimeout',
+  'upstream.headersTimeout': 'headersTimeout',
+  'upstream.idleTimeout': 'idleTimeout',
+  'tags.ttl': 'tagTtl',
+  'tags.rules': 'tagTtlRule',
+  'cache.maxSize': 'maxSize',
+  'cache.minFreeSpace': 'minFreeSpace',
+  'cache.memoryMb': 'memoryCacheMb',
+  offline: 'offline',
+  clientHeaderTimeout: 'clientHeaderTimeout',
+  logLevel: 'logLevel',
+};
+
+export class ConfigFileError extends Error {}
+
+/** Reads and validates the file; the error names the file and the key. */
+export function readConfigFile(file: string): Map<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = parse(readFileSync(file, 'utf8')) ?? {};
+  } catch (err) {
+    throw new ConfigFileError(`${file}: ${(err as Error).message}`);
+  }
+  const result = fileSchema.safeParse(doc);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = issue ? [...issue.path, ...('keys' in issue ? (issue.keys as string[]) : [])].join('.') : '';
+    throw new ConfigFileError(`${file}: ${key || '(top level)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const values = new Map<string, unknown>();
+  const walk = (obj: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(obj)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, key);
+      else if (v !== undefined) values.set(key, v);
+    }
+  };
+  walk(result.data as Record<string, unknown>, '');
+  return values;
+}

@@ -12,6 +12,8 @@ const size = z.union([z.string(), z.number().int().positive()]);
 
 export const fileSchema = z.strictObject({
   listen: z.string().optional(),
+  tls: z.strictObject({ cert: z.string(), key: z.string() }).optional(),
+  htpasswd: z.string().optional(),
   data: z.string().optional(),
   upstream: z
     .strictObject({
@@ -49,6 +51,9 @@ export type ConfigFile = z.infer<typeof fileSchema>;
 /** File key path → the commander option it sets (the flag's attribute name). */
 export const FILE_KEYS: Record<string, string> = {
   listen: 'listen',
+  'tls.cert': 'tlsCert',
+  'tls.key': 'tlsKey',
+  htpasswd: 'htpasswd',
   data: 'data',
   'upstream.url': 'upstream',
   'upstream.username': 'upstreamUsername',

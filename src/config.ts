@@ -18,6 +18,10 @@ export interface Config {
   offline: boolean;
   /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
   maxSizeBytes: number | undefined;
+  /** TLS for clients (Docker requires it for a mirror that is not on loopback). */
+  tls?: { cert: string; key: string };
+  /** htpasswd file (bcrypt) that clients must authenticate against. */
+  htpasswd?: string;
   /** --print-config: print and exit instead of serving. */
   printConfig?: true;
   /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
@@ -126,6 +130,11 @@ export function buildCommand(): Command {
       .addOption(opt('--config <file>', 'YAML configuration file (flags and env override it)', 'CONFIG'))
       .addOption(new Option('--print-config', 'print the effective configuration (secrets masked) and exit'))
       .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
+      .addOption(opt('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)', 'TLS_CERT'))
+      .addOption(opt('--tls-key <file>', 'the private key for --tls-cert (PEM)', 'TLS_KEY'))
+      .addOption(
+        opt('--htpasswd <file>', 'require client credentials from this htpasswd file (bcrypt)', 'HTPASSWD'),
+      )
       .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
       .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
       .addOption(
@@ -295,6 +304,9 @@ export function printableConfig(config: Config): string {
 }
 
 interface RawOptions {
+  tlsCert?: string;
+  tlsKey?: string;
+  htpasswd?: string;
   config?: string;
   printConfig?: boolean;
   listen: string;
@@ -360,6 +372,8 @@ export function parseConfig(
     }
   }
   if (password && !raw.upstreamUsername) command.error('--upstream-password needs --upstream-username');
+  if (Boolean(raw.tlsCert) !== Boolean(raw.tlsKey))
+    command.error('error: --tls-cert and --tls-key go together');
   let listen: Config['listen'];
   let url: URL;
   try {
@@ -390,6 +404,10 @@ export function parseConfig(
     clientHeaderTimeoutMs: Math.max(1, raw.clientHeaderTimeout) * 1000,
     logLevel: raw.logLevel,
     ...(raw.printConfig ? { printConfig: true as const } : {}),
+    ...(raw.tlsCert && raw.tlsKey
+      ? { tls: { cert: path.resolve(raw.tlsCert), key: path.resolve(raw.tlsKey) } }
+      : {}),
+    ...(raw.htpasswd ? { htpasswd: path.resolve(raw.htpasswd) } : {}),
   };
 }
 

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { Mirror } from './mirror.js';
@@ -22,16 +24,21 @@ export async function startMirror(
   await mirror.init();
   // dockerd sends Connection: close on every request, others keep-alive: allow both without
   // holding idle sockets forever.
-  const server = createServer(
-    {
-      keepAliveTimeout: 65_000,
-      // Slowloris: a client that dribbles its headers is cut off. Checked every second, not every 30.
-      headersTimeout: config.clientHeaderTimeoutMs,
-      requestTimeout: Math.max(300_000, config.clientHeaderTimeoutMs + 1000),
-      connectionsCheckingInterval: Math.min(1000, config.clientHeaderTimeoutMs),
-    },
-    createListener(mirror),
-  );
+  const options = {
+    keepAliveTimeout: 65_000,
+    // Slowloris: a client that dribbles its headers is cut off. Checked every second, not every 30.
+    headersTimeout: config.clientHeaderTimeoutMs,
+    requestTimeout: Math.max(300_000, config.clientHeaderTimeoutMs + 1000),
+    connectionsCheckingInterval: Math.min(1000, config.clientHeaderTimeoutMs),
+  };
+  // HTTP/1.1 over TLS when a certificate is configured (Docker insists on TLS for mirrors that are
+  // not on loopback); the same listener either way.
+  const server = config.tls
+    ? createHttpsServer(
+        { ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) },
+        createListener(mirror),
+      )
+    : createServer(options, createListener(mirror));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -41,7 +48,7 @@ export async function startMirror(
   return {
     mirror,
     server,
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`,
+    url: `${config.tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

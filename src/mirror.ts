@@ -10,6 +10,7 @@ import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
+import { ClientAuth } from './observe/client-auth.js';
 import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
 import { acceptedTypes } from './oci/media-types.js';
@@ -54,9 +55,12 @@ export class Mirror {
       log,
     );
     this.metrics = this.#wireMetrics();
+    this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
   }
 
   readonly metrics: Metrics;
+  /** Client authentication, when an htpasswd file is configured. */
+  readonly auth: ClientAuth | undefined;
   /** The last exchange with the upstream: /readyz reports it (it does not decide readiness). */
   upstreamSeen: { reachable: boolean; at: number } | undefined;
 

@@ -95,6 +95,11 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   const endpoint = parseV2Path(ex.path);
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
   ex.endpoint = endpoint.kind;
+  if (mirror.auth && !(await mirror.auth.check(ex.req.headers.authorization))) {
+    throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
+      'WWW-Authenticate': `Basic realm="${mirror.auth.realm}"`,
+    });
+  }
   // A pull-through mirror is read-only (PROTOCOL.md §1.1: distribution's UNSUPPORTED is 405).
   if (!READ_METHODS.has(ex.method))
     throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { method: ex.method });

@@ -3,13 +3,21 @@ import { parseConfig, printableConfig } from './config.js';
 import { runGc } from './gc-command.js';
 import { startMirror } from './listen.js';
 import { createLogger } from './observe/logger.js';
+import { runStats } from './stats-command.js';
 
-if (process.argv[2] === 'gc') {
-  await runGc(process.argv.slice(3));
+// Subcommands: `serve` (the default), `gc`, `stats`.
+const [sub, ...rest] = process.argv.slice(2);
+if (sub === 'gc') {
+  await runGc(rest);
   process.exit(0);
 }
+if (sub === 'stats') {
+  await runStats(rest);
+  process.exit(0);
+}
+const serveArgs = sub === 'serve' ? rest : process.argv.slice(2);
 
-const config = parseConfig(process.argv.slice(2));
+const config = parseConfig(serveArgs);
 if (config.printConfig) {
   process.stdout.write(printableConfig(config));
   process.exit(0);

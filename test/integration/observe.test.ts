@@ -109,3 +109,24 @@ describe('health', () => {
     expect(JSON.parse(res.body.toString()).ready).toBe(false);
   });
 });
+
+describe('hubcache stats', () => {
+  it('reports cache size, objects and hit ratio from a running mirror and from the data folder', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args]);
+    const img = addImage(upstream, 'library/alpine', '1', 50_000);
+    await get(`${mirror.url}/v2/alpine/manifests/1`); // miss
+    await get(`${mirror.url}/v2/alpine/manifests/1`); // hit
+    await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`); // miss
+    await expect.poll(() => mirror.mirror.blobs.inflightCount).toBe(0);
+    await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`); // hit
+    const live = JSON.parse((await run(['stats', '--url', mirror.url])).stdout);
+    expect(live).toMatchObject({ requests: 4, hitRatio: 0.5 });
+    expect(live.cacheBytes).toBeGreaterThanOrEqual(50_000);
+    const offline = JSON.parse((await run(['stats', '--data', data.dir])).stdout);
+    expect(offline.cacheObjects).toBe(live.cacheObjects);
+    expect(offline.cacheBytes).toBe(live.cacheBytes);
+  });
+});

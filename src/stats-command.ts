@@ -1,0 +1,49 @@
+import path from 'node:path';
+import { Command } from 'commander';
+import { UsageIndex } from './cache/usage-index.js';
+
+/**
+ * `hubcache stats`: cache size, object count and hit ratio since start, from a running mirror's
+ * /metrics; or, with --data, size and count read from the cache folder (no server needed).
+ */
+export async function runStats(argv: string[]): Promise<void> {
+  const command = new Command('hubcache stats')
+    .description('cache size, objects and hit ratio (from a running mirror, or from --data)')
+    .option('--url <url>', 'the running mirror', 'http://127.0.0.1:5000')
+    .option('--data <dir>', 'read the cache folder instead of asking a running mirror');
+  command.parse(argv, { from: 'user' });
+  const opts = command.opts<{ url: string; data?: string }>();
+  if (opts.data) {
+    const usage = new UsageIndex(path.join(path.resolve(opts.data), 'blobs', 'sha256'));
+    await usage.scan();
+    print({ source: path.resolve(opts.data), cacheBytes: usage.totalBytes, cacheObjects: usage.count });
+    return;
+  }
+  const res = await fetch(new URL('/metrics', opts.url));
+  if (!res.ok) throw new Error(`${opts.url}/metrics answered ${res.status}`);
+  const text = await res.text();
+  const sum = (name: string, filter: (labels: string) => boolean = () => true) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(name) && filter(l))
+      .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  const served = (l: string) => /endpoint="(blob|manifest)"/.test(l);
+  const hits = sum(
+    'hubcache_requests_total{',
+    (l) => served(l) && /outcome="(hit|revalidated|stale)"/.test(l),
+  );
+  const all = sum('hubcache_requests_total{', (l) => served(l) && !/outcome="none"/.test(l));
+  print({
+    source: opts.url,
+    cacheBytes: sum('hubcache_cache_size_bytes'),
+    cacheObjects: sum('hubcache_cache_objects'),
+    requests: all,
+    hitRatio: all ? Number((hits / all).toFixed(4)) : null,
+    bytesFromCache: sum('hubcache_served_bytes_total{', (l) => l.includes('source="cache"')),
+    bytesFromUpstream: sum('hubcache_served_bytes_total{', (l) => l.includes('source="upstream"')),
+  });
+}
+
+function print(stats: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+}

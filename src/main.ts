@@ -3,12 +3,17 @@ import { parseConfig, printableConfig } from './config.js';
 import { runGc } from './gc-command.js';
 import { startMirror } from './listen.js';
 import { createLogger } from './observe/logger.js';
+import { runPrefetch } from './prefetch-command.js';
 import { runStats } from './stats-command.js';
 
-// Subcommands: `serve` (the default), `gc`, `stats`.
+// Subcommands: `serve` (the default), `prefetch`, `gc`, `stats`.
 const [sub, ...rest] = process.argv.slice(2);
 if (sub === 'gc') {
   await runGc(rest);
+  process.exit(0);
+}
+if (sub === 'prefetch') {
+  await runPrefetch(rest);
   process.exit(0);
 }
 if (sub === 'stats') {

@@ -71,8 +71,9 @@ export async function startFakeRegistry(
     },
     count(method, pattern) {
       // Authorized requests only: the first one of a scope is answered 401 and retried.
-      return registry.requests.filter((r) => r.authorization && r.method === method && pattern.test(r.path))
-        .length;
+      return registry.requests.filter(
+        (r) => (!options.auth || r.authorization) && r.method === method && pattern.test(r.path),
+      ).length;
     },
     async close() {
       await Promise.all([closeServer(server), closeServer(cdn)]);

@@ -1,0 +1,82 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import type { RunningMirror } from '../../src/listen.js';
+import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
+import { addImage, get, mirrorFor, OCI_INDEX, OCI_MANIFEST, tempDataDir } from './harness.js';
+
+let upstream: FakeRegistry;
+let mirror: RunningMirror;
+let data: Awaited<ReturnType<typeof tempDataDir>>;
+const prefetch = async (args: string[]) =>
+  JSON.parse(
+    (
+      await promisify(execFile)(process.execPath, [
+        '--import',
+        'tsx',
+        'src/main.ts',
+        'prefetch',
+        '--url',
+        mirror.url,
+        ...args,
+      ])
+    ).stdout,
+  );
+
+beforeEach(async () => {
+  upstream = await startFakeRegistry();
+  data = await tempDataDir();
+  mirror = await mirrorFor(upstream, data.dir);
+});
+
+afterEach(async () => {
+  await mirror.close();
+  await upstream.close();
+  await data.remove();
+});
+
+it('prefetch warms the cache with the chosen platforms, then everything is a hit', async () => {
+  const amd = addImage(upstream, 'library/multi', 'amd', 10_000);
+  const arm = addImage(upstream, 'library/multi', 'arm', 20_000);
+  const single = addImage(upstream, 'library/single', '1', 5_000);
+  upstream.addManifest(
+    'library/multi',
+    'latest',
+    {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        {
+          mediaType: OCI_MANIFEST,
+          digest: amd.manifestDigest,
+          size: amd.manifestBytes.length,
+          platform: { os: 'linux', architecture: 'amd64' },
+        },
+        {
+          mediaType: OCI_MANIFEST,
+          digest: arm.manifestDigest,
+          size: arm.manifestBytes.length,
+          platform: { os: 'linux', architecture: 'arm64' },
+        },
+      ],
+    },
+    OCI_INDEX,
+  );
+  const list = path.join(data.dir, 'images.txt');
+  writeFileSync(list, '# deploy set\nsingle:1\n');
+  const first = await prefetch(['multi', '--platform', 'linux/arm64', '--file', list]);
+  expect(first).toMatchObject({ images: 2, manifests: 3, blobs: 4, alreadyCached: 0 });
+  expect(upstream.count('GET', new RegExp(arm.layerDigest))).toBe(1);
+  expect(upstream.count('GET', new RegExp(amd.layerDigest))).toBe(0);
+  await expect.poll(() => mirror.mirror.blobs.inflightCount).toBe(0);
+  const before = upstream.requests.length;
+  for (const digest of [arm.layerDigest, arm.configDigest, single.layerDigest]) {
+    expect((await get(`${mirror.url}/v2/library/x/blobs/${digest}`)).headers['x-cache']).toBe('HIT');
+  }
+  expect(upstream.requests.length).toBe(before);
+  const all = await prefetch(['multi:latest', '--all-platforms']);
+  expect(all).toMatchObject({ images: 1, manifests: 3, blobs: 4 });
+  expect(upstream.count('GET', new RegExp(amd.layerDigest))).toBe(1);
+});

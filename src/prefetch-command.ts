@@ -23,9 +23,17 @@ export async function runPrefetch(argv: string[]): Promise<void> {
     .option('--url <url>', 'the running mirror', 'http://127.0.0.1:5000')
     .option('--file <file>', 'read images from a file, one per line (# comments)')
     .option('--platform <os/arch...>', 'platforms to fetch from multi-arch images', ['linux/amd64'])
-    .option('--all-platforms', 'fetch every platform of multi-arch images');
+    .option('--all-platforms', 'fetch every platform of multi-arch images')
+    .option('--pin', 'keep these images through the size bound (never evicted)');
   command.parse(argv, { from: 'user' });
-  const opts = command.opts<{ url: string; file?: string; platform: string[]; allPlatforms?: boolean }>();
+  const opts = command.opts<{
+    url: string;
+    file?: string;
+    platform: string[];
+    allPlatforms?: boolean;
+    pin?: boolean;
+  }>();
+  const fetched = new Set<string>();
   const images = [...command.args];
   if (opts.file) {
     for (const line of readFileSync(opts.file, 'utf8').split('\n')) {
@@ -48,6 +56,8 @@ export async function runPrefetch(argv: string[]): Promise<void> {
     if (res.statusCode !== 200)
       throw new Error(`${path}: ${res.statusCode} ${body.toString().slice(0, 200)}`);
     if (res.headers['x-cache'] === 'HIT') totals.alreadyCached++;
+    const digest = res.headers['docker-content-digest'];
+    if (typeof digest === 'string') fetched.add(digest);
     totals.bytes += body.length;
     return { body, type: String(res.headers['content-type'] ?? '') };
   };
@@ -86,10 +96,23 @@ export async function runPrefetch(argv: string[]): Promise<void> {
     }
     totals.images++;
   }
+  let pinned: number | undefined;
+  if (opts.pin) {
+    const res = await request(new URL('/_hubcache/pins', opts.url), {
+      dispatcher,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ digests: [...fetched] }),
+    });
+    const answer = (await res.body.json()) as { pinned?: number };
+    if (res.statusCode !== 200)
+      throw new Error(`pinning failed: ${res.statusCode} ${JSON.stringify(answer)}`);
+    pinned = answer.pinned;
+  }
   await dispatcher.close();
   process.stderr.write('\n');
   process.stdout.write(
-    `${JSON.stringify({ ...totals, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) }, null, 2)}\n`,
+    `${JSON.stringify({ ...totals, ...(pinned === undefined ? {} : { pinnedBlobs: pinned }), seconds: Number(((performance.now() - started) / 1000).toFixed(2)) }, null, 2)}\n`,
   );
 }
 

@@ -64,6 +64,31 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.get('/', (c) =>
     c.text('hubcache: a pull-through mirror for Docker Hub. The registry API is at /v2/.\n'),
   );
+  // Pins: blobs the size bound must keep (prefetch --pin sends the digests of what it fetched).
+  app.post('/_hubcache/pins', async (c) => {
+    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
+      return c.json(
+        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
+        403,
+      );
+    }
+    const body = (await c.req.json().catch(() => ({}))) as { digests?: unknown };
+    const digests = Array.isArray(body.digests)
+      ? body.digests.filter((d): d is string => typeof d === 'string')
+      : [];
+    const pinned = await mirror.blobs.store.pin(digests.map((d) => d.replace(/^sha256:/, '')));
+    return c.json({ pinned });
+  });
+  app.delete('/_hubcache/pins', async (c) => {
+    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
+      return c.json(
+        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
+        403,
+      );
+    }
+    await mirror.blobs.store.unpinAll();
+    return c.json({ pinned: 0 });
+  });
   app.get('/metrics', async (c) => {
     c.header('Content-Type', mirror.metrics.registry.contentType);
     return c.body(await mirror.metrics.registry.metrics());

@@ -1,7 +1,17 @@
 import { createHash, type Hash, randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observe/logger.js';
@@ -76,6 +86,7 @@ export class BlobStore {
   async init(): Promise<void> {
     await mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
+    await this.loadPins();
   }
 
   /** Background start-up work: learn what is stored (for the size bound), then apply the bound. */
@@ -109,6 +120,42 @@ export class BlobStore {
   /** Blobs and bytes removed by the size bound since start. */
   get evictions(): { count: number; bytes: number } {
     return { count: this.#evictor.evicted, bytes: this.#evictor.evictedBytes };
+  }
+
+  /** Pinned blobs (prefetch --pin): the size bound never removes them. Persisted in pins.json. */
+  readonly #pinned = new Set<string>();
+
+  get pinsFile(): string {
+    return path.join(this.root, 'pins.json');
+  }
+
+  async loadPins(): Promise<void> {
+    try {
+      for (const hex of JSON.parse(await readFile(this.pinsFile, 'utf8')) as string[]) this.#pinned.add(hex);
+    } catch {
+      // no pins yet
+    }
+  }
+
+  async pin(hexes: string[]): Promise<number> {
+    for (const hex of hexes) if (/^[a-f0-9]{64}$/.test(hex)) this.#pinned.add(hex);
+    await this.#savePins();
+    return this.#pinned.size;
+  }
+
+  async unpinAll(): Promise<void> {
+    this.#pinned.clear();
+    await this.#savePins();
+  }
+
+  isPinned(hex: string): boolean {
+    return this.#pinned.has(hex);
+  }
+
+  async #savePins(): Promise<void> {
+    const temp = path.join(this.tmpDir, `pins.${randomBytes(4).toString('hex')}`);
+    await writeFile(temp, JSON.stringify([...this.#pinned]));
+    await rename(temp, this.pinsFile);
   }
 
   inUse(hex: string): boolean {

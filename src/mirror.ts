@@ -61,6 +61,42 @@ export class Mirror {
   readonly metrics: Metrics;
   /** Client authentication, when an htpasswd file is configured. */
   readonly auth: ClientAuth | undefined;
+  /** Requests and bytes per repository since start (the dashboard's top repositories). */
+  readonly #repositories = new LRUCache<string, { requests: number; bytes: number }>({ max: 1000 });
+
+  countRepository(repository: string, bytes: number): void {
+    const entry = this.#repositories.get(repository) ?? { requests: 0, bytes: 0 };
+    entry.requests++;
+    entry.bytes += bytes;
+    this.#repositories.set(repository, entry);
+  }
+
+  /** What the dashboard shows, in one JSON document (the same figures as /metrics). */
+  summary() {
+    const t = this.metrics.totals;
+    const store = this.blobs.store;
+    return {
+      requests: t.requests,
+      hits: t.hits,
+      hitRatio: t.requests ? t.hits / t.requests : null,
+      bytesFromCache: t.bytesFromCache,
+      bytesFromUpstream: t.bytesFromUpstream,
+      cacheBytes: store.usage.totalBytes,
+      cacheObjects: store.usage.count,
+      maxSizeBytes: this.config.maxSizeBytes ?? null,
+      upstream: {
+        url: this.config.upstream.url.origin,
+        offline: this.config.offline,
+        reachable: this.upstreamSeen?.reachable ?? null,
+        rateLimit: this.upstream.rateLimit ?? null,
+      },
+      topRepositories: [...this.#repositories.entries()]
+        .map(([repository, v]) => ({ repository, ...v }))
+        .sort((a, b) => b.requests - a.requests)
+        .slice(0, 10),
+    };
+  }
+
   /** The last exchange with the upstream: /readyz reports it (it does not decide readiness). */
   upstreamSeen: { reachable: boolean; at: number } | undefined;
 

@@ -9,6 +9,7 @@ import { sendError, sendJson } from './api/respond.js';
 import { tagsHandler } from './api/tags.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
 import type { Mirror } from './mirror.js';
+import { DASHBOARD_HTML } from './observe/dashboard.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path } from './oci/names.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
@@ -89,6 +90,9 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
     await mirror.blobs.store.unpinAll();
     return c.json({ pinned: 0 });
   });
+  app.get('/ui', (c) => c.redirect('/ui/'));
+  app.get('/ui/', (c) => c.html(DASHBOARD_HTML));
+  app.get('/_hubcache/summary', (c) => c.json(mirror.summary()));
   app.get('/metrics', async (c) => {
     c.header('Content-Type', mirror.metrics.registry.contentType);
     return c.body(await mirror.metrics.registry.metrics());
@@ -120,6 +124,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   const endpoint = parseV2Path(ex.path);
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
   ex.endpoint = endpoint.kind;
+  if ('name' in endpoint) ex.repository = mirror.repositoryName(endpoint.name);
   if (mirror.auth && !(await mirror.auth.check(ex.req.headers.authorization))) {
     throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
       'WWW-Authenticate': `Basic realm="${mirror.auth.realm}"`,
@@ -194,13 +199,9 @@ export function toRegistryError(err: unknown, upstream: string): RegistryError {
 }
 
 function logRequest(mirror: Mirror, ex: Exchange, started: number): void {
-  mirror.metrics.request(
-    ex.endpoint,
-    ex.method,
-    ex.outcome,
-    ex.res.statusCode,
-    ex.res.writableFinished ? ex.bytes : 0,
-  );
+  const sent = ex.res.writableFinished ? ex.bytes : 0;
+  mirror.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
+  if (ex.repository && ex.outcome) mirror.countRepository(ex.repository, sent);
   mirror.log.info({
     method: ex.method,
     path: ex.path,

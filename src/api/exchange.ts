@@ -14,6 +14,8 @@ export interface Exchange {
   query: URLSearchParams;
   /** The endpoint family (manifest, blob, ...), for metrics. */
   endpoint: string;
+  /** The canonical repository, once validated (for the dashboard's top repositories). */
+  repository?: string;
   /** Filled in by handlers for the request log and X-Cache. */
   outcome?: CacheOutcome;
   bytes: number;

@@ -108,6 +108,9 @@ export class Metrics {
     );
   }
 
+  /** Plain running totals for the dashboard's summary (the same events as the counters). */
+  readonly totals = { requests: 0, hits: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
+
   request(
     endpoint: string,
     method: string,
@@ -115,6 +118,14 @@ export class Metrics {
     status: number,
     bytes: number,
   ): void {
+    if ((endpoint === 'blob' || endpoint === 'manifest') && outcome) {
+      this.totals.requests++;
+      if (outcome === 'HIT' || outcome === 'REVALIDATED' || outcome === 'STALE') this.totals.hits++;
+    }
+    if (bytes > 0) {
+      if (outcome === 'MISS' || outcome === 'COALESCED') this.totals.bytesFromUpstream += bytes;
+      else this.totals.bytesFromCache += bytes;
+    }
     this.#requests.inc({
       endpoint,
       method,

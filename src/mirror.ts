@@ -127,6 +127,7 @@ export class Mirror {
       cacheObjects: () => store.usage.count,
       maxSizeBytes: () => this.config.maxSizeBytes,
       inflightFills: () => this.blobs.inflightCount,
+      waiters: () => this.blobs.waiters,
       evictions: () => store.evictions,
       digestMismatches: () => this.blobs.digestMismatches,
       rateLimit: () => this.upstream.rateLimit,
@@ -187,6 +188,8 @@ export class Mirror {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Downloads under way finish and are stored (up to the idle timeout), or are aborted cleanly.
+    await this.blobs.drain(this.config.upstream.idleTimeoutMs);
     await this.upstream.close();
   }
 }

@@ -57,6 +57,10 @@ export async function blobHandler(
   const { fill, joined } = mirror.blobs.fill(name, digest);
   // A fill already verified (only its rename is pending) is local, verified bytes: a hit.
   ex.outcome = !joined ? 'MISS' : fill.complete ? 'HIT' : 'COALESCED';
+  if (ex.outcome === 'COALESCED') {
+    mirror.blobs.waiters++;
+    ex.res.once('close', () => mirror.blobs.waiters--);
+  }
   try {
     await fill.started;
   } catch (err) {

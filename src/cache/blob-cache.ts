@@ -31,6 +31,32 @@ export class BlobCache {
   readonly #limit: LimitFunction;
   readonly #log: Logger;
   readonly #inflight = new Map<string, BlobFill>();
+  /** The upstream body each running fill reads, so shutdown can abort what it cannot wait for. */
+  readonly #bodies = new Map<string, Readable>();
+
+  /**
+   * Shutdown: let running downloads finish (they are stored), at most `ms`; then abort the rest,
+   * which removes their temp files. Nothing half-written stays behind.
+   */
+  async drain(ms: number): Promise<void> {
+    const running = [...this.#inflight.values()].map((f) => f.finished.catch(() => {}));
+    if (running.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      Promise.all(running).then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!timedOut) return;
+    for (const body of this.#bodies.values()) body.destroy(new Error('shutting down'));
+    await Promise.all(running);
+  }
+
+  /** Clients currently served from a download another request started (single-flight waiters). */
+  waiters = 0;
+
   /** Upstream bodies that did not match their digest, since start (nothing of them was stored). */
   digestMismatches = 0;
 
@@ -119,6 +145,7 @@ export class BlobCache {
       let resumes = 0;
       for (;;) {
         const sink = fillSink(writer, fill, size);
+        this.#bodies.set(digest.hex, body);
         try {
           await pipeline(body, sink.stream);
           break;
@@ -146,11 +173,13 @@ export class BlobCache {
       fill.verified();
       await writer.commit(size, true);
       fill.committed();
+      this.#bodies.delete(digest.hex);
       this.#log.info(
         { digest: digest.value, repository, bytes: writer.written, ms: Date.now() - started },
         'blob cached',
       );
     } catch (err) {
+      this.#bodies.delete(digest.hex);
       res.body.destroy();
       await writer?.abort().catch(() => {});
       this.store.noteWriteFailure(err);

@@ -6,6 +6,7 @@ export interface MetricsSource {
   cacheObjects(): number;
   maxSizeBytes(): number | undefined;
   inflightFills(): number;
+  waiters(): number;
   evictions(): { count: number; bytes: number };
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
@@ -70,6 +71,11 @@ export class Metrics {
       'hubcache_inflight_downloads',
       'Upstream blob downloads under way (each shared by all its waiters)',
       () => source.inflightFills(),
+    );
+    gauge(
+      'hubcache_singleflight_waiters',
+      'Clients being served from a download another request started',
+      () => source.waiters(),
     );
     // Totals kept by the objects that count them, exposed as counters (advanced by the difference).
     const counter = (name: string, help: string, read: () => number) => {

@@ -134,3 +134,31 @@ it('two mirrors on one data directory fill the same blobs at once and stay consi
   }
   expect(upstream.requests.length).toBe(before);
 });
+
+it('SIGTERM mid-download: the download finishes and is stored, no temp file is left, the process exits', async () => {
+  const port = await freePort();
+  const child = await spawnMirror(port);
+  const img = addImage(upstream, 'library/big', '1', 8 * MiB);
+  const held = gate();
+  upstream.fault = (r) =>
+    r.path.includes('/blobs/') ? { kind: 'gate', after: 2 * MiB, open: held.opened } : undefined;
+  void fetch(`http://127.0.0.1:${port}/v2/big/blobs/${img.layerDigest}`)
+    .then((r) => r.arrayBuffer())
+    .catch(() => undefined);
+  const tmp = path.join(data.dir, 'tmp');
+  await expect.poll(() => readdirSync(tmp).length).toBe(1);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  held.open();
+  expect(await exited).toBe(0);
+  expect(readdirSync(tmp)).toEqual([]);
+  const stored = path.join(
+    data.dir,
+    'blobs',
+    'sha256',
+    img.layerDigest.slice(7, 9),
+    img.layerDigest.slice(7),
+  );
+  expect(existsSync(stored)).toBe(true);
+});

@@ -229,6 +229,9 @@ describe('single flight and streaming', () => {
     // All 20 have status and headers while the upstream is still held at 2 MiB.
     expect(responses.map((r) => r.statusCode)).toEqual(Array(20).fill(200));
     expect(responses.every((r) => r.headers['content-length'] === String(img.layer.length))).toBe(true);
+    const metrics = (await get(`${mirror.url}/metrics`)).body.toString();
+    expect(metrics).toMatch(/^hubcache_singleflight_waiters 19$/m);
+    expect(metrics).toMatch(/^hubcache_inflight_downloads 1$/m);
     const outcomes = responses.map((r) => r.headers['x-cache']).sort();
     expect(outcomes.filter((o) => o === 'MISS').length).toBe(1);
     expect(outcomes.filter((o) => o === 'COALESCED').length).toBe(19);

@@ -43,6 +43,7 @@ export const fileSchema = z.strictObject({
     .optional(),
   offline: z.boolean().optional(),
   clientHeaderTimeout: seconds.optional(),
+  metricsPath: z.string().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
 });
 
@@ -72,6 +73,7 @@ export const FILE_KEYS: Record<string, string> = {
   offline: 'offline',
   clientHeaderTimeout: 'clientHeaderTimeout',
   logLevel: 'logLevel',
+  metricsPath: 'metricsPath',
 };
 
 export class ConfigFileError extends Error {}

@@ -22,6 +22,8 @@ export interface Config {
   tls?: { cert: string; key: string };
   /** htpasswd file (bcrypt) that clients must authenticate against. */
   htpasswd?: string;
+  /** Where Prometheus scrapes (on the main listener). */
+  metricsPath: string;
   /** --print-config: print and exit instead of serving. */
   printConfig?: true;
   /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
@@ -130,6 +132,11 @@ export function buildCommand(): Command {
       .addOption(opt('--config <file>', 'YAML configuration file (flags and env override it)', 'CONFIG'))
       .addOption(new Option('--print-config', 'print the effective configuration (secrets masked) and exit'))
       .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
+      .addOption(
+        opt('--metrics-path <path>', 'where Prometheus metrics are served', 'METRICS_PATH').default(
+          '/metrics',
+        ),
+      )
       .addOption(opt('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)', 'TLS_CERT'))
       .addOption(opt('--tls-key <file>', 'the private key for --tls-cert (PEM)', 'TLS_KEY'))
       .addOption(
@@ -299,11 +306,13 @@ export function printableConfig(config: Config): string {
     offline: config.offline,
     clientHeaderTimeout: config.clientHeaderTimeoutMs / 1000,
     logLevel: config.logLevel,
+    metricsPath: config.metricsPath,
   };
   return stringify(shown);
 }
 
 interface RawOptions {
+  metricsPath: string;
   tlsCert?: string;
   tlsKey?: string;
   htpasswd?: string;
@@ -403,6 +412,7 @@ export function parseConfig(
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,
     clientHeaderTimeoutMs: Math.max(1, raw.clientHeaderTimeout) * 1000,
     logLevel: raw.logLevel,
+    metricsPath: raw.metricsPath,
     ...(raw.printConfig ? { printConfig: true as const } : {}),
     ...(raw.tlsCert && raw.tlsKey
       ? { tls: { cert: path.resolve(raw.tlsCert), key: path.resolve(raw.tlsKey) } }

@@ -93,7 +93,7 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.get('/ui', (c) => c.redirect('/ui/'));
   app.get('/ui/', (c) => c.html(DASHBOARD_HTML));
   app.get('/_hubcache/summary', (c) => c.json(mirror.summary()));
-  app.get('/metrics', async (c) => {
+  app.get(mirror.config.metricsPath, async (c) => {
     c.header('Content-Type', mirror.metrics.registry.contentType);
     return c.body(await mirror.metrics.registry.metrics());
   });

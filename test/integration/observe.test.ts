@@ -84,6 +84,15 @@ describe('/metrics', () => {
   });
 });
 
+describe('metrics path', () => {
+  it('serves the metrics at --metrics-path', async () => {
+    await mirror.close();
+    mirror = await mirrorFor(upstream, data.dir, ['--metrics-path', '/-/prometheus']);
+    expect((await get(`${mirror.url}/-/prometheus`)).body.toString()).toContain('hubcache_requests_total');
+    expect((await get(`${mirror.url}/metrics`)).status).toBe(404);
+  });
+});
+
 describe('health', () => {
   it('/healthz answers while the process runs; /readyz reports the upstream without failing on it', async () => {
     expect((await get(`${mirror.url}/healthz`)).status).toBe(200);

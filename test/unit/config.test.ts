@@ -260,6 +260,7 @@ describe('parseConfig environment', () => {
       memoryCacheBytes: 7 * 1024 * 1024,
       clientHeaderTimeoutMs: 30_000,
       logLevel: 'warn',
+      metricsPath: '/metrics',
     });
   });
 

@@ -26,6 +26,7 @@ export const fileSchema = z.strictObject({
       connectTimeout: seconds.optional(),
       headersTimeout: seconds.optional(),
       idleTimeout: seconds.optional(),
+      redirectHosts: z.array(z.string().min(1)).optional(),
     })
     .optional(),
   tags: z
@@ -65,6 +66,7 @@ export const FILE_KEYS: Record<string, string> = {
   'upstream.connectTimeout': 'connectTimeout',
   'upstream.headersTimeout': 'headersTimeout',
   'upstream.idleTimeout': 'idleTimeout',
+  'upstream.redirectHosts': 'upstreamRedirectHost',
   'tags.ttl': 'tagTtl',
   'tags.rules': 'tagTtlRule',
   'cache.maxSize': 'maxSize',

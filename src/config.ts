@@ -48,7 +48,23 @@ export interface UpstreamConfig {
   headersTimeoutMs: number;
   /** Upstream body idle for this long → the fill fails, nothing is stored. */
   idleTimeoutMs: number;
+  /**
+   * Hosts (globs) the upstream may redirect to besides itself: Docker Hub's blob CDNs. A redirect
+   * anywhere else is refused, so the mirror cannot be steered to an arbitrary host.
+   */
+  redirectHosts: string[];
 }
+
+/** Where Docker Hub sends blob GETs (PROTOCOL.md §1.3): its Cloudflare, CloudFront, R2 and S3 hosts. */
+export const DOCKER_HUB_REDIRECT_HOSTS = [
+  '*.docker.com',
+  '*.docker.io',
+  '*.cloudflarestorage.com',
+  '*.cloudfront.net',
+  'docker-images-prod.*.amazonaws.com',
+  '*.s3.amazonaws.com',
+  '*.s3.*.amazonaws.com',
+];
 
 export interface TagTtlRule {
   /** A glob over the tag (`latest`, `v*`), or over `repository:tag` when it contains ':' or '/'. */
@@ -144,6 +160,12 @@ export function buildCommand(): Command {
       )
       .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
       .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
+      .addOption(
+        new Option(
+          '--upstream-redirect-host <glob...>',
+          "hosts the upstream may redirect blob downloads to (default: Docker Hub's CDNs)",
+        ),
+      )
       .addOption(
         opt('--upstream-username <name>', 'upstream account (raises Docker Hub limits)', 'UPSTREAM_USERNAME'),
       )
@@ -312,6 +334,7 @@ export function printableConfig(config: Config): string {
 }
 
 interface RawOptions {
+  upstreamRedirectHost?: string[];
   metricsPath: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -403,6 +426,7 @@ export function parseConfig(
       connectTimeoutMs: raw.connectTimeout * 1000,
       headersTimeoutMs: raw.headersTimeout * 1000,
       idleTimeoutMs: raw.idleTimeout * 1000,
+      redirectHosts: raw.upstreamRedirectHost ?? DOCKER_HUB_REDIRECT_HOSTS,
     },
     tagTtlMs: raw.tagTtl * 1000,
     tagTtlRules: rules,

@@ -13,6 +13,7 @@ import { DASHBOARD_HTML } from './observe/dashboard.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path } from './oci/names.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
+import { servesNamespace } from './upstream/hub-names.js';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
@@ -137,6 +138,12 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   // Only a registry host is echoed: anything else (control characters) must not reach a header.
   const ns = ex.query.get('ns');
   if (ns && /^[a-zA-Z0-9.-]{1,253}(?::\d{1,5})?$/.test(ns)) ex.res.setHeader('OCI-Namespace', ns);
+  // containerd names the registry it wants: one this mirror does not serve is refused here, before
+  // any upstream request (never Docker Hub's content for ghcr.io's names).
+  const { url, expandLibrary } = mirror.config.upstream;
+  if (ns && endpoint.kind !== 'base' && !servesNamespace(ns, url, expandLibrary)) {
+    throw new RegistryError('NAME_UNKNOWN', `registry ${ns} is not mirrored here`, { ns });
+  }
   switch (endpoint.kind) {
     case 'base':
       return sendJson(ex, 200, {});

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import picomatch from 'picomatch';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { UpstreamConfig } from '../config.js';
 import type { Logger } from '../observe/logger.js';
@@ -49,8 +50,11 @@ export class UpstreamClient {
   /** Told about every HTTP exchange with the upstream (metrics). */
   onExchange: ((method: string, status: number | 'error', seconds: number) => void) | undefined;
 
+  readonly #redirectAllowed: (host: string) => boolean;
+
   constructor(config: UpstreamConfig, log: Logger, offline = false) {
     this.#config = config;
+    this.#redirectAllowed = picomatch(config.redirectHosts, { nocase: true });
     this.#log = log;
     this.#offline = offline;
     this.#agent = new Agent({
@@ -116,6 +120,13 @@ export class UpstreamClient {
       const next = new URL(location, url);
       if (next.protocol !== 'https:' && next.protocol !== 'http:') {
         throw new UpstreamUnreachableError(`redirect to unsupported scheme ${next.protocol}`, 'EREDIRECT');
+      }
+      if (next.host !== this.#config.url.host && !this.#redirectAllowed(next.hostname)) {
+        this.#log.warn({ from: url.host, to: next.host }, 'upstream redirect to a host not allowed: refused');
+        throw new UpstreamUnreachableError(
+          `redirect to ${next.hostname}, which is not an allowed host`,
+          'EREDIRECT',
+        );
       }
       this.#log.debug({ from: url.host, to: next.host, status: res.status }, 'upstream redirect');
       url = next;

@@ -1,3 +1,4 @@
+import { RegistryError } from '../oci/errors.js';
 import { validateName } from '../oci/names.js';
 
 /**
@@ -16,5 +17,17 @@ export function canonicalName(raw: string, expandLibrary: boolean): string {
       break;
     }
   }
+  // Docker Hub namespaces have no dots: a dotted first component names another registry
+  // (`ghcr.io/owner/app`), which this mirror must not fetch from Docker Hub.
+  const first = name.split('/')[0] ?? '';
+  if (name.includes('/') && first.includes('.')) {
+    throw new RegistryError('NAME_UNKNOWN', `registry ${first} is not mirrored here`, { name: raw });
+  }
   return name.includes('/') ? name : `library/${name}`;
+}
+
+/** The `ns` values (containerd's registry host) that mean "the upstream this mirror serves". */
+export function servesNamespace(ns: string, upstream: URL, expandLibrary: boolean): boolean {
+  if (ns === upstream.host) return true;
+  return expandLibrary && HUB_PREFIXES.some((p) => p === `${ns}/`);
 }

@@ -44,7 +44,13 @@ export async function mirrorFor(
       upstream: url,
       dataDir,
       listen: '127.0.0.1:0',
-      extraArgs: [...(process.env.TEST_LOG ? ['--log-level', 'debug'] : []), ...extraArgs],
+      extraArgs: [
+        ...(process.env.TEST_LOG ? ['--log-level', 'debug'] : []),
+        // The fake upstream's "CDN" answers as localhost.
+        '--upstream-redirect-host',
+        'localhost',
+        ...extraArgs,
+      ],
     }),
   );
 }

@@ -392,3 +392,38 @@ describe('manifests: single flight and conditional requests', () => {
     expect(res.body.length).toBe(0);
   });
 });
+
+describe('only the configured upstream is ever contacted', () => {
+  it('refuses another registry named by ?ns= or by a path prefix, with no upstream request', async () => {
+    addImage(upstream, 'library/alpine', '1');
+    for (const url of [
+      '/v2/library/alpine/manifests/1?ns=ghcr.io',
+      '/v2/ghcr.io/owner/app/manifests/1',
+      '/v2/quay.io/x/y/blobs/sha256:' + 'a'.repeat(64),
+    ]) {
+      const res = await get(`${mirror.url}${url}`);
+      expect(res.status, url).toBe(404);
+      expect(JSON.parse(res.body.toString()).errors[0].code).toBe('NAME_UNKNOWN');
+    }
+    expect(upstream.requests.length).toBe(0);
+    expect((await get(`${mirror.url}/v2/library/alpine/manifests/1?ns=docker.io`)).status).toBe(200);
+  });
+});
+
+describe('redirects', () => {
+  it('refuses a redirect to a host that is neither the upstream nor an allowed CDN, sending it nothing', async () => {
+    const { startMirror } = await import('../../src/listen.js');
+    const { configWith } = await import('../../src/config.js');
+    const strict = await startMirror(
+      configWith({ upstream: upstream.url, dataDir: data.dir, listen: '127.0.0.1:0' }),
+    );
+    try {
+      const img = addImage(upstream, 'library/alpine', '1');
+      const res = await get(`${strict.url}/v2/alpine/blobs/${img.layerDigest}`);
+      expect(res.status).toBe(503);
+      expect(upstream.cdnRequests.length).toBe(0);
+    } finally {
+      await strict.close();
+    }
+  });
+});

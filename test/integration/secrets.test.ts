@@ -29,7 +29,14 @@ it('never writes upstream credentials or tokens to the log, even at trace level'
     upstream: upstream.url,
     dataDir: data.dir,
     listen: '127.0.0.1:0',
-    extraArgs: ['--upstream-username', 'alice', '--upstream-password', password],
+    extraArgs: [
+      '--upstream-username',
+      'alice',
+      '--upstream-password',
+      password,
+      '--upstream-redirect-host',
+      'localhost',
+    ],
   });
   mirror = await startMirror(config, pino({ level: 'trace' }, sink));
   const img = addImage(upstream, 'library/alpine', '1');

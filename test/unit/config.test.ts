@@ -8,6 +8,7 @@ import {
   type Config,
   configWith,
   DEFAULTS,
+  DOCKER_HUB_REDIRECT_HOSTS,
   parseConfig,
   printableConfig,
 } from '../../src/config.js';
@@ -248,6 +249,7 @@ describe('parseConfig environment', () => {
         connectTimeoutMs: 4000,
         headersTimeoutMs: 5000,
         idleTimeoutMs: 6000,
+        redirectHosts: DOCKER_HUB_REDIRECT_HOSTS,
       },
       tagTtlMs: 42_000,
       tagTtlRules: [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../src/oci/errors.js';
-import { canonicalName } from '../../src/upstream/hub-names.js';
+import { canonicalName, servesNamespace } from '../../src/upstream/hub-names.js';
 
 describe('canonicalName with library expansion on', () => {
   it.each([
@@ -17,13 +17,25 @@ describe('canonicalName with library expansion on', () => {
     expect(canonicalName(raw, true)).toBe(expected);
   });
 
-  it('does not strip a prefix that only looks like Docker Hub', () => {
-    expect(canonicalName('docker.iox/alpine', true)).toBe('docker.iox/alpine');
-    expect(canonicalName('mydocker.io/alpine', true)).toBe('mydocker.io/alpine');
+  it('refuses a name under another registry instead of fetching it from Docker Hub', () => {
+    for (const raw of [
+      'docker.iox/alpine',
+      'mydocker.io/alpine',
+      'ghcr.io/owner/app',
+      'docker.io/docker.io/alpine',
+    ]) {
+      expect(() => canonicalName(raw, true), raw).toThrow(expect.objectContaining({ code: 'NAME_UNKNOWN' }));
+    }
   });
 
-  it('strips one Hub prefix only', () => {
-    expect(canonicalName('docker.io/docker.io/alpine', true)).toBe('docker.io/alpine');
+  it('accepts the Hub aliases and the upstream itself as containerd namespaces, nothing else', () => {
+    const hub = new URL('https://registry-1.docker.io');
+    for (const ns of ['docker.io', 'index.docker.io', 'registry-1.docker.io'])
+      expect(servesNamespace(ns, hub, true)).toBe(true);
+    for (const ns of ['ghcr.io', 'quay.io', 'docker.iox', ''])
+      expect(servesNamespace(ns, hub, true)).toBe(false);
+    expect(servesNamespace('127.0.0.1:5101', new URL('http://127.0.0.1:5101'), true)).toBe(true);
+    expect(servesNamespace('docker.io', new URL('http://127.0.0.1:5101'), false)).toBe(false);
   });
 });
 

@@ -13,6 +13,18 @@ const size = z.union([z.string(), z.number().int().positive()]);
 export const fileSchema = z.strictObject({
   listen: z.string().optional(),
   tls: z.strictObject({ cert: z.string(), key: z.string() }).optional(),
+  registries: z
+    .record(
+      z.string().regex(/^[a-z0-9.-]+(:\d+)?$/),
+      z.strictObject({
+        url: z.string(),
+        username: z.string().optional(),
+        password: z.string().optional(),
+        passwordFile: z.string().optional(),
+        redirectHosts: z.array(z.string()).optional(),
+      }),
+    )
+    .optional(),
   htpasswd: z.string().optional(),
   data: z.string().optional(),
   upstream: z
@@ -55,6 +67,7 @@ export const FILE_KEYS: Record<string, string> = {
   listen: 'listen',
   'tls.cert': 'tlsCert',
   'tls.key': 'tlsKey',
+  registries: 'registry',
   htpasswd: 'htpasswd',
   data: 'data',
   'upstream.url': 'upstream',
@@ -98,8 +111,10 @@ export function readConfigFile(file: string): Map<string, unknown> {
   const walk = (obj: Record<string, unknown>, prefix: string) => {
     for (const [k, v] of Object.entries(obj)) {
       const key = prefix ? `${prefix}.${k}` : k;
-      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, key);
-      else if (v !== undefined) values.set(key, v);
+      // `registries` is one value (a map by host), not keys to descend into.
+      if (v !== null && typeof v === 'object' && !Array.isArray(v) && key !== 'registries') {
+        walk(v as Record<string, unknown>, key);
+      } else if (v !== undefined) values.set(key, v);
     }
   };
   walk(result.data as Record<string, unknown>, '');

@@ -24,6 +24,8 @@ export interface Config {
   htpasswd?: string;
   /** Where Prometheus scrapes (on the main listener). */
   metricsPath: string;
+  /** More registries mirrored beside the default one, by host (`ghcr.io`): reached by ?ns= or path prefix. */
+  registries: { host: string; upstream: UpstreamConfig }[];
   /** --print-config: print and exit instead of serving. */
   printConfig?: true;
   /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
@@ -109,6 +111,21 @@ function byteSize(value: string): number {
   return Math.floor(n);
 }
 
+interface RegistryRaw {
+  host: string;
+  url: string;
+  username?: string;
+  password?: string;
+  passwordFile?: string;
+  redirectHosts?: string[];
+}
+
+function registryArg(value: string, previous: RegistryRaw[] = []): RegistryRaw[] {
+  const m = /^([a-z0-9.-]+(?::\d+)?)=(.+)$/.exec(value.trim());
+  if (!m?.[1] || !m[2]) throw new InvalidArgumentError('expected HOST=URL, e.g. ghcr.io=https://ghcr.io');
+  return [...previous, { host: m[1], url: m[2] }];
+}
+
 function byteSizeOrZero(value: string): number {
   return value.trim() === '0' ? 0 : byteSize(value);
 }
@@ -148,6 +165,12 @@ export function buildCommand(): Command {
       .addOption(opt('--config <file>', 'YAML configuration file (flags and env override it)', 'CONFIG'))
       .addOption(new Option('--print-config', 'print the effective configuration (secrets masked) and exit'))
       .addOption(opt('--listen <host:port>', 'address to listen on', 'LISTEN').default(DEFAULTS.listen))
+      .addOption(
+        new Option(
+          '--registry <host=url...>',
+          'also mirror this registry (ghcr.io=https://ghcr.io), repeatable',
+        ).argParser(registryArg),
+      )
       .addOption(
         opt('--metrics-path <path>', 'where Prometheus metrics are served', 'METRICS_PATH').default(
           '/metrics',
@@ -287,6 +310,12 @@ function applyConfigFile(command: Command, raw: RawOptions): void {
     try {
       const parse = parsers[option];
       let v: unknown = typeof value === 'string' && parse ? parse(value) : value;
+      if (option === 'registry') {
+        v = Object.entries(value as Record<string, Omit<RegistryRaw, 'host'>>).map(([host, r]) => ({
+          host,
+          ...r,
+        }));
+      }
       if (option === 'tagTtlRule') {
         v = (value as { pattern: string; ttl: number }[]).map((r) => ({
           pattern: r.pattern,
@@ -334,6 +363,7 @@ export function printableConfig(config: Config): string {
 }
 
 interface RawOptions {
+  registry?: RegistryRaw[];
   upstreamRedirectHost?: string[];
   metricsPath: string;
   tlsCert?: string;
@@ -437,6 +467,29 @@ export function parseConfig(
     clientHeaderTimeoutMs: Math.max(1, raw.clientHeaderTimeout) * 1000,
     logLevel: raw.logLevel,
     metricsPath: raw.metricsPath,
+    registries: (raw.registry ?? []).map((r) => {
+      let url: URL;
+      try {
+        url = upstreamUrl(r.url);
+      } catch (err) {
+        command.error(`error: registry ${r.host}: ${(err as Error).message}`);
+      }
+      const password = r.passwordFile ? readFileSync(r.passwordFile, 'utf8').trim() : r.password;
+      return {
+        host: r.host,
+        upstream: {
+          url,
+          ...(r.username ? { username: r.username } : {}),
+          ...(password ? { password } : {}),
+          expandLibrary: false,
+          concurrency: Math.max(1, raw.upstreamConcurrency),
+          connectTimeoutMs: raw.connectTimeout * 1000,
+          headersTimeoutMs: raw.headersTimeout * 1000,
+          idleTimeoutMs: raw.idleTimeout * 1000,
+          redirectHosts: r.redirectHosts ?? [],
+        },
+      };
+    }),
     ...(raw.printConfig ? { printConfig: true as const } : {}),
     ...(raw.tlsCert && raw.tlsKey
       ? { tls: { cert: path.resolve(raw.tlsCert), key: path.resolve(raw.tlsKey) } }

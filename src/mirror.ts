@@ -13,14 +13,30 @@ import type { Config } from './config.js';
 import { ClientAuth } from './observe/client-auth.js';
 import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
+import { RegistryError } from './oci/errors.js';
 import { acceptedTypes } from './oci/media-types.js';
+import { validateName } from './oci/names.js';
 import { UpstreamClient } from './upstream/client.js';
-import { canonicalName } from './upstream/hub-names.js';
+import { canonicalName, servesNamespace } from './upstream/hub-names.js';
 
 /**
  * The one object that owns the mirror's state: the upstream client, the stores and the in-flight
  * maps. Built from the Config, handed to every handler; nothing else holds mutable state.
  */
+/** One mirrored registry: its client and its manifests (tags kept apart per registry). */
+export interface Route {
+  host: string;
+  client: UpstreamClient;
+  manifests: ManifestCache;
+}
+
+/** A request's registry, its repository name there, and the name the cache lists it under. */
+export interface Target {
+  route: Route;
+  name: string;
+  key: string;
+}
+
 export class Mirror {
   readonly config: Config;
   readonly log: Logger;
@@ -56,6 +72,46 @@ export class Mirror {
     );
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
+    this.#default = { host: config.upstream.url.host, client: this.upstream, manifests: this.manifests };
+    for (const r of config.registries) {
+      const client = new UpstreamClient(r.upstream, log, config.offline);
+      client.onExchange = this.upstream.onExchange;
+      const manifests = new ManifestCache(
+        store,
+        this.tags,
+        client,
+        pLimit(concurrency),
+        tagTtl(config.tagTtlRules, config.tagTtlMs),
+        log,
+        `${r.host}/`,
+      );
+      this.#routes.set(r.host, { host: r.host, client, manifests });
+    }
+  }
+
+  readonly #default: Route;
+  readonly #routes = new Map<string, Route>();
+
+  /**
+   * Which upstream a request means, and the repository's name there. containerd's `?ns=` decides
+   * first, then a path prefix naming a configured registry (`ghcr.io/owner/app`), else the default
+   * upstream. A registry that is not configured is refused: only configured upstreams are contacted.
+   */
+  resolve(rawName: string, ns: string | null): Target {
+    const { url, expandLibrary } = this.config.upstream;
+    if (ns && !servesNamespace(ns, url, expandLibrary)) {
+      const route = this.#routes.get(ns);
+      if (!route) throw new RegistryError('NAME_UNKNOWN', `registry ${ns} is not mirrored here`, { ns });
+      return { route, name: validateName(rawName), key: `${ns}/${rawName}` };
+    }
+    const slash = rawName.indexOf('/');
+    const route = slash > 0 ? this.#routes.get(rawName.slice(0, slash)) : undefined;
+    if (route) {
+      const name = validateName(rawName.slice(slash + 1));
+      return { route, name, key: `${route.host}/${name}` };
+    }
+    const name = this.repositoryName(rawName);
+    return { route: this.#default, name, key: name };
   }
 
   readonly metrics: Metrics;
@@ -191,5 +247,6 @@ export class Mirror {
     // Downloads under way finish and are stored (up to the idle timeout), or are aborted cleanly.
     await this.blobs.drain(this.config.upstream.idleTimeoutMs);
     await this.upstream.close();
+    for (const r of this.#routes.values()) await r.client.close();
   }
 }

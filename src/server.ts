@@ -8,12 +8,11 @@ import { manifestHandler } from './api/manifests.js';
 import { sendError, sendJson } from './api/respond.js';
 import { tagsHandler } from './api/tags.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
-import type { Mirror } from './mirror.js';
+import type { Mirror, Target } from './mirror.js';
 import { DASHBOARD_HTML } from './observe/dashboard.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path } from './oci/names.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
-import { servesNamespace } from './upstream/hub-names.js';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
@@ -125,7 +124,6 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   const endpoint = parseV2Path(ex.path);
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
   ex.endpoint = endpoint.kind;
-  if ('name' in endpoint) ex.repository = mirror.repositoryName(endpoint.name);
   if (mirror.auth && !(await mirror.auth.check(ex.req.headers.authorization))) {
     throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
       'WWW-Authenticate': `Basic realm="${mirror.auth.realm}"`,
@@ -138,23 +136,21 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   // Only a registry host is echoed: anything else (control characters) must not reach a header.
   const ns = ex.query.get('ns');
   if (ns && /^[a-zA-Z0-9.-]{1,253}(?::\d{1,5})?$/.test(ns)) ex.res.setHeader('OCI-Namespace', ns);
-  // containerd names the registry it wants: one this mirror does not serve is refused here, before
-  // any upstream request (never Docker Hub's content for ghcr.io's names).
-  const { url, expandLibrary } = mirror.config.upstream;
-  if (ns && endpoint.kind !== 'base' && !servesNamespace(ns, url, expandLibrary)) {
-    throw new RegistryError('NAME_UNKNOWN', `registry ${ns} is not mirrored here`, { ns });
-  }
+  // Which registry (containerd's ?ns=, a path prefix, or the default) and which repository there;
+  // a registry that is not configured is refused before any upstream request.
+  const target = 'name' in endpoint ? mirror.resolve(endpoint.name, ns) : undefined;
+  if (target) ex.repository = target.key;
   switch (endpoint.kind) {
     case 'base':
       return sendJson(ex, 200, {});
     case 'catalog':
       return catalogHandler(ex, mirror);
     case 'manifest':
-      return manifestHandler(ex, mirror, endpoint.name, endpoint.reference);
+      return manifestHandler(ex, mirror, target as Target, endpoint.reference);
     case 'blob':
-      return blobHandler(ex, mirror, endpoint.name, endpoint.digest);
+      return blobHandler(ex, mirror, target as Target, endpoint.digest);
     case 'tags':
-      return tagsHandler(ex, mirror, endpoint.name);
+      return tagsHandler(ex, mirror, target as Target);
     case 'upload':
       throw new RegistryError('UNSUPPORTED', 'this mirror is read-only: push to a registry', {
         method: ex.method,

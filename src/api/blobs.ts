@@ -3,10 +3,10 @@ import { Transform } from 'node:stream';
 import { NoRoomError } from '../cache/blob-cache.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { FillReader } from '../cache/fill.js';
-import type { Mirror } from '../mirror.js';
+import type { Mirror, Target } from '../mirror.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { parseRange } from '../oci/range.js';
-import { headerValue } from '../upstream/client.js';
+import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
 import { blobHeaders, sendBody, sendFile, sendStream } from './respond.js';
@@ -15,10 +15,11 @@ import { blobHeaders, sendBody, sendFile, sendStream } from './respond.js';
 export async function blobHandler(
   ex: Exchange,
   mirror: Mirror,
-  rawName: string,
+  target: Target,
   rawDigest: string,
 ): Promise<void> {
-  const name = mirror.repositoryName(rawName);
+  const { name } = target;
+  const upstream = target.route.client;
   const digest = parseDigest(rawDigest);
   const store = mirror.blobs.store;
 
@@ -47,14 +48,14 @@ export async function blobHandler(
     // Removed between stat and open (eviction): treat as a miss.
   }
 
-  if (ex.method === 'HEAD') return headMiss(ex, mirror, name, digest);
+  if (ex.method === 'HEAD') return headMiss(ex, mirror, upstream, name, digest);
 
   // Disk (nearly) full: serve from upstream without caching rather than fail the pull.
   if (!mirror.blobs.inflight(digest) && !(await store.hasRoomFor(0)))
-    return passThrough(ex, mirror, name, digest);
+    return passThrough(ex, mirror, upstream, name, digest);
 
   // Miss: join the running fill or start one; headers go out as soon as the upstream answered.
-  const { fill, joined } = mirror.blobs.fill(name, digest);
+  const { fill, joined } = mirror.blobs.fill(name, digest, upstream);
   // A fill already verified (only its rename is pending) is local, verified bytes: a hit.
   ex.outcome = !joined ? 'MISS' : fill.complete ? 'HIT' : 'COALESCED';
   if (ex.outcome === 'COALESCED') {
@@ -64,7 +65,7 @@ export async function blobHandler(
   try {
     await fill.started;
   } catch (err) {
-    if (err instanceof NoRoomError) return passThrough(ex, mirror, name, digest);
+    if (err instanceof NoRoomError) return passThrough(ex, mirror, upstream, name, digest);
     throw err;
   }
   if (fill.size === undefined) {
@@ -83,7 +84,13 @@ export async function blobHandler(
  * HEAD of a blob we don't hold: ask the upstream (a HEAD costs nothing against Docker Hub's limit)
  * rather than start a download nobody asked for. A running fill already knows the size.
  */
-async function headMiss(ex: Exchange, mirror: Mirror, name: string, digest: Digest): Promise<void> {
+async function headMiss(
+  ex: Exchange,
+  mirror: Mirror,
+  upstream: UpstreamClient,
+  name: string,
+  digest: Digest,
+): Promise<void> {
   const running = mirror.blobs.inflight(digest);
   if (running) {
     await running.started;
@@ -93,7 +100,7 @@ async function headMiss(ex: Exchange, mirror: Mirror, name: string, digest: Dige
     }
   }
   ex.outcome = 'MISS';
-  const res = await mirror.upstream.request({
+  const res = await upstream.request({
     method: 'HEAD',
     path: `/v2/${name}/blobs/${digest.value}`,
     repository: name,
@@ -113,10 +120,16 @@ async function headMiss(ex: Exchange, mirror: Mirror, name: string, digest: Dige
  * Uncached: the upstream's body straight to the client, hashed on the way with the last byte held
  * back until the digest matched, so even this path never completes a wrong body.
  */
-async function passThrough(ex: Exchange, mirror: Mirror, name: string, digest: Digest): Promise<void> {
+async function passThrough(
+  ex: Exchange,
+  mirror: Mirror,
+  upstream: UpstreamClient,
+  name: string,
+  digest: Digest,
+): Promise<void> {
   ex.outcome = 'MISS';
   mirror.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
-  const res = await mirror.upstream.request({
+  const res = await upstream.request({
     method: 'GET',
     path: `/v2/${name}/blobs/${digest.value}`,
     repository: name,

@@ -1,5 +1,5 @@
 import type { Manifest } from '../cache/manifest-cache.js';
-import type { Mirror } from '../mirror.js';
+import type { Mirror, Target } from '../mirror.js';
 import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseReference } from '../oci/names.js';
@@ -11,21 +11,22 @@ import { sendBody, sendNotModified } from './respond.js';
 export async function manifestHandler(
   ex: Exchange,
   mirror: Mirror,
-  rawName: string,
+  target: Target,
   rawReference: string,
 ): Promise<void> {
-  const name = mirror.repositoryName(rawName);
+  const { name } = target;
+  const manifests = target.route.manifests;
   const ref = parseReference(rawReference);
   let manifest: Manifest;
   if (ref.kind === 'digest') {
-    manifest = await mirror.manifests.byDigest(name, ref.digest);
+    manifest = await manifests.byDigest(name, ref.digest);
   } else {
-    manifest = await mirror.manifests.byTag(name, ref.tag);
+    manifest = await manifests.byTag(name, ref.tag);
     const choice = negotiate(manifest.mediaType, manifest.body, mirror.accepted(ex.req.headers.accept));
     if (choice.kind === 'none')
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
     if (choice.kind === 'child') {
-      const child = await mirror.manifests.byDigest(name, parseDigest(choice.digest));
+      const child = await manifests.byDigest(name, parseDigest(choice.digest));
       manifest = { ...child, outcome: manifest.outcome };
     }
   }

@@ -1,5 +1,5 @@
 import { isUpstreamOutage } from '../cache/manifest-cache.js';
-import type { Mirror } from '../mirror.js';
+import type { Mirror, Target } from '../mirror.js';
 import { headerValue, readBody } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
@@ -13,8 +13,8 @@ const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
  * kept), since a tag list is only as good as it is current. When the upstream is down, the tags
  * this mirror holds, marked STALE.
  */
-export async function tagsHandler(ex: Exchange, mirror: Mirror, rawName: string): Promise<void> {
-  const name = mirror.repositoryName(rawName);
+export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target): Promise<void> {
+  const { name } = target;
   const query = new URLSearchParams();
   const n = ex.query.get('n');
   const last = ex.query.get('last');
@@ -22,7 +22,7 @@ export async function tagsHandler(ex: Exchange, mirror: Mirror, rawName: string)
   if (last !== null) query.set('last', last);
   const qs = query.size ? `?${query}` : '';
   try {
-    const res = await mirror.upstream.request({
+    const res = await target.route.client.request({
       method: 'GET',
       path: `/v2/${name}/tags/list${qs}`,
       repository: name,
@@ -38,7 +38,7 @@ export async function tagsHandler(ex: Exchange, mirror: Mirror, rawName: string)
     if (link) headers.Link = relativeLink(link);
     return sendBody(ex, 200, headers, body);
   } catch (err) {
-    const local = isUpstreamOutage(err) ? await mirror.tags.tags(name) : [];
+    const local = isUpstreamOutage(err) ? await mirror.tags.tags(target.key) : [];
     if (local.length === 0) throw err;
     ex.outcome = 'STALE';
     const page = paginate(local, ex.query, `/v2/${name}/tags/list`);

@@ -76,12 +76,16 @@ export class BlobCache {
   }
 
   /** The fill for this digest: the running one (joined: false → coalesced) or a new one. */
-  fill(repository: string, digest: Digest): { fill: BlobFill; joined: boolean } {
+  fill(
+    repository: string,
+    digest: Digest,
+    upstream: UpstreamClient = this.#upstream,
+  ): { fill: BlobFill; joined: boolean } {
     const running = this.#inflight.get(digest.hex);
     if (running) return { fill: running, joined: true };
     const fill = new BlobFill(digest, this.store.pathOf(digest));
     this.#inflight.set(digest.hex, fill);
-    this.#limit(() => this.#run(fill, repository))
+    this.#limit(() => this.#run(fill, repository, upstream))
       .catch((err: Error) => {
         fill.fail(err);
       })
@@ -93,12 +97,13 @@ export class BlobCache {
 
   /** A ranged GET from `offset`; undefined unless the upstream answers 206 from exactly there. */
   async #resume(
+    upstream: UpstreamClient,
     repository: string,
     digest: Digest,
     offset: number,
     size: number,
   ): Promise<Readable | undefined> {
-    const res = await this.#upstream.request({
+    const res = await upstream.request({
       method: 'GET',
       path: `/v2/${repository}/blobs/${digest.value}`,
       repository,
@@ -110,7 +115,7 @@ export class BlobCache {
     return undefined;
   }
 
-  async #run(fill: BlobFill, repository: string): Promise<void> {
+  async #run(fill: BlobFill, repository: string, upstream: UpstreamClient): Promise<void> {
     const digest = fill.digest;
     const started = Date.now();
     // Committed by another fill between the caller's look at the store and this one starting.
@@ -122,7 +127,7 @@ export class BlobCache {
       fill.committed();
       return;
     }
-    const res = await this.#upstream.request({
+    const res = await upstream.request({
       method: 'GET',
       path: `/v2/${repository}/blobs/${digest.value}`,
       repository,
@@ -158,7 +163,9 @@ export class BlobCache {
           let next: Readable | undefined;
           while (!next && resumes < MAX_RESUMES) {
             resumes++;
-            next = await this.#resume(repository, digest, writer.written, size).catch(() => undefined);
+            next = await this.#resume(upstream, repository, digest, writer.written, size).catch(
+              () => undefined,
+            );
           }
           if (!next) throw err;
           this.#log.info(

@@ -42,6 +42,8 @@ export class ManifestCache {
   readonly #store: BlobStore;
   readonly #tags: TagIndex;
   readonly #upstream: UpstreamClient;
+  /** Tag-index keys of a non-default upstream live under its host: `ghcr.io/owner/app`. */
+  readonly #prefix: string;
   readonly #limit: LimitFunction;
   readonly #ttlMs: (repository: string, tag: string) => number;
   readonly #log: Logger;
@@ -56,7 +58,9 @@ export class ManifestCache {
     limit: LimitFunction,
     ttlMs: (repository: string, tag: string) => number,
     log: Logger,
+    prefix = '',
   ) {
+    this.#prefix = prefix;
     this.#store = store;
     this.#tags = tags;
     this.#upstream = upstream;
@@ -68,21 +72,21 @@ export class ManifestCache {
   async byDigest(repository: string, digest: Digest): Promise<Manifest> {
     const local = await this.#local(digest);
     if (local) {
-      await this.#tags.noteManifest(repository, digest.hex);
+      await this.#tags.noteManifest(this.#key(repository), digest.hex);
       return { ...local, outcome: 'HIT' };
     }
-    return this.#singleFlight(`${repository}@${digest.value}`, () =>
+    return this.#singleFlight(`${this.#key(repository)}@${digest.value}`, () =>
       this.#fetch(repository, digest.value, digest),
     );
   }
 
   async byTag(repository: string, tag: string): Promise<Manifest> {
-    const entry = await this.#tags.get(repository, tag);
+    const entry = await this.#tags.get(this.#key(repository), tag);
     const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
     if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
       return { ...cached, outcome: 'HIT' };
     }
-    return this.#singleFlight(`${repository}:${tag}`, async () => {
+    return this.#singleFlight(`${this.#key(repository)}:${tag}`, async () => {
       if (!entry || !cached) return this.#fetch(repository, tag, undefined);
       try {
         return await this.#revalidate(repository, tag, cached);
@@ -101,9 +105,9 @@ export class ManifestCache {
 
   /** An operator's "recheck this tag now": the next request revalidates it upstream. */
   async invalidate(repository: string, tag: string): Promise<boolean> {
-    const entry = await this.#tags.get(repository, tag);
+    const entry = await this.#tags.get(this.#key(repository), tag);
     if (!entry) return false;
-    await this.#tags.set(repository, tag, { ...entry, checkedAt: 0 });
+    await this.#tags.set(this.#key(repository), tag, { ...entry, checkedAt: 0 });
     return true;
   }
 
@@ -114,7 +118,7 @@ export class ManifestCache {
     if (res.status !== 200) throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { tag });
     const upstreamDigest = headerValue(res.headers['docker-content-digest']);
     if (upstreamDigest === cached.digest.value) {
-      await this.#tags.set(repository, tag, {
+      await this.#tags.set(this.#key(repository), tag, {
         digest: cached.digest.value,
         mediaType: cached.mediaType,
         checkedAt: Date.now(),
@@ -147,11 +151,19 @@ export class ManifestCache {
     const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
     await this.#store.put(digest, body);
     this.#types.set(digest.hex, mediaType);
-    await this.#tags.noteManifest(repository, digest.hex);
+    await this.#tags.noteManifest(this.#key(repository), digest.hex);
     if (!expected) {
-      await this.#tags.set(repository, reference, { digest: digest.value, mediaType, checkedAt: Date.now() });
+      await this.#tags.set(this.#key(repository), reference, {
+        digest: digest.value,
+        mediaType,
+        checkedAt: Date.now(),
+      });
     }
     return { digest, mediaType, body, outcome: 'MISS' };
+  }
+
+  #key(repository: string): string {
+    return `${this.#prefix}${repository}`;
   }
 
   /** One upstream manifest request, always with the full Accept list, within the manifest budget. */

@@ -263,6 +263,7 @@ describe('parseConfig environment', () => {
       clientHeaderTimeoutMs: 30_000,
       logLevel: 'warn',
       metricsPath: '/metrics',
+      registries: [],
     });
   });
 

@@ -80,6 +80,16 @@ export async function blobHandler(
   return sendStream(ex, status, headers, new FillReader(fill, start, end), end - start + 1);
 }
 
+/** A blob request to the upstream that must succeed (200), else the spec's error for its status. */
+async function upstreamBlob(upstream: UpstreamClient, method: 'GET' | 'HEAD', name: string, digest: Digest) {
+  const res = await upstream.request({ method, path: `/v2/${name}/blobs/${digest.value}`, repository: name });
+  if (res.status !== 200) {
+    res.body.destroy();
+    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
+  }
+  return res;
+}
+
 /**
  * HEAD of a blob we don't hold: ask the upstream (a HEAD costs nothing against Docker Hub's limit)
  * rather than start a download nobody asked for. A running fill already knows the size.
@@ -100,14 +110,8 @@ async function headMiss(
     }
   }
   ex.outcome = 'MISS';
-  const res = await upstream.request({
-    method: 'HEAD',
-    path: `/v2/${name}/blobs/${digest.value}`,
-    repository: name,
-  });
+  const res = await upstreamBlob(upstream, 'HEAD', name, digest);
   res.body.destroy();
-  if (res.status !== 200)
-    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
   const length = Number(headerValue(res.headers['content-length']));
   if (!Number.isFinite(length)) {
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
@@ -129,15 +133,7 @@ async function passThrough(
 ): Promise<void> {
   ex.outcome = 'MISS';
   mirror.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
-  const res = await upstream.request({
-    method: 'GET',
-    path: `/v2/${name}/blobs/${digest.value}`,
-    repository: name,
-  });
-  if (res.status !== 200) {
-    res.body.destroy();
-    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
-  }
+  const res = await upstreamBlob(upstream, 'GET', name, digest);
   const length = Number(headerValue(res.headers['content-length']));
   const headers = blobHeaders(digest.value, length, undefined)[1];
   if (!Number.isFinite(length)) delete headers['Content-Length'];

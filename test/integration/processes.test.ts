@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
+import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
 import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
 
@@ -25,16 +25,6 @@ afterEach(async () => {
   await upstream.close();
   await data.remove();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The mirror as its own process (what kill -9 needs), started as `npm start` would, via tsx. */
 async function spawnMirror(port: number, extra: string[] = []): Promise<ChildProcess> {

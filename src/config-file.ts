@@ -26,6 +26,16 @@ export const fileSchema = z.strictObject({
     )
     .optional(),
   htpasswd: z.string().optional(),
+  anonymousPull: z.boolean().optional(),
+  hosted: z
+    .strictObject({
+      push: z.boolean().optional(),
+      repositories: z.array(z.string().min(1)).optional(),
+      allowDelete: z.boolean().optional(),
+      uploadExpiry: seconds.optional(),
+      gcGrace: seconds.optional(),
+    })
+    .optional(),
   data: z.string().optional(),
   upstream: z
     .strictObject({
@@ -69,6 +79,12 @@ export const FILE_KEYS: Record<string, string> = {
   'tls.key': 'tlsKey',
   registries: 'registry',
   htpasswd: 'htpasswd',
+  anonymousPull: 'anonymousPull',
+  'hosted.push': 'push',
+  'hosted.repositories': 'hosted',
+  'hosted.allowDelete': 'allowDelete',
+  'hosted.uploadExpiry': 'uploadExpiry',
+  'hosted.gcGrace': 'gcGrace',
   data: 'data',
   'upstream.url': 'upstream',
   'upstream.username': 'upstreamUsername',

@@ -22,6 +22,10 @@ export interface Config {
   tls?: { cert: string; key: string };
   /** htpasswd file (bcrypt) that clients must authenticate against. */
   htpasswd?: string;
+  /** With htpasswd: pulls need no credentials, pushes and deletes still do. */
+  anonymousPull: boolean;
+  /** Repositories clients push to (the push side of the spec). */
+  hosted: HostedConfig;
   /** Where Prometheus scrapes (on the main listener). */
   metricsPath: string;
   /** More registries mirrored beside the default one, by host (`ghcr.io`): reached by ?ns= or path prefix. */
@@ -35,6 +39,19 @@ export interface Config {
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
   memoryCacheBytes: number;
   logLevel: string;
+}
+
+export interface HostedConfig {
+  /** Accept pushes at all. */
+  push: boolean;
+  /** Globs over names: when given, exactly these are hosted (and pushable); else a push creates one. */
+  patterns: string[];
+  /** DELETE of manifests, tags and blobs in hosted repositories. */
+  allowDelete: boolean;
+  /** An upload session idle this long is dropped with its bytes. */
+  uploadExpiryMs: number;
+  /** The garbage collector keeps anything newer than this (uploads whose manifest is still to come). */
+  gcGraceMs: number;
 }
 
 export interface UpstreamConfig {
@@ -87,6 +104,8 @@ export const DEFAULTS = {
   clientHeaderTimeout: 30,
   minFreeSpace: '512MiB',
   logLevel: 'info',
+  uploadExpiry: 3600,
+  gcGrace: 3600,
 } as const;
 
 function positiveInt(name: string) {
@@ -180,6 +199,37 @@ export function buildCommand(): Command {
       .addOption(opt('--tls-key <file>', 'the private key for --tls-cert (PEM)', 'TLS_KEY'))
       .addOption(
         opt('--htpasswd <file>', 'require client credentials from this htpasswd file (bcrypt)', 'HTPASSWD'),
+      )
+      .addOption(
+        new Option(
+          '--anonymous-pull',
+          'with --htpasswd: pulls need no credentials, pushes do (env: HUBCACHE_ANONYMOUS_PULL=true)',
+        ),
+      )
+      .addOption(
+        new Option('--no-push', 'refuse pushes: a pull-through mirror only (env: HUBCACHE_PUSH=false)'),
+      )
+      .addOption(
+        new Option(
+          '--hosted <glob...>',
+          'only these repository names are hosted and take pushes, repeatable (env: HUBCACHE_HOSTED, comma-separated)',
+        ),
+      )
+      .addOption(
+        new Option(
+          '--allow-delete',
+          'allow DELETE of hosted manifests, tags and blobs (env: HUBCACHE_ALLOW_DELETE=true)',
+        ),
+      )
+      .addOption(
+        opt('--upload-expiry <seconds>', 'drop an upload session idle this long', 'UPLOAD_EXPIRY')
+          .default(DEFAULTS.uploadExpiry)
+          .argParser(positiveInt('--upload-expiry')),
+      )
+      .addOption(
+        opt('--gc-grace <seconds>', 'garbage collection keeps blobs newer than this', 'GC_GRACE')
+          .default(DEFAULTS.gcGrace)
+          .argParser(positiveInt('--gc-grace')),
       )
       .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
       .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
@@ -355,6 +405,14 @@ export function printableConfig(config: Config): string {
       memoryMb: config.memoryCacheBytes / 1024 / 1024,
     },
     offline: config.offline,
+    hosted: {
+      push: config.hosted.push,
+      repositories: config.hosted.patterns,
+      allowDelete: config.hosted.allowDelete,
+      uploadExpiry: config.hosted.uploadExpiryMs / 1000,
+      gcGrace: config.hosted.gcGraceMs / 1000,
+    },
+    anonymousPull: config.anonymousPull,
     clientHeaderTimeout: config.clientHeaderTimeoutMs / 1000,
     logLevel: config.logLevel,
     metricsPath: config.metricsPath,
@@ -390,6 +448,12 @@ interface RawOptions {
   maxSize?: number;
   minFreeSpace: number;
   offline?: boolean;
+  anonymousPull?: boolean;
+  push: boolean;
+  hosted?: string[];
+  allowDelete?: boolean;
+  uploadExpiry: number;
+  gcGrace: number;
 }
 
 /** Parses flags and environment into a Config; throws (via commander) with the flag named. */
@@ -403,7 +467,10 @@ export function parseConfig(
   if (raw.config) applyConfigFile(command, raw);
   // Booleans and lists from the environment are parsed here, not by commander's .env(): it reads any
   // value of a boolean's variable, "false" included, as "set".
-  const envBoolean = (option: 'expandLibrary' | 'offline', name: string) => {
+  const envBoolean = (
+    option: 'expandLibrary' | 'offline' | 'anonymousPull' | 'push' | 'allowDelete',
+    name: string,
+  ) => {
     const value = env[name];
     if (command.getOptionValueSource(option) === 'cli' || value === undefined) return;
     const parsed = parseBoolean(value);
@@ -412,6 +479,16 @@ export function parseConfig(
   };
   envBoolean('expandLibrary', 'HUBCACHE_EXPAND_LIBRARY');
   envBoolean('offline', 'HUBCACHE_OFFLINE');
+  envBoolean('anonymousPull', 'HUBCACHE_ANONYMOUS_PULL');
+  envBoolean('push', 'HUBCACHE_PUSH');
+  envBoolean('allowDelete', 'HUBCACHE_ALLOW_DELETE');
+  let hostedPatterns = raw.hosted ?? [];
+  if (command.getOptionValueSource('hosted') !== 'cli' && env.HUBCACHE_HOSTED !== undefined) {
+    hostedPatterns = env.HUBCACHE_HOSTED.split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
+  }
+  if (raw.anonymousPull && !raw.htpasswd) command.error('error: --anonymous-pull needs --htpasswd');
   let rules = raw.tagTtlRule ?? [];
   if (command.getOptionValueSource('tagTtlRule') !== 'cli' && env.HUBCACHE_TAG_TTL_RULES) {
     rules = [];
@@ -461,6 +538,14 @@ export function parseConfig(
     tagTtlMs: raw.tagTtl * 1000,
     tagTtlRules: rules,
     offline: raw.offline ?? false,
+    anonymousPull: raw.anonymousPull ?? false,
+    hosted: {
+      push: raw.push,
+      patterns: hostedPatterns,
+      allowDelete: raw.allowDelete ?? false,
+      uploadExpiryMs: Math.max(1, raw.uploadExpiry) * 1000,
+      gcGraceMs: raw.gcGrace * 1000,
+    },
     maxSizeBytes: raw.maxSize,
     minFreeBytes: raw.minFreeSpace,
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,

@@ -10,6 +10,8 @@ import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
+import { HostedRepositories } from './hosted/repositories.js';
+import { UploadSessions } from './hosted/uploads.js';
 import { ClientAuth } from './observe/client-auth.js';
 import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
@@ -44,6 +46,9 @@ export class Mirror {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
   readonly tags: TagIndex;
+  /** Repositories clients pushed to, and the uploads under way. */
+  readonly hosted: HostedRepositories;
+  readonly uploads: UploadSessions;
   /** Read buffers for the blob hit path (reused: no allocation per chunk). */
   readonly buffers = new BufferPool();
 
@@ -61,6 +66,18 @@ export class Mirror {
       log,
     );
     this.tags = new TagIndex(config.dataDir);
+    this.hosted = new HostedRepositories(
+      config.dataDir,
+      store,
+      {
+        push: config.hosted.push,
+        patterns: config.hosted.patterns,
+        reserved: (name) => this.#reserved(name),
+      },
+      log,
+    );
+    store.keep = (hex) => this.hosted.holds(hex);
+    this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log);
     this.manifests = new ManifestCache(
       store,
@@ -112,6 +129,38 @@ export class Mirror {
     }
     const name = this.repositoryName(rawName);
     return { route: this.#default, name, key: name };
+  }
+
+  /**
+   * The hosted repository a request names, if it names one. containerd's `?ns=` naming another
+   * registry means that registry; otherwise the name exactly as written (no library/ expansion):
+   * a pushed `busybox` is this registry's `busybox`, while Docker's mirror requests for the
+   * official image arrive as `library/busybox`.
+   */
+  hostedName(rawName: string, ns: string | null): string | undefined {
+    if (ns && !servesNamespace(ns, this.config.upstream.url, this.config.upstream.expandLibrary))
+      return undefined;
+    if (!this.hosted.isHosted(rawName)) return undefined;
+    return validateName(rawName);
+  }
+
+  /** Where a name would be mirrored from, ignoring hosting (undefined for a registry prefix). */
+  mirroredTarget(rawName: string): Target | undefined {
+    const slash = rawName.indexOf('/');
+    if (slash > 0 && this.#routes.has(rawName.slice(0, slash))) return undefined;
+    const name = this.repositoryName(rawName);
+    return { route: this.#default, name, key: name };
+  }
+
+  /** Names a push may not take without an explicit hosted pattern. */
+  #reserved(name: string): string | undefined {
+    const slash = name.indexOf('/');
+    const host = slash > 0 ? name.slice(0, slash) : '';
+    if (this.#routes.has(host)) return `names under ${host}/ are mirrored from ${host}`;
+    if (this.config.upstream.expandLibrary && name.startsWith('library/')) {
+      return "library/ is Docker Hub's namespace for official images: push under another name, or list it in hosted repositories";
+    }
+    return undefined;
   }
 
   readonly metrics: Metrics;
@@ -187,6 +236,7 @@ export class Mirror {
       evictions: () => store.evictions,
       digestMismatches: () => this.blobs.digestMismatches,
       rateLimit: () => this.upstream.rateLimit,
+      uploadSessions: () => this.uploads.count,
     });
     this.upstream.onExchange = (method, status, seconds) => {
       metrics.upstream(method, status, seconds);
@@ -197,6 +247,8 @@ export class Mirror {
 
   async init(): Promise<void> {
     await this.blobs.store.init();
+    await this.hosted.loadNames();
+    await this.uploads.init();
     // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
     this.started = this.#background();
   }
@@ -207,6 +259,8 @@ export class Mirror {
   async #background(): Promise<void> {
     try {
       await removeStaleTemps(this.blobs.store.tmpDir, 2 * this.config.upstream.idleTimeoutMs + 60_000);
+      // What hosted content holds must be known before the size bound removes anything.
+      await this.hosted.loadHeld();
       await this.blobs.store.scan();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'start-up scan failed');
@@ -246,6 +300,7 @@ export class Mirror {
     this.#closed = true;
     // Downloads under way finish and are stored (up to the idle timeout), or are aborted cleanly.
     await this.blobs.drain(this.config.upstream.idleTimeoutMs);
+    await this.uploads.close();
     await this.upstream.close();
     for (const r of this.#routes.values()) await r.client.close();
   }

@@ -4,17 +4,26 @@ import { Hono } from 'hono';
 import { blobHandler } from './api/blobs.js';
 import { catalogHandler } from './api/catalog.js';
 import { type Exchange, exchangeOf } from './api/exchange.js';
+import {
+  hostedBlobHandler,
+  hostedManifestHandler,
+  hostedReferrersHandler,
+  hostedTagsHandler,
+} from './api/hosted.js';
 import { manifestHandler } from './api/manifests.js';
 import { sendError, sendJson } from './api/respond.js';
 import { tagsHandler } from './api/tags.js';
+import { uploadHandler } from './api/uploads.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
-import type { Mirror, Target } from './mirror.js';
+import type { Mirror } from './mirror.js';
 import { DASHBOARD_HTML } from './observe/dashboard.js';
 import { RegistryError } from './oci/errors.js';
-import { parseReference, parseV2Path } from './oci/names.js';
+import { parseReference, parseV2Path, type V2Route, validateName } from './oci/names.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
+
+type NamedRoute = Extract<V2Route, { name: string }>;
 
 /**
  * The request listener. The registry API (/v2) goes straight to `dispatch` on Node's request and
@@ -124,40 +133,92 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   const endpoint = parseV2Path(ex.path);
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
   ex.endpoint = endpoint.kind;
-  if (mirror.auth && !(await mirror.auth.check(ex.req.headers.authorization))) {
-    throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
-      'WWW-Authenticate': `Basic realm="${mirror.auth.realm}"`,
-    });
-  }
-  // A pull-through mirror is read-only (PROTOCOL.md §1.1: distribution's UNSUPPORTED is 405).
-  if (!READ_METHODS.has(ex.method))
-    throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { method: ex.method });
+  const write = !READ_METHODS.has(ex.method) || endpoint.kind === 'upload';
+  await authorize(ex, mirror, write);
   // containerd adds ?ns=<registry> to every request (spec "Registry Proxying"): echo it, as the spec suggests.
   // Only a registry host is echoed: anything else (control characters) must not reach a header.
   const ns = ex.query.get('ns');
   if (ns && /^[a-zA-Z0-9.-]{1,253}(?::\d{1,5})?$/.test(ns)) ex.res.setHeader('OCI-Namespace', ns);
-  // Which registry (containerd's ?ns=, a path prefix, or the default) and which repository there;
-  // a registry that is not configured is refused before any upstream request.
-  const target = 'name' in endpoint ? mirror.resolve(endpoint.name, ns) : undefined;
-  if (target) ex.repository = target.key;
+  if (endpoint.kind === 'base') return sendJson(ex, 200, {});
+  if (endpoint.kind === 'catalog') {
+    if (write) throw readOnly(ex);
+    return catalogHandler(ex, mirror);
+  }
+  // Pushed here, served from here: hosted repositories (hosted/repositories.ts says which names).
+  if (write) return routeWrite(ex, mirror, endpoint);
+  const hosted = mirror.hostedName(endpoint.name, ns);
+  if (hosted !== undefined) {
+    ex.repository = hosted;
+    switch (endpoint.kind) {
+      case 'manifest':
+        return hostedManifestHandler(ex, mirror, hosted, endpoint.reference);
+      case 'blob':
+        return hostedBlobHandler(ex, mirror, hosted, endpoint.digest);
+      case 'tags':
+        return hostedTagsHandler(ex, mirror, hosted);
+      case 'referrers':
+        return hostedReferrersHandler(ex, mirror, hosted, endpoint.digest);
+    }
+  }
+  // Mirrored: which registry (containerd's ?ns=, a path prefix, or the default) and which repository
+  // there; a registry that is not configured is refused before any upstream request.
+  const target = mirror.resolve(endpoint.name, ns);
+  ex.repository = target.key;
   switch (endpoint.kind) {
-    case 'base':
-      return sendJson(ex, 200, {});
-    case 'catalog':
-      return catalogHandler(ex, mirror);
     case 'manifest':
-      return manifestHandler(ex, mirror, target as Target, endpoint.reference);
+      return manifestHandler(ex, mirror, target, endpoint.reference);
     case 'blob':
-      return blobHandler(ex, mirror, target as Target, endpoint.digest);
+      return blobHandler(ex, mirror, target, endpoint.digest);
     case 'tags':
-      return tagsHandler(ex, mirror, target as Target);
-    case 'upload':
-      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only: push to a registry', {
-        method: ex.method,
-      });
+      return tagsHandler(ex, mirror, target);
     case 'referrers':
       throw new RegistryError('UNSUPPORTED', 'referrers are not mirrored yet', {});
   }
+}
+
+/** Pushes, uploads and deletes: only hosted repositories take them. */
+async function routeWrite(ex: Exchange, mirror: Mirror, endpoint: NamedRoute): Promise<void> {
+  const name = validateName(endpoint.name);
+  ex.repository = name;
+  if (ex.method === 'DELETE' && endpoint.kind !== 'upload') {
+    // Deleting never creates a hosted repository, and mirrored content is not the client's to delete.
+    if (!mirror.hosted.isHosted(name)) {
+      throw new RegistryError('UNSUPPORTED', `${name} is mirrored, not hosted: nothing to delete here`, {});
+    }
+  } else {
+    mirror.hosted.checkPushable(name);
+  }
+  switch (endpoint.kind) {
+    case 'upload':
+      return uploadHandler(ex, mirror, name, endpoint.session);
+    case 'manifest':
+      if (ex.method !== 'PUT' && ex.method !== 'DELETE') throw readOnly(ex);
+      return hostedManifestHandler(ex, mirror, name, endpoint.reference);
+    case 'blob':
+      if (ex.method !== 'DELETE') throw readOnly(ex);
+      return hostedBlobHandler(ex, mirror, name, endpoint.digest);
+    default:
+      throw readOnly(ex);
+  }
+}
+
+function readOnly(ex: Exchange): RegistryError {
+  return new RegistryError('UNSUPPORTED', `${ex.method} is not supported on this endpoint`, {
+    method: ex.method,
+  });
+}
+
+/**
+ * Client authentication, when an htpasswd file is configured: every request needs credentials,
+ * or with --anonymous-pull only pushes, uploads and deletes do.
+ */
+async function authorize(ex: Exchange, mirror: Mirror, write: boolean): Promise<void> {
+  if (!mirror.auth) return;
+  if (!write && mirror.config.anonymousPull) return;
+  if (await mirror.auth.check(ex.req.headers.authorization)) return;
+  throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
+    'WWW-Authenticate': `Basic realm="${mirror.auth.realm}"`,
+  });
 }
 
 /** The one place an error becomes a response. */

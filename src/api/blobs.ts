@@ -3,6 +3,7 @@ import { Transform } from 'node:stream';
 import { NoRoomError } from '../cache/blob-cache.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { FillReader } from '../cache/fill.js';
+import type { CacheOutcome } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { parseRange } from '../oci/range.js';
@@ -23,30 +24,7 @@ export async function blobHandler(
   const digest = parseDigest(rawDigest);
   const store = mirror.blobs.store;
 
-  // Hit: memory for small blobs, else the file straight to the socket. No upstream, no hashing.
-  const size = await store.size(digest);
-  if (size !== undefined) {
-    ex.outcome = 'HIT';
-    const range = parseRange(ex.req.headers.range, size);
-    const [status, headers] = blobHeaders(digest.value, size, range);
-    if (ex.method === 'HEAD') return sendBody(ex, status, headers, undefined);
-    const small = size <= SMALL_BLOB_BYTES ? await store.read(digest) : undefined;
-    if (small)
-      return sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
-    const file = await store.open(digest);
-    if (file) {
-      return sendFile(
-        ex,
-        status,
-        headers,
-        file.handle,
-        range?.start ?? 0,
-        range?.end ?? size - 1,
-        mirror.buffers,
-      );
-    }
-    // Removed between stat and open (eviction): treat as a miss.
-  }
+  if (await serveStoredBlob(ex, mirror, digest)) return;
 
   if (ex.method === 'HEAD') return headMiss(ex, mirror, upstream, name, digest);
 
@@ -78,6 +56,37 @@ export async function blobHandler(
   const start = range?.start ?? 0;
   const end = range?.end ?? fill.size - 1;
   return sendStream(ex, status, headers, new FillReader(fill, start, end), end - start + 1);
+}
+
+/**
+ * A hit: memory for small blobs, else the file straight to the socket. No upstream, no hashing.
+ * False when the blob is not stored (or was removed between stat and open by eviction).
+ */
+export async function serveStoredBlob(
+  ex: Exchange,
+  mirror: Mirror,
+  digest: Digest,
+  outcome: CacheOutcome = 'HIT',
+): Promise<boolean> {
+  const store = mirror.blobs.store;
+  const size = await store.size(digest);
+  if (size === undefined) return false;
+  ex.outcome = outcome;
+  const range = parseRange(ex.req.headers.range, size);
+  const [status, headers] = blobHeaders(digest.value, size, range);
+  if (ex.method === 'HEAD') {
+    sendBody(ex, status, headers, undefined);
+    return true;
+  }
+  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest) : undefined;
+  if (small) {
+    sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
+    return true;
+  }
+  const file = await store.open(digest);
+  if (!file) return false;
+  await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, mirror.buffers);
+  return true;
 }
 
 /** A blob request to the upstream that must succeed (200), else the spec's error for its status. */

@@ -152,6 +152,17 @@ export class BlobStore {
     return this.#pinned.has(hex);
   }
 
+  /**
+   * Content the size bound must never remove besides pins: hosted repositories' blobs. Set by the
+   * owner of that knowledge (the Mirror), asked by the evictor and the garbage collector.
+   */
+  keep: (hex: string) => boolean = () => false;
+
+  /** Whether eviction may remove this blob now. */
+  evictable(hex: string): boolean {
+    return !this.inUse(hex) && !this.isPinned(hex) && !this.keep(hex);
+  }
+
   async #savePins(): Promise<void> {
     const temp = path.join(this.tmpDir, `pins.${randomBytes(4).toString('hex')}`);
     await writeFile(temp, JSON.stringify([...this.#pinned]));
@@ -260,6 +271,22 @@ export class BlobStore {
       this.#sizes.set(digest.hex, size);
       this.#used(digest.hex, size, true);
     });
+  }
+
+  /**
+   * Moves an already verified file (a finished upload) into place under its digest. When the blob
+   * is already stored (deduplication), the file is dropped instead.
+   */
+  async adopt(tempPath: string, digest: Digest, size: number): Promise<void> {
+    if ((await this.size(digest)) !== undefined) {
+      await rm(tempPath, { force: true });
+      return;
+    }
+    const final = this.pathOf(digest);
+    await mkdir(path.dirname(final), { recursive: true });
+    await rename(tempPath, final);
+    this.#sizes.set(digest.hex, size);
+    this.#used(digest.hex, size, true);
   }
 
   /** Drops a blob from the store (a stored file found corrupt, or eviction). */

@@ -8,7 +8,8 @@ const LOW_WATER = 0.9;
 /**
  * The size bound: when the stored bytes exceed it, remove least recently used blobs and manifests
  * down to the low-water mark, never one that is being served (open), written (not in the store
- * yet) or pinned. A manifest evicted this way is fetched again on its next request, by tag or by digest.
+ * yet), pinned or held by a hosted repository. A manifest evicted this way is fetched again on
+ * its next request, by tag or by digest.
  */
 export class Evictor {
   readonly #store: BlobStore;
@@ -42,7 +43,7 @@ export class Evictor {
     let removed = 0;
     for (const [hex, size] of [...usage.coldest()]) {
       if (usage.totalBytes <= target) break;
-      if (this.#store.inUse(hex) || this.#store.isPinned(hex)) continue;
+      if (!this.#store.evictable(hex)) continue;
       await this.#store.remove(parseDigest(`sha256:${hex}`));
       removed++;
       this.evicted++;

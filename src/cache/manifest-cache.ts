@@ -19,8 +19,8 @@ import { upstreamFailure } from '../upstream/status.js';
 import type { BlobStore } from './blob-store.js';
 import type { TagIndex } from './tag-index.js';
 
-/** How a response was served, as the X-Cache header and the request log say. */
-export type CacheOutcome = 'HIT' | 'MISS' | 'COALESCED' | 'REVALIDATED' | 'STALE';
+/** How a response was served, as the X-Cache header and the request log say (HOSTED: pushed here, not cached). */
+export type CacheOutcome = 'HIT' | 'MISS' | 'COALESCED' | 'REVALIDATED' | 'STALE' | 'HOSTED';
 
 export interface Manifest {
   digest: Digest;

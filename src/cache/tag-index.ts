@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 
@@ -21,8 +21,8 @@ export class TagIndex {
   readonly #entries = new LRUCache<string, TagEntry>({ max: 50_000 });
   readonly #knownManifests = new LRUCache<string, true>({ max: 100_000 });
 
-  constructor(dataDir: string) {
-    this.root = path.join(dataDir, 'repositories');
+  constructor(dataDir: string, folder = 'repositories') {
+    this.root = path.join(dataDir, folder);
   }
 
   async get(repository: string, tag: string): Promise<TagEntry | undefined> {
@@ -42,6 +42,11 @@ export class TagIndex {
   async set(repository: string, tag: string, entry: TagEntry): Promise<void> {
     this.#entries.set(`${repository}:${tag}`, entry);
     await atomicWrite(this.#tagPath(repository, tag), JSON.stringify(entry));
+  }
+
+  async delete(repository: string, tag: string): Promise<void> {
+    this.#entries.delete(`${repository}:${tag}`);
+    await rm(this.#tagPath(repository, tag), { force: true });
   }
 
   /** Records that a repository holds a manifest (what _catalog lists). */

@@ -10,6 +10,7 @@ export interface MetricsSource {
   evictions(): { count: number; bytes: number };
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
+  uploadSessions(): number;
 }
 
 /**
@@ -23,19 +24,20 @@ export class Metrics {
   readonly #servedBytes: Counter<'source'>;
   readonly #upstreamRequests: Counter<'method' | 'code'>;
   readonly #upstreamSeconds: Histogram<'method'>;
+  readonly #pushedBytes: Counter;
 
   constructor(source: MetricsSource) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'hubcache_' });
     this.#requests = new Counter({
       name: 'hubcache_requests_total',
-      help: 'Registry API requests by endpoint, method, cache outcome (hit, miss, coalesced, revalidated, stale, error, none) and status code',
+      help: 'Registry API requests by endpoint, method, cache outcome (hit, miss, coalesced, revalidated, stale, hosted, error, none) and status code',
       labelNames: ['endpoint', 'method', 'outcome', 'code'],
       registers,
     });
     this.#servedBytes = new Counter({
       name: 'hubcache_served_bytes_total',
-      help: 'Body bytes sent to clients, by where they came from (cache, or an upstream download)',
+      help: 'Body bytes sent to clients, by where they came from (cache, an upstream download, or a hosted repository)',
       labelNames: ['source'],
       registers,
     });
@@ -50,6 +52,11 @@ export class Metrics {
       help: 'Time to the upstream response headers',
       labelNames: ['method'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#pushedBytes = new Counter({
+      name: 'hubcache_pushed_bytes_total',
+      help: 'Blob bytes clients pushed to hosted repositories (verified and stored)',
       registers,
     });
     const gauge = (name: string, help: string, read: () => number | undefined) =>
@@ -102,6 +109,7 @@ export class Metrics {
       'Upstream bodies that did not match their digest (not stored)',
       () => source.digestMismatches(),
     );
+    gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
     gauge(
       'hubcache_upstream_ratelimit_limit',
       "Docker Hub's ratelimit-limit, last seen",
@@ -124,11 +132,13 @@ export class Metrics {
     status: number,
     bytes: number,
   ): void {
-    if ((endpoint === 'blob' || endpoint === 'manifest') && outcome) {
+    // Hosted content is not a cache: it counts neither as a hit nor as a miss.
+    const hosted = outcome === 'HOSTED';
+    if ((endpoint === 'blob' || endpoint === 'manifest') && outcome && !hosted) {
       this.totals.requests++;
       if (outcome === 'HIT' || outcome === 'REVALIDATED' || outcome === 'STALE') this.totals.hits++;
     }
-    if (bytes > 0) {
+    if (bytes > 0 && !hosted) {
       if (outcome === 'MISS' || outcome === 'COALESCED') this.totals.bytesFromUpstream += bytes;
       else this.totals.bytesFromCache += bytes;
     }
@@ -139,9 +149,13 @@ export class Metrics {
       code: String(status),
     });
     if (bytes > 0) {
-      const source = outcome === 'MISS' || outcome === 'COALESCED' ? 'upstream' : 'cache';
+      const source = hosted ? 'hosted' : outcome === 'MISS' || outcome === 'COALESCED' ? 'upstream' : 'cache';
       this.#servedBytes.inc({ source }, bytes);
     }
+  }
+
+  pushedBytes(bytes: number): void {
+    this.#pushedBytes.inc(bytes);
   }
 
   upstream(method: string, status: number | 'error', seconds: number): void {

@@ -35,7 +35,7 @@ export type V2Route =
   | { kind: 'manifest'; name: string; reference: string }
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'tags'; name: string }
-  | { kind: 'upload'; name: string }
+  | { kind: 'upload'; name: string; session: string | undefined }
   | { kind: 'referrers'; name: string; digest: string };
 
 /**
@@ -50,8 +50,8 @@ export function parseV2Path(path: string): V2Route | undefined {
   if (rest === '_catalog') return { kind: 'catalog' };
   let m = /^(.+)\/tags\/list$/.exec(rest);
   if (m?.[1]) return { kind: 'tags', name: m[1] };
-  m = /^(.+)\/blobs\/uploads(?:\/.*)?$/.exec(rest);
-  if (m?.[1]) return { kind: 'upload', name: m[1] };
+  m = /^(.+)\/blobs\/uploads(?:\/([^/]*))?$/.exec(rest);
+  if (m?.[1]) return { kind: 'upload', name: m[1], session: m[2] || undefined };
   m = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/.exec(rest);
   if (!m?.[1] || !m[3]) return undefined;
   if (m[2] === 'manifests') return { kind: 'manifest', name: m[1], reference: m[3] };

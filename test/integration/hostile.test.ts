@@ -148,7 +148,8 @@ it('survives thousands of malformed requests: no crash, no 5xx for client errors
   // Nothing beside the data dir, and inside it only the store's own layout.
   expect(readdirSync(parent.dir)).toEqual(['data']);
   expect(readdirSync(dataDir).sort()).toEqual(expect.arrayContaining(['blobs', 'tmp']));
-  for (const entry of readdirSync(dataDir)) expect(['blobs', 'tmp', 'repositories']).toContain(entry);
+  for (const entry of readdirSync(dataDir))
+    expect(['blobs', 'tmp', 'repositories', 'hosted', 'uploads']).toContain(entry);
 });
 
 it('cuts off a client that dribbles its headers (slowloris)', async () => {

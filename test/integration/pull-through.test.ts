@@ -118,13 +118,16 @@ describe('pull API', () => {
     expect(whole.body.equals(img.layer)).toBe(true);
   });
 
-  it('refuses every write method with 405 UNSUPPORTED', async () => {
-    for (const method of ['POST', 'PUT', 'PATCH', 'DELETE'] as const) {
+  it("refuses pushes into Docker Hub's library/ namespace, and deletes of mirrored content", async () => {
+    for (const method of ['POST', 'PUT', 'PATCH'] as const) {
       const res = await request(`${mirror.url}/v2/library/alpine/blobs/uploads/`, { method });
       const body = JSON.parse(await res.body.text());
-      expect(res.statusCode, method).toBe(405);
-      expect(body.errors[0].code).toBe('UNSUPPORTED');
+      expect(res.statusCode, method).toBe(403);
+      expect(body.errors[0].code).toBe('DENIED');
     }
+    const del = await request(`${mirror.url}/v2/library/alpine/manifests/latest`, { method: 'DELETE' });
+    expect(del.statusCode).toBe(405);
+    expect(JSON.parse(await del.body.text()).errors[0].code).toBe('UNSUPPORTED');
     expect(upstream.requests.length).toBe(0);
   });
 

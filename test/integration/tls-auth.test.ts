@@ -47,13 +47,16 @@ describe('client authentication (htpasswd, bcrypt)', () => {
     const ok = await get(`${mirror.url}/v2/alpine/manifests/1`, { authorization: basic('alice', 's3cret') });
     expect(ok.status).toBe(200);
     expect(ok.headers['docker-content-digest']).toBe(img.manifestDigest);
-    // Writes stay refused for authenticated clients too: the mirror is read-only.
+    // Writes need credentials too; with them, a push reaches the push checks (an empty manifest is invalid).
+    const anonymousPut = await request(`${mirror.url}/v2/alpine/manifests/1`, { method: 'PUT' });
+    expect(anonymousPut.statusCode).toBe(401);
+    await anonymousPut.body.dump();
     const put = await request(`${mirror.url}/v2/alpine/manifests/1`, {
       method: 'PUT',
       headers: { authorization: basic('alice', 's3cret') },
     });
-    expect(put.statusCode).toBe(405);
-    await put.body.dump();
+    expect(put.statusCode).toBe(400);
+    expect(JSON.parse(await put.body.text()).errors[0].code).toBe('MANIFEST_INVALID');
     // Operators' endpoints stay open.
     expect((await get(`${mirror.url}/metrics`)).status).toBe(200);
     expect((await get(`${mirror.url}/healthz`)).status).toBe(200);

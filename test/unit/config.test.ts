@@ -235,6 +235,11 @@ describe('parseConfig environment', () => {
       HUBCACHE_MAX_SIZE: '2GiB',
       HUBCACHE_MIN_FREE_SPACE: '3MiB',
       HUBCACHE_OFFLINE: 'true',
+      HUBCACHE_PUSH: 'false',
+      HUBCACHE_HOSTED: 'team/*, tools',
+      HUBCACHE_ALLOW_DELETE: 'yes',
+      HUBCACHE_UPLOAD_EXPIRY: '600',
+      HUBCACHE_GC_GRACE: '120',
     });
     const config = parse();
     expect(config).toEqual({
@@ -257,6 +262,14 @@ describe('parseConfig environment', () => {
         { pattern: 'v*', ttlMs: 86_400_000 },
       ],
       offline: true,
+      anonymousPull: false,
+      hosted: {
+        push: false,
+        patterns: ['team/*', 'tools'],
+        allowDelete: true,
+        uploadExpiryMs: 600_000,
+        gcGraceMs: 120_000,
+      },
       maxSizeBytes: 2 * 1024 ** 3,
       minFreeBytes: 3 * 1024 ** 2,
       memoryCacheBytes: 7 * 1024 * 1024,

@@ -177,11 +177,11 @@ describe('parseV2Path', () => {
   });
 
   it.each([
-    '/v2/library/alpine/blobs/uploads',
-    '/v2/library/alpine/blobs/uploads/',
-    '/v2/library/alpine/blobs/uploads/3f1b5c2e-uuid',
-  ])('routes %s to the upload endpoint, not to a blob', (path) => {
-    expect(parseV2Path(path)).toEqual({ kind: 'upload', name: 'library/alpine' });
+    ['/v2/library/alpine/blobs/uploads', undefined],
+    ['/v2/library/alpine/blobs/uploads/', undefined],
+    ['/v2/library/alpine/blobs/uploads/3f1b5c2e-uuid', '3f1b5c2e-uuid'],
+  ])('routes %s to the upload endpoint, not to a blob', (path, session) => {
+    expect(parseV2Path(path)).toEqual({ kind: 'upload', name: 'library/alpine', session });
   });
 
   it('routes referrers', () => {

@@ -1,0 +1,176 @@
+import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
+import type { StoredManifest } from '../hosted/repositories.js';
+import type { Mirror } from '../mirror.js';
+import { parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { OCI_INDEX } from '../oci/media-types.js';
+import { parseReference } from '../oci/names.js';
+import { negotiate } from '../oci/negotiation.js';
+import { readBody } from '../upstream/client.js';
+import { serveStoredBlob } from './blobs.js';
+import type { Exchange } from './exchange.js';
+import { paginate } from './paginate.js';
+import { sendBody, sendJson, sendNotModified } from './respond.js';
+
+/**
+ * Hosted repositories' endpoints: content pushed here, served from here, never from upstream.
+ * GET/HEAD/PUT/DELETE manifests, GET/HEAD/DELETE blobs, tags/list and referrers.
+ */
+export async function hostedManifestHandler(
+  ex: Exchange,
+  mirror: Mirror,
+  name: string,
+  rawReference: string,
+): Promise<void> {
+  const ref = parseReference(rawReference);
+  const hosted = mirror.hosted;
+  if (ex.method === 'PUT') {
+    const body = await readBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: { code?: string }) => {
+      if (err.code === 'ETOOBIG')
+        throw new RegistryError('MANIFEST_INVALID', 'manifest larger than 4 MiB', {});
+      throw err;
+    });
+    const manifest = checkManifest(body, ex.req.headers['content-type']);
+    if (ref.kind === 'digest' && ref.digest.value !== manifest.digest.value) {
+      throw new RegistryError('DIGEST_INVALID', 'the manifest does not match the digest in the URL', {
+        expected: ref.digest.value,
+        actual: manifest.digest.value,
+      });
+    }
+    // end-7b: PUT by digest may tag it at once (?tag=a&tag=b).
+    const tags = ref.kind === 'tag' ? [ref.tag] : ex.query.getAll('tag');
+    for (const tag of tags) {
+      const parsed = parseReference(tag);
+      if (parsed.kind !== 'tag') throw new RegistryError('TAG_INVALID', 'invalid tag', { tag });
+    }
+    await fetchMissingFromUpstream(mirror, name, manifest.blobs);
+    await hosted.putManifest(name, manifest, tags);
+    ex.outcome = 'HOSTED';
+    const headers: Record<string, string> = {
+      Location: `/v2/${name}/manifests/${manifest.digest.value}`,
+      'Docker-Content-Digest': manifest.digest.value,
+    };
+    if (manifest.subject) headers['OCI-Subject'] = manifest.subject.digest.value;
+    return sendBody(ex, 201, headers, undefined);
+  }
+  if (ex.method === 'DELETE') {
+    requireDelete(mirror);
+    const deleted =
+      ref.kind === 'digest'
+        ? await hosted.deleteManifest(name, ref.digest)
+        : await hosted.deleteTag(name, ref.tag);
+    if (!deleted)
+      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
+    return sendBody(ex, 202, {}, undefined);
+  }
+  let manifest: StoredManifest | undefined =
+    ref.kind === 'digest' ? await hosted.byDigest(name, ref.digest) : await hosted.byTag(name, ref.tag);
+  if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
+  if (ref.kind === 'tag') {
+    // The same negotiation as for mirrored tags: a client that cannot read an index gets its platform's manifest.
+    const choice = negotiate(manifest.mediaType, manifest.body, mirror.accepted(ex.req.headers.accept));
+    if (choice.kind === 'none')
+      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
+    if (choice.kind === 'child') {
+      manifest = await hosted.byDigest(name, parseDigest(choice.digest));
+      if (!manifest)
+        throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
+    }
+  }
+  ex.outcome = 'HOSTED';
+  const etag = `"${manifest.digest.value}"`;
+  const headers = {
+    'Content-Type': manifest.mediaType,
+    'Docker-Content-Digest': manifest.digest.value,
+    ETag: etag,
+  };
+  if (ex.req.headers['if-none-match'] === etag) return sendNotModified(ex, headers);
+  return sendBody(ex, 200, headers, manifest.body);
+}
+
+/**
+ * A push can only skip a blob the registry said it has. For a name that was mirrored until this
+ * push, a HEAD before the first upload may have been answered from the upstream; such a blob is
+ * fetched (verified, single-flight, like any miss) so that the promise holds.
+ */
+async function fetchMissingFromUpstream(mirror: Mirror, name: string, blobs: Descriptor[]): Promise<void> {
+  for (const d of blobs) {
+    if (d.foreign || (await mirror.blobs.store.size(d.digest)) !== undefined) continue;
+    const target = mirror.mirroredTarget(name);
+    if (!target || mirror.config.offline) return;
+    try {
+      const { fill } = mirror.blobs.fill(target.name, d.digest, target.route.client);
+      await fill.finished;
+    } catch {
+      // Not upstream either: putManifest answers MANIFEST_BLOB_UNKNOWN.
+    }
+  }
+}
+
+export async function hostedBlobHandler(
+  ex: Exchange,
+  mirror: Mirror,
+  name: string,
+  rawDigest: string,
+): Promise<void> {
+  const digest = parseDigest(rawDigest);
+  if (ex.method === 'DELETE') {
+    requireDelete(mirror);
+    if (!(await mirror.hosted.isLinked(name, digest))) {
+      throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
+    }
+    // The link goes now; the bytes when the collector finds nothing else uses them.
+    await mirror.hosted.unlink(name, digest);
+    return sendBody(ex, 202, {}, undefined);
+  }
+  // A HEAD is how a push asks "do you have it?": a yes must still hold when the manifest arrives.
+  if (ex.method === 'HEAD' && (await mirror.blobs.store.size(digest)) !== undefined) {
+    await mirror.hosted.link(name, digest);
+  }
+  if (!(await serveStoredBlob(ex, mirror, digest, 'HOSTED'))) {
+    throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
+  }
+}
+
+export async function hostedTagsHandler(ex: Exchange, mirror: Mirror, name: string): Promise<void> {
+  const tags = await mirror.hosted.tags.tags(name);
+  if (tags.length === 0) {
+    throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+  }
+  ex.outcome = 'HOSTED';
+  const page = paginate(tags, ex.query, `/v2/${name}/tags/list`);
+  return sendJson(ex, 200, { name, tags: page.items }, page.headers);
+}
+
+/** GET /v2/<name>/referrers/<digest>[?artifactType=]: an OCI index of the manifests whose subject it is. */
+export async function hostedReferrersHandler(
+  ex: Exchange,
+  mirror: Mirror,
+  name: string,
+  rawDigest: string,
+): Promise<void> {
+  if (ex.method !== 'GET' && ex.method !== 'HEAD') {
+    throw new RegistryError('UNSUPPORTED', `${ex.method} is not supported here`, {});
+  }
+  const subject = parseDigest(rawDigest);
+  let manifests = await mirror.hosted.referrers(name, subject);
+  const artifactType = ex.query.get('artifactType');
+  const headers: Record<string, string> = { 'Content-Type': OCI_INDEX };
+  if (artifactType !== null) {
+    manifests = manifests.filter((m) => m.artifactType === artifactType);
+    headers['OCI-Filters-Applied'] = 'artifactType';
+  }
+  ex.outcome = 'HOSTED';
+  return sendBody(
+    ex,
+    200,
+    headers,
+    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })),
+  );
+}
+
+function requireDelete(mirror: Mirror): void {
+  if (!mirror.config.hosted.allowDelete) {
+    throw new RegistryError('UNSUPPORTED', 'deletion is disabled (start with --allow-delete)', {});
+  }
+}

@@ -1,0 +1,148 @@
+import { rangeHeader, type UploadSession, uploadLocation } from '../hosted/uploads.js';
+import type { Mirror } from '../mirror.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { validateName } from '../oci/names.js';
+import type { Exchange } from './exchange.js';
+import { sendBody } from './respond.js';
+
+/**
+ * /v2/<name>/blobs/uploads/[<session>]: the push side of blobs (spec "Pushing blobs").
+ * POST starts a session, or uploads a whole blob with `?digest=`, or mounts a stored one with
+ * `?mount=`; PATCH appends a chunk; PUT `?digest=` finishes; GET reports progress; DELETE cancels.
+ */
+export async function uploadHandler(
+  ex: Exchange,
+  mirror: Mirror,
+  name: string,
+  sessionId: string | undefined,
+): Promise<void> {
+  const uploads = mirror.uploads;
+  if (sessionId === undefined) {
+    if (ex.method !== 'POST') throw unsupported(ex);
+    return startUpload(ex, mirror, name);
+  }
+  const session = uploads.get(name, sessionId);
+  switch (ex.method) {
+    case 'GET':
+      return progress(ex, session, 204);
+    case 'PATCH':
+      await needRoom(mirror, ex);
+      await uploads.append(session, ex.req, chunkStart(ex.req.headers['content-range']));
+      return progress(ex, session, 202);
+    case 'PUT': {
+      const digest = digestParam(ex);
+      if (hasBody(ex)) {
+        await needRoom(mirror, ex);
+        await uploads.append(session, ex.req, chunkStart(ex.req.headers['content-range']));
+      }
+      return finished(ex, mirror, name, digest, await uploads.finish(session, digest));
+    }
+    case 'DELETE':
+      await uploads.cancel(session);
+      return sendBody(ex, 204, {}, undefined);
+    default:
+      throw unsupported(ex);
+  }
+}
+
+async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<void> {
+  const store = mirror.blobs.store;
+  const mount = ex.query.get('mount');
+  if (mount !== null) {
+    // One content-addressed store: a blob stored for any repository (pushed or pulled through) is
+    // mounted without copying. `from` only has to be a valid name; an unknown blob falls back to an
+    // upload session, as the spec says.
+    const digest = parseDigest(mount);
+    const from = ex.query.get('from');
+    if (from !== null) validateName(from);
+    if ((await store.size(digest)) !== undefined) {
+      await mirror.hosted.create(name);
+      await mirror.hosted.link(name, digest);
+      ex.outcome = 'HIT';
+      return sendBody(ex, 201, blobCreated(name, digest), undefined);
+    }
+  }
+  await needRoom(mirror, ex);
+  const digestText = ex.query.get('digest');
+  const digest = digestText === null ? undefined : parseDigest(digestText);
+  await mirror.hosted.create(name);
+  const session = await mirror.uploads.start(name);
+  if (digest) {
+    // Monolithic: the whole blob in this one request.
+    try {
+      await mirror.uploads.append(session, ex.req);
+    } catch (err) {
+      await mirror.uploads.cancel(session);
+      throw err;
+    }
+    return finished(ex, mirror, name, digest, await mirror.uploads.finish(session, digest));
+  }
+  if (hasBody(ex)) await mirror.uploads.append(session, ex.req);
+  return progress(ex, session, 202);
+}
+
+async function finished(
+  ex: Exchange,
+  mirror: Mirror,
+  name: string,
+  digest: Digest,
+  size: number,
+): Promise<void> {
+  await mirror.hosted.link(name, digest);
+  mirror.metrics.pushedBytes(size);
+  return sendBody(ex, 201, blobCreated(name, digest), undefined);
+}
+
+function blobCreated(name: string, digest: Digest): Record<string, string> {
+  return { Location: `/v2/${name}/blobs/${digest.value}`, 'Docker-Content-Digest': digest.value };
+}
+
+function progress(ex: Exchange, session: UploadSession, status: 202 | 204): void {
+  sendBody(
+    ex,
+    status,
+    {
+      Location: uploadLocation(session),
+      Range: rangeHeader(session.offset),
+      'Docker-Upload-UUID': session.id,
+    },
+    undefined,
+  );
+}
+
+function digestParam(ex: Exchange): Digest {
+  const text = ex.query.get('digest');
+  if (text === null) throw new RegistryError('DIGEST_INVALID', 'the digest parameter is required', {});
+  return parseDigest(text);
+}
+
+/**
+ * Where a chunk starts, from its Content-Range (`<start>-<end>`, the spec's form; `bytes` prefixes
+ * tolerated). Undefined when the client sent none: the chunk goes at the current offset.
+ */
+export function chunkStart(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const m = /^\s*(?:bytes[ =])?(\d{1,15})-(\d{1,15})(?:\/(?:\d{1,15}|\*))?\s*$/.exec(header);
+  if (!m?.[1] || !m[2] || Number(m[2]) < Number(m[1])) {
+    throw new RegistryError('RANGE_INVALID', 'Content-Range must be <start>-<end>', { contentRange: header });
+  }
+  return Number(m[1]);
+}
+
+function hasBody(ex: Exchange): boolean {
+  const length = ex.req.headers['content-length'];
+  return ex.req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** Refuses an upload that would take the disk below the configured free space. */
+async function needRoom(mirror: Mirror, ex: Exchange): Promise<void> {
+  const length = Number(ex.req.headers['content-length'] ?? 0);
+  if (!(await mirror.blobs.store.hasRoomFor(Number.isFinite(length) ? length : 0))) {
+    throw new RegistryError('UNAVAILABLE', 'not enough free disk space for uploads', {});
+  }
+}
+
+function unsupported(ex: Exchange): RegistryError {
+  return new RegistryError('UNSUPPORTED', `${ex.method} is not an upload operation`, { method: ex.method });
+}

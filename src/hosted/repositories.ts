@@ -1,0 +1,388 @@
+import type { Dirent } from 'node:fs';
+import { access, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import picomatch from 'picomatch';
+import type { BlobStore } from '../cache/blob-store.js';
+import { TagIndex } from '../cache/tag-index.js';
+import type { Logger } from '../observe/logger.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { checkManifest, type PushedManifest } from './manifest-check.js';
+
+export interface HostedRules {
+  /** Pushes accepted at all (false: a read-only mirror, as before). */
+  push: boolean;
+  /** Globs over repository names: when given, exactly these names are hosted, and only these take pushes. */
+  patterns: string[];
+  /** Why a name may not be pushed to even so (a registry prefix, Docker Hub's library/), or undefined. */
+  reserved: (name: string) => string | undefined;
+}
+
+export interface StoredManifest {
+  digest: Digest;
+  mediaType: string;
+  body: Buffer;
+}
+
+/**
+ * Repositories that live here rather than upstream: what clients pushed. On disk beside the
+ * mirror's own index, under `<data>/hosted/<name>/`: `_tags/<tag>` (tag → digest),
+ * `_manifests/<hex>` (the manifests the repository holds; the file holds the media type),
+ * `_layers/<hex>` (blobs uploaded or mounted into it) and `_referrers/<subject hex>/<hex>`.
+ * The bytes themselves are in the one content-addressed blob store the mirror uses, so a layer
+ * pushed and the same layer pulled through are stored once.
+ *
+ * Which names are hosted: a name that matches a configured pattern, or (without patterns) any
+ * name a push has created. A hosted name never goes upstream, under exactly the name pushed.
+ */
+export class HostedRepositories {
+  readonly root: string;
+  readonly tags: TagIndex;
+  readonly #store: BlobStore;
+  readonly #rules: HostedRules;
+  readonly #matches: ((name: string) => boolean) | undefined;
+  readonly #log: Logger;
+  /** Repositories on disk. */
+  readonly #names = new Set<string>();
+  /** Blobs hosted content needs (eviction never removes them). Grows until the next collection. */
+  #held = new Set<string>();
+  /** Layer links written recently: a HEAD during a push refreshes its link at most this often. */
+  readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
+
+  constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
+    this.root = path.join(dataDir, 'hosted');
+    this.tags = new TagIndex(dataDir, 'hosted');
+    this.#store = store;
+    this.#rules = rules;
+    this.#log = log;
+    this.#matches = rules.patterns.length ? picomatch(rules.patterns) : undefined;
+  }
+
+  /** Learns which repositories are hosted: before serving, or their pulls would go upstream. */
+  async loadNames(): Promise<void> {
+    for (const name of await this.#walk()) this.#names.add(name);
+  }
+
+  /** Learns the blobs hosted content holds (in the background, before the size bound is applied). */
+  async loadHeld(): Promise<void> {
+    const held = await this.heldBlobs();
+    for (const hex of this.#held) held.add(hex);
+    this.#held = held;
+  }
+
+  get pushEnabled(): boolean {
+    return this.#rules.push;
+  }
+
+  isHosted(name: string): boolean {
+    return this.#names.has(name) || (this.#matches?.(name) ?? false);
+  }
+
+  /** Throws the spec's error when a push to `name` is not allowed here. */
+  checkPushable(name: string): void {
+    if (!this.#rules.push) {
+      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only: pushes are disabled', {});
+    }
+    if (this.#matches) {
+      if (this.#matches(name)) return;
+      throw new RegistryError('DENIED', `${name} is not a hosted repository here`, {
+        hosted: this.#rules.patterns,
+      });
+    }
+    const why = this.#rules.reserved(name);
+    if (why) throw new RegistryError('DENIED', why, { name });
+  }
+
+  holds(hex: string): boolean {
+    return this.#held.has(hex);
+  }
+
+  /** Makes `name` a hosted repository (the first push to it). */
+  async create(name: string): Promise<void> {
+    if (this.#names.has(name)) return;
+    await mkdir(this.#dir(name), { recursive: true });
+    this.#names.add(name);
+    this.#log.info({ repository: name }, 'hosted repository created by a push');
+  }
+
+  /** Records that a blob was uploaded to, mounted into or confirmed for a repository. */
+  async link(name: string, digest: Digest): Promise<void> {
+    this.#hold(digest.hex);
+    const key = `${name}@${digest.hex}`;
+    if (this.#linked.has(key)) return;
+    const file = path.join(this.#dir(name), '_layers', digest.hex);
+    const now = new Date();
+    try {
+      await utimes(file, now, now);
+    } catch {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, '');
+    }
+    this.#linked.set(key, true);
+  }
+
+  async isLinked(name: string, digest: Digest): Promise<boolean> {
+    return exists(path.join(this.#dir(name), '_layers', digest.hex));
+  }
+
+  async unlink(name: string, digest: Digest): Promise<void> {
+    this.#linked.delete(`${name}@${digest.hex}`);
+    await rm(path.join(this.#dir(name), '_layers', digest.hex), { force: true });
+  }
+
+  /**
+   * Stores a checked manifest under `name`, tagged with `tags`. Everything it refers to must be
+   * here already: blobs in the store, index entries in this repository. The references are held
+   * before they are checked, so a concurrent collection cannot remove one in between.
+   */
+  async putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
+    for (const d of [...m.blobs, ...m.manifests]) this.#hold(d.digest.hex);
+    this.#hold(m.digest.hex);
+    for (const d of m.blobs) {
+      if (d.foreign) continue;
+      if ((await this.#store.size(d.digest)) === undefined) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${d.digest.value} is not in the registry`, {
+          digest: d.digest.value,
+        });
+      }
+    }
+    for (const d of m.manifests) {
+      if (!(await this.#hasManifest(name, d.digest))) {
+        throw new RegistryError(
+          'MANIFEST_BLOB_UNKNOWN',
+          `manifest ${d.digest.value} is not in ${name}: push the index's entries first`,
+          { digest: d.digest.value },
+        );
+      }
+    }
+    await this.#store.put(m.digest, m.body);
+    await this.create(name);
+    const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
+    await mkdir(path.dirname(marker), { recursive: true });
+    await writeFile(marker, m.mediaType);
+    if (m.subject) {
+      const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
+      await mkdir(path.dirname(ref), { recursive: true });
+      await writeFile(ref, '');
+    }
+    for (const tag of tags) {
+      await this.tags.set(name, tag, {
+        digest: m.digest.value,
+        mediaType: m.mediaType,
+        checkedAt: Date.now(),
+      });
+    }
+  }
+
+  async byTag(name: string, tag: string): Promise<StoredManifest | undefined> {
+    const entry = await this.tags.get(name, tag);
+    return entry ? this.byDigest(name, parseDigest(entry.digest)) : undefined;
+  }
+
+  async byDigest(name: string, digest: Digest): Promise<StoredManifest | undefined> {
+    let mediaType: string;
+    try {
+      mediaType = await readFile(path.join(this.#dir(name), '_manifests', digest.hex), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const body = await this.#store.read(digest);
+    return body ? { digest, mediaType, body } : undefined;
+  }
+
+  /** Removes a manifest and every tag pointing at it. False when the repository does not hold it. */
+  async deleteManifest(name: string, digest: Digest): Promise<boolean> {
+    const marker = path.join(this.#dir(name), '_manifests', digest.hex);
+    if (!(await exists(marker))) return false;
+    const stored = await this.byDigest(name, digest);
+    await rm(marker, { force: true });
+    for (const tag of await this.tags.tags(name)) {
+      if ((await this.tags.get(name, tag))?.digest === digest.value) await this.tags.delete(name, tag);
+    }
+    if (stored) {
+      try {
+        const subject = checkManifest(stored.body, stored.mediaType).subject;
+        if (subject) {
+          await rm(path.join(this.#dir(name), '_referrers', subject.digest.hex, digest.hex), { force: true });
+        }
+      } catch {
+        // not parseable: it has no referrer entry either
+      }
+    }
+    await this.#dropIfEmpty(name);
+    return true;
+  }
+
+  async deleteTag(name: string, tag: string): Promise<boolean> {
+    if (!(await this.tags.get(name, tag))) return false;
+    await this.tags.delete(name, tag);
+    return true;
+  }
+
+  /** Manifests in `name` whose subject is `subject` (the referrers API), as descriptors. */
+  async referrers(name: string, subject: Digest): Promise<Record<string, unknown>[]> {
+    let hexes: string[] = [];
+    try {
+      hexes = await readdir(path.join(this.#dir(name), '_referrers', subject.hex));
+    } catch {
+      return [];
+    }
+    const out: Record<string, unknown>[] = [];
+    for (const hex of hexes.sort()) {
+      const stored = await this.byDigest(name, parseDigest(`sha256:${hex}`));
+      if (!stored) continue;
+      const m = checkManifest(stored.body, stored.mediaType);
+      out.push({
+        mediaType: m.mediaType,
+        digest: m.digest.value,
+        size: stored.body.length,
+        ...(m.artifactType ? { artifactType: m.artifactType } : {}),
+        ...(m.annotations && Object.keys(m.annotations).length ? { annotations: m.annotations } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** Hosted repositories that hold at least one manifest (what _catalog lists), sorted. */
+  async repositories(): Promise<string[]> {
+    const names: string[] = [];
+    for (const name of this.#names) {
+      if ((await listDir(path.join(this.#dir(name), '_manifests'))).length > 0) names.push(name);
+    }
+    return names.sort();
+  }
+
+  /**
+   * Every blob hosted content needs: the manifests of every hosted repository, what they refer
+   * to, and blobs linked by an upload. The garbage collector and the size bound keep these. With
+   * `expireLinksMs`, an upload link that no manifest uses and that is older than that is removed
+   * instead (an abandoned push): its blob is then collectable.
+   */
+  async heldBlobs(expireLinksMs?: number): Promise<Set<string>> {
+    const held = new Set<string>();
+    for (const name of this.#names) {
+      const dir = this.#dir(name);
+      for (const hex of await listDir(path.join(dir, '_manifests'))) {
+        held.add(hex);
+        const stored = await this.byDigest(name, parseDigest(`sha256:${hex}`)).catch(() => undefined);
+        if (!stored) continue;
+        try {
+          const m = checkManifest(stored.body, stored.mediaType);
+          for (const d of [...m.blobs, ...m.manifests]) held.add(d.digest.hex);
+        } catch (err) {
+          this.#log.warn(
+            { repository: name, digest: hex, err: (err as Error).message },
+            'unreadable hosted manifest',
+          );
+        }
+      }
+    }
+    const cutoff = expireLinksMs === undefined ? undefined : Date.now() - expireLinksMs;
+    for (const name of this.#names) {
+      const layers = path.join(this.#dir(name), '_layers');
+      for (const hex of await listDir(layers)) {
+        if (held.has(hex) || cutoff === undefined) {
+          held.add(hex);
+          continue;
+        }
+        const mtime = await stat(path.join(layers, hex)).then(
+          (s) => s.mtimeMs,
+          () => 0,
+        );
+        if (mtime > cutoff) held.add(hex);
+        else {
+          this.#linked.delete(`${name}@${hex}`);
+          await rm(path.join(layers, hex), { force: true });
+        }
+      }
+    }
+    return held;
+  }
+
+  /** A collection starts: from now on, note what gets held, which its snapshot may miss. */
+  beginCollection(): void {
+    this.#recent = new Set();
+  }
+
+  /** A collection ends: what is held now (deleted manifests no longer hold their blobs). */
+  endCollection(snapshot: Set<string>): void {
+    for (const hex of this.#recent ?? []) snapshot.add(hex);
+    this.#recent = undefined;
+    this.#held = snapshot;
+  }
+
+  /** Blobs held since the running collection began; undefined when none runs. */
+  #recent: Set<string> | undefined;
+
+  #hold(hex: string): void {
+    this.#held.add(hex);
+    this.#recent?.add(hex);
+  }
+
+  get names(): ReadonlySet<string> {
+    return this.#names;
+  }
+
+  dirOf(name: string): string {
+    return this.#dir(name);
+  }
+
+  async #hasManifest(name: string, digest: Digest): Promise<boolean> {
+    return (
+      (await exists(path.join(this.#dir(name), '_manifests', digest.hex))) &&
+      (await this.#store.size(digest)) !== undefined
+    );
+  }
+
+  /** A repository with no manifest, tag or upload link left is no longer hosted (unless a pattern says so). */
+  async #dropIfEmpty(name: string): Promise<void> {
+    const dir = this.#dir(name);
+    for (const sub of ['_manifests', '_tags', '_layers']) {
+      if ((await listDir(path.join(dir, sub))).length > 0) return;
+    }
+    await rm(dir, { recursive: true, force: true });
+    this.#names.delete(name);
+  }
+
+  #dir(name: string): string {
+    return path.join(this.root, name);
+  }
+
+  async #walk(): Promise<string[]> {
+    const found: string[] = [];
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      let entries: Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      if (prefix && entries.some((e) => e.name.startsWith('_'))) found.push(prefix);
+      for (const e of entries) {
+        if (e.isDirectory() && !e.name.startsWith('_')) {
+          await walk(path.join(dir, e.name), prefix ? `${prefix}/${e.name}` : e.name);
+        }
+      }
+    };
+    await walk(this.root, '');
+    return found;
+  }
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
+  } catch {
+    return [];
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}

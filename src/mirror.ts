@@ -5,6 +5,7 @@ import pLimit from 'p-limit';
 import { BufferPool } from './api/file-sender.js';
 import { BlobCache } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
+import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
@@ -15,6 +16,7 @@ import { UploadSessions } from './hosted/uploads.js';
 import { ClientAuth } from './observe/client-auth.js';
 import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
+import { TokenService } from './observe/token-service.js';
 import { RegistryError } from './oci/errors.js';
 import { acceptedTypes } from './oci/media-types.js';
 import { validateName } from './oci/names.js';
@@ -89,6 +91,7 @@ export class Mirror {
     );
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
+    this.tokens = this.auth ? new TokenService(this.auth, config.dataDir) : undefined;
     this.#default = { host: config.upstream.url.host, client: this.upstream, manifests: this.manifests };
     for (const r of config.registries) {
       const client = new UpstreamClient(r.upstream, log, config.offline);
@@ -152,6 +155,24 @@ export class Mirror {
     return { route: this.#default, name, key: name };
   }
 
+  /** One garbage collection (POST /_hubcache/gc); one at a time. */
+  async collectGarbage(): Promise<CollectResult> {
+    this.#collecting ??= collectGarbage(
+      this.blobs.store,
+      this.hosted,
+      this.config.dataDir,
+      this.config.hosted.gcGraceMs,
+      this.uploads.repositories,
+    ).finally(() => {
+      this.#collecting = undefined;
+    });
+    const result = await this.#collecting;
+    this.log.info(result, 'garbage collected');
+    return result;
+  }
+
+  #collecting: Promise<CollectResult> | undefined;
+
   /** Names a push may not take without an explicit hosted pattern. */
   #reserved(name: string): string | undefined {
     const slash = name.indexOf('/');
@@ -166,6 +187,8 @@ export class Mirror {
   readonly metrics: Metrics;
   /** Client authentication, when an htpasswd file is configured. */
   readonly auth: ClientAuth | undefined;
+  /** The token flow for --anonymous-pull (Bearer tokens are accepted whenever auth is on). */
+  readonly tokens: TokenService | undefined;
   /** Requests and bytes per repository since start (the dashboard's top repositories). */
   readonly #repositories = new LRUCache<string, { requests: number; bytes: number }>({ max: 1000 });
 
@@ -248,6 +271,7 @@ export class Mirror {
   async init(): Promise<void> {
     await this.blobs.store.init();
     await this.hosted.loadNames();
+    await this.tokens?.init();
     await this.uploads.init();
     // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
     this.started = this.#background();

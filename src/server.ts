@@ -17,6 +17,7 @@ import { uploadHandler } from './api/uploads.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
 import type { Mirror } from './mirror.js';
 import { DASHBOARD_HTML } from './observe/dashboard.js';
+import type { Action } from './observe/token-service.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path, type V2Route, validateName } from './oci/names.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
@@ -99,6 +100,30 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
     await mirror.blobs.store.unpinAll();
     return c.json({ pinned: 0 });
   });
+  // Garbage collection of blobs nothing refers to; safe while serving (cache/collect.ts).
+  app.post('/_hubcache/gc', async (c) => {
+    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
+      return c.json(
+        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
+        403,
+      );
+    }
+    return c.json(await mirror.collectGarbage());
+  });
+  // The token endpoint of --anonymous-pull's token flow (observe/token-service.ts).
+  app.get('/_hubcache/token', async (c) => {
+    if (!mirror.tokens)
+      return c.json(
+        { errors: [{ code: 'NOT_FOUND', message: 'no authentication configured', detail: null }] },
+        404,
+      );
+    const issued = await mirror.tokens.issue(c.req.header('authorization'), c.req.queries('scope') ?? []);
+    if (!issued) {
+      c.header('WWW-Authenticate', `Basic realm="${mirror.auth?.realm ?? 'hubcache'}"`);
+      return c.json({ errors: [{ code: 'UNAUTHORIZED', message: 'wrong credentials', detail: null }] }, 401);
+    }
+    return c.json(issued);
+  });
   app.get('/ui', (c) => c.redirect('/ui/'));
   app.get('/ui/', (c) => c.html(DASHBOARD_HTML));
   app.get('/_hubcache/summary', (c) => c.json(mirror.summary()));
@@ -134,7 +159,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
   ex.endpoint = endpoint.kind;
   const write = !READ_METHODS.has(ex.method) || endpoint.kind === 'upload';
-  await authorize(ex, mirror, write);
+  await authorize(ex, mirror, endpoint, write);
   // containerd adds ?ns=<registry> to every request (spec "Registry Proxying"): echo it, as the spec suggests.
   // Only a registry host is echoed: anything else (control characters) must not reach a header.
   const ns = ex.query.get('ns');
@@ -209,16 +234,47 @@ function readOnly(ex: Exchange): RegistryError {
 }
 
 /**
- * Client authentication, when an htpasswd file is configured: every request needs credentials,
- * or with --anonymous-pull only pushes, uploads and deletes do.
+ * Client authentication, when an htpasswd file is configured: Basic credentials or a token from
+ * /_hubcache/token on every request; with --anonymous-pull, reads need neither, but `/v2/` still
+ * answers 401 with a Bearer challenge, which is how Docker learns where to get a push token.
  */
-async function authorize(ex: Exchange, mirror: Mirror, write: boolean): Promise<void> {
-  if (!mirror.auth) return;
-  if (!write && mirror.config.anonymousPull) return;
-  if (await mirror.auth.check(ex.req.headers.authorization)) return;
+async function authorize(ex: Exchange, mirror: Mirror, endpoint: V2Route, write: boolean): Promise<void> {
+  const auth = mirror.auth;
+  if (!auth) return;
+  const header = ex.req.headers.authorization;
+  const name = 'name' in endpoint ? endpoint.name : endpoint.kind === 'catalog' ? '*' : undefined;
+  const action: Action = !write
+    ? 'pull'
+    : ex.method === 'DELETE' && endpoint.kind !== 'upload'
+      ? 'delete'
+      : 'push';
+  const bearer = /^Bearer\s/i.test(header ?? '');
+  if (bearer ? mirror.tokens?.allows(header, name, action) : await auth.check(header)) return;
+  if (!write && mirror.config.anonymousPull && endpoint.kind !== 'base') return;
+  if (!mirror.config.anonymousPull) {
+    throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
+      'WWW-Authenticate': `Basic realm="${auth.realm}"`,
+    });
+  }
+  const scope =
+    name && name !== '*'
+      ? `,scope="repository:${name}:${write ? (action === 'delete' ? 'delete' : 'pull,push') : 'pull'}"`
+      : '';
+  const error = bearer ? ',error="insufficient_scope"' : '';
   throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
-    'WWW-Authenticate': `Basic realm="${mirror.auth.realm}"`,
+    'WWW-Authenticate': `Bearer realm="${tokenRealm(ex, mirror)}",service="hubcache"${scope}${error}`,
   });
+}
+
+/** The token endpoint as the client reached this registry (its Host header), else the listen address. */
+function tokenRealm(ex: Exchange, mirror: Mirror): string {
+  const host = ex.req.headers.host;
+  const scheme = mirror.config.tls ? 'https' : 'http';
+  const authority =
+    host && /^[A-Za-z0-9.-]{1,253}(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host)
+      ? host
+      : `127.0.0.1:${mirror.config.listen.port}`;
+  return `${scheme}://${authority}/_hubcache/token`;
 }
 
 /** The one place an error becomes a response. */

@@ -109,6 +109,7 @@ export class HostedRepositories {
   /** Records that a blob was uploaded to, mounted into or confirmed for a repository. */
   async link(name: string, digest: Digest): Promise<void> {
     this.#hold(digest.hex);
+    this.#names.add(name);
     const key = `${name}@${digest.hex}`;
     if (this.#linked.has(key)) return;
     const file = path.join(this.#dir(name), '_layers', digest.hex);
@@ -305,11 +306,25 @@ export class HostedRepositories {
     this.#recent = new Set();
   }
 
+  heldSinceCollectionBegan(hex: string): boolean {
+    return this.#recent?.has(hex) ?? false;
+  }
+
   /** A collection ends: what is held now (deleted manifests no longer hold their blobs). */
-  endCollection(snapshot: Set<string>): void {
-    for (const hex of this.#recent ?? []) snapshot.add(hex);
+  endCollection(snapshot: Set<string> | undefined): void {
+    if (snapshot) {
+      for (const hex of this.#recent ?? []) snapshot.add(hex);
+      this.#held = snapshot;
+    }
     this.#recent = undefined;
-    this.#held = snapshot;
+  }
+
+  /**
+   * Repositories left with nothing (an abandoned first push) stop shadowing the upstream, unless
+   * an upload to them is under way (`busy`).
+   */
+  async dropEmptyRepositories(busy: ReadonlySet<string>): Promise<void> {
+    for (const name of [...this.#names]) if (!busy.has(name)) await this.#dropIfEmpty(name);
   }
 
   /** Blobs held since the running collection began; undefined when none runs. */

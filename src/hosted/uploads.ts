@@ -1,5 +1,5 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobStore } from '../cache/blob-store.js';
 import type { Logger } from '../observe/logger.js';
@@ -202,15 +202,9 @@ export class UploadSessions {
     return removed;
   }
 
-  /** Bytes held by sessions in progress (for the disk check). */
-  async bytes(): Promise<number> {
-    let total = 0;
-    for (const s of this.#sessions.values())
-      total += await stat(s.file).then(
-        (x) => x.size,
-        () => 0,
-      );
-    return total;
+  /** Repositories with an upload under way. */
+  get repositories(): Set<string> {
+    return new Set([...this.#sessions.values()].map((s) => s.name));
   }
 
   async close(): Promise<void> {

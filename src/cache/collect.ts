@@ -1,0 +1,158 @@
+import type { Dirent } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { HostedRepositories } from '../hosted/repositories.js';
+import { parseDigest } from '../oci/digest.js';
+import type { BlobStore } from './blob-store.js';
+import { removeOrphanMarkers } from './gc.js';
+
+export interface CollectResult {
+  /** Blobs (and manifests) removed, and their bytes. */
+  removed: number;
+  removedBytes: number;
+  /** Blobs no manifest references but kept: newer than the grace period, open, or pinned. */
+  keptYoung: number;
+  /** Blobs in use: referenced by a manifest, hosted or cached. */
+  referenced: number;
+  /** Upload links of abandoned pushes removed, and markers of manifests no longer stored. */
+  staleMarkers: number;
+  ms: number;
+}
+
+/**
+ * Mark and sweep over the one blob store: a blob stays when a manifest refers to it (a hosted
+ * repository's, or a tag or digest the mirror cached), when it is a manifest still named somewhere,
+ * when it is pinned, open, or newer than `graceMs`. Everything else goes.
+ *
+ * Safe while the server runs: an upload in progress is not in the store yet; a finished one is
+ * linked to its repository and young; a blob a push HEADs or mounts has its link refreshed; and in
+ * the running process the sweep asks the store, at the moment of removal, whether anything now
+ * holds the blob (a manifest pushed after the mark phase holds its references before checking them).
+ */
+export async function collectGarbage(
+  store: BlobStore,
+  hosted: HostedRepositories,
+  dataDir: string,
+  graceMs: number,
+  /** Repositories with an upload under way (they stay hosted even while still empty). */
+  uploading: ReadonlySet<string> = new Set(),
+): Promise<CollectResult> {
+  const started = performance.now();
+  hosted.beginCollection();
+  let held: Set<string> | undefined;
+  try {
+    held = await hosted.heldBlobs(graceMs);
+    await hosted.dropEmptyRepositories(uploading);
+    for (const hex of await mirroredReferences(store, dataDir)) held.add(hex);
+    const cutoff = Date.now() - graceMs;
+    const result: CollectResult = {
+      removed: 0,
+      removedBytes: 0,
+      keptYoung: 0,
+      referenced: 0,
+      staleMarkers: 0,
+      ms: 0,
+    };
+    const root = path.join(dataDir, 'blobs', 'sha256');
+    for (const prefix of await list(root)) {
+      for (const hex of await list(path.join(root, prefix))) {
+        if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+        if (held?.has(hex)) {
+          result.referenced++;
+          continue;
+        }
+        const file = path.join(root, prefix, hex);
+        const s = await stat(file).catch(() => undefined);
+        if (!s) continue;
+        // Held since the mark phase began (a manifest pushed meanwhile, a HEAD during a push), open, or pinned.
+        if (
+          s.mtimeMs > cutoff ||
+          hosted.heldSinceCollectionBegan(hex) ||
+          store.inUse(hex) ||
+          store.isPinned(hex)
+        ) {
+          result.keptYoung++;
+          continue;
+        }
+        await store.remove(parseDigest(`sha256:${hex}`));
+        result.removed++;
+        result.removedBytes += s.size;
+      }
+    }
+    result.staleMarkers = await removeOrphanMarkers(dataDir);
+    result.ms = Math.round(performance.now() - started);
+    return result;
+  } finally {
+    // A failed mark phase must not shrink what hosted content holds.
+    hosted.endCollection(held);
+  }
+}
+
+/**
+ * What the mirror's own index still names: every manifest under `repositories/` (tags and
+ * manifests pulled by digest), and the blobs and child manifests those refer to.
+ */
+async function mirroredReferences(store: BlobStore, dataDir: string): Promise<Set<string>> {
+  const refs = new Set<string>();
+  const manifests = new Set<string>();
+  const walk = async (dir: string): Promise<void> => {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const full = path.join(dir, e.name);
+      if (e.name === '_manifests') for (const hex of await list(full)) manifests.add(hex);
+      else if (e.name === '_tags') {
+        for (const tag of await list(full)) {
+          try {
+            const entry = JSON.parse(await readFile(path.join(full, tag), 'utf8')) as { digest?: string };
+            if (typeof entry.digest === 'string') manifests.add(parseDigest(entry.digest).hex);
+          } catch {
+            // unreadable tag file: it names nothing
+          }
+        }
+      } else if (e.isDirectory()) await walk(full);
+    }
+  };
+  await walk(path.join(dataDir, 'repositories'));
+  for (const hex of manifests) {
+    refs.add(hex);
+    // Read from disk, not through the store: a collection must not count as a use for the LRU.
+    const body = await readFile(store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
+    if (body) for (const ref of references(body)) refs.add(ref);
+  }
+  return refs;
+}
+
+/** Digests a manifest of any kind refers to (schema 2, OCI, indexes, and schema 1's fsLayers). */
+export function references(body: Buffer): string[] {
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  const add = (d: unknown) => {
+    const digest =
+      (d as { digest?: unknown; blobSum?: unknown } | null)?.digest ?? (d as { blobSum?: unknown })?.blobSum;
+    if (typeof digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(digest)) out.push(digest.slice(7));
+  };
+  add(doc.config);
+  for (const key of ['layers', 'manifests', 'fsLayers', 'blobs']) {
+    const list = doc[key];
+    if (Array.isArray(list)) for (const d of list) add(d);
+  }
+  return out;
+}
+
+async function list(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
+  } catch {
+    return [];
+  }
+}

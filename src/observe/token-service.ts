@@ -1,0 +1,114 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ClientAuth } from './client-auth.js';
+
+export type Action = 'pull' | 'push' | 'delete';
+
+interface Claims {
+  sub: string;
+  /** Repository name → actions granted; `*` stands for the catalog (registry:catalog:*). */
+  access: Record<string, Action[]>;
+  exp: number;
+}
+
+const TTL_SECONDS = 300;
+
+/**
+ * The registry token flow, served by the registry itself, for one case: pulls open to anyone,
+ * pushes for the htpasswd users only. Docker learns how to authenticate from the 401 on `/v2/`,
+ * and with a Basic challenge it refuses to pull anonymously ("no basic auth credentials", moby
+ * #30880); with a Bearer challenge it fetches a token, anonymously for a pull, with the user's
+ * credentials for a push, as it does with Docker Hub. Tokens are opaque to clients: an HMAC over
+ * the claims with a key kept in the data directory (so a restart does not void them).
+ */
+export class TokenService {
+  readonly #auth: ClientAuth;
+  readonly #keyFile: string;
+  #key: Buffer = Buffer.alloc(0);
+
+  constructor(auth: ClientAuth, dataDir: string) {
+    this.#auth = auth;
+    this.#keyFile = path.join(dataDir, 'token.key');
+  }
+
+  async init(): Promise<void> {
+    try {
+      this.#key = await readFile(this.#keyFile);
+      if (this.#key.length >= 32) return;
+    } catch {
+      // first start
+    }
+    this.#key = randomBytes(32);
+    await mkdir(path.dirname(this.#keyFile), { recursive: true });
+    await writeFile(this.#keyFile, this.#key, { mode: 0o600 });
+  }
+
+  /**
+   * A token for the scopes asked (`repository:NAME:pull,push`, `registry:catalog:*`): pull for
+   * anyone, everything for a valid user. Undefined when credentials were given and are wrong.
+   */
+  async issue(
+    authorization: string | undefined,
+    scopes: string[],
+    now = Date.now(),
+  ): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string } | undefined> {
+    const user = authorization ? await this.#auth.check(authorization) : undefined;
+    if (authorization && !user) return undefined;
+    const access: Record<string, Action[]> = {};
+    for (const scope of scopes.flatMap((s) => s.split(' ')).filter(Boolean)) {
+      const parsed = parseScope(scope);
+      if (!parsed) continue;
+      const granted = parsed.actions.filter((a) => a === 'pull' || user !== undefined);
+      if (granted.length) access[parsed.name] = [...new Set([...(access[parsed.name] ?? []), ...granted])];
+    }
+    const claims: Claims = { sub: user ?? '', access, exp: Math.floor(now / 1000) + TTL_SECONDS };
+    const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    const token = `${payload}.${this.#sign(payload)}`;
+    return { token, access_token: token, expires_in: TTL_SECONDS, issued_at: new Date(now).toISOString() };
+  }
+
+  /** Whether a Bearer token grants `action` on `name` (undefined name: only a valid token needed). */
+  allows(
+    authorization: string | undefined,
+    name: string | undefined,
+    action: Action,
+    now = Date.now(),
+  ): boolean {
+    const m = /^Bearer\s+([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\s*$/i.exec(authorization ?? '');
+    if (!m?.[1] || !m[2]) return false;
+    const expected = Buffer.from(this.#sign(m[1]));
+    const given = Buffer.from(m[2]);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return false;
+    let claims: Claims;
+    try {
+      claims = JSON.parse(Buffer.from(m[1], 'base64url').toString('utf8')) as Claims;
+    } catch {
+      return false;
+    }
+    if (typeof claims.exp !== 'number' || claims.exp * 1000 < now) return false;
+    if (name === undefined) return true;
+    return claims.access?.[name]?.includes(action) ?? false;
+  }
+
+  #sign(payload: string): string {
+    return createHmac('sha256', this.#key).update(payload).digest('base64url');
+  }
+}
+
+/** `repository:team/app:pull,push` → name and actions; `registry:catalog:*` → name `*`, pull. */
+export function parseScope(scope: string): { name: string; actions: Action[] } | undefined {
+  const first = scope.indexOf(':');
+  const last = scope.lastIndexOf(':');
+  if (first < 1 || last <= first) return undefined;
+  const type = scope.slice(0, first);
+  const name = scope.slice(first + 1, last);
+  const actions = scope
+    .slice(last + 1)
+    .split(',')
+    .flatMap((a) => (a === '*' ? ['pull', 'push', 'delete'] : [a]))
+    .filter((a): a is Action => a === 'pull' || a === 'push' || a === 'delete');
+  if (type === 'registry' && name === 'catalog') return { name: '*', actions: ['pull'] };
+  if (type !== 'repository' || !name) return undefined;
+  return { name, actions };
+}

@@ -6,6 +6,7 @@ import { FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
 import { parseRange } from '../oci/range.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
@@ -102,6 +103,9 @@ async function upstreamBlob(upstream: UpstreamClient, method: 'GET' | 'HEAD', na
 /**
  * HEAD of a blob we don't hold: ask the upstream (a HEAD costs nothing against Docker Hub's limit)
  * rather than start a download nobody asked for. A running fill already knows the size.
+ * When the upstream cannot say (down, rate-limited, refusing), the answer is 404: a HEAD asks "do
+ * you have it?", and the client asking is often a push to a name not hosted yet (docker and skopeo
+ * HEAD every blob before uploading it), which must not fail because Docker Hub is unreachable.
  */
 async function headMiss(
   ex: Exchange,
@@ -119,7 +123,16 @@ async function headMiss(
     }
   }
   ex.outcome = 'MISS';
-  const res = await upstreamBlob(upstream, 'HEAD', name, digest);
+  let res: Awaited<ReturnType<typeof upstreamBlob>>;
+  try {
+    res = await upstreamBlob(upstream, 'HEAD', name, digest);
+  } catch (err) {
+    if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') throw err;
+    throw new RegistryError('BLOB_UNKNOWN', 'blob unknown here, and the upstream could not say', {
+      digest: digest.value,
+      upstream: err instanceof RegistryError ? err.code : (err as Error).name,
+    });
+  }
   res.body.destroy();
   const length = Number(headerValue(res.headers['content-length']));
   if (!Number.isFinite(length)) {

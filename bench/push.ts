@@ -63,7 +63,14 @@ const targets: Target[] = [
       const dir = mkdtempSync(path.join(work, 'mirror-'));
       // The upstream is never contacted for hosted names; an unreachable one proves it.
       const m: ServerProcess = await startMirrorProcess('http://127.0.0.1:9', dir, ['--log-level', 'warn']);
-      return { url: m.url, pid: m.pid, stop: async () => (await m.stop(), rmSync(dir, { recursive: true })) };
+      return {
+        url: m.url,
+        pid: m.pid,
+        stop: async () => {
+          await m.stop();
+          rmSync(dir, { recursive: true });
+        },
+      };
     },
   },
 ];
@@ -118,8 +125,9 @@ interface Row {
 }
 const figures: Record<string, Record<string, number[]>> = {};
 const record = (target: string, op: string, ms: number) => {
-  figures[op] ??= {};
-  (figures[op][target] ??= []).push(ms);
+  const byTarget = figures[op] ?? {};
+  figures[op] = byTarget;
+  byTarget[target] = [...(byTarget[target] ?? []), ms];
 };
 
 for (let round = 0; round < ROUNDS; round++) {

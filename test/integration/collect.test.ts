@@ -155,3 +155,34 @@ it('keeps what pushes under way need: uploads in progress, young blobs, blobs a 
     }
   }
 });
+
+it('hubcache gc --blobs does the same from the command line, on a stopped mirror', async () => {
+  running = await mirrorFor(hub, data.dir);
+  const base = running.url;
+  const config = Buffer.from('{"os":"linux"}');
+  const layer = randomBytes(4000);
+  await pushBlob(base, 'app', config);
+  await pushBlob(base, 'app', layer);
+  expect((await pushManifest(base, 'app', '1', config, [layer])).status).toBe(201);
+  const orphan = await pushBlob(base, 'app', randomBytes(1000));
+  await running.close();
+  const { execFileSync } = await import('node:child_process');
+  const run = (grace: string) =>
+    JSON.parse(
+      execFileSync(
+        process.execPath,
+        ['--import', 'tsx', 'src/main.ts', 'gc', '--blobs', '--grace', grace, '--data', data.dir],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    );
+  expect(run('3600').blobs.removed).toBe(0); // young: kept
+  const out = run('0');
+  expect(out.blobs.removed).toBe(1);
+  const { existsSync } = await import('node:fs');
+  expect(existsSync(blobFile(orphan))).toBe(false);
+  expect(existsSync(blobFile(sha(layer)))).toBe(true);
+  running = await mirrorFor(hub, data.dir);
+  expect((await get(`${running.url}/v2/app/manifests/1`)).status).toBe(200);
+});

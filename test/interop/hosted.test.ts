@@ -139,6 +139,9 @@ describe.skipIf(!bedPrograms() || !haveDocker)('pushing to the mirror: the seeds
         /^hubcache_pushed_bytes_total (\d+)/m.exec(await (await fetch(`http://${host}/metrics`)).text())?.[1],
       );
     const before = await pushedBytes();
+    // The first push of a name HEADs its blobs before the name is hosted, so the upstream may have
+    // been asked then; from here on it must not be.
+    const upstreamBefore = bed.front.requests.length;
     await runClient(
       'skopeo',
       [
@@ -153,6 +156,6 @@ describe.skipIf(!bedPrograms() || !haveDocker)('pushing to the mirror: the seeds
     );
     expect(await digestOf('team/copy:1')).toBe(bed.images.multi.digest);
     expect(await pushedBytes()).toBe(before); // one store: nothing uploaded twice
-    expect(bed.front.requests.filter((r) => /\/v2\/team\//.test(r.path))).toEqual([]);
+    expect(bed.front.requests.slice(upstreamBefore).filter((r) => /\/v2\/team\//.test(r.path))).toEqual([]);
   });
 });

@@ -36,6 +36,20 @@ export const fileSchema = z.strictObject({
       gcGrace: seconds.optional(),
     })
     .optional(),
+  storage: z
+    .strictObject({
+      s3: z
+        .strictObject({
+          bucket: z.string().min(1),
+          endpoint: z.string().optional(),
+          region: z.string().optional(),
+          pathStyle: z.boolean().optional(),
+          prefix: z.string().optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  redis: z.string().optional(),
   data: z.string().optional(),
   upstream: z
     .strictObject({
@@ -85,6 +99,12 @@ export const FILE_KEYS: Record<string, string> = {
   'hosted.allowDelete': 'allowDelete',
   'hosted.uploadExpiry': 'uploadExpiry',
   'hosted.gcGrace': 'gcGrace',
+  'storage.s3.bucket': 's3Bucket',
+  'storage.s3.endpoint': 's3Endpoint',
+  'storage.s3.region': 's3Region',
+  'storage.s3.pathStyle': 's3PathStyle',
+  'storage.s3.prefix': 's3Prefix',
+  redis: 'redis',
   data: 'data',
   'upstream.url': 'upstream',
   'upstream.username': 'upstreamUsername',

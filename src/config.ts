@@ -26,6 +26,8 @@ export interface Config {
   anonymousPull: boolean;
   /** Repositories clients push to (the push side of the spec). */
   hosted: HostedConfig;
+  /** Replicas sharing one cache: blobs and manifests in S3, with Redis for locks and tags. */
+  shared: { s3: S3Config; redisUrl: string | undefined } | undefined;
   /** Where Prometheus scrapes (on the main listener). */
   metricsPath: string;
   /** More registries mirrored beside the default one, by host (`ghcr.io`): reached by ?ns= or path prefix. */
@@ -39,6 +41,14 @@ export interface Config {
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
   memoryCacheBytes: number;
   logLevel: string;
+}
+
+export interface S3Config {
+  bucket: string;
+  endpoint?: string;
+  region: string;
+  pathStyle: boolean;
+  prefix: string;
 }
 
 export interface HostedConfig {
@@ -231,6 +241,24 @@ export function buildCommand(): Command {
           .default(DEFAULTS.gcGrace)
           .argParser(positiveInt('--gc-grace')),
       )
+      .addOption(
+        opt(
+          '--s3-bucket <name>',
+          'share blobs and manifests with other replicas in this S3 bucket',
+          'S3_BUCKET',
+        ),
+      )
+      .addOption(opt('--s3-endpoint <url>', 'S3 endpoint other than AWS (Ceph RGW, MinIO)', 'S3_ENDPOINT'))
+      .addOption(
+        opt('--s3-region <region>', 'S3 region', 'S3_REGION').default(process.env.AWS_REGION ?? 'us-east-1'),
+      )
+      .addOption(
+        new Option('--s3-path-style', 'path-style S3 URLs (RGW, MinIO) (env: HUBCACHE_S3_PATH_STYLE=true)'),
+      )
+      .addOption(opt('--s3-prefix <prefix>', 'key prefix in the bucket', 'S3_PREFIX').default(''))
+      .addOption(
+        opt('--redis <url>', 'Redis for replicas: one download per blob fleet-wide, one tag index', 'REDIS'),
+      )
       .addOption(opt('--upstream <url>', 'registry to mirror', 'UPSTREAM').default(DEFAULTS.upstream))
       .addOption(opt('--data <dir>', 'cache directory', 'DATA').default(DEFAULTS.data))
       .addOption(
@@ -413,6 +441,12 @@ export function printableConfig(config: Config): string {
       gcGrace: config.hosted.gcGraceMs / 1000,
     },
     anonymousPull: config.anonymousPull,
+    ...(config.shared
+      ? {
+          storage: { s3: config.shared.s3 },
+          redis: config.shared.redisUrl?.replace(/\/\/[^@/]*@/, '//*****@'),
+        }
+      : {}),
     clientHeaderTimeout: config.clientHeaderTimeoutMs / 1000,
     logLevel: config.logLevel,
     metricsPath: config.metricsPath,
@@ -454,6 +488,12 @@ interface RawOptions {
   allowDelete?: boolean;
   uploadExpiry: number;
   gcGrace: number;
+  s3Bucket?: string;
+  s3Endpoint?: string;
+  s3Region: string;
+  s3PathStyle?: boolean;
+  s3Prefix: string;
+  redis?: string;
 }
 
 /** Parses flags and environment into a Config; throws (via commander) with the flag named. */
@@ -468,7 +508,7 @@ export function parseConfig(
   // Booleans and lists from the environment are parsed here, not by commander's .env(): it reads any
   // value of a boolean's variable, "false" included, as "set".
   const envBoolean = (
-    option: 'expandLibrary' | 'offline' | 'anonymousPull' | 'push' | 'allowDelete',
+    option: 'expandLibrary' | 'offline' | 'anonymousPull' | 'push' | 'allowDelete' | 's3PathStyle',
     name: string,
   ) => {
     const value = env[name];
@@ -482,6 +522,9 @@ export function parseConfig(
   envBoolean('anonymousPull', 'HUBCACHE_ANONYMOUS_PULL');
   envBoolean('push', 'HUBCACHE_PUSH');
   envBoolean('allowDelete', 'HUBCACHE_ALLOW_DELETE');
+  envBoolean('s3PathStyle', 'HUBCACHE_S3_PATH_STYLE');
+  if (raw.redis && !raw.s3Bucket)
+    command.error('error: --redis needs --s3-bucket (replicas share blobs through S3)');
   let hostedPatterns = raw.hosted ?? [];
   if (command.getOptionValueSource('hosted') !== 'cli' && env.HUBCACHE_HOSTED !== undefined) {
     hostedPatterns = env.HUBCACHE_HOSTED.split(',')
@@ -546,6 +589,18 @@ export function parseConfig(
       uploadExpiryMs: Math.max(1, raw.uploadExpiry) * 1000,
       gcGraceMs: raw.gcGrace * 1000,
     },
+    shared: raw.s3Bucket
+      ? {
+          s3: {
+            bucket: raw.s3Bucket,
+            ...(raw.s3Endpoint ? { endpoint: raw.s3Endpoint } : {}),
+            region: raw.s3Region,
+            pathStyle: raw.s3PathStyle ?? false,
+            prefix: raw.s3Prefix,
+          },
+          redisUrl: raw.redis,
+        }
+      : undefined,
     maxSizeBytes: raw.maxSize,
     minFreeBytes: raw.minFreeSpace,
     memoryCacheBytes: raw.memoryCacheMb * 1024 * 1024,

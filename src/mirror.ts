@@ -3,7 +3,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import { BufferPool } from './api/file-sender.js';
-import { BlobCache } from './cache/blob-cache.js';
+import { BlobCache, type SharedTier } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
@@ -20,8 +20,13 @@ import { TokenService } from './observe/token-service.js';
 import { RegistryError } from './oci/errors.js';
 import { acceptedTypes } from './oci/media-types.js';
 import { validateName } from './oci/names.js';
+import { Coordinator } from './shared/coordinator.js';
+import { S3BlobStore } from './shared/s3-store.js';
 import { UpstreamClient } from './upstream/client.js';
 import { canonicalName, servesNamespace } from './upstream/hub-names.js';
+
+/** A replica's download lock lapses this long after its last refresh (a killed replica's, say). */
+const LOCK_TTL_MS = 10_000;
 
 /**
  * The one object that owns the mirror's state: the upstream client, the stores and the in-flight
@@ -48,6 +53,9 @@ export class Mirror {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
   readonly tags: TagIndex;
+  /** Replicas: the S3 store they share, and Redis to coordinate (both optional). */
+  readonly sharedStore: S3BlobStore | undefined;
+  readonly coordinator: Coordinator | undefined;
   /** Repositories clients pushed to, and the uploads under way. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
@@ -67,7 +75,14 @@ export class Mirror {
       config.minFreeBytes,
       log,
     );
-    this.tags = new TagIndex(config.dataDir);
+    if (config.shared) {
+      this.sharedStore = new S3BlobStore(config.shared.s3);
+      if (config.shared.redisUrl) this.coordinator = new Coordinator(config.shared.redisUrl, log);
+    }
+    const shared: SharedTier | undefined = this.sharedStore
+      ? { store: this.sharedStore, coordinator: this.coordinator, lockTtlMs: LOCK_TTL_MS }
+      : undefined;
+    this.tags = new TagIndex(config.dataDir, 'repositories', this.coordinator);
     this.hosted = new HostedRepositories(
       config.dataDir,
       store,
@@ -80,7 +95,7 @@ export class Mirror {
     );
     store.keep = (hex) => this.hosted.holds(hex);
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
-    this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log);
+    this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log, shared);
     this.manifests = new ManifestCache(
       store,
       this.tags,
@@ -88,6 +103,8 @@ export class Mirror {
       pLimit(concurrency),
       tagTtl(config.tagTtlRules, config.tagTtlMs),
       log,
+      '',
+      this.sharedStore,
     );
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
@@ -104,6 +121,7 @@ export class Mirror {
         tagTtl(config.tagTtlRules, config.tagTtlMs),
         log,
         `${r.host}/`,
+        this.sharedStore,
       );
       this.#routes.set(r.host, { host: r.host, client, manifests });
     }
@@ -272,6 +290,7 @@ export class Mirror {
     await this.blobs.store.init();
     await this.hosted.loadNames();
     await this.tokens?.init();
+    await this.coordinator?.init();
     await this.uploads.init();
     // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
     this.started = this.#background();
@@ -325,6 +344,8 @@ export class Mirror {
     // Downloads under way finish and are stored (up to the idle timeout), or are aborted cleanly.
     await this.blobs.drain(this.config.upstream.idleTimeoutMs);
     await this.uploads.close();
+    await this.coordinator?.close();
+    this.sharedStore?.close();
     await this.upstream.close();
     for (const r of this.#routes.values()) await r.client.close();
   }

@@ -4,6 +4,8 @@ import type { LimitFunction } from 'p-limit';
 import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
+import type { Coordinator } from '../shared/coordinator.js';
+import type { S3BlobStore } from '../shared/s3-store.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
@@ -60,7 +62,20 @@ export class BlobCache {
   /** Upstream bodies that did not match their digest, since start (nothing of them was stored). */
   digestMismatches = 0;
 
-  constructor(store: BlobStore, upstream: UpstreamClient, limit: LimitFunction, log: Logger) {
+  /** Fills served from the shared store, blobs this replica published, waits for another replica's download. */
+  sharedFills = 0;
+  published = 0;
+  sharedWaits = 0;
+  readonly #shared: SharedTier | undefined;
+
+  constructor(
+    store: BlobStore,
+    upstream: UpstreamClient,
+    limit: LimitFunction,
+    log: Logger,
+    shared?: SharedTier,
+  ) {
+    this.#shared = shared;
     this.store = store;
     this.#upstream = upstream;
     this.#limit = limit;
@@ -127,6 +142,20 @@ export class BlobCache {
       fill.committed();
       return;
     }
+    // With a shared store: another replica's verified copy, or the fleet-wide lock to fetch it.
+    const shared = this.#shared ? await this.#fromShared(digest) : undefined;
+    const lock = shared && 'lock' in shared ? shared.lock : undefined;
+    try {
+      const source =
+        shared && 'body' in shared ? shared : await this.#fromUpstream(upstream, repository, digest);
+      await this.#store(fill, source, repository, started);
+      if (source.origin === 'upstream' && this.#shared) await this.#publish(digest, fill.written);
+    } finally {
+      await lock?.release();
+    }
+  }
+
+  async #fromUpstream(upstream: UpstreamClient, repository: string, digest: Digest): Promise<Source> {
     const res = await upstream.request({
       method: 'GET',
       path: `/v2/${repository}/blobs/${digest.value}`,
@@ -137,16 +166,94 @@ export class BlobCache {
       throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
     }
     const length = res.headers['content-length'];
-    const size = length === undefined ? undefined : Number(length);
+    return {
+      origin: 'upstream',
+      body: res.body,
+      size: length === undefined ? undefined : Number(length),
+      resume: (offset, size) => this.#resume(upstream, repository, digest, offset, size),
+    };
+  }
+
+  /**
+   * The shared store's copy when there is one. Else, with a coordinator, the fleet-wide download
+   * lock: taken, the caller fetches upstream and publishes; held by another replica, wait for its
+   * announcement (or the lock's expiry, if it died) and look again. Shared storage or Redis being
+   * down is not fatal: the replica fetches upstream itself.
+   */
+  async #fromShared(digest: Digest): Promise<Source | { lock: HeldLock | undefined }> {
+    const { coordinator, lockTtlMs } = this.#shared as SharedTier;
+    for (;;) {
+      const found = await this.#openShared(digest);
+      if (found) return found;
+      if (!coordinator) return { lock: undefined };
+      let taken: boolean;
+      try {
+        taken = await coordinator.lock(digest.hex, lockTtlMs);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'redis unavailable: fetching without the fleet lock');
+        return { lock: undefined };
+      }
+      if (taken) {
+        const held = holdLock(coordinator, digest.hex, lockTtlMs);
+        // Published between our look and the lock: use it.
+        const again = await this.#openShared(digest);
+        if (again) {
+          await held.release();
+          return again;
+        }
+        return { lock: held };
+      }
+      this.sharedWaits++;
+      await coordinator.waitFor(digest.hex, lockTtlMs);
+    }
+  }
+
+  async #openShared(digest: Digest): Promise<Source | undefined> {
+    const remote = (this.#shared as SharedTier).store;
+    try {
+      const found = await remote.open(digest);
+      if (!found) return undefined;
+      this.sharedFills++;
+      return {
+        origin: 'shared',
+        body: found.body,
+        size: found.size,
+        resume: async (offset) => (await remote.open(digest, offset))?.body,
+      };
+    } catch (err) {
+      this.#log.warn({ digest: digest.value, err: (err as Error).message }, 'shared store unavailable');
+      return undefined;
+    }
+  }
+
+  /** A blob this replica fetched and verified goes to the shared store, then the fleet is told. */
+  async #publish(digest: Digest, size: number): Promise<void> {
+    const { store: remote, coordinator } = this.#shared as SharedTier;
+    try {
+      await remote.publishFile(digest, this.store.pathOf(digest), size);
+      this.published++;
+      await coordinator?.announce(digest.hex);
+    } catch (err) {
+      this.#log.warn(
+        { digest: digest.value, err: (err as Error).message },
+        'publishing to the shared store failed',
+      );
+    }
+  }
+
+  /** Streams a source into the store: hashed, resumed on a broken body, verified, committed. */
+  async #store(fill: BlobFill, source: Source, repository: string, started: number): Promise<void> {
+    const digest = fill.digest;
+    const size = source.size;
     if (!(await this.store.hasRoomFor(size ?? 0))) {
-      res.body.destroy();
+      source.body.destroy();
       throw new NoRoomError(size);
     }
     let writer: BlobWriter | undefined;
     try {
       writer = await this.store.createWriter(digest);
       fill.streaming(size, writer.tempPath);
-      let body = res.body;
+      let body = source.body;
       let resumes = 0;
       for (;;) {
         const sink = fillSink(writer, fill, size);
@@ -163,9 +270,7 @@ export class BlobCache {
           let next: Readable | undefined;
           while (!next && resumes < MAX_RESUMES) {
             resumes++;
-            next = await this.#resume(upstream, repository, digest, writer.written, size).catch(
-              () => undefined,
-            );
+            next = await source.resume(writer.written, size).catch(() => undefined);
           }
           if (!next) throw err;
           this.#log.info(
@@ -182,12 +287,18 @@ export class BlobCache {
       fill.committed();
       this.#bodies.delete(digest.hex);
       this.#log.info(
-        { digest: digest.value, repository, bytes: writer.written, ms: Date.now() - started },
+        {
+          digest: digest.value,
+          repository,
+          bytes: writer.written,
+          ms: Date.now() - started,
+          from: source.origin,
+        },
         'blob cached',
       );
     } catch (err) {
       this.#bodies.delete(digest.hex);
-      res.body.destroy();
+      source.body.destroy();
       await writer?.abort().catch(() => {});
       this.store.noteWriteFailure(err);
       if (err instanceof DigestMismatchError) this.digestMismatches++;
@@ -195,6 +306,39 @@ export class BlobCache {
       throw err;
     }
   }
+}
+
+/** Where a fill's bytes come from: the upstream registry, or another replica's copy in the shared store. */
+interface Source {
+  origin: 'upstream' | 'shared';
+  body: Readable;
+  size: number | undefined;
+  /** The rest of the body from `offset`, after a broken connection; undefined if it cannot. */
+  resume(offset: number, size: number): Promise<Readable | undefined>;
+}
+
+/** Storage and coordination shared by replicas (issue: scaling out). */
+export interface SharedTier {
+  store: S3BlobStore;
+  coordinator: Coordinator | undefined;
+  /** A download lock not refreshed for this long is free again (its holder died). */
+  lockTtlMs: number;
+}
+
+interface HeldLock {
+  release(): Promise<void>;
+}
+
+/** Keeps a download lock alive (refreshed at a third of its TTL) until released. */
+function holdLock(coordinator: Coordinator, hex: string, ttlMs: number): HeldLock {
+  const timer = setInterval(() => void coordinator.refresh(hex, ttlMs).catch(() => {}), ttlMs / 3);
+  timer.unref();
+  return {
+    async release() {
+      clearInterval(timer);
+      await coordinator.release(hex).catch(() => {});
+    },
+  };
 }
 
 /** Upstream body failures worth a ranged retry: the connection, not our disk or the content. */

@@ -13,6 +13,7 @@ import {
   OCI_MANIFEST,
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
+import type { S3BlobStore } from '../shared/s3-store.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
@@ -48,6 +49,8 @@ export class ManifestCache {
   readonly #ttlMs: (repository: string, tag: string) => number;
   readonly #log: Logger;
   readonly #flights = new Map<string, Promise<Manifest>>();
+  /** Replicas' shared store: manifests another replica fetched are read from there, not upstream. */
+  readonly #shared: S3BlobStore | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
@@ -59,7 +62,9 @@ export class ManifestCache {
     ttlMs: (repository: string, tag: string) => number,
     log: Logger,
     prefix = '',
+    shared?: S3BlobStore,
   ) {
+    this.#shared = shared;
     this.#prefix = prefix;
     this.#store = store;
     this.#tags = tags;
@@ -150,6 +155,12 @@ export class ManifestCache {
     }
     const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
     await this.#store.put(digest, body);
+    await this.#shared?.publishBuffer(digest, body).catch((err: Error) => {
+      this.#log.warn(
+        { digest: digest.value, err: err.message },
+        'publishing a manifest to the shared store failed',
+      );
+    });
     this.#types.set(digest.hex, mediaType);
     await this.#tags.noteManifest(this.#key(repository), digest.hex);
     if (!expected) {
@@ -178,8 +189,17 @@ export class ManifestCache {
     );
   }
 
+  /** Another replica's copy, checked against its digest before it is stored here. */
+  async #fromShared(digest: Digest): Promise<Buffer | undefined> {
+    if (!this.#shared) return undefined;
+    const body = await this.#shared.read(digest, MAX_MANIFEST_BYTES).catch(() => undefined);
+    if (!body || digestOf(body) !== digest.value) return undefined;
+    await this.#store.put(digest, body);
+    return body;
+  }
+
   async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {
-    const body = await this.#store.read(digest);
+    const body = (await this.#store.read(digest)) ?? (await this.#fromShared(digest));
     if (!body) return undefined;
     let mediaType = this.#types.get(digest.hex);
     if (!mediaType) {

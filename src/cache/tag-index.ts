@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
+import type { Coordinator } from '../shared/coordinator.js';
 
 export interface TagEntry {
   digest: string;
@@ -21,12 +22,21 @@ export class TagIndex {
   readonly #entries = new LRUCache<string, TagEntry>({ max: 50_000 });
   readonly #knownManifests = new LRUCache<string, true>({ max: 100_000 });
 
-  constructor(dataDir: string, folder = 'repositories') {
+  /** With Redis: the index replicas share (a tag revalidated by one is fresh on all). */
+  readonly #shared: Coordinator | undefined;
+
+  constructor(dataDir: string, folder = 'repositories', shared?: Coordinator) {
     this.root = path.join(dataDir, folder);
+    this.#shared = shared;
   }
 
   async get(repository: string, tag: string): Promise<TagEntry | undefined> {
     const key = `${repository}:${tag}`;
+    if (this.#shared) {
+      // Always asked: another replica may have revalidated or moved the tag since.
+      const entry = await this.#shared.getTag(repository, tag).catch(() => undefined);
+      if (entry) return entry;
+    }
     const cached = this.#entries.get(key);
     if (cached) return cached;
     try {
@@ -41,6 +51,7 @@ export class TagIndex {
 
   async set(repository: string, tag: string, entry: TagEntry): Promise<void> {
     this.#entries.set(`${repository}:${tag}`, entry);
+    await this.#shared?.setTag(repository, tag, entry).catch(() => {});
     await atomicWrite(this.#tagPath(repository, tag), JSON.stringify(entry));
   }
 
@@ -57,6 +68,7 @@ export class TagIndex {
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, '');
     this.#knownManifests.set(key, true);
+    await this.#shared?.noteRepository(repository).catch(() => {});
   }
 
   /** Repositories holding at least one manifest, sorted (the catalog's order). */
@@ -77,11 +89,16 @@ export class TagIndex {
       }
     };
     await walk(this.root, '');
-    return found.filter(Boolean).sort();
+    const shared = this.#shared ? await this.#shared.repositories().catch(() => []) : [];
+    return [...new Set([...found.filter(Boolean), ...shared])].sort();
   }
 
-  /** Tags cached locally for a repository, sorted. */
+  /** Tags cached for a repository (here, and by the other replicas when shared), sorted. */
   async tags(repository: string): Promise<string[]> {
+    if (this.#shared) {
+      const shared = await this.#shared.tags(repository).catch(() => [] as string[]);
+      if (shared.length) return shared;
+    }
     try {
       return (
         (await readdir(path.join(this.root, repository, '_tags')))

@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { TagEntry } from '../cache/tag-index.js';
+import type { Logger } from '../observe/logger.js';
+
+const PUBLISHED = 'hubcache:published';
+
+/** Releases a lock only if this replica still holds it (another may have taken it after expiry). */
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const REFRESH = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+
+/**
+ * What replicas agree on through Redis: one download per cold blob for the whole fleet (a lock
+ * per digest, `SET NX PX`, refreshed while the download runs; the others wait for the holder's
+ * announcement, or for the lock to expire if the holder died), and one tag index (tag → digest
+ * with when it was last checked upstream), so a tag revalidated by one replica is fresh on all.
+ */
+export class Coordinator {
+  readonly replica = randomUUID();
+  readonly #redis: Redis;
+  readonly #subscriber: Redis;
+  readonly #waiting = new Map<string, Set<() => void>>();
+  readonly #log: Logger;
+  #subscribed: Promise<unknown> | undefined;
+
+  constructor(url: string, log: Logger) {
+    this.#log = log;
+    const options = { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false };
+    this.#redis = new Redis(url, options);
+    this.#subscriber = new Redis(url, options);
+    for (const r of [this.#redis, this.#subscriber]) {
+      r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
+    }
+    this.#subscriber.on('message', (_channel: string, hex: string) => {
+      const waiters = this.#waiting.get(hex);
+      if (!waiters) return;
+      this.#waiting.delete(hex);
+      for (const wake of waiters) wake();
+    });
+  }
+
+  async init(): Promise<void> {
+    this.#subscribed ??= this.#subscriber.subscribe(PUBLISHED);
+    await this.#subscribed;
+  }
+
+  /** Takes the download lock for a blob; false when another replica holds it. */
+  async lock(hex: string, ttlMs: number): Promise<boolean> {
+    return (await this.#redis.set(`hubcache:lock:${hex}`, this.replica, 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async refresh(hex: string, ttlMs: number): Promise<void> {
+    await this.#redis.eval(REFRESH, 1, `hubcache:lock:${hex}`, this.replica, String(ttlMs));
+  }
+
+  async release(hex: string): Promise<void> {
+    await this.#redis.eval(RELEASE, 1, `hubcache:lock:${hex}`, this.replica);
+  }
+
+  /** Tells every replica that the blob is in the shared store now. */
+  async announce(hex: string): Promise<void> {
+    await this.#redis.publish(PUBLISHED, hex);
+  }
+
+  /** Resolves when a replica announces the blob, or after `ms` (the caller looks again either way). */
+  waitFor(hex: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiting.get(hex)?.delete(wake);
+        resolve();
+      }, ms);
+      let waiters = this.#waiting.get(hex);
+      if (!waiters) {
+        waiters = new Set();
+        this.#waiting.set(hex, waiters);
+      }
+      waiters.add(wake);
+    });
+  }
+
+  async getTag(repository: string, tag: string): Promise<TagEntry | undefined> {
+    const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);
+    if (!raw) return undefined;
+    try {
+      return JSON.parse(raw) as TagEntry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async setTag(repository: string, tag: string, entry: TagEntry): Promise<void> {
+    await this.#redis
+      .multi()
+      .hset(`hubcache:tags:${repository}`, tag, JSON.stringify(entry))
+      .sadd('hubcache:repositories', repository)
+      .exec();
+  }
+
+  async tags(repository: string): Promise<string[]> {
+    return (await this.#redis.hkeys(`hubcache:tags:${repository}`)).sort();
+  }
+
+  async noteRepository(repository: string): Promise<void> {
+    await this.#redis.sadd('hubcache:repositories', repository);
+  }
+
+  async repositories(): Promise<string[]> {
+    return (await this.#redis.smembers('hubcache:repositories')).sort();
+  }
+
+  async close(): Promise<void> {
+    this.#subscriber.disconnect();
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+}

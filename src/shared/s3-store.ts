@@ -1,0 +1,146 @@
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { Digest } from '../oci/digest.js';
+
+export interface S3Config {
+  bucket: string;
+  /** Another S3 than AWS (Ceph RGW, MinIO): its URL. */
+  endpoint?: string;
+  region: string;
+  /** `http://host/bucket/key` instead of `http://bucket.host/key` (RGW, MinIO). */
+  pathStyle: boolean;
+  /** Key prefix, so several mirrors can share a bucket. */
+  prefix: string;
+}
+
+/** Parts of a multipart upload: big enough to be few, small enough to stream. */
+const PART_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The blob store replicas share: the same content-addressed layout as on disk
+ * (`<prefix>blobs/sha256/<2 hex>/<hex>`), in an S3 bucket. Only verified content is ever written
+ * under a digest's key: a replica publishes a blob after its own fill checked the sha256, and an S3
+ * object (multipart included) becomes visible whole or not at all. Credentials come from the usual
+ * AWS chain (environment, shared config and credentials files, instance roles).
+ */
+export class S3BlobStore {
+  readonly #client: S3Client;
+  readonly #config: S3Config;
+
+  constructor(config: S3Config) {
+    this.#config = config;
+    const options: S3ClientConfig = {
+      region: config.region,
+      forcePathStyle: config.pathStyle,
+      // Checksums only where S3 requires them: RGW 16 answers a streamed, checksummed PUT with 411.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    };
+    if (config.endpoint) options.endpoint = config.endpoint;
+    this.#client = new S3Client(options);
+  }
+
+  get bucket(): string {
+    return this.#config.bucket;
+  }
+
+  key(digest: Digest): string {
+    return `${this.#config.prefix}blobs/sha256/${digest.hex.slice(0, 2)}/${digest.hex}`;
+  }
+
+  /** The size of a published blob, or undefined when there is none. */
+  async size(digest: Digest): Promise<number | undefined> {
+    try {
+      const res = await this.#client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+      );
+      return res.ContentLength;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** A published blob's bytes from `start` on (a ranged GET), or undefined when there is none. */
+  async open(digest: Digest, start = 0): Promise<{ body: Readable; size: number } | undefined> {
+    try {
+      const res = await this.#client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(digest),
+          ...(start > 0 ? { Range: `bytes=${start}-` } : {}),
+        }),
+      );
+      const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
+      const size = total !== undefined ? Number(total) : (res.ContentLength ?? 0);
+      return { body: res.Body as Readable, size };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** A small published blob (a manifest) whole, at most `limit` bytes; undefined when there is none. */
+  async read(digest: Digest, limit = 4 * 1024 * 1024): Promise<Buffer | undefined> {
+    const found = await this.open(digest);
+    if (!found) return undefined;
+    if (found.size > limit) {
+      found.body.destroy();
+      return undefined;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of found.body) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Publishes a verified file under its digest (multipart for big ones). */
+  async publishFile(digest: Digest, file: string, size: number): Promise<void> {
+    if (size < PART_BYTES) {
+      const { readFile } = await import('node:fs/promises');
+      await this.publishBuffer(digest, await readFile(file));
+      return;
+    }
+    const upload = new Upload({
+      client: this.#client,
+      params: {
+        Bucket: this.bucket,
+        Key: this.key(digest),
+        Body: createReadStream(file),
+        ContentLength: size,
+      },
+      partSize: PART_BYTES,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    await upload.done();
+  }
+
+  async publishBuffer(digest: Digest, data: Buffer): Promise<void> {
+    await this.#client.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: this.key(digest),
+        Body: data,
+        ContentLength: data.length,
+        ContentType: 'application/octet-stream',
+      }),
+    );
+  }
+
+  close(): void {
+    this.#client.destroy();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
+}

@@ -437,3 +437,39 @@ describe('the YAML configuration file', () => {
     expect(printed).toContain('password: "*****"');
   });
 });
+
+describe('shared storage for replicas', () => {
+  it('reads the S3 and Redis settings', () => {
+    const config = parse(
+      '--s3-bucket',
+      'cache',
+      '--s3-endpoint',
+      'http://127.0.0.1:7480',
+      '--s3-path-style',
+      '--s3-region',
+      'eu-west-1',
+      '--s3-prefix',
+      'mirror/',
+      '--redis',
+      'redis://127.0.0.1:6379',
+    );
+    expect(config.shared).toEqual({
+      s3: {
+        bucket: 'cache',
+        endpoint: 'http://127.0.0.1:7480',
+        region: 'eu-west-1',
+        pathStyle: true,
+        prefix: 'mirror/',
+      },
+      redisUrl: 'redis://127.0.0.1:6379',
+    });
+    expect(parse().shared).toBeUndefined();
+  });
+
+  it('refuses Redis without a bucket, and reads HUBCACHE_S3_PATH_STYLE', () => {
+    expect(parseError('--redis', 'redis://x').message).toMatch(/--redis needs --s3-bucket/);
+    process.env.HUBCACHE_S3_BUCKET = 'b';
+    process.env.HUBCACHE_S3_PATH_STYLE = 'true';
+    expect(parse().shared?.s3).toMatchObject({ bucket: 'b', pathStyle: true });
+  });
+});

@@ -278,6 +278,11 @@ export class Mirror {
       digestMismatches: () => this.blobs.digestMismatches,
       rateLimit: () => this.upstream.rateLimit,
       uploadSessions: () => this.uploads.count,
+      shared: () => ({
+        fills: this.blobs.sharedFills,
+        published: this.blobs.published,
+        waits: this.blobs.sharedWaits,
+      }),
     });
     this.upstream.onExchange = (method, status, seconds) => {
       metrics.upstream(method, status, seconds);

@@ -11,6 +11,8 @@ export interface MetricsSource {
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
+  /** Replicas: fills served from the shared store, blobs published to it, waits for another replica. */
+  shared(): { fills: number; published: number; waits: number };
 }
 
 /**
@@ -108,6 +110,21 @@ export class Metrics {
       'hubcache_digest_mismatches_total',
       'Upstream bodies that did not match their digest (not stored)',
       () => source.digestMismatches(),
+    );
+    counter(
+      'hubcache_shared_fills_total',
+      "Misses filled from the replicas' shared store instead of the upstream",
+      () => source.shared().fills,
+    );
+    counter(
+      'hubcache_shared_published_total',
+      'Blobs this replica fetched upstream and published to the shared store',
+      () => source.shared().published,
+    );
+    counter(
+      'hubcache_shared_lock_waits_total',
+      'Times a miss waited for another replica downloading the same blob',
+      () => source.shared().waits,
     );
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
     gauge(

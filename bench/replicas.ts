@@ -110,7 +110,10 @@ async function swarm(urls: string[]) {
     };
     for (const blob of [manifest.config, ...manifest.layers]) {
       if (held[node]?.has(blob.digest)) continue;
-      served += (await read(`${base}/v2/${name}/blobs/${blob.digest}`)).bytes;
+      const got = (await read(`${base}/v2/${name}/blobs/${blob.digest}`)).bytes;
+      if (got !== sizes.get(blob.digest))
+        throw new Error(`${blob.digest}: ${got} bytes, expected ${sizes.get(blob.digest)}`);
+      served += got;
       blobRequests++;
       requested.add(blob.digest);
       held[node]?.add(blob.digest);

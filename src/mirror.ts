@@ -105,6 +105,7 @@ export class Mirror {
       log,
       '',
       this.sharedStore,
+      this.coordinator,
     );
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
@@ -122,6 +123,7 @@ export class Mirror {
         log,
         `${r.host}/`,
         this.sharedStore,
+        this.coordinator,
       );
       this.#routes.set(r.host, { host: r.host, client, manifests });
     }

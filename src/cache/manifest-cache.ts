@@ -13,12 +13,13 @@ import {
   OCI_MANIFEST,
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
+import type { Coordinator } from '../shared/coordinator.js';
 import type { S3BlobStore } from '../shared/s3-store.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { BlobStore } from './blob-store.js';
-import type { TagIndex } from './tag-index.js';
+import type { TagEntry, TagIndex } from './tag-index.js';
 
 /** How a response was served, as the X-Cache header and the request log say (HOSTED: pushed here, not cached). */
 export type CacheOutcome = 'HIT' | 'MISS' | 'COALESCED' | 'REVALIDATED' | 'STALE' | 'HOSTED';
@@ -29,6 +30,9 @@ export interface Manifest {
   body: Buffer;
   outcome: CacheOutcome;
 }
+
+/** A replica checking a tag upstream holds the fleet's turn at most this long. */
+const MANIFEST_LOCK_MS = 10_000;
 
 /** distribution refuses manifests over 4 MiB; so do we, instead of buffering whatever comes. */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -51,6 +55,8 @@ export class ManifestCache {
   readonly #flights = new Map<string, Promise<Manifest>>();
   /** Replicas' shared store: manifests another replica fetched are read from there, not upstream. */
   readonly #shared: S3BlobStore | undefined;
+  /** Replicas: one of them checks a tag upstream at a time; the others take its answer from Redis. */
+  readonly #coordinator: Coordinator | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
@@ -63,8 +69,10 @@ export class ManifestCache {
     log: Logger,
     prefix = '',
     shared?: S3BlobStore,
+    coordinator?: Coordinator,
   ) {
     this.#shared = shared;
+    this.#coordinator = coordinator;
     this.#prefix = prefix;
     this.#store = store;
     this.#tags = tags;
@@ -91,21 +99,81 @@ export class ManifestCache {
     if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
       return { ...cached, outcome: 'HIT' };
     }
-    return this.#singleFlight(`${this.#key(repository)}:${tag}`, async () => {
-      if (!entry || !cached) return this.#fetch(repository, tag, undefined);
+    const flight = `${this.#key(repository)}:${tag}`;
+    return this.#singleFlight(flight, async () => {
+      const turn = await this.#fleetTurn(flight, () => this.#fresh(repository, tag));
+      if (turn.result) return turn.result;
       try {
-        return await this.#revalidate(repository, tag, cached);
-      } catch (err) {
-        if (isUpstreamOutage(err)) {
-          this.#log.warn(
-            { repository, tag, digest: cached.digest.value, reason: (err as Error).message },
-            'upstream failed: serving stale tag',
-          );
-          return { ...cached, outcome: 'STALE' };
-        }
-        throw err;
+        return await this.#checkUpstream(repository, tag, entry, cached);
+      } finally {
+        await turn.release?.();
       }
     });
+  }
+
+  /** The tag as the shared index has it now, if it is within its TTL and its manifest is at hand. */
+  async #fresh(repository: string, tag: string): Promise<Manifest | undefined> {
+    const entry = await this.#tags.get(this.#key(repository), tag);
+    if (!entry || Date.now() - entry.checkedAt >= this.#ttlMs(repository, tag)) return undefined;
+    const local = await this.#local(parseDigest(entry.digest));
+    return local ? { ...local, outcome: 'HIT' } : undefined;
+  }
+
+  /**
+   * With replicas, the fleet's turn to ask the upstream about one tag: the lock taken (release it
+   * when done: that also wakes the others), or another replica's fresh answer after waiting for it.
+   * Without Redis, or with Redis down, every replica asks for itself.
+   */
+  async #fleetTurn(
+    flight: string,
+    fresh: () => Promise<Manifest | undefined>,
+  ): Promise<{ result?: Manifest; release?: () => Promise<void> }> {
+    const coordinator = this.#coordinator;
+    if (!coordinator) return {};
+    const id = `manifest:${flight}`;
+    for (let waited = false; ; waited = true) {
+      if (waited) {
+        const result = await fresh();
+        if (result) return { result };
+      }
+      let taken: boolean;
+      try {
+        taken = await coordinator.lock(id, MANIFEST_LOCK_MS);
+      } catch {
+        return {};
+      }
+      if (taken) {
+        return {
+          release: async () => {
+            await coordinator.release(id).catch(() => {});
+            await coordinator.announce(id).catch(() => {});
+          },
+        };
+      }
+      await coordinator.waitFor(id, MANIFEST_LOCK_MS);
+    }
+  }
+
+  /** A tag not cached, or past its TTL: fetch it, or revalidate it (stale when the upstream fails). */
+  async #checkUpstream(
+    repository: string,
+    tag: string,
+    entry: TagEntry | undefined,
+    cached: Omit<Manifest, 'outcome'> | undefined,
+  ): Promise<Manifest> {
+    if (!entry || !cached) return this.#fetch(repository, tag, undefined);
+    try {
+      return await this.#revalidate(repository, tag, cached);
+    } catch (err) {
+      if (isUpstreamOutage(err)) {
+        this.#log.warn(
+          { repository, tag, digest: cached.digest.value, reason: (err as Error).message },
+          'upstream failed: serving stale tag',
+        );
+        return { ...cached, outcome: 'STALE' };
+      }
+      throw err;
+    }
   }
 
   /** An operator's "recheck this tag now": the next request revalidates it upstream. */

@@ -226,6 +226,11 @@ describe.skipIf(!bedPrograms() || !haveScale)('replicas on shared S3 storage and
     const blobGets = during.filter((r) => r.method === 'GET' && r.status === 200 && /\/blobs\//.test(r.path));
     const unique = new Set(blobGets.map((r) => r.path.split('/').pop()));
     expect(blobGets.length).toBe(unique.size);
+    // One replica asks the upstream about the tag; the others take its answer from Redis and S3.
+    const tagGets = during.filter(
+      (r) => r.method === 'GET' && r.status === 200 && r.path === '/v2/library/alpine/manifests/3.20',
+    );
+    expect(tagGets.length).toBe(1);
     // A fourth replica with an empty disk: the tag from Redis, manifests and blobs from S3.
     const fresh = await startReplica();
     const mark = bed.front.requests.length;

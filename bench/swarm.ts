@@ -17,11 +17,11 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { configWith } from '../src/config.js';
 import { startMirror } from '../src/listen.js';
-import { ImageLayout, type Layer } from '../test/fixtures/image-layout.js';
+import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startFaultFront, startRefusingProxy } from '../test/fixtures/proxies.js';
-import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
 import { belady, lru, type TraceEntry } from './lib/belady.js';
+import { ACCEPT, pick, pushSwarmImages, rng } from './lib/swarm-images.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -39,54 +39,13 @@ const PULLS_PER_WAVE = 4;
 const MiB = 1024 * 1024;
 const BASES = quick ? [8, 4, 2] : [48, 24, 12];
 
-/** Deterministic PRNG (mulberry32) so every run pulls the same sequence. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const work = mkdtempSync(path.join(tmpdir(), 'hubcache-swarm-'));
 const refusing = await startRefusingProxy();
 const registry = await startRegistry();
 const front = await startFaultFront(registry.url);
 const layout = new ImageLayout(path.join(work, 'layout'));
-const bases: Layer[] = [];
-for (const [i, mib] of BASES.entries())
-  bases.push(await layout.layer([{ name: `base${i}`, random: mib * MiB }]));
-const sizes = new Map<string, number>();
-for (let app = 0; app < APPS; app++) {
-  const random = rng(app + 1);
-  const own = [
-    await layout.layer([{ name: `app${app}/lib`, random: Math.floor((0.25 + random()) * MiB) }]),
-    await layout.layer([{ name: `app${app}/bin`, random: Math.floor(random() * 256 * 1024) + 1024 }]),
-  ];
-  const image = layout.image([bases[app % bases.length] as Layer, ...own]);
-  for (const l of [...image.layers, image.config]) sizes.set(l.digest, l.size);
-  layout.tag(`app${app}`, image.manifest);
-  await pushLayout(layout.dir, `app${app}`, `${new URL(registry.url).host}/library/app${app}:1`, {
-    env: refusing.env(),
-  });
-}
+const sizes = await pushSwarmImages(layout, new URL(registry.url).host, refusing.env(), BASES, APPS);
 const uniqueBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
-
-/** Zipf-like popularity: app k is pulled with weight 1/(k+1). */
-function pick(random: () => number): number {
-  const weights = Array.from({ length: APPS }, (_, k) => 1 / (k + 1));
-  let x = random() * weights.reduce((a, b) => a + b, 0);
-  for (let k = 0; k < APPS; k++) {
-    x -= weights[k] as number;
-    if (x <= 0) return k;
-  }
-  return APPS - 1;
-}
-
-const ACCEPT =
-  'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 
 interface Outcome {
   requests: number;
@@ -145,7 +104,7 @@ async function run(maxSize: number | undefined) {
     await Promise.all(
       Array.from({ length: NODES }, async (_, node) => {
         const random = rng(1000 * wave + node);
-        for (let i = 0; i < PULLS_PER_WAVE; i++) await pull(node, pick(random));
+        for (let i = 0; i < PULLS_PER_WAVE; i++) await pull(node, pick(random, APPS));
       }),
     );
   }

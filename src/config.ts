@@ -45,9 +45,12 @@ export interface Config {
 
 export interface S3Config {
   bucket: string;
+  /** Another S3 than AWS (Ceph RGW, MinIO): its URL. */
   endpoint?: string;
   region: string;
+  /** `http://host/bucket/key` instead of `http://bucket.host/key` (RGW, MinIO). */
   pathStyle: boolean;
+  /** Key prefix, so several mirrors can share a bucket. */
   prefix: string;
 }
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { HostedRepositories } from '../hosted/repositories.js';
 import { parseDigest } from '../oci/digest.js';
 import type { BlobStore } from './blob-store.js';
-import { removeOrphanMarkers } from './gc.js';
+import { listDir, removeOrphanMarkers } from './gc.js';
 
 export interface CollectResult {
   /** Blobs (and manifests) removed, and their bytes. */
@@ -54,8 +54,8 @@ export async function collectGarbage(
       ms: 0,
     };
     const root = path.join(dataDir, 'blobs', 'sha256');
-    for (const prefix of await list(root)) {
-      for (const hex of await list(path.join(root, prefix))) {
+    for (const prefix of await listDir(root)) {
+      for (const hex of await listDir(path.join(root, prefix))) {
         if (!/^[a-f0-9]{64}$/.test(hex)) continue;
         if (held?.has(hex)) {
           result.referenced++;
@@ -104,9 +104,9 @@ async function mirroredReferences(store: BlobStore, dataDir: string): Promise<Se
     }
     for (const e of entries) {
       const full = path.join(dir, e.name);
-      if (e.name === '_manifests') for (const hex of await list(full)) manifests.add(hex);
+      if (e.name === '_manifests') for (const hex of await listDir(full)) manifests.add(hex);
       else if (e.name === '_tags') {
-        for (const tag of await list(full)) {
+        for (const tag of await listDir(full)) {
           try {
             const entry = JSON.parse(await readFile(path.join(full, tag), 'utf8')) as { digest?: string };
             if (typeof entry.digest === 'string') manifests.add(parseDigest(entry.digest).hex);
@@ -147,12 +147,4 @@ export function references(body: Buffer): string[] {
     if (Array.isArray(list)) for (const d of list) add(d);
   }
   return out;
-}
-
-async function list(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
-  } catch {
-    return [];
-  }
 }

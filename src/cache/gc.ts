@@ -78,3 +78,12 @@ export async function removeOrphanMarkers(dataDir: string): Promise<number> {
   await walk(path.join(dataDir, 'repositories'));
   return removed;
 }
+
+/** A folder's entries without dot files (temp files); empty when the folder does not exist. */
+export async function listDir(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
+  } catch {
+    return [];
+  }
+}

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import picomatch from 'picomatch';
 import type { BlobStore } from '../cache/blob-store.js';
+import { listDir } from '../cache/gc.js';
 import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
@@ -382,14 +383,6 @@ export class HostedRepositories {
     };
     await walk(this.root, '');
     return found;
-  }
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
-  } catch {
-    return [];
   }
 }
 

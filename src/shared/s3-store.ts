@@ -8,18 +8,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Config } from '../config.js';
 import type { Digest } from '../oci/digest.js';
-
-export interface S3Config {
-  bucket: string;
-  /** Another S3 than AWS (Ceph RGW, MinIO): its URL. */
-  endpoint?: string;
-  region: string;
-  /** `http://host/bucket/key` instead of `http://bucket.host/key` (RGW, MinIO). */
-  pathStyle: boolean;
-  /** Key prefix, so several mirrors can share a bucket. */
-  prefix: string;
-}
 
 /** Parts of a multipart upload: big enough to be few, small enough to stream. */
 const PART_BYTES = 16 * 1024 * 1024;

@@ -1,0 +1,59 @@
+import type { ImageLayout, Layer } from '../../test/fixtures/image-layout.js';
+import { pushLayout } from '../../test/fixtures/skopeo-cli.js';
+
+const MiB = 1024 * 1024;
+
+/** What dockerd sends when it pulls: every manifest type it can read. */
+export const ACCEPT =
+  'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+
+/** Deterministic PRNG (mulberry32) so every run pulls the same sequence. */
+export function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Zipf-like popularity: app k is pulled with weight 1/(k+1). */
+export function pick(random: () => number, apps: number): number {
+  const weights = Array.from({ length: apps }, (_, k) => 1 / (k + 1));
+  let x = random() * weights.reduce((a, b) => a + b, 0);
+  for (let k = 0; k < apps; k++) {
+    x -= weights[k] as number;
+    if (x <= 0) return k;
+  }
+  return apps - 1;
+}
+
+/**
+ * The swarm's images, pushed to the upstream as library/app<k>:1: each has one of the shared base
+ * layers (`basesMiB`) and two small layers of its own. Returns every blob's size by digest.
+ */
+export async function pushSwarmImages(
+  layout: ImageLayout,
+  registryHost: string,
+  env: NodeJS.ProcessEnv,
+  basesMiB: number[],
+  apps: number,
+): Promise<Map<string, number>> {
+  const bases: Layer[] = [];
+  for (const [i, mib] of basesMiB.entries())
+    bases.push(await layout.layer([{ name: `base${i}`, random: mib * MiB }]));
+  const sizes = new Map<string, number>();
+  for (let app = 0; app < apps; app++) {
+    const random = rng(app + 1);
+    const own = [
+      await layout.layer([{ name: `app${app}/lib`, random: Math.floor((0.25 + random()) * MiB) }]),
+      await layout.layer([{ name: `app${app}/bin`, random: Math.floor(random() * 256 * 1024) + 1024 }]),
+    ];
+    const image = layout.image([bases[app % bases.length] as Layer, ...own]);
+    for (const l of [...image.layers, image.config]) sizes.set(l.digest, l.size);
+    layout.tag(`app${app}`, image.manifest);
+    await pushLayout(layout.dir, `app${app}`, `${registryHost}/library/app${app}:1`, { env });
+  }
+  return sizes;
+}

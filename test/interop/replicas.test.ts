@@ -42,7 +42,7 @@ describe.skipIf(!bedPrograms() || !haveScale)('replicas on shared S3 storage and
   let BIG2_BYTES = 0;
   const keyOf = (digest: string) => `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
 
-  async function startReplica(extra: string[] = []): Promise<Replica> {
+  async function startReplica(extra: string[] = [], withRedis = true): Promise<Replica> {
     const port = await freePort();
     const data = mkdtempSync(path.join(bed.work, 'replica-'));
     const child = spawn(
@@ -66,8 +66,7 @@ describe.skipIf(!bedPrograms() || !haveScale)('replicas on shared S3 storage and
         '--s3-path-style',
         '--s3-region',
         rgw.region,
-        '--redis',
-        redis.url,
+        ...(withRedis ? ['--redis', redis.url] : []),
         ...extra,
       ],
       {
@@ -240,5 +239,36 @@ describe.skipIf(!bedPrograms() || !haveScale)('replicas on shared S3 storage and
     expect(bed.front.requests.slice(mark)).toEqual([]);
     await stopReplica(fresh);
     replicas.splice(replicas.indexOf(fresh), 1);
+  });
+
+  it('without Redis the replicas still share the bucket: each may fetch once, a fresh one reads S3', async () => {
+    // Its own key prefix: nothing published by the tests above counts.
+    const solo = [
+      await startReplica(['--s3-prefix', 'solo/'], false),
+      await startReplica(['--s3-prefix', 'solo/'], false),
+    ];
+    const digest = bed.images.bigLayer;
+    const before = bed.front.count('GET', new RegExp(`/blobs/${digest}$`));
+    const results = await Promise.all(solo.map((r) => sha256Of(`${r.url}/v2/library/big/blobs/${digest}`)));
+    for (const r of results) expect(r.digest).toBe(digest);
+    const fetched = bed.front.count('GET', new RegExp(`/blobs/${digest}$`)) - before;
+    expect(fetched).toBeGreaterThanOrEqual(1);
+    expect(fetched).toBeLessThanOrEqual(2);
+    // Published once the fetching replica's copy is verified and stored (after its clients got it).
+    let published: number | undefined;
+    for (let i = 0; i < 100 && published === undefined; i++) {
+      published = (await bucketContents()).find((o) => o.key === `solo/${keyOf(digest)}`)?.size;
+      if (published === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(published).toBe(results[0]?.bytes);
+    // A third replica with an empty disk: from the bucket, not the upstream.
+    const fresh = await startReplica(['--s3-prefix', 'solo/'], false);
+    const mark = bed.front.requests.length;
+    expect((await sha256Of(`${fresh.url}/v2/library/big/blobs/${digest}`)).digest).toBe(digest);
+    expect(bed.front.requests.slice(mark)).toEqual([]);
+    for (const r of [...solo, fresh]) {
+      await stopReplica(r);
+      replicas.splice(replicas.indexOf(r), 1);
+    }
   });
 });

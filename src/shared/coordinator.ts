@@ -25,9 +25,11 @@ export class Coordinator {
 
   constructor(url: string, log: Logger) {
     this.#log = log;
-    const options = { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false };
-    this.#redis = new Redis(url, options);
-    this.#subscriber = new Redis(url, options);
+    // Commands fail at once while Redis is unreachable (no offline queue): a replica then works
+    // alone instead of waiting on every request. The subscriber keeps its queue: ioredis
+    // subscribes again whenever it reconnects.
+    this.#redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    this.#subscriber = new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
     for (const r of [this.#redis, this.#subscriber]) {
       r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
     }
@@ -39,9 +41,26 @@ export class Coordinator {
     });
   }
 
+  /**
+   * Subscribes to announcements. Redis being down must not keep the mirror from starting: after
+   * 2 s it starts anyway (ioredis keeps trying; waits fall back to the lock's expiry meanwhile).
+   */
   async init(): Promise<void> {
-    this.#subscribed ??= this.#subscriber.subscribe(PUBLISHED);
-    await this.#subscribed;
+    this.#subscribed ??= this.#subscriber.subscribe(PUBLISHED).catch((err: Error) => {
+      this.#log.warn({ err: err.message }, 'redis: not subscribed to announcements');
+    });
+    const ready = new Promise<void>((resolve) => {
+      if (this.#redis.status === 'ready') resolve();
+      else this.#redis.once('ready', () => resolve());
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([this.#subscribed, ready]),
+      new Promise((r) => {
+        timer = setTimeout(r, 2000);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Takes the download lock for a blob; false when another replica holds it. */
@@ -114,6 +133,7 @@ export class Coordinator {
 
   async close(): Promise<void> {
     this.#subscriber.disconnect();
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    if (this.#redis.status === 'ready') await this.#redis.quit().catch(() => this.#redis.disconnect());
+    else this.#redis.disconnect();
   }
 }

@@ -121,7 +121,7 @@ export const DEFAULTS = {
   gcGrace: 3600,
 } as const;
 
-function positiveInt(name: string) {
+export function positiveInt(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);

@@ -1,8 +1,9 @@
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { BlobStore } from './cache/blob-store.js';
 import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeOrphanMarkers, removeStaleTemps } from './cache/gc.js';
+import { positiveInt } from './config.js';
 import { HostedRepositories } from './hosted/repositories.js';
 import { createLogger } from './observe/logger.js';
 
@@ -20,22 +21,14 @@ export async function runGc(argv: string[]): Promise<void> {
     .option(
       '--temp-age <seconds>',
       'temp files untouched this long are leftovers',
-      (v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a whole number of seconds');
-        return n;
-      },
+      positiveInt('--temp-age'),
       3600,
     )
     .option('--blobs', 'also remove blobs no manifest (hosted or cached) refers to')
     .option(
       '--grace <seconds>',
       'with --blobs: keep blobs newer than this',
-      (v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a whole number of seconds');
-        return n;
-      },
+      positiveInt('--grace'),
       Number(process.env.HUBCACHE_GC_GRACE ?? 3600),
     );
   command.parse(argv, { from: 'user' });

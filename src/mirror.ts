@@ -167,12 +167,10 @@ export class Mirror {
     return validateName(rawName);
   }
 
-  /** Where a name would be mirrored from, ignoring hosting (undefined for a registry prefix). */
+  /** Where a name would be mirrored from, ignoring hosting (undefined for another registry's prefix). */
   mirroredTarget(rawName: string): Target | undefined {
-    const slash = rawName.indexOf('/');
-    if (slash > 0 && this.#routes.has(rawName.slice(0, slash))) return undefined;
-    const name = this.repositoryName(rawName);
-    return { route: this.#default, name, key: name };
+    const target = this.resolve(rawName, null);
+    return target.route === this.#default ? target : undefined;
   }
 
   /** One garbage collection (POST /_hubcache/gc); one at a time. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { blobHandler } from './api/blobs.js';
 import { catalogHandler } from './api/catalog.js';
 import { type Exchange, exchangeOf } from './api/exchange.js';
@@ -46,18 +46,22 @@ export function createListener(mirror: Mirror): (req: IncomingMessage, res: Serv
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
+const loopbackOnly: MiddlewareHandler<{ Bindings: HttpBindings }> = async (c, next) => {
+  if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
+    return c.json({ errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] }, 403);
+  }
+  await next();
+};
+
 /** Routes outside the registry API. */
 export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
-  // "Recheck this tag now" (e.g. after pushing a new `latest` upstream). Loopback only until the
-  // mirror has operator authentication.
+  // Operator actions, from the mirror host only until the mirror has operator authentication.
+  app.use('/_hubcache/invalidate', loopbackOnly);
+  app.use('/_hubcache/pins', loopbackOnly);
+  app.use('/_hubcache/gc', loopbackOnly);
+  // "Recheck this tag now" (e.g. after pushing a new `latest` upstream).
   app.post('/_hubcache/invalidate', async (c) => {
-    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
-      return c.json(
-        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
-        403,
-      );
-    }
     const tag = c.req.query('tag') ?? '';
     try {
       const repository = mirror.repositoryName(c.req.query('repository') ?? '');
@@ -77,12 +81,6 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   );
   // Pins: blobs the size bound must keep (prefetch --pin sends the digests of what it fetched).
   app.post('/_hubcache/pins', async (c) => {
-    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
-      return c.json(
-        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
-        403,
-      );
-    }
     const body = (await c.req.json().catch(() => ({}))) as { digests?: unknown };
     const digests = Array.isArray(body.digests)
       ? body.digests.filter((d): d is string => typeof d === 'string')
@@ -91,23 +89,11 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
     return c.json({ pinned });
   });
   app.delete('/_hubcache/pins', async (c) => {
-    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
-      return c.json(
-        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
-        403,
-      );
-    }
     await mirror.blobs.store.unpinAll();
     return c.json({ pinned: 0 });
   });
   // Garbage collection of blobs nothing refers to; safe while serving (cache/collect.ts).
   app.post('/_hubcache/gc', async (c) => {
-    if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
-      return c.json(
-        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
-        403,
-      );
-    }
     return c.json(await mirror.collectGarbage());
   });
   // The token endpoint of --anonymous-pull's token flow (observe/token-service.ts).

@@ -144,14 +144,14 @@ export class BlobCache {
     }
     // With a shared store: another replica's verified copy, or the fleet-wide lock to fetch it.
     const shared = this.#shared ? await this.#fromShared(digest) : undefined;
-    const lock = shared && 'lock' in shared ? shared.lock : undefined;
+    const release = shared && 'release' in shared ? shared.release : undefined;
     try {
       const source =
         shared && 'body' in shared ? shared : await this.#fromUpstream(upstream, repository, digest);
       await this.#store(fill, source, repository, started);
       if (source.origin === 'upstream' && this.#shared) await this.#publish(digest, fill.written);
     } finally {
-      await lock?.release();
+      await release?.();
     }
   }
 
@@ -175,37 +175,22 @@ export class BlobCache {
   }
 
   /**
-   * The shared store's copy when there is one. Else, with a coordinator, the fleet-wide download
-   * lock: taken, the caller fetches upstream and publishes; held by another replica, wait for its
-   * announcement (or the lock's expiry, if it died) and look again. Shared storage or Redis being
-   * down is not fatal: the replica fetches upstream itself.
+   * The shared store's copy when there is one. Else, with a coordinator, the fleet's turn to fetch
+   * it: taken, the caller fetches upstream and publishes; another replica's, wait for it and read
+   * its copy. Shared storage or Redis being down is not fatal: the replica fetches upstream itself.
    */
-  async #fromShared(digest: Digest): Promise<Source | { lock: HeldLock | undefined }> {
+  async #fromShared(digest: Digest): Promise<Source | { release: (() => Promise<void>) | undefined }> {
     const { coordinator, lockTtlMs } = this.#shared as SharedTier;
-    for (;;) {
-      const found = await this.#openShared(digest);
-      if (found) return found;
-      if (!coordinator) return { lock: undefined };
-      let taken: boolean;
-      try {
-        taken = await coordinator.lock(digest.hex, lockTtlMs);
-      } catch (err) {
-        this.#log.warn({ err: (err as Error).message }, 'redis unavailable: fetching without the fleet lock');
-        return { lock: undefined };
-      }
-      if (taken) {
-        const held = holdLock(coordinator, digest.hex, lockTtlMs);
-        // Published between our look and the lock: use it.
-        const again = await this.#openShared(digest);
-        if (again) {
-          await held.release();
-          return again;
-        }
-        return { lock: held };
-      }
-      this.sharedWaits++;
-      await coordinator.waitFor(digest.hex, lockTtlMs);
-    }
+    const look = () => this.#openShared(digest);
+    if (!coordinator) return (await look()) ?? { release: undefined };
+    const turn = await coordinator.turn(digest.hex, lockTtlMs, {
+      look,
+      onWait: () => {
+        this.sharedWaits++;
+      },
+    });
+    if (!turn) return { release: undefined }; // Redis failed (after a look): fetch alone
+    return 'found' in turn ? turn.found : turn;
   }
 
   async #openShared(digest: Digest): Promise<Source | undefined> {
@@ -228,11 +213,10 @@ export class BlobCache {
 
   /** A blob this replica fetched and verified goes to the shared store, then the fleet is told. */
   async #publish(digest: Digest, size: number): Promise<void> {
-    const { store: remote, coordinator } = this.#shared as SharedTier;
     try {
-      await remote.publishFile(digest, this.store.pathOf(digest), size);
+      // Releasing the fleet's turn (the caller's) announces it to the waiting replicas.
+      await (this.#shared as SharedTier).store.publishFile(digest, this.store.pathOf(digest), size);
       this.published++;
-      await coordinator?.announce(digest.hex);
     } catch (err) {
       this.#log.warn(
         { digest: digest.value, err: (err as Error).message },
@@ -323,22 +307,6 @@ export interface SharedTier {
   coordinator: Coordinator | undefined;
   /** A download lock not refreshed for this long is free again (its holder died). */
   lockTtlMs: number;
-}
-
-interface HeldLock {
-  release(): Promise<void>;
-}
-
-/** Keeps a download lock alive (refreshed at a third of its TTL) until released. */
-function holdLock(coordinator: Coordinator, hex: string, ttlMs: number): HeldLock {
-  const timer = setInterval(() => void coordinator.refresh(hex, ttlMs).catch(() => {}), ttlMs / 3);
-  timer.unref();
-  return {
-    async release() {
-      clearInterval(timer);
-      await coordinator.release(hex).catch(() => {});
-    },
-  };
 }
 
 /** Upstream body failures worth a ranged retry: the connection, not our disk or the content. */

@@ -341,17 +341,7 @@ export class BlobWriter {
       this.#hash.update(chunk);
       total += chunk.length;
     }
-    let { bytesWritten } = await this.#handle.writev(chunks, this.#written);
-    if (bytesWritten < total) {
-      // Short write (rare on regular files): finish with plain writes.
-      const rest = Buffer.concat(chunks).subarray(bytesWritten);
-      let offset = 0;
-      while (offset < rest.length) {
-        const r = await this.#handle.write(rest, offset, rest.length - offset, this.#written + bytesWritten);
-        offset += r.bytesWritten;
-        bytesWritten += r.bytesWritten;
-      }
-    }
+    await writevAt(this.#handle, chunks, total, this.#written);
     this.#written += total;
   }
 
@@ -386,5 +376,24 @@ export class BlobWriter {
     if (this.#closed) return;
     this.#closed = true;
     await this.#handle.close();
+  }
+}
+
+/** Writes `chunks` (`total` bytes) at `position` with one writev(2), finishing a short write. */
+export async function writevAt(
+  handle: FileHandle,
+  chunks: Uint8Array[],
+  total: number,
+  position: number,
+): Promise<void> {
+  let { bytesWritten } = await handle.writev(chunks, position);
+  if (bytesWritten >= total) return;
+  // Short write (rare on regular files): finish with plain writes.
+  const rest = Buffer.concat(chunks).subarray(bytesWritten);
+  let offset = 0;
+  while (offset < rest.length) {
+    const r = await handle.write(rest, offset, rest.length - offset, position + bytesWritten);
+    offset += r.bytesWritten;
+    bytesWritten += r.bytesWritten;
   }
 }

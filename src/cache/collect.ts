@@ -3,6 +3,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { HostedRepositories } from '../hosted/repositories.js';
 import { parseDigest } from '../oci/digest.js';
+import { manifestReferences } from '../oci/manifest-refs.js';
 import type { BlobStore } from './blob-store.js';
 import { listDir, removeOrphanMarkers } from './gc.js';
 
@@ -122,29 +123,7 @@ async function mirroredReferences(store: BlobStore, dataDir: string): Promise<Se
     refs.add(hex);
     // Read from disk, not through the store: a collection must not count as a use for the LRU.
     const body = await readFile(store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
-    if (body) for (const ref of references(body)) refs.add(ref);
+    if (body) for (const ref of manifestReferences(body)) refs.add(ref);
   }
   return refs;
-}
-
-/** Digests a manifest of any kind refers to (schema 2, OCI, indexes, and schema 1's fsLayers). */
-export function references(body: Buffer): string[] {
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
-  const add = (d: unknown) => {
-    const digest =
-      (d as { digest?: unknown; blobSum?: unknown } | null)?.digest ?? (d as { blobSum?: unknown })?.blobSum;
-    if (typeof digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(digest)) out.push(digest.slice(7));
-  };
-  add(doc.config);
-  for (const key of ['layers', 'manifests', 'fsLayers', 'blobs']) {
-    const list = doc[key];
-    if (Array.isArray(list)) for (const d of list) add(d);
-  }
-  return out;
 }

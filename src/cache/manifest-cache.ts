@@ -101,12 +101,16 @@ export class ManifestCache {
     }
     const flight = `${this.#key(repository)}:${tag}`;
     return this.#singleFlight(flight, async () => {
-      const turn = await this.#fleetTurn(flight, () => this.#fresh(repository, tag));
-      if (turn.result) return turn.result;
+      // With replicas, one asks the upstream about a tag at a time; the others take its answer.
+      const turn = await this.#coordinator?.turn(`manifest:${flight}`, MANIFEST_LOCK_MS, {
+        look: () => this.#fresh(repository, tag),
+        lookFirst: false,
+      });
+      if (turn && 'found' in turn) return turn.found;
       try {
         return await this.#checkUpstream(repository, tag, entry, cached);
       } finally {
-        await turn.release?.();
+        await turn?.release();
       }
     });
   }
@@ -117,41 +121,6 @@ export class ManifestCache {
     if (!entry || Date.now() - entry.checkedAt >= this.#ttlMs(repository, tag)) return undefined;
     const local = await this.#local(parseDigest(entry.digest));
     return local ? { ...local, outcome: 'HIT' } : undefined;
-  }
-
-  /**
-   * With replicas, the fleet's turn to ask the upstream about one tag: the lock taken (release it
-   * when done: that also wakes the others), or another replica's fresh answer after waiting for it.
-   * Without Redis, or with Redis down, every replica asks for itself.
-   */
-  async #fleetTurn(
-    flight: string,
-    fresh: () => Promise<Manifest | undefined>,
-  ): Promise<{ result?: Manifest; release?: () => Promise<void> }> {
-    const coordinator = this.#coordinator;
-    if (!coordinator) return {};
-    const id = `manifest:${flight}`;
-    for (let waited = false; ; waited = true) {
-      if (waited) {
-        const result = await fresh();
-        if (result) return { result };
-      }
-      let taken: boolean;
-      try {
-        taken = await coordinator.lock(id, MANIFEST_LOCK_MS);
-      } catch {
-        return {};
-      }
-      if (taken) {
-        return {
-          release: async () => {
-            await coordinator.release(id).catch(() => {});
-            await coordinator.announce(id).catch(() => {});
-          },
-        };
-      }
-      await coordinator.waitFor(id, MANIFEST_LOCK_MS);
-    }
   }
 
   /** A tag not cached, or past its TTL: fetch it, or revalidate it (stale when the upstream fails). */

@@ -81,7 +81,8 @@ export class TagIndex {
       } catch {
         return;
       }
-      if (entries.some((e) => e.name === '_manifests' || e.name === '_tags')) found.push(prefix);
+      // `_tags`, `_manifests` (and, for hosted repositories, `_layers`): a repository's own folders.
+      if (entries.some((e) => e.name.startsWith('_'))) found.push(prefix);
       for (const e of entries) {
         if (e.isDirectory() && !e.name.startsWith('_')) {
           await walk(path.join(dir, e.name), prefix ? `${prefix}/${e.name}` : e.name);

@@ -1,4 +1,3 @@
-import type { Dirent } from 'node:fs';
 import { access, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -9,6 +8,7 @@ import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import { manifestReferences } from '../oci/manifest-refs.js';
 import { checkManifest, type PushedManifest } from './manifest-check.js';
 
 export interface HostedRules {
@@ -62,7 +62,8 @@ export class HostedRepositories {
 
   /** Learns which repositories are hosted: before serving, or their pulls would go upstream. */
   async loadNames(): Promise<void> {
-    for (const name of await this.#walk()) this.#names.add(name);
+    // Folders holding `_tags`, `_manifests` or `_layers` (the index's walk, over hosted/).
+    for (const name of await this.tags.repositories()) this.#names.add(name);
   }
 
   /** Learns the blobs hosted content holds (in the background, before the size bound is applied). */
@@ -267,17 +268,9 @@ export class HostedRepositories {
       const dir = this.#dir(name);
       for (const hex of await listDir(path.join(dir, '_manifests'))) {
         held.add(hex);
-        const stored = await this.byDigest(name, parseDigest(`sha256:${hex}`)).catch(() => undefined);
-        if (!stored) continue;
-        try {
-          const m = checkManifest(stored.body, stored.mediaType);
-          for (const d of [...m.blobs, ...m.manifests]) held.add(d.digest.hex);
-        } catch (err) {
-          this.#log.warn(
-            { repository: name, digest: hex, err: (err as Error).message },
-            'unreadable hosted manifest',
-          );
-        }
+        // From disk, not through the store: a collection must not count as a use for the LRU.
+        const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
+        if (body) for (const ref of manifestReferences(body)) held.add(ref);
       }
     }
     const cutoff = expireLinksMs === undefined ? undefined : Date.now() - expireLinksMs;
@@ -336,14 +329,6 @@ export class HostedRepositories {
     this.#recent?.add(hex);
   }
 
-  get names(): ReadonlySet<string> {
-    return this.#names;
-  }
-
-  dirOf(name: string): string {
-    return this.#dir(name);
-  }
-
   async #hasManifest(name: string, digest: Digest): Promise<boolean> {
     return (
       (await exists(path.join(this.#dir(name), '_manifests', digest.hex))) &&
@@ -363,26 +348,6 @@ export class HostedRepositories {
 
   #dir(name: string): string {
     return path.join(this.root, name);
-  }
-
-  async #walk(): Promise<string[]> {
-    const found: string[] = [];
-    const walk = async (dir: string, prefix: string): Promise<void> => {
-      let entries: Dirent[];
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch {
-        return;
-      }
-      if (prefix && entries.some((e) => e.name.startsWith('_'))) found.push(prefix);
-      for (const e of entries) {
-        if (e.isDirectory() && !e.name.startsWith('_')) {
-          await walk(path.join(dir, e.name), prefix ? `${prefix}/${e.name}` : e.name);
-        }
-      }
-    };
-    await walk(this.root, '');
-    return found;
   }
 }
 

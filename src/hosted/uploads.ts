@@ -1,7 +1,7 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobStore } from '../cache/blob-store.js';
+import { type BlobStore, writevAt } from '../cache/blob-store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -114,21 +114,7 @@ export class UploadSessions {
         const total = pendingBytes;
         pending = [];
         pendingBytes = 0;
-        let { bytesWritten } = await session.handle.writev(chunks, session.offset);
-        if (bytesWritten < total) {
-          const rest = Buffer.concat(chunks).subarray(bytesWritten);
-          let done = 0;
-          while (done < rest.length) {
-            const r = await session.handle.write(
-              rest,
-              done,
-              rest.length - done,
-              session.offset + bytesWritten,
-            );
-            done += r.bytesWritten;
-            bytesWritten += r.bytesWritten;
-          }
-        }
+        await writevAt(session.handle, chunks, total, session.offset);
         for (const c of chunks) session.hash.update(c);
         session.offset += total;
       };

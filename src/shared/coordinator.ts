@@ -33,10 +33,10 @@ export class Coordinator {
     for (const r of [this.#redis, this.#subscriber]) {
       r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
     }
-    this.#subscriber.on('message', (_channel: string, hex: string) => {
-      const waiters = this.#waiting.get(hex);
+    this.#subscriber.on('message', (_channel: string, id: string) => {
+      const waiters = this.#waiting.get(id);
       if (!waiters) return;
-      this.#waiting.delete(hex);
+      this.#waiting.delete(id);
       for (const wake of waiters) wake();
     });
   }
@@ -63,39 +63,73 @@ export class Coordinator {
     clearTimeout(timer);
   }
 
-  /** Takes the download lock for a blob; false when another replica holds it. */
-  async lock(hex: string, ttlMs: number): Promise<boolean> {
-    return (await this.#redis.set(`hubcache:lock:${hex}`, this.replica, 'PX', ttlMs, 'NX')) === 'OK';
+  /**
+   * The fleet's turn at one piece of work (fetching a blob, asking the upstream about a tag).
+   * `look` finds another replica's result; while there is none, this replica either takes the lock
+   * (kept alive until `release`, which also wakes the others) or waits for the holder's
+   * announcement, or for its lock to lapse if it died, and looks again. With `lookFirst` false the
+   * caller has just looked. Undefined when Redis fails: the replica then works alone.
+   */
+  async turn<T>(
+    id: string,
+    ttlMs: number,
+    options: { look: () => Promise<T | undefined>; lookFirst?: boolean; onWait?: () => void },
+  ): Promise<{ found: T } | { release: () => Promise<void> } | undefined> {
+    for (let looked = options.lookFirst === false; ; looked = false) {
+      if (!looked) {
+        const found = await options.look();
+        if (found !== undefined) return { found };
+      }
+      let taken: boolean;
+      try {
+        taken = (await this.#redis.set(`hubcache:lock:${id}`, this.replica, 'PX', ttlMs, 'NX')) === 'OK';
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'redis unavailable: working without the fleet lock');
+        return undefined;
+      }
+      if (taken) {
+        const release = this.#hold(id, ttlMs);
+        // Done by another replica between the look and the lock: use that.
+        const found = await options.look();
+        if (found === undefined) return { release };
+        await release();
+        return { found };
+      }
+      options.onWait?.();
+      await this.#waitFor(id, ttlMs);
+    }
   }
 
-  async refresh(hex: string, ttlMs: number): Promise<void> {
-    await this.#redis.eval(REFRESH, 1, `hubcache:lock:${hex}`, this.replica, String(ttlMs));
+  /** Keeps a lock alive (refreshed at a third of its TTL); the result releases it and announces. */
+  #hold(id: string, ttlMs: number): () => Promise<void> {
+    const key = `hubcache:lock:${id}`;
+    const timer = setInterval(
+      () => void this.#redis.eval(REFRESH, 1, key, this.replica, String(ttlMs)).catch(() => {}),
+      ttlMs / 3,
+    );
+    timer.unref();
+    return async () => {
+      clearInterval(timer);
+      await this.#redis.eval(RELEASE, 1, key, this.replica).catch(() => {});
+      await this.#redis.publish(PUBLISHED, id).catch(() => {});
+    };
   }
 
-  async release(hex: string): Promise<void> {
-    await this.#redis.eval(RELEASE, 1, `hubcache:lock:${hex}`, this.replica);
-  }
-
-  /** Tells every replica that the blob is in the shared store now. */
-  async announce(hex: string): Promise<void> {
-    await this.#redis.publish(PUBLISHED, hex);
-  }
-
-  /** Resolves when a replica announces the blob, or after `ms` (the caller looks again either way). */
-  waitFor(hex: string, ms: number): Promise<void> {
+  /** Resolves when a replica announces `id`, or after `ms` (the caller looks again either way). */
+  #waitFor(id: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const wake = () => {
         clearTimeout(timer);
         resolve();
       };
       const timer = setTimeout(() => {
-        this.#waiting.get(hex)?.delete(wake);
+        this.#waiting.get(id)?.delete(wake);
         resolve();
       }, ms);
-      let waiters = this.#waiting.get(hex);
+      let waiters = this.#waiting.get(id);
       if (!waiters) {
         waiters = new Set();
-        this.#waiting.set(hex, waiters);
+        this.#waiting.set(id, waiters);
       }
       waiters.add(wake);
     });

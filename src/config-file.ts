@@ -27,6 +27,7 @@ export const fileSchema = z.strictObject({
     .optional(),
   htpasswd: z.string().optional(),
   anonymousPull: z.boolean().optional(),
+  publicUrl: z.string().optional(),
   hosted: z
     .strictObject({
       push: z.boolean().optional(),
@@ -34,6 +35,7 @@ export const fileSchema = z.strictObject({
       allowDelete: z.boolean().optional(),
       uploadExpiry: seconds.optional(),
       gcGrace: seconds.optional(),
+      anonymousPush: z.enum(['loopback', 'anywhere', 'never']).optional(),
     })
     .optional(),
   storage: z
@@ -94,6 +96,8 @@ export const FILE_KEYS: Record<string, string> = {
   registries: 'registry',
   htpasswd: 'htpasswd',
   anonymousPull: 'anonymousPull',
+  publicUrl: 'publicUrl',
+  'hosted.anonymousPush': 'anonymousPush',
   'hosted.push': 'push',
   'hosted.repositories': 'hosted',
   'hosted.allowDelete': 'allowDelete',

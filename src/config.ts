@@ -24,6 +24,11 @@ export interface Config {
   htpasswd?: string;
   /** With htpasswd: pulls need no credentials, pushes and deletes still do. */
   anonymousPull: boolean;
+  /**
+   * The URL clients reach this mirror at (scheme, host, port): the token realm the Bearer challenge
+   * names. Unset: the address the client's connection arrived on, never its Host header.
+   */
+  publicUrl: URL | undefined;
   /** Repositories clients push to (the push side of the spec). */
   hosted: HostedConfig;
   /** Replicas sharing one cache: blobs and manifests in S3, with Redis for locks and tags. */
@@ -65,7 +70,16 @@ export interface HostedConfig {
   uploadExpiryMs: number;
   /** The garbage collector keeps anything newer than this (uploads whose manifest is still to come). */
   gcGraceMs: number;
+  /**
+   * Who may push and delete without credentials (docs/SECURITY.md): clients on the mirror host
+   * (`loopback`, the default without --htpasswd), any client (`anywhere`), or nobody (`never`, the
+   * default with --htpasswd).
+   */
+  anonymousPush: AnonymousPush;
 }
+
+export const ANONYMOUS_PUSH = ['loopback', 'anywhere', 'never'] as const;
+export type AnonymousPush = (typeof ANONYMOUS_PUSH)[number];
 
 export interface UpstreamConfig {
   url: URL;
@@ -221,6 +235,20 @@ export function buildCommand(): Command {
       )
       .addOption(
         new Option('--no-push', 'refuse pushes: a pull-through mirror only (env: HUBCACHE_PUSH=false)'),
+      )
+      .addOption(
+        opt(
+          '--anonymous-push <who>',
+          'who may push without credentials (default: loopback, or never with --htpasswd)',
+          'ANONYMOUS_PUSH',
+        ).choices(ANONYMOUS_PUSH),
+      )
+      .addOption(
+        opt(
+          '--public-url <url>',
+          'the URL clients reach the mirror at (names the token endpoint in auth challenges)',
+          'PUBLIC_URL',
+        ),
       )
       .addOption(
         new Option(
@@ -442,8 +470,10 @@ export function printableConfig(config: Config): string {
       allowDelete: config.hosted.allowDelete,
       uploadExpiry: config.hosted.uploadExpiryMs / 1000,
       gcGrace: config.hosted.gcGraceMs / 1000,
+      anonymousPush: config.hosted.anonymousPush,
     },
     anonymousPull: config.anonymousPull,
+    ...(config.publicUrl ? { publicUrl: config.publicUrl.origin } : {}),
     ...(config.shared
       ? {
           storage: { s3: config.shared.s3 },
@@ -486,6 +516,8 @@ interface RawOptions {
   minFreeSpace: number;
   offline?: boolean;
   anonymousPull?: boolean;
+  anonymousPush?: AnonymousPush;
+  publicUrl?: string;
   push: boolean;
   hosted?: string[];
   allowDelete?: boolean;
@@ -561,9 +593,11 @@ export function parseConfig(
     command.error('error: --tls-cert and --tls-key go together');
   let listen: Config['listen'];
   let url: URL;
+  let publicUrl: URL | undefined;
   try {
     listen = listenAddress(raw.listen);
     url = upstreamUrl(raw.upstream);
+    publicUrl = raw.publicUrl === undefined ? undefined : mirrorUrl(raw.publicUrl);
   } catch (err) {
     command.error(`error: ${(err as Error).message}`);
   }
@@ -585,12 +619,14 @@ export function parseConfig(
     tagTtlRules: rules,
     offline: raw.offline ?? false,
     anonymousPull: raw.anonymousPull ?? false,
+    publicUrl,
     hosted: {
       push: raw.push,
       patterns: hostedPatterns,
       allowDelete: raw.allowDelete ?? false,
       uploadExpiryMs: Math.max(1, raw.uploadExpiry) * 1000,
       gcGraceMs: raw.gcGrace * 1000,
+      anonymousPush: raw.anonymousPush ?? (raw.htpasswd ? 'never' : 'loopback'),
     },
     shared: raw.s3Bucket
       ? {
@@ -639,6 +675,20 @@ export function parseConfig(
       : {}),
     ...(raw.htpasswd ? { htpasswd: path.resolve(raw.htpasswd) } : {}),
   };
+}
+
+/** --public-url: where clients reach the mirror; only scheme, host and port count. */
+function mirrorUrl(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('--public-url: expected a URL such as https://mirror.example:5000');
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password) {
+    throw new InvalidArgumentError('--public-url: an http(s) URL without credentials');
+  }
+  return new URL(url.origin);
 }
 
 function parseBoolean(value: string): boolean | undefined {

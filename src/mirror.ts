@@ -12,6 +12,7 @@ import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
 import { HostedRepositories } from './hosted/repositories.js';
+import { TakeoverGuard } from './hosted/takeover.js';
 import { UploadSessions } from './hosted/uploads.js';
 import { ClientAuth } from './observe/client-auth.js';
 import type { Logger } from './observe/logger.js';
@@ -94,6 +95,11 @@ export class Mirror {
       log,
     );
     store.keep = (hex) => this.hosted.holds(hex);
+    this.takeover = new TakeoverGuard({
+      cached: (name) => this.tags.knows(name),
+      servedUpstream: (name) => this.#servedUpstream(name),
+      neverUpstream: (name) => config.upstream.expandLibrary && !name.includes('/'),
+    });
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log, shared);
     this.manifests = new ManifestCache(
@@ -109,7 +115,7 @@ export class Mirror {
     );
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
-    this.tokens = this.auth ? new TokenService(this.auth, config.dataDir) : undefined;
+    this.tokens = this.auth ? new TokenService(this.auth, config.dataDir, config.anonymousPull) : undefined;
     this.#default = { host: config.upstream.url.host, client: this.upstream, manifests: this.manifests };
     for (const r of config.registries) {
       const client = new UpstreamClient(r.upstream, log, config.offline);
@@ -190,6 +196,30 @@ export class Mirror {
   }
 
   #collecting: Promise<CollectResult> | undefined;
+
+  /** Whether a push may create `name` (the takeover rule, hosted/takeover.ts). */
+  readonly takeover: TakeoverGuard;
+
+  /**
+   * Whether the default upstream serves exactly `name`: its tag list answers. 401, 403 and 404 all
+   * mean "not to us" (Docker Hub answers 401 for a repository that does not exist, PROTOCOL.md §1.2).
+   */
+  async #servedUpstream(name: string): Promise<boolean | undefined> {
+    if (this.config.offline) return false;
+    try {
+      const res = await this.upstream.request({
+        method: 'GET',
+        path: `/v2/${name}/tags/list?n=1`,
+        repository: name,
+      });
+      res.body.destroy();
+      if (res.status === 200) return true;
+      if (res.status === 401 || res.status === 403 || res.status === 404) return false;
+      return undefined;
+    } catch {
+      return undefined;
+    }
+  }
 
   /** Names a push may not take without an explicit hosted pattern. */
   #reserved(name: string): string | undefined {

@@ -17,6 +17,7 @@ import { uploadHandler } from './api/uploads.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
 import type { Mirror } from './mirror.js';
 import { DASHBOARD_HTML } from './observe/dashboard.js';
+import { isLoopback } from './observe/loopback.js';
 import type { Action } from './observe/token-service.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path, type V2Route, validateName } from './oci/names.js';
@@ -44,14 +45,32 @@ export function createListener(mirror: Mirror): (req: IncomingMessage, res: Serv
   };
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
 const loopbackOnly: MiddlewareHandler<{ Bindings: HttpBindings }> = async (c, next) => {
-  if (!LOOPBACK.has(c.env.incoming.socket.remoteAddress ?? '')) {
+  if (!isLoopback(c.env.incoming.socket.remoteAddress)) {
     return c.json({ errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] }, 403);
   }
   await next();
 };
+
+/**
+ * What names repositories (the dashboard and its summary) is as private as the repositories: with
+ * client authentication, only from the mirror host or with valid credentials.
+ */
+function privateToUsers(mirror: Mirror): MiddlewareHandler<{ Bindings: HttpBindings }> {
+  return async (c, next) => {
+    const auth = mirror.auth;
+    const address = c.env.incoming.socket.remoteAddress;
+    if (!auth || isLoopback(address) || (await auth.check(c.req.header('authorization'), address ?? ''))) {
+      await next();
+      return;
+    }
+    c.header('WWW-Authenticate', `Basic realm="${auth.realm}"`);
+    return c.json(
+      { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: null }] },
+      401,
+    );
+  };
+}
 
 /** Routes outside the registry API. */
 export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings }> {
@@ -60,6 +79,8 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.use('/_hubcache/invalidate', loopbackOnly);
   app.use('/_hubcache/pins', loopbackOnly);
   app.use('/_hubcache/gc', loopbackOnly);
+  app.use('/ui/', privateToUsers(mirror));
+  app.use('/_hubcache/summary', privateToUsers(mirror));
   // "Recheck this tag now" (e.g. after pushing a new `latest` upstream).
   app.post('/_hubcache/invalidate', async (c) => {
     const tag = c.req.query('tag') ?? '';
@@ -103,7 +124,18 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
         { errors: [{ code: 'NOT_FOUND', message: 'no authentication configured', detail: null }] },
         404,
       );
-    const issued = await mirror.tokens.issue(c.req.header('authorization'), c.req.queries('scope') ?? []);
+    let issued: Awaited<ReturnType<NonNullable<typeof mirror.tokens>['issue']>>;
+    try {
+      issued = await mirror.tokens.issue(
+        c.req.header('authorization'),
+        c.req.queries('scope') ?? [],
+        c.env.incoming.socket.remoteAddress ?? '',
+      );
+    } catch (err) {
+      const e = toRegistryError(err, mirror.upstream.origin);
+      for (const [k, v] of Object.entries(e.headers)) c.header(k, v);
+      return c.json(e.toJSON(), e.status as 429);
+    }
     if (!issued) {
       c.header('WWW-Authenticate', `Basic realm="${mirror.auth?.realm ?? 'hubcache'}"`);
       return c.json({ errors: [{ code: 'UNAUTHORIZED', message: 'wrong credentials', detail: null }] }, 401);
@@ -198,6 +230,8 @@ async function routeWrite(ex: Exchange, mirror: Mirror, endpoint: NamedRoute): P
     }
   } else {
     mirror.hosted.checkPushable(name);
+    // A push that would create a hosted repository must not take over a name the upstream serves.
+    if (!mirror.hosted.isHosted(name)) await mirror.takeover.check(name);
   }
   switch (endpoint.kind) {
     case 'upload':
@@ -220,23 +254,37 @@ function readOnly(ex: Exchange): RegistryError {
 }
 
 /**
- * Client authentication, when an htpasswd file is configured: Basic credentials or a token from
- * /_hubcache/token on every request; with --anonymous-pull, reads need neither, but `/v2/` still
- * answers 401 with a Bearer challenge, which is how Docker learns where to get a push token.
+ * Who may do what (docs/SECURITY.md). With an htpasswd file: Basic credentials or a token from
+ * /_hubcache/token; with --anonymous-pull, reads need neither, but `/v2/` still answers 401 with a
+ * Bearer challenge, which is how Docker learns where to get a push token. Writes (pushes, deletes)
+ * without credentials only from where --anonymous-push allows: by default the mirror host itself.
  */
 async function authorize(ex: Exchange, mirror: Mirror, endpoint: V2Route, write: boolean): Promise<void> {
   const auth = mirror.auth;
-  if (!auth) return;
-  const header = ex.req.headers.authorization;
   const name = 'name' in endpoint ? endpoint.name : endpoint.kind === 'catalog' ? '*' : undefined;
   const action: Action = !write
     ? 'pull'
     : ex.method === 'DELETE' && endpoint.kind !== 'upload'
       ? 'delete'
       : 'push';
+  const header = ex.req.headers.authorization;
   const bearer = /^Bearer\s/i.test(header ?? '');
-  if (bearer ? mirror.tokens?.allows(header, name, action) : await auth.check(header)) return;
-  if (!write && mirror.config.anonymousPull && endpoint.kind !== 'base') return;
+  if (auth && header) {
+    if (bearer ? mirror.tokens?.allows(header, name, action) : await auth.check(header, clientOf(ex))) return;
+  }
+  if (!write) {
+    if (!auth || (mirror.config.anonymousPull && endpoint.kind !== 'base')) return;
+  } else if (anonymousWriteAllowed(ex, mirror)) {
+    return;
+  } else if (!auth) {
+    throw new RegistryError(
+      'DENIED',
+      mirror.config.hosted.anonymousPush === 'never'
+        ? 'pushes are not accepted without credentials here'
+        : 'pushes without credentials are accepted from the mirror host only: give the mirror --htpasswd for pushes from the network',
+      { anonymousPush: mirror.config.hosted.anonymousPush },
+    );
+  }
   if (!mirror.config.anonymousPull) {
     throw new RegistryError('UNAUTHORIZED', 'authentication required', null, {
       'WWW-Authenticate': `Basic realm="${auth.realm}"`,
@@ -252,15 +300,28 @@ async function authorize(ex: Exchange, mirror: Mirror, endpoint: V2Route, write:
   });
 }
 
-/** The token endpoint as the client reached this registry (its Host header), else the listen address. */
+/** --anonymous-push: pushes and deletes without credentials from the mirror host, from anywhere, or never. */
+function anonymousWriteAllowed(ex: Exchange, mirror: Mirror): boolean {
+  const who = mirror.config.hosted.anonymousPush;
+  return who === 'anywhere' || (who === 'loopback' && isLoopback(clientOf(ex)));
+}
+
+function clientOf(ex: Exchange): string {
+  return ex.req.socket.remoteAddress ?? '';
+}
+
+/**
+ * The token endpoint clients are sent to: --public-url, else the address and port this connection
+ * arrived on. Never the client's Host header: a challenge must not tell a client to send its
+ * credentials wherever a request (or a proxy in between) claimed to be going.
+ */
 function tokenRealm(ex: Exchange, mirror: Mirror): string {
-  const host = ex.req.headers.host;
+  if (mirror.config.publicUrl) return `${mirror.config.publicUrl.origin}/_hubcache/token`;
+  const socket = ex.req.socket;
+  const local = (socket.localAddress ?? '127.0.0.1').replace(/^::ffff:/, '');
+  const host = local.includes(':') ? `[${local}]` : local;
   const scheme = mirror.config.tls ? 'https' : 'http';
-  const authority =
-    host && /^[A-Za-z0-9.-]{1,253}(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host)
-      ? host
-      : `127.0.0.1:${mirror.config.listen.port}`;
-  return `${scheme}://${authority}/_hubcache/token`;
+  return `${scheme}://${host}:${socket.localPort ?? mirror.config.listen.port}/_hubcache/token`;
 }
 
 /** The one place an error becomes a response. */

@@ -94,6 +94,19 @@ export class TagIndex {
     return [...new Set([...found.filter(Boolean), ...shared])].sort();
   }
 
+  /**
+   * Whether the index knows this repository at all: a tag or a manifest cached for it (here, or by
+   * another replica when shared). A push may not take over such a name (hosted/takeover.ts).
+   */
+  async knows(repository: string): Promise<boolean> {
+    if ((await this.tags(repository)).length > 0) return true;
+    try {
+      return (await readdir(path.join(this.root, repository, '_manifests'))).length > 0;
+    } catch {
+      return false;
+    }
+  }
+
   /** Tags cached for a repository (here, and by the other replicas when shared), sorted. */
   async tags(repository: string): Promise<string[]> {
     if (this.#shared) {

@@ -7,16 +7,23 @@ export type Action = 'pull' | 'push' | 'delete';
 
 interface Claims {
   sub: string;
-  /** Repository name → actions granted; `*` stands for the catalog (registry:catalog:*). */
-  access: Record<string, Action[]>;
+  /**
+   * [repository name, actions granted] pairs; `*` stands for the catalog (registry:catalog:*).
+   * Pairs, not an object keyed by name: a repository called `constructor` or `__proto__` must not
+   * meet Object.prototype.
+   */
+  access: [string, Action[]][];
   exp: number;
 }
 
 const TTL_SECONDS = 300;
+/** Scopes in one token request: Docker asks for one or two; a token's size stays bounded. */
+const MAX_SCOPES = 16;
 
 /**
- * The registry token flow, served by the registry itself, for one case: pulls open to anyone,
- * pushes for the htpasswd users only. Docker learns how to authenticate from the 401 on `/v2/`,
+ * The registry token flow, served by the registry itself: pushes for the htpasswd users only, and
+ * pulls for them too, or for anyone with --anonymous-pull (never for a request without credentials
+ * otherwise: a token is no way around the htpasswd file). Docker learns how to authenticate from the 401 on `/v2/`,
  * and with a Basic challenge it refuses to pull anonymously ("no basic auth credentials", moby
  * #30880); with a Bearer challenge it fetches a token, anonymously for a pull, with the user's
  * credentials for a push, as it does with Docker Hub. Tokens are opaque to clients: an HMAC over
@@ -25,11 +32,13 @@ const TTL_SECONDS = 300;
 export class TokenService {
   readonly #auth: ClientAuth;
   readonly #keyFile: string;
+  readonly #anonymousPull: boolean;
   #key: Buffer = Buffer.alloc(0);
 
-  constructor(auth: ClientAuth, dataDir: string) {
+  constructor(auth: ClientAuth, dataDir: string, anonymousPull: boolean) {
     this.#auth = auth;
     this.#keyFile = path.join(dataDir, 'token.key');
+    this.#anonymousPull = anonymousPull;
   }
 
   async init(): Promise<void> {
@@ -45,24 +54,36 @@ export class TokenService {
   }
 
   /**
-   * A token for the scopes asked (`repository:NAME:pull,push`, `registry:catalog:*`): pull for
-   * anyone, everything for a valid user. Undefined when credentials were given and are wrong.
+   * A token for the scopes asked (`repository:NAME:pull,push`, `registry:catalog:*`): everything
+   * for a valid user, pull for anyone with --anonymous-pull. Undefined when credentials are wrong,
+   * or missing without --anonymous-pull.
    */
   async issue(
     authorization: string | undefined,
     scopes: string[],
+    client = '',
     now = Date.now(),
   ): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string } | undefined> {
-    const user = authorization ? await this.#auth.check(authorization) : undefined;
-    if (authorization && !user) return undefined;
-    const access: Record<string, Action[]> = {};
-    for (const scope of scopes.flatMap((s) => s.split(' ')).filter(Boolean)) {
+    const user = authorization ? await this.#auth.check(authorization, client) : undefined;
+    if (!user && (authorization || !this.#anonymousPull)) return undefined;
+    const access = new Map<string, Set<Action>>();
+    for (const scope of scopes
+      .flatMap((s) => s.split(' '))
+      .filter(Boolean)
+      .slice(0, MAX_SCOPES)) {
       const parsed = parseScope(scope);
       if (!parsed) continue;
       const granted = parsed.actions.filter((a) => a === 'pull' || user !== undefined);
-      if (granted.length) access[parsed.name] = [...new Set([...(access[parsed.name] ?? []), ...granted])];
+      if (!granted.length) continue;
+      const actions = access.get(parsed.name) ?? new Set();
+      for (const a of granted) actions.add(a);
+      access.set(parsed.name, actions);
     }
-    const claims: Claims = { sub: user ?? '', access, exp: Math.floor(now / 1000) + TTL_SECONDS };
+    const claims: Claims = {
+      sub: user ?? '',
+      access: [...access].map(([name, actions]) => [name, [...actions]]),
+      exp: Math.floor(now / 1000) + TTL_SECONDS,
+    };
     const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
     const token = `${payload}.${this.#sign(payload)}`;
     return { token, access_token: token, expires_in: TTL_SECONDS, issued_at: new Date(now).toISOString() };
@@ -88,7 +109,11 @@ export class TokenService {
     }
     if (typeof claims.exp !== 'number' || claims.exp * 1000 < now) return false;
     if (name === undefined) return true;
-    return claims.access?.[name]?.includes(action) ?? false;
+    if (!Array.isArray(claims.access)) return false;
+    return claims.access.some(
+      (entry) =>
+        Array.isArray(entry) && entry[0] === name && Array.isArray(entry[1]) && entry[1].includes(action),
+    );
   }
 
   #sign(payload: string): string {

@@ -96,6 +96,14 @@ describe('parseConfig defaults', () => {
     expect('username' in upstream).toBe(false);
     expect('password' in upstream).toBe(false);
   });
+
+  it('takes pushes without credentials from the mirror host only; with --htpasswd, from nobody', () => {
+    expect(parse().hosted.anonymousPush).toBe('loopback');
+    expect(parse('--htpasswd', 'x').hosted.anonymousPush).toBe('never');
+    expect(parse('--htpasswd', 'x', '--anonymous-push', 'loopback').hosted.anonymousPush).toBe('loopback');
+    expect(() => parse('--anonymous-push', 'everyone')).toThrow();
+    expect(parse().publicUrl).toBeUndefined();
+  });
 });
 
 describe('parseConfig flags', () => {
@@ -240,6 +248,8 @@ describe('parseConfig environment', () => {
       HUBCACHE_ALLOW_DELETE: 'yes',
       HUBCACHE_UPLOAD_EXPIRY: '600',
       HUBCACHE_GC_GRACE: '120',
+      HUBCACHE_ANONYMOUS_PUSH: 'anywhere',
+      HUBCACHE_PUBLIC_URL: 'https://mirror.example:5000/ignored/path',
     });
     const config = parse();
     expect(config).toEqual({
@@ -263,12 +273,14 @@ describe('parseConfig environment', () => {
       ],
       offline: true,
       anonymousPull: false,
+      publicUrl: new URL('https://mirror.example:5000'),
       hosted: {
         push: false,
         patterns: ['team/*', 'tools'],
         allowDelete: true,
         uploadExpiryMs: 600_000,
         gcGraceMs: 120_000,
+        anonymousPush: 'anywhere',
       },
       maxSizeBytes: 2 * 1024 ** 3,
       minFreeBytes: 3 * 1024 ** 2,

@@ -362,6 +362,16 @@ export function toRegistryError(err: unknown, upstream: string): RegistryError {
   if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
     return new RegistryError('UNAVAILABLE', 'upstream sent content that does not match its digest', {});
   }
+  // The spec has no code for a full disk; 503 says "not now" and the message says why.
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new RegistryError('UNAVAILABLE', "the mirror's data disk is full: nothing can be stored now", {
+      reason: code,
+    });
+  }
+  if (code === 'EROFS' || code === 'EACCES') {
+    return new RegistryError('UNAVAILABLE', "the mirror's data directory cannot be written", { reason: code });
+  }
   return new RegistryError('UNKNOWN', 'internal error', {});
 }
 

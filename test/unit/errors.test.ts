@@ -57,3 +57,15 @@ describe('RegistryError', () => {
     expect(err.stack).toBeTypeOf('string');
   });
 });
+
+describe('toRegistryError: disk failures name the disk', () => {
+  it.each(['ENOSPC', 'EDQUOT'])(
+    '%s is 503 UNAVAILABLE saying the data disk is full, not 500 UNKNOWN',
+    async (code) => {
+      const { toRegistryError } = await import('../../src/server.js');
+      const e = toRegistryError(Object.assign(new Error('no space left on device'), { code }), 'https://x');
+      expect(e.code).toBe('UNAVAILABLE');
+      expect(e.message).toMatch(/data disk is full/);
+    },
+  );
+});

@@ -314,5 +314,14 @@ describe('names that meet Object.prototype', () => {
         expect(res.status, `${name}/${p}`).toBeLessThan(500);
       }
     }
+    await mirror.close();
+    mirror = await mirrorFor(hub, data.dir);
+    for (const name of ['constructor', '__proto__', 'team/__proto__', 'tostring']) {
+      for (const p of ['manifests/latest', 'tags/list', `blobs/sha256:${'a'.repeat(64)}`, 'blobs/uploads/']) {
+        const method = p === 'blobs/uploads/' ? 'POST' : 'GET';
+        const res = await send(`${mirror.url}/v2/${name}/${p}`, method);
+        expect(res.status, `${method} ${name}/${p}`).toBeLessThan(500);
+      }
+    }
   });
 });

@@ -7,7 +7,7 @@ import { type Dockerd, startDockerd } from '../fixtures/dockerd.js';
 import { type Descriptor, ImageLayout } from '../fixtures/image-layout.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { inspectRaw, pushLayout } from '../fixtures/skopeo-cli.js';
-import { bedPrograms, startTestBed, type TestBed } from '../fixtures/test-bed.js';
+import { bedPrograms, PUSHER, startTestBed, type TestBed } from '../fixtures/test-bed.js';
 
 const haveDocker = Boolean(
   requireProgram('dockerd') && requireProgram('containerd') && requireProgram('runc'),
@@ -393,6 +393,36 @@ describe.skipIf(!bedPrograms() || !haveDocker)(
           'webui',
           'worker',
         ]);
+      });
+
+      it('a push may not take over a name the upstream serves: skopeo and docker get denied, every node still pulls the upstream image', async () => {
+        // other/small exists upstream only (pushed straight to the real registry).
+        await pushLayout(layout.dir, 'app', `${new URL(bed.registry.url).host}/other/small:1`, {
+          env: bed.env,
+          creds: PUSHER,
+        });
+        const attempt = await pushLayout(layout.dir, 'multi', `${REGISTRY}/other/small:1`, {
+          env: bed.env,
+          all: true,
+        }).then(
+          () => 'pushed',
+          (err: Error) => err.message,
+        );
+        expect(attempt).toMatch(/denied: other\/small is mirrored from the upstream/);
+        // What every client gets is the upstream's image, by name and with containerd's ?ns=.
+        expect(await headDigest('other/small', '1')).toBe(image.digest);
+        const ns = await fetch(`http://${REGISTRY}/v2/other/small/manifests/1?ns=docker.io`, {
+          headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+        });
+        expect(ns.headers.get('docker-content-digest')).toBe(image.digest);
+        // dockerd, which now has it cached through the mirror, is refused too.
+        await docker(['pull', `${REGISTRY}/other/small:1`]);
+        const denied = await docker(['push', `${REGISTRY}/other/small:1`]).then(
+          () => 'pushed',
+          (err: Error) => err.message,
+        );
+        expect(denied).toMatch(/denied: other\/small is mirrored/);
+        await docker(['rmi', `${REGISTRY}/other/small:1`]);
       });
     });
 

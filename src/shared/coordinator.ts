@@ -2,8 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { TagEntry } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
+import { parseDigest } from '../oci/digest.js';
 
 const PUBLISHED = 'hubcache:published';
+
+/**
+ * How far in the future a tag's `checkedAt` in Redis may be (replicas' clocks differ a little).
+ * Beyond it the entry is not trusted: it would keep the tag "fresh" for ever.
+ */
+export const TAG_CLOCK_SKEW_MS = 60_000;
 
 /** Releases a lock only if this replica still holds it (another may have taken it after expiry). */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -135,14 +142,24 @@ export class Coordinator {
     });
   }
 
+  /**
+   * The fleet's entry for a tag, if it can be right: Redis is checked like any other input (issue
+   * 13). Not a sha256 digest, or checked "in the future" (which would keep it fresh for ever): none.
+   */
   async getTag(repository: string, tag: string): Promise<TagEntry | undefined> {
     const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);
     if (!raw) return undefined;
+    let entry: Partial<TagEntry>;
     try {
-      return JSON.parse(raw) as TagEntry;
+      entry = JSON.parse(raw) as Partial<TagEntry>;
+      if (typeof entry.digest !== 'string' || typeof entry.mediaType !== 'string') return undefined;
+      parseDigest(entry.digest);
     } catch {
       return undefined;
     }
+    const { checkedAt } = entry;
+    if (typeof checkedAt !== 'number' || !(checkedAt <= Date.now() + TAG_CLOCK_SKEW_MS)) return undefined;
+    return { digest: entry.digest, mediaType: entry.mediaType, checkedAt };
   }
 
   async setTag(repository: string, tag: string, entry: TagEntry): Promise<void> {

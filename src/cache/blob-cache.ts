@@ -159,6 +159,9 @@ export class BlobCache {
     const shared = this.#shared ? await this.#fromShared(digest, repository, started) : undefined;
     if (shared && 'stored' in shared) return committedFill(fill, shared.stored);
     const release = shared && 'release' in shared ? shared.release : undefined;
+    // Told to the replicas waiting for this fill: false when the bucket did not take it, so they
+    // fetch at once rather than queue for the lock one after another.
+    let published = true;
     try {
       const source =
         shared && 'body' in shared ? shared : await this.#fromUpstream(upstream, repository, digest);
@@ -173,9 +176,9 @@ export class BlobCache {
         throw err;
       }
       if (source.origin === 'shared') this.sharedFills++;
-      if (source.origin === 'upstream' && this.#shared) await this.#publish(digest, fill.written);
+      if (source.origin === 'upstream' && this.#shared) published = await this.#publish(digest, fill.written);
     } finally {
-      await release?.();
+      await release?.(published);
     }
   }
 
@@ -201,27 +204,32 @@ export class BlobCache {
   /**
    * The shared store's copy when there is one. Else, with a coordinator, the fleet's turn to fetch
    * it: taken, the caller fetches upstream and publishes; another replica's, wait for it and read
-   * its copy. Shared storage or Redis being down is not fatal: the replica fetches upstream itself.
+   * its copy. Shared storage or Redis being down is not fatal: the replica fetches upstream itself,
+   * at once, without waiting for another replica's download (its copy could not be read anyway).
    */
   async #fromShared(
     digest: Digest,
     repository: string,
     started: number,
-  ): Promise<Source | { stored: number } | { release: (() => Promise<void>) | undefined }> {
+  ): Promise<Source | { stored: number } | { release: ((published: boolean) => Promise<void>) | undefined }> {
     const { coordinator, lockTtlMs } = this.#shared as SharedTier;
-    const look = async () => {
-      const found = await this.#openShared(digest, repository, started);
-      return found === 'failing' ? undefined : found;
-    };
-    if (!coordinator) return (await look()) ?? { release: undefined };
+    const look = () => this.#openShared(digest, repository, started);
+    const alone = { release: undefined };
+    if (!coordinator) {
+      const found = await look();
+      return found === undefined || found === 'failing' ? alone : found;
+    }
+    // 'failing' ends the turn like a find: no lock is taken or waited for.
     const turn = await coordinator.turn(digest.hex, lockTtlMs, {
       look,
       onWait: () => {
         this.sharedWaits++;
       },
     });
-    if (!turn) return { release: undefined }; // Redis failed (after a look): fetch alone
-    return 'found' in turn ? turn.found : turn;
+    // Redis failed, or the holder could not publish: fetch alone.
+    if (!turn) return alone;
+    if (!('found' in turn)) return turn;
+    return turn.found === 'failing' ? alone : turn.found;
   }
 
   /**

@@ -312,6 +312,7 @@ export class Mirror {
         fills: this.blobs.sharedFills,
         published: this.blobs.published,
         waits: this.blobs.sharedWaits,
+        discarded: this.blobs.sharedDiscarded,
       }),
     });
     this.upstream.onExchange = (method, status, seconds) => {

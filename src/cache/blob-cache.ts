@@ -1,5 +1,6 @@
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { LRUCache } from 'lru-cache';
 import type { LimitFunction } from 'p-limit';
 import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
@@ -21,6 +22,16 @@ export class NoRoomError extends Error {
 
 /** Ranged retries of one interrupted download before it fails. */
 const MAX_RESUMES = 3;
+
+/**
+ * A shared-store copy up to this size is copied into the store and checked before any client sees
+ * a byte of it: a bad one (hostile or corrupt, issue 13) then costs its clients nothing, the
+ * upstream is asked in the same request. A bigger one is served as it is read, like an upstream
+ * body, and a bad one cuts its clients' connections once: holding back the first byte until a
+ * layer of gigabytes is read whole would trip clients' and load balancers' idle timeouts. At S3's
+ * usual ~100 MB/s per stream, 16 MiB delays the first byte by about 0.2 s.
+ */
+export const SHARED_CHECKED_FIRST_BYTES = 16 * 1024 * 1024;
 
 /**
  * Blobs: served from the store, or filled from the upstream once per digest however many clients
@@ -66,7 +77,14 @@ export class BlobCache {
   sharedFills = 0;
   published = 0;
   sharedWaits = 0;
+  /** Shared-store copies that were not their blob (removed from the bucket). */
+  sharedDiscarded = 0;
   readonly #shared: SharedTier | undefined;
+  /**
+   * Shared copies found bad (digest hex → the object's ETag): not read again, even if removing them
+   * failed. A copy published since has another ETag and is read.
+   */
+  readonly #badShared = new LRUCache<string, string>({ max: 10_000 });
 
   constructor(
     store: BlobStore,
@@ -135,23 +153,32 @@ export class BlobCache {
     const started = Date.now();
     // Committed by another fill between the caller's look at the store and this one starting.
     const stored = await this.store.size(digest);
-    if (stored !== undefined) {
-      fill.streaming(stored, fill.finalPath);
-      fill.progress(stored);
-      fill.verified();
-      fill.committed();
-      return;
-    }
-    // With a shared store: another replica's verified copy, or the fleet-wide lock to fetch it.
-    const shared = this.#shared ? await this.#fromShared(digest) : undefined;
+    if (stored !== undefined) return committedFill(fill, stored);
+    // With a shared store: another replica's copy (a small one already checked and stored here),
+    // or the fleet-wide lock to fetch it.
+    const shared = this.#shared ? await this.#fromShared(digest, repository, started) : undefined;
+    if (shared && 'stored' in shared) return committedFill(fill, shared.stored);
     const release = shared && 'release' in shared ? shared.release : undefined;
+    // Told to the replicas waiting for this fill: false when the bucket did not take it, so they
+    // fetch at once rather than queue for the lock one after another.
+    let published = true;
     try {
       const source =
         shared && 'body' in shared ? shared : await this.#fromUpstream(upstream, repository, digest);
-      await this.#store(fill, source, repository, started);
-      if (source.origin === 'upstream' && this.#shared) await this.#publish(digest, fill.written);
+      try {
+        await this.#store(fill, source, repository, started);
+      } catch (err) {
+        // Already streamed to clients, who are cut (never a complete wrong body). This replica
+        // skips the copy from now on; it leaves the bucket in the background, so that a client
+        // retrying at once is not failed by this fill still being in flight.
+        if (source.origin === 'shared' && isContentError(err))
+          void this.#discard(digest, source.etag, err as Error);
+        throw err;
+      }
+      if (source.origin === 'shared') this.sharedFills++;
+      if (source.origin === 'upstream' && this.#shared) published = await this.#publish(digest, fill.written);
     } finally {
-      await release?.();
+      await release?.(published);
     }
   }
 
@@ -177,51 +204,110 @@ export class BlobCache {
   /**
    * The shared store's copy when there is one. Else, with a coordinator, the fleet's turn to fetch
    * it: taken, the caller fetches upstream and publishes; another replica's, wait for it and read
-   * its copy. Shared storage or Redis being down is not fatal: the replica fetches upstream itself.
+   * its copy. Shared storage or Redis being down is not fatal: the replica fetches upstream itself,
+   * at once, without waiting for another replica's download (its copy could not be read anyway).
    */
-  async #fromShared(digest: Digest): Promise<Source | { release: (() => Promise<void>) | undefined }> {
+  async #fromShared(
+    digest: Digest,
+    repository: string,
+    started: number,
+  ): Promise<Source | { stored: number } | { release: ((published: boolean) => Promise<void>) | undefined }> {
     const { coordinator, lockTtlMs } = this.#shared as SharedTier;
-    const look = () => this.#openShared(digest);
-    if (!coordinator) return (await look()) ?? { release: undefined };
+    const look = () => this.#openShared(digest, repository, started);
+    const alone = { release: undefined };
+    if (!coordinator) {
+      const found = await look();
+      return found === undefined || found === 'failing' ? alone : found;
+    }
+    // 'failing' ends the turn like a find: no lock is taken or waited for.
     const turn = await coordinator.turn(digest.hex, lockTtlMs, {
       look,
       onWait: () => {
         this.sharedWaits++;
       },
     });
-    if (!turn) return { release: undefined }; // Redis failed (after a look): fetch alone
-    return 'found' in turn ? turn.found : turn;
+    // Redis failed, or the holder could not publish: fetch alone.
+    if (!turn) return alone;
+    if (!('found' in turn)) return turn;
+    return turn.found === 'failing' ? alone : turn.found;
   }
 
-  async #openShared(digest: Digest): Promise<Source | undefined> {
+  /**
+   * Another replica's copy, if there is a usable one: up to SHARED_CHECKED_FIRST_BYTES it is copied
+   * into the store and checked right here ({ stored }), a bigger one is returned to be streamed
+   * (and checked) like an upstream body. A copy that is not the blob is removed and ignored.
+   * 'failing': the shared store cannot be read now.
+   */
+  async #openShared(
+    digest: Digest,
+    repository: string,
+    started: number,
+  ): Promise<Source | { stored: number } | 'failing' | undefined> {
     const remote = (this.#shared as SharedTier).store;
+    let found: Awaited<ReturnType<S3BlobStore['open']>>;
     try {
-      const found = await remote.open(digest);
-      if (!found) return undefined;
-      this.sharedFills++;
-      return {
-        origin: 'shared',
-        body: found.body,
-        size: found.size,
-        resume: async (offset) => (await remote.open(digest, offset))?.body,
-      };
+      found = await remote.open(digest);
     } catch (err) {
       this.#log.warn({ digest: digest.value, err: (err as Error).message }, 'shared store unavailable');
+      return 'failing';
+    }
+    if (!found) return undefined;
+    if (found.etag !== undefined && this.#badShared.get(digest.hex) === found.etag) {
+      found.body.destroy();
       return undefined;
     }
+    const source: Source = {
+      origin: 'shared',
+      body: found.body,
+      size: found.size,
+      etag: found.etag,
+      resume: async (offset) => (await remote.open(digest, offset))?.body,
+    };
+    if (found.size > SHARED_CHECKED_FIRST_BYTES) return source;
+    // Filled without clients: nobody sees a byte before the digest matched.
+    try {
+      await this.#store(new BlobFill(digest, this.store.pathOf(digest)), source, repository, started);
+    } catch (err) {
+      // The bucket's connection broke (beyond resuming): fetch upstream, now. Anything else (a full
+      // disk, shutting down) fails this fill as it would an upstream one.
+      if (isUpstreamBodyError(err)) return 'failing';
+      if (!isContentError(err)) throw err;
+      await this.#discard(digest, found.etag, err as Error);
+      return undefined;
+    }
+    this.sharedFills++;
+    return { stored: found.size };
   }
 
-  /** A blob this replica fetched and verified goes to the shared store, then the fleet is told. */
-  async #publish(digest: Digest, size: number): Promise<void> {
+  /**
+   * A shared copy that is not its blob: counted, never read again by this replica, and removed from
+   * the bucket so no other replica reads it either (if another published a good copy meanwhile, that
+   * one stays: see S3BlobStore.discard).
+   */
+  #discard(digest: Digest, etag: string | undefined, err: Error): Promise<void> {
+    if (etag !== undefined) this.#badShared.set(digest.hex, etag);
+    this.sharedDiscarded++;
+    this.#log.error({ digest: digest.value, err: err.message }, 'shared store copy is not its blob: removed');
+    return (this.#shared as SharedTier).store.discard(digest, etag).catch((e: Error) => {
+      this.#log.warn({ digest: digest.value, err: e.message }, 'removing a bad shared copy failed');
+    });
+  }
+
+  /**
+   * A blob this replica fetched and verified goes to the shared store, then the fleet is told
+   * (releasing the fleet's turn, the caller's, announces it). False when the store did not take it.
+   */
+  async #publish(digest: Digest, size: number): Promise<boolean> {
     try {
-      // Releasing the fleet's turn (the caller's) announces it to the waiting replicas.
       await (this.#shared as SharedTier).store.publishFile(digest, this.store.pathOf(digest), size);
       this.published++;
+      return true;
     } catch (err) {
       this.#log.warn(
         { digest: digest.value, err: (err as Error).message },
         'publishing to the shared store failed',
       );
+      return false;
     }
   }
 
@@ -297,6 +383,8 @@ interface Source {
   origin: 'upstream' | 'shared';
   body: Readable;
   size: number | undefined;
+  /** A shared copy's object, to discard that one (and no newer one) if it is not the blob. */
+  etag?: string | undefined;
   /** The rest of the body from `offset`, after a broken connection; undefined if it cannot. */
   resume(offset: number, size: number): Promise<Readable | undefined>;
 }
@@ -307,6 +395,19 @@ export interface SharedTier {
   coordinator: Coordinator | undefined;
   /** A download lock not refreshed for this long is free again (its holder died). */
   lockTtlMs: number;
+}
+
+/** A fill whose source is complete and in the store already: its clients read the stored file. */
+function committedFill(fill: BlobFill, size: number): void {
+  fill.streaming(size, fill.finalPath);
+  fill.progress(size);
+  fill.verified();
+  fill.committed();
+}
+
+/** The bytes were not the blob (as opposed to a broken connection or a full disk). */
+function isContentError(err: unknown): boolean {
+  return err instanceof DigestMismatchError || err instanceof SizeMismatchError;
 }
 
 /** Upstream body failures worth a ranged retry: the connection, not our disk or the content. */

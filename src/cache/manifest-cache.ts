@@ -226,13 +226,28 @@ export class ManifestCache {
     );
   }
 
-  /** Another replica's copy, checked against its digest before it is stored here. */
+  /**
+   * Another replica's copy, checked against its digest before it is stored here. One that does not
+   * match (hostile or corrupt, issue 13) is never served and is removed from the bucket; the
+   * upstream's copy, fetched instead, takes its place.
+   */
   async #fromShared(digest: Digest): Promise<Buffer | undefined> {
-    if (!this.#shared) return undefined;
-    const body = await this.#shared.read(digest, MAX_MANIFEST_BYTES).catch(() => undefined);
-    if (!body || digestOf(body) !== digest.value) return undefined;
-    await this.#store.put(digest, body);
-    return body;
+    const shared = this.#shared;
+    if (!shared) return undefined;
+    const found = await shared.read(digest, MAX_MANIFEST_BYTES).catch(() => undefined);
+    if (!found) return undefined;
+    if (digestOf(found.data) !== digest.value) {
+      this.#log.error(
+        { digest: digest.value, bytes: found.data.length },
+        'shared store manifest does not match its digest: removed',
+      );
+      await shared.discard(digest, found.etag).catch((err: Error) => {
+        this.#log.warn({ digest: digest.value, err: err.message }, 'removing a bad shared copy failed');
+      });
+      return undefined;
+    }
+    await this.#store.put(digest, found.data);
+    return found.data;
   }
 
   async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {

@@ -11,8 +11,8 @@ export interface MetricsSource {
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
-  /** Replicas: fills served from the shared store, blobs published to it, waits for another replica. */
-  shared(): { fills: number; published: number; waits: number };
+  /** Replicas: fills served from the shared store, blobs published to it, waits for another replica, bad copies removed. */
+  shared(): { fills: number; published: number; waits: number; discarded: number };
 }
 
 /**
@@ -125,6 +125,11 @@ export class Metrics {
       'hubcache_shared_lock_waits_total',
       'Times a miss waited for another replica downloading the same blob',
       () => source.shared().waits,
+    );
+    counter(
+      'hubcache_shared_discarded_total',
+      'Shared-store copies that did not match their digest (not served, removed from the bucket)',
+      () => source.shared().discarded,
     );
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
     gauge(

@@ -2,8 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { TagEntry } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
+import { parseDigest } from '../oci/digest.js';
 
 const PUBLISHED = 'hubcache:published';
+/**
+ * Announced (before the plain announcement) by a holder whose result could not be shared, e.g. the
+ * bucket refused it: its waiters then work alone at once instead of queueing for the lock one after
+ * another. Replicas that do not know it wake at the plain announcement that follows.
+ */
+const UNSHARED = 'unshared:';
+
+/**
+ * How far in the future a tag's `checkedAt` in Redis may be (replicas' clocks differ a little).
+ * Beyond it the entry is not trusted: it would keep the tag "fresh" for ever.
+ */
+export const TAG_CLOCK_SKEW_MS = 60_000;
 
 /** Releases a lock only if this replica still holds it (another may have taken it after expiry). */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -19,7 +32,7 @@ export class Coordinator {
   readonly replica = randomUUID();
   readonly #redis: Redis;
   readonly #subscriber: Redis;
-  readonly #waiting = new Map<string, Set<() => void>>();
+  readonly #waiting = new Map<string, Set<(shared: boolean) => void>>();
   readonly #log: Logger;
   #subscribed: Promise<unknown> | undefined;
 
@@ -33,11 +46,13 @@ export class Coordinator {
     for (const r of [this.#redis, this.#subscriber]) {
       r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
     }
-    this.#subscriber.on('message', (_channel: string, id: string) => {
+    this.#subscriber.on('message', (_channel: string, message: string) => {
+      const shared = !message.startsWith(UNSHARED);
+      const id = shared ? message : message.slice(UNSHARED.length);
       const waiters = this.#waiting.get(id);
       if (!waiters) return;
       this.#waiting.delete(id);
-      for (const wake of waiters) wake();
+      for (const wake of waiters) wake(shared);
     });
   }
 
@@ -68,13 +83,14 @@ export class Coordinator {
    * `look` finds another replica's result; while there is none, this replica either takes the lock
    * (kept alive until `release`, which also wakes the others) or waits for the holder's
    * announcement, or for its lock to lapse if it died, and looks again. With `lookFirst` false the
-   * caller has just looked. Undefined when Redis fails: the replica then works alone.
+   * caller has just looked. Undefined when Redis fails, or when the holder announced that its result
+   * could not be shared (`release(false)`): the replica then works alone, at once.
    */
   async turn<T>(
     id: string,
     ttlMs: number,
     options: { look: () => Promise<T | undefined>; lookFirst?: boolean; onWait?: () => void },
-  ): Promise<{ found: T } | { release: () => Promise<void> } | undefined> {
+  ): Promise<{ found: T } | { release: (shared?: boolean) => Promise<void> } | undefined> {
     for (let looked = options.lookFirst === false; ; looked = false) {
       if (!looked) {
         const found = await options.look();
@@ -90,41 +106,51 @@ export class Coordinator {
       if (taken) {
         const release = this.#hold(id, ttlMs);
         // Done by another replica between the look and the lock: use that.
-        const found = await options.look();
+        let found: T | undefined;
+        try {
+          found = await options.look();
+        } catch (err) {
+          await release();
+          throw err;
+        }
         if (found === undefined) return { release };
         await release();
         return { found };
       }
       options.onWait?.();
-      await this.#waitFor(id, ttlMs);
+      if ((await this.#waitFor(id, ttlMs)) === 'unshared') return undefined;
     }
   }
 
-  /** Keeps a lock alive (refreshed at a third of its TTL); the result releases it and announces. */
-  #hold(id: string, ttlMs: number): () => Promise<void> {
+  /**
+   * Keeps a lock alive (refreshed at a third of its TTL); the result releases it and announces,
+   * saying so when the work's result could not be shared.
+   */
+  #hold(id: string, ttlMs: number): (shared?: boolean) => Promise<void> {
     const key = `hubcache:lock:${id}`;
     const timer = setInterval(
       () => void this.#redis.eval(REFRESH, 1, key, this.replica, String(ttlMs)).catch(() => {}),
       ttlMs / 3,
     );
     timer.unref();
-    return async () => {
+    return async (shared = true) => {
       clearInterval(timer);
       await this.#redis.eval(RELEASE, 1, key, this.replica).catch(() => {});
+      if (!shared) await this.#redis.publish(PUBLISHED, `${UNSHARED}${id}`).catch(() => {});
       await this.#redis.publish(PUBLISHED, id).catch(() => {});
     };
   }
 
-  /** Resolves when a replica announces `id`, or after `ms` (the caller looks again either way). */
-  #waitFor(id: string, ms: number): Promise<void> {
+  /** Resolves when a replica announces `id` (saying whether it shared it), or after `ms`. */
+  #waitFor(id: string, ms: number): Promise<'shared' | 'unshared' | 'expired'> {
     return new Promise((resolve) => {
-      const wake = () => {
+      const wake = (shared: boolean) => {
         clearTimeout(timer);
-        resolve();
+        resolve(shared ? 'shared' : 'unshared');
       };
       const timer = setTimeout(() => {
         this.#waiting.get(id)?.delete(wake);
-        resolve();
+        resolve('expired');
       }, ms);
       let waiters = this.#waiting.get(id);
       if (!waiters) {
@@ -135,14 +161,24 @@ export class Coordinator {
     });
   }
 
+  /**
+   * The fleet's entry for a tag, if it can be right: Redis is checked like any other input (issue
+   * 13). Not a sha256 digest, or checked "in the future" (which would keep it fresh for ever): none.
+   */
   async getTag(repository: string, tag: string): Promise<TagEntry | undefined> {
     const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);
     if (!raw) return undefined;
+    let entry: Partial<TagEntry>;
     try {
-      return JSON.parse(raw) as TagEntry;
+      entry = JSON.parse(raw) as Partial<TagEntry>;
+      if (typeof entry.digest !== 'string' || typeof entry.mediaType !== 'string') return undefined;
+      parseDigest(entry.digest);
     } catch {
       return undefined;
     }
+    const { checkedAt } = entry;
+    if (typeof checkedAt !== 'number' || !(checkedAt <= Date.now() + TAG_CLOCK_SKEW_MS)) return undefined;
+    return { digest: entry.digest, mediaType: entry.mediaType, checkedAt };
   }
 
   async setTag(repository: string, tag: string, entry: TagEntry): Promise<void> {

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -16,9 +17,11 @@ const PART_BYTES = 16 * 1024 * 1024;
 
 /**
  * The blob store replicas share: the same content-addressed layout as on disk
- * (`<prefix>blobs/sha256/<2 hex>/<hex>`), in an S3 bucket. Only verified content is ever written
+ * (`<prefix>blobs/sha256/<2 hex>/<hex>`), in an S3 bucket. Replicas only ever write verified content
  * under a digest's key: a replica publishes a blob after its own fill checked the sha256, and an S3
- * object (multipart included) becomes visible whole or not at all. Credentials come from the usual
+ * object (multipart included) becomes visible whole or not at all. What they read is still checked
+ * like an upstream body (issue 13: anything else with write access, or a corruption, may have put
+ * other bytes there), and a copy that is not the blob is discarded. Credentials come from the usual
  * AWS chain (environment, shared config and credentials files, instance roles).
  */
 export class S3BlobStore {
@@ -59,8 +62,14 @@ export class S3BlobStore {
     }
   }
 
-  /** A published blob's bytes from `start` on (a ranged GET), or undefined when there is none. */
-  async open(digest: Digest, start = 0): Promise<{ body: Readable; size: number } | undefined> {
+  /**
+   * A published blob's bytes from `start` on (a ranged GET), or undefined when there is none. The
+   * size is the object's, not a checked one; the ETag names this object for `discard`.
+   */
+  async open(
+    digest: Digest,
+    start = 0,
+  ): Promise<{ body: Readable; size: number; etag: string | undefined } | undefined> {
     try {
       const res = await this.#client.send(
         new GetObjectCommand({
@@ -71,24 +80,57 @@ export class S3BlobStore {
       );
       const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
       const size = total !== undefined ? Number(total) : (res.ContentLength ?? 0);
-      return { body: res.Body as Readable, size };
+      return { body: res.Body as Readable, size, etag: res.ETag };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
     }
   }
 
-  /** A small published blob (a manifest) whole, at most `limit` bytes; undefined when there is none. */
-  async read(digest: Digest, limit = 4 * 1024 * 1024): Promise<Buffer | undefined> {
+  /**
+   * A small published blob (a manifest) whole, at most `limit` bytes (whatever the object claims);
+   * undefined when there is none or it is bigger.
+   */
+  async read(
+    digest: Digest,
+    limit = 4 * 1024 * 1024,
+  ): Promise<{ data: Buffer; etag: string | undefined } | undefined> {
     const found = await this.open(digest);
     if (!found) return undefined;
-    if (found.size > limit) {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    if (found.size <= limit) {
+      for await (const chunk of found.body) {
+        bytes += (chunk as Buffer).length;
+        if (bytes > limit) break;
+        chunks.push(chunk as Buffer);
+      }
+    }
+    if (found.size > limit || bytes > limit) {
       found.body.destroy();
       return undefined;
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of found.body) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return { data: Buffer.concat(chunks), etag: found.etag };
+  }
+
+  /**
+   * Removes a copy that turned out not to be its blob, if the key still holds that object (same
+   * ETag): a good copy another replica published since stays. The look and the delete are two
+   * requests; losing a good copy in between only costs one more upstream fetch.
+   */
+  async discard(digest: Digest, etag: string | undefined): Promise<void> {
+    if (etag !== undefined) {
+      try {
+        const res = await this.#client.send(
+          new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+        );
+        if (res.ETag !== etag) return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw err;
+      }
+    }
+    await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }));
   }
 
   /** Publishes a verified file under its digest (multipart for big ones). */

@@ -1,0 +1,154 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import type { RunningMirror } from '../../src/listen.js';
+import { type FakeRegistry, sha256, startFakeRegistry } from './fake-registry.js';
+import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
+
+/**
+ * Just enough of S3 (path-style GET, HEAD, PUT, DELETE of one object) to plant a bad object in the
+ * shared store and see what the mirror does with it. Fault injection only: the proof against a real
+ * S3 server (Ceph RGW) is test/interop/shared-hostile.test.ts.
+ */
+interface FakeS3 {
+  url: string;
+  objects: Map<string, Buffer>;
+  seen: string[];
+  /** DELETE answered 403 (a replica allowed to read and write but not to delete). */
+  refuseDelete: boolean;
+  close(): Promise<void>;
+}
+
+async function startFakeS3(): Promise<FakeS3> {
+  const s3: FakeS3 = { url: '', objects: new Map(), seen: [], refuseDelete: false, close: async () => {} };
+  const etag = (data: Buffer) => `"${sha256(data).slice(7, 39)}"`;
+  const server: Server = createServer((req, res) => {
+    const key = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/').replace(/^\/[^/]+\//, '');
+    s3.seen.push(`${req.method} ${key}`);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const found = s3.objects.get(key);
+      if (req.method === 'PUT') {
+        const data = Buffer.concat(chunks);
+        s3.objects.set(key, data);
+        return void res.writeHead(200, { etag: etag(data) }).end();
+      }
+      if (req.method === 'DELETE') {
+        if (s3.refuseDelete) {
+          res.writeHead(403, { 'content-type': 'application/xml' });
+          return void res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
+        }
+        s3.objects.delete(key);
+        return void res.writeHead(204).end();
+      }
+      if (!found) {
+        res.writeHead(404, { 'content-type': 'application/xml' });
+        return void res.end(
+          req.method === 'HEAD' ? undefined : '<?xml version="1.0"?><Error><Code>NoSuchKey</Code></Error>',
+        );
+      }
+      res.writeHead(200, { 'content-length': found.length, etag: etag(found) });
+      res.end(req.method === 'HEAD' ? undefined : found);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  s3.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  s3.close = () =>
+    new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return s3;
+}
+
+const keyOf = (digest: string) => `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
+
+let hub: FakeRegistry;
+let s3: FakeS3;
+let mirror: RunningMirror;
+let data: Awaited<ReturnType<typeof tempDataDir>>;
+
+beforeEach(async () => {
+  process.env.AWS_ACCESS_KEY_ID = 'x';
+  process.env.AWS_SECRET_ACCESS_KEY = 'y';
+  hub = await startFakeRegistry();
+  s3 = await startFakeS3();
+  data = await tempDataDir();
+  mirror = await mirrorFor(hub, data.dir, [
+    '--s3-bucket',
+    'cache',
+    '--s3-endpoint',
+    s3.url,
+    '--s3-path-style',
+  ]);
+});
+
+afterEach(async () => {
+  await mirror.close();
+  await s3.close();
+  await hub.close();
+  await data.remove();
+});
+
+/** What the key holds once the mirror's publish (after its fill) landed, waiting a bounded time. */
+async function settled(digest: string): Promise<Buffer | undefined> {
+  for (let i = 0; i < 100; i++) {
+    const now = s3.objects.get(keyOf(digest));
+    if (now && sha256(now) === digest) return now;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return s3.objects.get(keyOf(digest));
+}
+
+it('a wrong object under a small blob’s key is not served: the upstream’s bytes are, in the same request, and the object is replaced', async () => {
+  for (const [tag, wrong] of [
+    ['other', () => Buffer.from('not the blob')],
+    ['longer', (layer: Buffer) => Buffer.concat([layer, Buffer.from('\n')])],
+  ] as const) {
+    const img = addImage(hub, 'library/alpine', tag, 100_000);
+    s3.objects.set(keyOf(img.layerDigest), wrong(img.layer));
+    const res = await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-length']).toBe(String(img.layer.length));
+    expect(res.body.equals(img.layer)).toBe(true);
+    expect(hub.count('GET', new RegExp(`/blobs/${img.layerDigest}$`))).toBe(1);
+    expect(s3.seen).toContain(`DELETE ${keyOf(img.layerDigest)}`);
+    expect(sha256((await settled(img.layerDigest)) ?? Buffer.alloc(0))).toBe(img.layerDigest);
+  }
+  expect(mirror.mirror.blobs.sharedDiscarded).toBe(2);
+});
+
+it('a wrong object under a big blob’s key that cannot be deleted: at worst one cut connection, never a complete wrong body, then the upstream’s bytes', async () => {
+  s3.refuseDelete = true;
+  const img = addImage(hub, 'library/big', '1', 17 * 1024 * 1024);
+  const bad = Buffer.from(img.layer);
+  bad[bad.length >> 1] = (bad[bad.length >> 1] ?? 0) ^ 0xff;
+  s3.objects.set(keyOf(img.layerDigest), bad);
+  const url = `${mirror.url}/v2/big/blobs/${img.layerDigest}`;
+  const first = await get(url).catch((err: Error) => err);
+  if (!(first instanceof Error)) expect(sha256(first.body)).toBe(img.layerDigest);
+  const second = await get(url);
+  expect(second.status).toBe(200);
+  expect(second.body.equals(img.layer)).toBe(true);
+  expect(hub.count('GET', new RegExp(`/blobs/${img.layerDigest}$`))).toBe(1);
+});
+
+it('a wrong object under a manifest’s key is not served: the upstream’s manifest is', async () => {
+  const img = addImage(hub, 'library/alpine', '1');
+  s3.objects.set(keyOf(img.manifestDigest), Buffer.from('{"schemaVersion":2,"layers":[]}'));
+  const res = await get(`${mirror.url}/v2/alpine/manifests/${img.manifestDigest}`);
+  expect(res.status).toBe(200);
+  expect(res.body.equals(img.manifestBytes)).toBe(true);
+  expect(s3.seen).toContain(`DELETE ${keyOf(img.manifestDigest)}`);
+  expect(sha256((await settled(img.manifestDigest)) ?? Buffer.alloc(0))).toBe(img.manifestDigest);
+});
+
+it('a right copy in the shared store is served without asking the upstream', async () => {
+  const img = addImage(hub, 'library/alpine', '1', 50_000);
+  s3.objects.set(keyOf(img.layerDigest), Buffer.from(img.layer));
+  const res = await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
+  expect(res.body.equals(img.layer)).toBe(true);
+  expect(hub.count('GET', /\/blobs\//)).toBe(0);
+  expect(mirror.mirror.blobs.sharedFills).toBe(1);
+});

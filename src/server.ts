@@ -370,7 +370,9 @@ export function toRegistryError(err: unknown, upstream: string): RegistryError {
     });
   }
   if (code === 'EROFS' || code === 'EACCES') {
-    return new RegistryError('UNAVAILABLE', "the mirror's data directory cannot be written", { reason: code });
+    return new RegistryError('UNAVAILABLE', "the mirror's data directory cannot be written", {
+      reason: code,
+    });
   }
   return new RegistryError('UNKNOWN', 'internal error', {});
 }

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
@@ -77,5 +79,109 @@ describe('a Range asked while the blob is still downloading', () => {
     expect(status).toBe(206);
     expect(headers['content-range']).toBe(`bytes 0-1023/${SIZE}`);
     expect(result.complete && result.bytes.equals(blob.subarray(0, 1024))).toBe(true);
+  });
+});
+
+/** A hand-written upstream on 127.0.0.1 for attacks the fake registry does not model. */
+async function hostileServer(handle: (req: IncomingMessage, res: ServerResponse, base: string) => void) {
+  const seen: { path: string; authorization: string | undefined }[] = [];
+  const server = createServer((req, res) => {
+    seen.push({ path: req.url ?? '', authorization: req.headers.authorization });
+    handle(req, res, url);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    seen,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Writes `prefix`, then `chunk` up to `count` times as fast as the reader takes it, then `suffix`;
+ * stops when the reader goes away. Resolves with the bytes written. One chunk is reused: the
+ * attacker's side costs this process no memory.
+ */
+async function flood(res: ServerResponse, prefix: string, count: number, suffix: string): Promise<number> {
+  const chunk = Buffer.alloc(MiB, 'x');
+  res.write(prefix);
+  let sent = prefix.length;
+  for (let i = 0; i < count && !res.destroyed; i++) {
+    sent += chunk.length;
+    if (!res.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        res.once('drain', resolve);
+        res.once('close', resolve);
+      });
+    }
+  }
+  if (!res.destroyed) res.end(suffix);
+  return sent;
+}
+
+function rss(): number {
+  return process.memoryUsage().rss;
+}
+
+describe('upstream bodies the mirror buffers are bounded', () => {
+  it('refuses a 50 MiB token response with 503 naming the upstream, without buffering it', async () => {
+    let sent: Promise<number> | undefined;
+    const evil = await hostileServer((req, res, base) => {
+      if (req.url?.startsWith('/token')) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        sent = flood(res, '{"token":"t","padding":"', 50, '"}');
+        return;
+      }
+      res.writeHead(req.headers.authorization ? 404 : 401, {
+        'Content-Type': 'application/json',
+        'WWW-Authenticate': `Bearer realm="${base}/token",service="evil"`,
+      });
+      res.end('{"errors":[]}');
+    });
+    await mirror.close();
+    mirror = await mirrorFor(evil.url, data.dir);
+    try {
+      const before = rss();
+      const res = await request(`${mirror.url}/v2/library/app/manifests/latest`);
+      const answer = JSON.parse(await res.body.text());
+      const grown = rss() - before;
+      expect(res.statusCode).toBe(503);
+      expect(answer.errors[0].code).toBe('UNAVAILABLE');
+      expect(answer.errors[0].message).toContain(evil.url);
+      expect(grown).toBeLessThan(40 * MiB);
+      expect(await sent).toBeLessThan(50 * MiB);
+    } finally {
+      await evil.close();
+    }
+  });
+
+  it('refuses an endless manifest body with 503, without buffering it', async () => {
+    let sent: Promise<number> | undefined;
+    const evil = await hostileServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' });
+      // Chunked, no Content-Length: "never ends" within the bound of this test (1 GiB).
+      sent = flood(res, '{"schemaVersion":2,"padding":"', 1024, '"}');
+    });
+    await mirror.close();
+    mirror = await mirrorFor(evil.url, data.dir);
+    try {
+      const before = rss();
+      const res = await request(`${mirror.url}/v2/library/app/manifests/latest`);
+      const answer = JSON.parse(await res.body.text());
+      const grown = rss() - before;
+      expect(res.statusCode).toBe(503);
+      expect(answer.errors[0].message).toContain(evil.url);
+      expect(grown).toBeLessThan(40 * MiB);
+      expect(await sent).toBeLessThan(64 * MiB);
+    } finally {
+      await evil.close();
+    }
   });
 });

@@ -1,12 +1,45 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, statfs } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { gate, mirrorFor, tempDataDir } from './harness.js';
+import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
+
+/**
+ * A full disk, simulated: while `full` is set, writes under `under` fail with ENOSPC and statfs
+ * reports nothing free, as a real full file system does. Everything else is the real node:fs.
+ */
+const disk = vi.hoisted(() => ({ full: false, under: '/nonexistent' }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs/promises')>();
+  const isFull = (p: unknown) => disk.full && String(p).startsWith(disk.under);
+  const enospc = (p: unknown) =>
+    Object.assign(new Error(`ENOSPC: no space left on device, open '${String(p)}'`), {
+      code: 'ENOSPC',
+      errno: -28,
+    });
+  const writes = (flags: unknown) =>
+    typeof flags === 'string' ? /[wa+]/.test(flags) : typeof flags === 'number' && (flags & 3) !== 0;
+  const mocked = {
+    ...fs,
+    writeFile: ((p, ...rest) =>
+      isFull(p) ? Promise.reject(enospc(p)) : fs.writeFile(p, ...rest)) as typeof fs.writeFile,
+    open: ((p, flags, mode) =>
+      isFull(p) && writes(flags) ? Promise.reject(enospc(p)) : fs.open(p, flags, mode)) as typeof fs.open,
+    mkdir: ((p, options) =>
+      isFull(p) && !existsSync(p) ? Promise.reject(enospc(p)) : fs.mkdir(p, options)) as typeof fs.mkdir,
+    statfs: (async (p, options) => {
+      const s = await fs.statfs(p, options);
+      return isFull(p) ? { ...s, bavail: 0, bfree: 0 } : s;
+    }) as typeof fs.statfs,
+  };
+  return { ...mocked, default: mocked };
+});
 
 /**
  * Issue 13, "Safe on a network": the upstream may be broken or hostile. It must never exhaust the
@@ -24,6 +57,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  disk.full = false;
   await mirror?.close();
   await upstream.close();
   await data.remove();
@@ -183,5 +217,58 @@ describe('upstream bodies the mirror buffers are bounded', () => {
     } finally {
       await evil.close();
     }
+  });
+});
+
+describe('a hostile upstream and the disk', () => {
+  it('aborts an endless blob body at --min-free-space and keeps nothing of it', async () => {
+    const digest = `sha256:${'e'.repeat(64)}`;
+    let sent: Promise<number> | undefined;
+    // No Content-Length, and (within this test's bound of 256 MiB) no end.
+    const evil = await hostileServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      sent = flood(res, '', 256, '');
+    });
+    // 32 MiB above the floor: the fill may start, and must stop near there.
+    const { bavail, bsize } = await statfs(data.dir);
+    await mirror.close();
+    mirror = await mirrorFor(evil.url, data.dir, ['--min-free-space', String(bavail * bsize - 32 * MiB)]);
+    try {
+      const res = await request(`${mirror.url}/v2/library/app/blobs/${digest}`);
+      expect(res.statusCode).toBe(200);
+      const outcome = await readAll(res.body).then(
+        () => 'complete',
+        () => 'cut',
+      );
+      expect(outcome).toBe('cut');
+      // The mirror closed the upstream connection long before the body's (bounded) end...
+      expect(await sent).toBeLessThan(128 * MiB);
+      // ...and removed what it had written.
+      expect(await readdir(mirror.mirror.blobs.store.tmpDir)).toEqual([]);
+    } finally {
+      await evil.close();
+    }
+  });
+
+  it('still serves a cached tag past its TTL while the disk is full', async () => {
+    await mirror.close();
+    mirror = await mirrorFor(upstream, data.dir, ['--tag-ttl', '0']);
+    const first = addImage(upstream, 'library/app', 'latest');
+    expect((await get(`${mirror.url}/v2/library/app/manifests/latest`)).status).toBe(200);
+    disk.under = data.dir;
+    disk.full = true;
+
+    const stale = await get(`${mirror.url}/v2/library/app/manifests/latest`);
+    expect(stale.status).toBe(200);
+    expect(stale.headers['x-cache']).toBe('REVALIDATED');
+    expect(stale.body.equals(first.manifestBytes)).toBe(true);
+    // The same manifest by digest under another name: a hit, though the index cannot note it.
+    const other = await get(`${mirror.url}/v2/library/other/manifests/${first.manifestDigest}`);
+    expect(other.status).toBe(200);
+    // The tag moved upstream: the new manifest is verified and served, just not cached.
+    const moved = addImage(upstream, 'library/app', 'latest');
+    const fresh = await get(`${mirror.url}/v2/library/app/manifests/latest`);
+    expect(fresh.status).toBe(200);
+    expect(fresh.headers['docker-content-digest']).toBe(moved.manifestDigest);
   });
 });

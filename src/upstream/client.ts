@@ -7,7 +7,7 @@ import type { Logger } from '../observe/logger.js';
 import { type Challenge, parseWwwAuthenticate } from '../oci/www-authenticate.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './errors.js';
 import { parseRateLimit, type RateLimitReading } from './rate-limit.js';
-import { realmMayReceiveCredentials } from './realm-trust.js';
+import { realmTrust } from './realm-trust.js';
 import { parseTokenResponse, TokenCache, type TokenKey } from './token-cache.js';
 
 export interface UpstreamRequest {
@@ -25,6 +25,13 @@ export interface UpstreamResponse {
   /** Must be consumed or destroyed by the caller. */
   body: Readable;
 }
+
+/**
+ * UpstreamConfig plus the hosts (globs) the operator names as token servers beside the upstream's
+ * own domain, e.g. a Keycloak elsewhere (realm-trust.ts). config.ts does not read it from flags or
+ * the file yet: until it does, it is empty unless set in code.
+ */
+export type UpstreamSettings = UpstreamConfig & { realmHosts?: string[] };
 
 const MAX_REDIRECTS = 5;
 
@@ -58,10 +65,12 @@ export class UpstreamClient {
   onExchange: ((method: string, status: number | 'error', seconds: number) => void) | undefined;
 
   readonly #redirectAllowed: (host: string) => boolean;
+  readonly #realmListed: (host: string) => boolean;
 
-  constructor(config: UpstreamConfig, log: Logger, offline = false) {
+  constructor(config: UpstreamSettings, log: Logger, offline = false) {
     this.#config = config;
     this.#redirectAllowed = picomatch(config.redirectHosts, { nocase: true });
+    this.#realmListed = picomatch(config.realmHosts ?? [], { nocase: true });
     this.#log = log;
     this.#offline = offline;
     this.#agent = new Agent({
@@ -183,6 +192,8 @@ export class UpstreamClient {
   ): Promise<string | undefined> {
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
     if (bearer?.params.realm) {
+      // Checked before it is kept: a refused realm is asked for again next time, not remembered.
+      this.#realm(bearer.params.realm);
       this.#bearer = { realm: bearer.params.realm, service: bearer.params.service ?? '' };
       return this.#authorizationFor(repository, bearer.params.scope, true);
     }
@@ -202,13 +213,31 @@ export class UpstreamClient {
     return `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}`;
   }
 
+  /** The realm URL and what it may receive; UpstreamAuthError, before any request, when refused. */
+  #realm(value: string): { realm: URL; credentials: boolean } {
+    let realm: URL;
+    try {
+      realm = new URL(value);
+    } catch (err) {
+      throw new UpstreamAuthError('the upstream named a token realm that is not a URL', { cause: err });
+    }
+    const trust = realmTrust(realm, this.#config.url, this.#realmListed);
+    if (trust === 'refused') {
+      this.#log.warn({ realm: realm.origin }, 'token realm outside the upstream and not listed: refused');
+      throw new UpstreamAuthError(
+        `token realm ${realm.origin} is neither the upstream's own host or domain nor a listed realm host`,
+      );
+    }
+    return { realm, credentials: trust === 'credentials' };
+  }
+
   async #fetchToken(key: TokenKey): Promise<{ token: string; expiresIn?: number; issuedAt?: string }> {
-    const realm = new URL(key.realm);
+    const { realm, credentials } = this.#realm(key.realm);
     if (key.service) realm.searchParams.set('service', key.service);
     for (const scope of key.scope.split(' ').filter(Boolean)) realm.searchParams.append('scope', scope);
     const headers: Record<string, string> = { 'user-agent': 'hubcache/0.1', accept: 'application/json' };
     const basic = this.#basicCredentials();
-    if (basic && realmMayReceiveCredentials(realm, this.#config.url)) headers.authorization = basic;
+    if (basic && credentials) headers.authorization = basic;
     const res = await this.#send(realm, 'GET', headers);
     let text: string;
     try {

@@ -5,7 +5,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { RunningMirror } from '../../src/listen.js';
+import { configWith } from '../../src/config.js';
+import { type RunningMirror, startMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
 import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
@@ -270,5 +271,60 @@ describe('a hostile upstream and the disk', () => {
     const fresh = await get(`${mirror.url}/v2/library/app/manifests/latest`);
     expect(fresh.status).toBe(200);
     expect(fresh.headers['docker-content-digest']).toBe(moved.manifestDigest);
+  });
+});
+
+describe('token realms the upstream names', () => {
+  /** An upstream that challenges every request with a Bearer realm of its choosing. */
+  function challenging(realm: string) {
+    return hostileServer((_req, res) => {
+      res.writeHead(401, {
+        'Content-Type': 'application/json',
+        'WWW-Authenticate': `Bearer realm="${realm}",service="evil"`,
+      });
+      res.end('{"errors":[{"code":"UNAUTHORIZED","message":"token please"}]}');
+    });
+  }
+
+  const credentials = ['--upstream-username', 'mirror', '--upstream-password', 's3cret'];
+
+  it('never contacts a realm on another port of the upstream’s host, credentials or not', async () => {
+    // Stands for Redis on 127.0.0.1:6379 or a metadata service: what an upstream must not reach.
+    const trap = await hostileServer((_req, res) => res.writeHead(200).end('{"token":"t"}'));
+    const evil = await challenging(`${trap.url}/token`);
+    await mirror.close();
+    mirror = await mirrorFor(evil.url, data.dir, credentials);
+    try {
+      const res = await get(`${mirror.url}/v2/library/app/manifests/latest`);
+      expect(trap.seen).toEqual([]);
+      expect(res.status).toBe(503);
+      const error = JSON.parse(res.body.toString()).errors[0];
+      expect(error.code).toBe('UNAVAILABLE');
+      expect(error.message).toContain(evil.url);
+    } finally {
+      await evil.close();
+      await trap.close();
+    }
+  });
+
+  it('contacts a realm host the operator listed, with the credentials', async () => {
+    const trap = await hostileServer((_req, res) => res.writeHead(200).end('{"token":"t"}'));
+    const evil = await challenging(`${trap.url}/token`);
+    await mirror.close();
+    const config = configWith({
+      upstream: evil.url,
+      dataDir: data.dir,
+      listen: '127.0.0.1:0',
+      extraArgs: credentials,
+    });
+    Object.assign(config.upstream, { realmHosts: ['127.0.0.1'] });
+    mirror = await startMirror(config);
+    try {
+      await get(`${mirror.url}/v2/library/app/manifests/latest`);
+      expect(trap.seen[0]?.authorization).toBe(`Basic ${Buffer.from('mirror:s3cret').toString('base64')}`);
+    } finally {
+      await evil.close();
+      await trap.close();
+    }
   });
 });

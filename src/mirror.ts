@@ -256,13 +256,16 @@ export class Mirror {
     } catch (err) {
       dataDir = `not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
     }
+    const retryIn = this.upstream.retryInSeconds;
     const upstream = this.config.offline
       ? 'offline mode'
-      : this.upstreamSeen === undefined
-        ? 'not contacted yet'
-        : this.upstreamSeen.reachable
-          ? 'reachable'
-          : 'unreachable (serving from cache)';
+      : retryIn !== undefined
+        ? `unreachable, retrying in ${retryIn} s (serving from cache)`
+        : this.upstreamSeen === undefined
+          ? 'not contacted yet'
+          : this.upstreamSeen.reachable
+            ? 'reachable'
+            : 'unreachable (serving from cache)';
     return { ready: dataDir === 'writable', dataDir, upstream };
   }
 

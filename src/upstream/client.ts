@@ -36,6 +36,34 @@ export type UpstreamSettings = UpstreamConfig & { realmHosts?: string[] };
 const MAX_REDIRECTS = 5;
 
 /**
+ * After the upstream did not answer (no response headers within the timeout, no connection),
+ * requests to it fail at once for this long instead of each waiting out the timeout again (an
+ * upstream that accepts connections and never answers cost every uncached request 30 s, every
+ * time). Cached content is served meanwhile, stale tags included; the first request after the
+ * cool-down tries again, and any answer ends it. Long enough that a pull's burst of requests pays
+ * one timeout, short enough that a recovered upstream is used again within seconds.
+ */
+export const UNREACHABLE_COOLDOWN_MS = 15_000;
+
+/** Failures that mean "the upstream does not answer", not "this one request went wrong". */
+const NOT_ANSWERING = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * A reset before any answer: once can be a keep-alive connection the upstream closed just as a
+ * request went out, so it takes two in a row (with no answer between) to start the cool-down.
+ */
+const RESETS = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE']);
+
+/**
  * A token response is a JWT or an opaque string in a small JSON document (Docker Hub's: ~5 KiB with
  * both `token` and `access_token`). Read whole, so it is bounded: a realm streaming 1.5 GB of JSON
  * took the mirror from 112 MB to 3 GB of RSS.
@@ -59,6 +87,10 @@ export class UpstreamClient {
   readonly #offline: boolean;
   /** After a 429: no upstream request before this time (ms since epoch). */
   #backoffUntil = 0;
+  /** After the upstream did not answer: requests fail at once until this time (ms since epoch). */
+  #unreachableUntil = 0;
+  /** Resets in a row with no answer between (see RESETS). */
+  #resets = 0;
   rateLimit: RateLimitReading | undefined;
 
   /** Told about every HTTP exchange with the upstream (metrics). */
@@ -86,6 +118,12 @@ export class UpstreamClient {
     return this.#config.url.origin;
   }
 
+  /** Seconds left of the cool-down after the upstream did not answer; undefined when there is none. */
+  get retryInSeconds(): number | undefined {
+    const wait = this.#unreachableUntil - Date.now();
+    return wait > 0 ? Math.ceil(wait / 1000) : undefined;
+  }
+
   async close(): Promise<void> {
     await this.#agent.close();
   }
@@ -95,6 +133,10 @@ export class UpstreamClient {
       throw new UpstreamUnreachableError('offline mode: the upstream is never contacted', 'EOFFLINE');
     const wait = this.#backoffUntil - Date.now();
     if (wait > 0) throw new UpstreamBackoffError(Math.ceil(wait / 1000));
+    const retryIn = this.retryInSeconds;
+    if (retryIn !== undefined) {
+      throw new UpstreamUnreachableError(`upstream did not answer: retrying in ${retryIn} s`, 'ECOOLDOWN');
+    }
     let auth = await this.#authorizationFor(req.repository, undefined, false);
     let res = await this.#follow(req, auth);
     if (res.status === 401) {
@@ -162,11 +204,34 @@ export class UpstreamClient {
       // crash the process when nobody is listening. Readers still see errors (iteration, pipeline).
       res.body.on('error', () => {});
       this.onExchange?.(method, res.statusCode, (performance.now() - started) / 1000);
+      if (url.origin === this.#config.url.origin) {
+        this.#unreachableUntil = 0;
+        this.#resets = 0;
+      }
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       this.onExchange?.(method, 'error', (performance.now() - started) / 1000);
-      throw toUnreachable(err, url);
+      const failure = toUnreachable(err, url);
+      if (url.origin === this.#config.url.origin) this.#noteNoAnswer(failure);
+      throw failure;
     }
+  }
+
+  /** The upstream itself (not a CDN it redirected to, not a token realm) failed to answer. */
+  #noteNoAnswer(failure: UpstreamUnreachableError): void {
+    const reset = RESETS.has(failure.code);
+    if (reset) this.#resets++;
+    if (!NOT_ANSWERING.has(failure.code) && !(reset && this.#resets >= 2)) return;
+    this.#resets = 0;
+    this.#unreachableUntil = Date.now() + UNREACHABLE_COOLDOWN_MS;
+    this.#log.warn(
+      {
+        upstream: this.#config.url.host,
+        reason: failure.code,
+        retryInSeconds: UNREACHABLE_COOLDOWN_MS / 1000,
+      },
+      'upstream did not answer: failing fast, serving from cache',
+    );
   }
 
   async #authorizationFor(

@@ -328,3 +328,43 @@ describe('token realms the upstream names', () => {
     }
   });
 });
+
+describe('an upstream that accepts connections and never answers', () => {
+  it('costs one headers timeout; then uncached requests fail fast, cached ones are served, /readyz says so', async () => {
+    await mirror.close();
+    mirror = await mirrorFor(upstream, data.dir, ['--headers-timeout', '1', '--tag-ttl', '0']);
+    const cached = addImage(upstream, 'library/app', 'latest');
+    const uncached = addImage(upstream, 'library/app', 'next');
+    expect((await get(`${mirror.url}/v2/library/app/manifests/latest`)).status).toBe(200);
+    expect((await get(`${mirror.url}/v2/library/app/blobs/${cached.layerDigest}`)).status).toBe(200);
+    upstream.fault = () => ({ kind: 'hang' });
+
+    // The first uncached request waits out the (1 s) headers timeout.
+    const first = await get(`${mirror.url}/v2/library/app/manifests/next`);
+    expect(first.status).toBe(503);
+    const connections = upstream.connections;
+    const requests = upstream.requests.length;
+
+    // Right after: no new connection, no request, the same answer.
+    const again = await get(`${mirror.url}/v2/library/app/manifests/next`);
+    const blob = await get(`${mirror.url}/v2/library/app/blobs/${uncached.layerDigest}`);
+    for (const res of [again, blob]) {
+      expect(res.status).toBe(503);
+      const error = JSON.parse(res.body.toString()).errors[0];
+      expect(error.code).toBe('UNAVAILABLE');
+      expect(error.message).toContain(new URL(upstream.url).origin);
+    }
+    // Cached content: the tag past its TTL is served stale, the blob from disk.
+    const stale = await get(`${mirror.url}/v2/library/app/manifests/latest`);
+    expect(stale.status).toBe(200);
+    expect(stale.headers['x-cache']).toBe('STALE');
+    const layer = await get(`${mirror.url}/v2/library/app/blobs/${cached.layerDigest}`);
+    expect(layer.body.equals(cached.layer)).toBe(true);
+    expect(upstream.connections).toBe(connections);
+    expect(upstream.requests.length).toBe(requests);
+
+    const ready = JSON.parse((await get(`${mirror.url}/readyz`)).body.toString());
+    expect(ready.ready).toBe(true);
+    expect(ready.upstream).toMatch(/^unreachable, retrying in \d+ s/);
+  });
+});

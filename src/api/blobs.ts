@@ -145,7 +145,8 @@ async function headMiss(
 
 /**
  * Uncached: the upstream's body straight to the client, hashed on the way with the last byte held
- * back until the digest matched, so even this path never completes a wrong body.
+ * back until the digest matched, so even this path never completes a wrong body. Range is not
+ * honoured here (a 200 is allowed, RFC 9110 §14.2): a partial response could not be verified.
  */
 async function passThrough(
   ex: Exchange,

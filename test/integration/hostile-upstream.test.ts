@@ -271,6 +271,10 @@ describe('a hostile upstream and the disk', () => {
     const fresh = await get(`${mirror.url}/v2/library/app/manifests/latest`);
     expect(fresh.status).toBe(200);
     expect(fresh.headers['docker-content-digest']).toBe(moved.manifestDigest);
+    // Still in the load balancer: a full disk is reported, it does not make the mirror unready.
+    const ready = await get(`${mirror.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.body.toString()).dataDir).toMatch(/^full/);
   });
 });
 

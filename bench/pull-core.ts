@@ -33,7 +33,7 @@ const refusing = await startRefusingProxy();
 const env = refusing.env();
 const tokens = await startTokenIssuer({ pusher: 's3cret' });
 const upstream = await startRegistry({ token: tokens });
-const front = await startFaultFront(upstream.url);
+const front = await startFaultFront(upstream.url, { tokenRealm: tokens.realm });
 
 const layout = new ImageLayout(path.join(work, 'layout'));
 const big = await layout.layer([{ name: 'big.bin', random: BIG_MIB * 1024 * 1024 }]);

@@ -276,24 +276,37 @@ export class Mirror {
   /** The last exchange with the upstream: /readyz reports it (it does not decide readiness). */
   upstreamSeen: { reachable: boolean; at: number } | undefined;
 
-  /** Readiness: the data directory takes a write. The upstream is reported, not required. */
+  /**
+   * Readiness: the data directory takes a write. The upstream is reported, not required. A full
+   * disk (ENOSPC) is reported but ready: everything cached is still served and misses pass
+   * through uncached, which beats being taken out of the load balancer.
+   */
   async readiness(): Promise<{ ready: boolean; dataDir: string; upstream: string }> {
     const probe = path.join(this.blobs.store.tmpDir, `.readyz-${process.pid}`);
     let dataDir = 'writable';
+    let ready = true;
     try {
       await writeFile(probe, 'ok');
       await rm(probe, { force: true });
     } catch (err) {
-      dataDir = `not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      const code = (err as NodeJS.ErrnoException).code;
+      await rm(probe, { force: true }).catch(() => {});
+      ready = code === 'ENOSPC';
+      dataDir = ready
+        ? 'full (ENOSPC): serving the cache, not caching'
+        : `not writable: ${code ?? (err as Error).message}`;
     }
+    const retryIn = this.upstream.retryInSeconds;
     const upstream = this.config.offline
       ? 'offline mode'
-      : this.upstreamSeen === undefined
-        ? 'not contacted yet'
-        : this.upstreamSeen.reachable
-          ? 'reachable'
-          : 'unreachable (serving from cache)';
-    return { ready: dataDir === 'writable', dataDir, upstream };
+      : retryIn !== undefined
+        ? `unreachable, retrying in ${retryIn} s (serving from cache)`
+        : this.upstreamSeen === undefined
+          ? 'not contacted yet'
+          : this.upstreamSeen.reachable
+            ? 'reachable'
+            : 'unreachable (serving from cache)';
+    return { ready, dataDir, upstream };
   }
 
   #wireMetrics(): Metrics {

@@ -357,7 +357,9 @@ export function toRegistryError(err: unknown, upstream: string): RegistryError {
     );
   }
   if (err instanceof UpstreamAuthError) {
-    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} refused our token request`, {});
+    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream}: could not get a token`, {
+      reason: err.message,
+    });
   }
   if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
     return new RegistryError('UNAVAILABLE', 'upstream sent content that does not match its digest', {});

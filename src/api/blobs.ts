@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
-import { NoRoomError } from '../cache/blob-cache.js';
+import { pipeline, Transform } from 'node:stream';
+import { MAX_UNSIZED_BLOB_BYTES, NoRoomError } from '../cache/blob-cache.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
@@ -9,6 +9,7 @@ import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseRange } from '../oci/range.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
+import { UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
 import { blobHeaders, sendBody, sendFile, sendStream } from './respond.js';
@@ -144,7 +145,8 @@ async function headMiss(
 
 /**
  * Uncached: the upstream's body straight to the client, hashed on the way with the last byte held
- * back until the digest matched, so even this path never completes a wrong body.
+ * back until the digest matched, so even this path never completes a wrong body. Range is not
+ * honoured here (a 200 is allowed, RFC 9110 §14.2): a partial response could not be verified.
  */
 async function passThrough(
   ex: Exchange,
@@ -159,16 +161,24 @@ async function passThrough(
   const length = Number(headerValue(res.headers['content-length']));
   const headers = blobHeaders(digest.value, length, undefined)[1];
   if (!Number.isFinite(length)) delete headers['Content-Length'];
-  const verified = verifyingHoldback(digest);
-  res.body.on('error', (err) => verified.destroy(err));
-  return sendStream(ex, 200, headers, res.body.pipe(verified), length);
+  const verified = verifyingHoldback(digest, Number.isFinite(length) ? length : MAX_UNSIZED_BLOB_BYTES);
+  // Either end failing ends both: a client that leaves closes the upstream connection too.
+  pipeline(res.body, verified, () => {});
+  return sendStream(ex, 200, headers, verified, length);
 }
 
-function verifyingHoldback(digest: Digest): Transform {
+/** Hashes what passes, holding back the last byte until the digest matched; at most `limit` bytes. */
+function verifyingHoldback(digest: Digest, limit: number): Transform {
   const hash = createHash('sha256');
   let last: Buffer | undefined;
+  let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > limit) {
+        callback(new UpstreamUnreachableError(`upstream blob body larger than ${limit} bytes`, 'ETOOBIG'));
+        return;
+      }
       hash.update(chunk);
       if (last) this.push(last);
       // Keep the final byte of what we have so far; everything before it can go.

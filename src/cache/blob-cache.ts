@@ -8,6 +8,7 @@ import type { Digest } from '../oci/digest.js';
 import type { Coordinator } from '../shared/coordinator.js';
 import type { S3BlobStore } from '../shared/s3-store.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
+import { UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
@@ -32,6 +33,20 @@ const MAX_RESUMES = 3;
  * usual ~100 MB/s per stream, 16 MiB delays the first byte by about 0.2 s.
  */
 export const SHARED_CHECKED_FIRST_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A fill re-checks the free disk space every this many bytes (statfs is a cheap syscall), so a body
+ * bigger than announced, or concurrent fills that each passed the check at their start, stop at
+ * --min-free-space instead of filling the disk.
+ */
+export const FILL_ROOM_CHECK_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A blob body without Content-Length stops here. Registries and their CDNs send Content-Length for
+ * blobs (the distribution spec says SHOULD): an unsized body is rare, and an endless one is an
+ * attack. Larger than any layer we know to be served without a length.
+ */
+export const MAX_UNSIZED_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
 
 /**
  * Blobs: served from the store, or filled from the upstream once per digest however many clients
@@ -326,7 +341,7 @@ export class BlobCache {
       let body = source.body;
       let resumes = 0;
       for (;;) {
-        const sink = fillSink(writer, fill, size);
+        const sink = fillSink(writer, fill, size, this.store);
         this.#bodies.set(digest.hex, body);
         try {
           await pipeline(body, sink.stream);
@@ -426,19 +441,35 @@ function fillSink(
   writer: BlobWriter,
   fill: BlobFill,
   size: number | undefined,
+  store: BlobStore,
 ): { stream: Writable; settled: () => Promise<void> } {
   // The write in flight, so a resume reads `writer.written` only once it is final.
   let inFlight: Promise<void> = Promise.resolve();
+  let nextRoomCheck = writer.written + FILL_ROOM_CHECK_BYTES;
   const write = (chunks: Buffer[], callback: (err?: Error | null) => void) => {
-    inFlight = writer.writev(chunks).then(
-      () => {
-        if (size !== undefined && writer.written > size)
-          return callback(new SizeMismatchError(size, writer.written));
-        fill.progress(writer.written);
-        callback();
-      },
-      (err: Error) => callback(err),
-    );
+    inFlight = writer
+      .writev(chunks)
+      .then(async () => {
+        const written = writer.written;
+        if (size !== undefined && written > size) throw new SizeMismatchError(size, written);
+        if (size === undefined && written > MAX_UNSIZED_BLOB_BYTES) {
+          throw new UpstreamUnreachableError(
+            `upstream blob body without Content-Length larger than ${MAX_UNSIZED_BLOB_BYTES} bytes`,
+            'ETOOBIG',
+          );
+        }
+        if (written >= nextRoomCheck) {
+          nextRoomCheck = written + FILL_ROOM_CHECK_BYTES;
+          // What is still to come must fit too; unsized, at least what is there must.
+          if (!(await store.hasRoomFor(size === undefined ? 0 : size - written, 0)))
+            throw new NoRoomError(size);
+        }
+        fill.progress(written);
+      })
+      .then(
+        () => callback(),
+        (err: Error) => callback(err),
+      );
   };
   const stream = new Writable({
     highWaterMark: 1024 * 1024,

@@ -97,11 +97,12 @@ export class BlobStore {
 
   /**
    * Whether `size` more bytes fit while leaving the configured free space: a full disk must turn
-   * misses into uncached pass-through, not into failed pulls. statfs at most once a second.
+   * misses into uncached pass-through, not into failed pulls. statfs at most once a second on the
+   * request path; a running fill asks with `maxAgeMs` 0, since its own writes move the answer.
    */
-  async hasRoomFor(size: number): Promise<boolean> {
+  async hasRoomFor(size: number, maxAgeMs = 1000): Promise<boolean> {
     const now = Date.now();
-    if (!this.#free || now - this.#free.at > 1000) {
+    if (!this.#free || now - this.#free.at > maxAgeMs) {
       try {
         const s = await statfs(this.root);
         this.#free = { bytes: s.bavail * s.bsize, at: now };

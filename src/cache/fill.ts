@@ -11,8 +11,10 @@ type State = 'connecting' | 'streaming' | 'verified' | 'committed' | 'failed';
  * file at its own pace (FillReader), so a slow or vanished client never slows or aborts the fill
  * and memory stays flat whatever the blob size.
  *
- * The last byte is held back until the digest was verified: a client can never receive a complete
- * body whose digest is wrong; on a mismatch its connection is cut short instead.
+ * The rule: no response a client can take as complete carries unverified bytes, ranges included.
+ * Every reader holds back the last byte it owes (the blob's last byte, or a closed range's last
+ * byte) until the whole blob was verified; on a mismatch its connection is cut short instead. A
+ * 206 for `bytes=0-1023` of a blob still downloading therefore ends only once the digest matched.
  */
 export class BlobFill {
   readonly digest: Digest;
@@ -175,7 +177,8 @@ export class FillReader extends Readable {
         this.push(null);
         return;
       }
-      const available = Math.min(fill.available, last + 1);
+      // A closed range ends before the blob does: its own last byte waits for the verification too.
+      const available = Math.min(fill.available, fill.complete ? last + 1 : last);
       if (this.#pos >= available) {
         await fill.changed();
         continue;

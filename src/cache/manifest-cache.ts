@@ -85,7 +85,7 @@ export class ManifestCache {
   async byDigest(repository: string, digest: Digest): Promise<Manifest> {
     const local = await this.#local(digest);
     if (local) {
-      await this.#tags.noteManifest(this.#key(repository), digest.hex);
+      await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
       return { ...local, outcome: 'HIT' };
     }
     return this.#singleFlight(`${this.#key(repository)}@${digest.value}`, () =>
@@ -160,11 +160,14 @@ export class ManifestCache {
     if (res.status !== 200) throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { tag });
     const upstreamDigest = headerValue(res.headers['docker-content-digest']);
     if (upstreamDigest === cached.digest.value) {
-      await this.#tags.set(this.#key(repository), tag, {
-        digest: cached.digest.value,
-        mediaType: cached.mediaType,
-        checkedAt: Date.now(),
-      });
+      // Not persisted on a full disk: the in-memory entry still refreshes the TTL.
+      await this.#bookkeep(() =>
+        this.#tags.set(this.#key(repository), tag, {
+          digest: cached.digest.value,
+          mediaType: cached.mediaType,
+          checkedAt: Date.now(),
+        }),
+      );
       return { ...cached, outcome: 'REVALIDATED' };
     }
     this.#log.info({ repository, tag, from: cached.digest.value, to: upstreamDigest }, 'tag moved upstream');
@@ -191,23 +194,43 @@ export class ManifestCache {
       });
     }
     const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
-    await this.#store.put(digest, body);
+    // Verified bytes in hand: a store that cannot take them (full disk) means served uncached.
+    const stored = await this.#bookkeep(() => this.#store.put(digest, body));
     await this.#shared?.publishBuffer(digest, body).catch((err: Error) => {
       this.#log.warn(
         { digest: digest.value, err: err.message },
         'publishing a manifest to the shared store failed',
       );
     });
+    if (!stored) return { digest, mediaType, body, outcome: 'MISS' };
     this.#types.set(digest.hex, mediaType);
-    await this.#tags.noteManifest(this.#key(repository), digest.hex);
+    await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
     if (!expected) {
-      await this.#tags.set(this.#key(repository), reference, {
-        digest: digest.value,
-        mediaType,
-        checkedAt: Date.now(),
-      });
+      await this.#bookkeep(() =>
+        this.#tags.set(this.#key(repository), reference, {
+          digest: digest.value,
+          mediaType,
+          checkedAt: Date.now(),
+        }),
+      );
     }
     return { digest, mediaType, body, outcome: 'MISS' };
+  }
+
+  /**
+   * A write to the store or the tag index. They are a cache: a disk that cannot take a write (full,
+   * read-only) must not fail a request the verified bytes at hand can answer; a stale tag
+   * revalidated on a full disk answered 500 before. False when the write failed.
+   */
+  async #bookkeep(write: () => Promise<void>): Promise<boolean> {
+    try {
+      await write();
+      return true;
+    } catch (err) {
+      this.#store.noteWriteFailure(err);
+      this.#log.warn({ err: (err as Error).message }, 'cache write failed: serving without caching');
+      return false;
+    }
   }
 
   #key(repository: string): string {
@@ -246,7 +269,7 @@ export class ManifestCache {
       });
       return undefined;
     }
-    await this.#store.put(digest, found.data);
+    await this.#bookkeep(() => this.#store.put(digest, found.data));
     return found.data;
   }
 

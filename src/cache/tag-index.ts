@@ -133,6 +133,12 @@ export class TagIndex {
 async function atomicWrite(file: string, content: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}`);
-  await writeFile(temp, content);
-  await rename(temp, file);
+  try {
+    await writeFile(temp, content);
+    await rename(temp, file);
+  } catch (err) {
+    // A full disk may leave a partial temp file: it must not stay behind.
+    await rm(temp, { force: true }).catch(() => {});
+    throw err;
+  }
 }

@@ -7,7 +7,7 @@ import type { Logger } from '../observe/logger.js';
 import { type Challenge, parseWwwAuthenticate } from '../oci/www-authenticate.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './errors.js';
 import { parseRateLimit, type RateLimitReading } from './rate-limit.js';
-import { realmMayReceiveCredentials } from './realm-trust.js';
+import { realmTrust } from './realm-trust.js';
 import { parseTokenResponse, TokenCache, type TokenKey } from './token-cache.js';
 
 export interface UpstreamRequest {
@@ -26,7 +26,49 @@ export interface UpstreamResponse {
   body: Readable;
 }
 
+/**
+ * UpstreamConfig plus the hosts (globs) the operator names as token servers beside the upstream's
+ * own domain, e.g. a Keycloak elsewhere (realm-trust.ts). config.ts does not read it from flags or
+ * the file yet: until it does, it is empty unless set in code.
+ */
+export type UpstreamSettings = UpstreamConfig & { realmHosts?: string[] };
+
 const MAX_REDIRECTS = 5;
+
+/**
+ * After the upstream did not answer (no response headers within the timeout, no connection),
+ * requests to it fail at once for this long instead of each waiting out the timeout again (an
+ * upstream that accepts connections and never answers cost every uncached request 30 s, every
+ * time). Cached content is served meanwhile, stale tags included; the first request after the
+ * cool-down tries again, and any answer ends it. Long enough that a pull's burst of requests pays
+ * one timeout, short enough that a recovered upstream is used again within seconds.
+ */
+export const UNREACHABLE_COOLDOWN_MS = 15_000;
+
+/** Failures that mean "the upstream does not answer", not "this one request went wrong". */
+const NOT_ANSWERING = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * A reset before any answer: once can be a keep-alive connection the upstream closed just as a
+ * request went out, so it takes two in a row (with no answer between) to start the cool-down.
+ */
+const RESETS = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE']);
+
+/**
+ * A token response is a JWT or an opaque string in a small JSON document (Docker Hub's: ~5 KiB with
+ * both `token` and `access_token`). Read whole, so it is bounded: a realm streaming 1.5 GB of JSON
+ * took the mirror from 112 MB to 3 GB of RSS.
+ */
+export const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /**
@@ -45,16 +87,22 @@ export class UpstreamClient {
   readonly #offline: boolean;
   /** After a 429: no upstream request before this time (ms since epoch). */
   #backoffUntil = 0;
+  /** After the upstream did not answer: requests fail at once until this time (ms since epoch). */
+  #unreachableUntil = 0;
+  /** Resets in a row with no answer between (see RESETS). */
+  #resets = 0;
   rateLimit: RateLimitReading | undefined;
 
   /** Told about every HTTP exchange with the upstream (metrics). */
   onExchange: ((method: string, status: number | 'error', seconds: number) => void) | undefined;
 
   readonly #redirectAllowed: (host: string) => boolean;
+  readonly #realmListed: (host: string) => boolean;
 
-  constructor(config: UpstreamConfig, log: Logger, offline = false) {
+  constructor(config: UpstreamSettings, log: Logger, offline = false) {
     this.#config = config;
     this.#redirectAllowed = picomatch(config.redirectHosts, { nocase: true });
+    this.#realmListed = picomatch(config.realmHosts ?? [], { nocase: true });
     this.#log = log;
     this.#offline = offline;
     this.#agent = new Agent({
@@ -70,6 +118,12 @@ export class UpstreamClient {
     return this.#config.url.origin;
   }
 
+  /** Seconds left of the cool-down after the upstream did not answer; undefined when there is none. */
+  get retryInSeconds(): number | undefined {
+    const wait = this.#unreachableUntil - Date.now();
+    return wait > 0 ? Math.ceil(wait / 1000) : undefined;
+  }
+
   async close(): Promise<void> {
     await this.#agent.close();
   }
@@ -79,6 +133,10 @@ export class UpstreamClient {
       throw new UpstreamUnreachableError('offline mode: the upstream is never contacted', 'EOFFLINE');
     const wait = this.#backoffUntil - Date.now();
     if (wait > 0) throw new UpstreamBackoffError(Math.ceil(wait / 1000));
+    const retryIn = this.retryInSeconds;
+    if (retryIn !== undefined) {
+      throw new UpstreamUnreachableError(`upstream did not answer: retrying in ${retryIn} s`, 'ECOOLDOWN');
+    }
     let auth = await this.#authorizationFor(req.repository, undefined, false);
     let res = await this.#follow(req, auth);
     if (res.status === 401) {
@@ -146,11 +204,34 @@ export class UpstreamClient {
       // crash the process when nobody is listening. Readers still see errors (iteration, pipeline).
       res.body.on('error', () => {});
       this.onExchange?.(method, res.statusCode, (performance.now() - started) / 1000);
+      if (url.origin === this.#config.url.origin) {
+        this.#unreachableUntil = 0;
+        this.#resets = 0;
+      }
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
       this.onExchange?.(method, 'error', (performance.now() - started) / 1000);
-      throw toUnreachable(err, url);
+      const failure = toUnreachable(err, url);
+      if (url.origin === this.#config.url.origin) this.#noteNoAnswer(failure);
+      throw failure;
     }
+  }
+
+  /** The upstream itself (not a CDN it redirected to, not a token realm) failed to answer. */
+  #noteNoAnswer(failure: UpstreamUnreachableError): void {
+    const reset = RESETS.has(failure.code);
+    if (reset) this.#resets++;
+    if (!NOT_ANSWERING.has(failure.code) && !(reset && this.#resets >= 2)) return;
+    this.#resets = 0;
+    this.#unreachableUntil = Date.now() + UNREACHABLE_COOLDOWN_MS;
+    this.#log.warn(
+      {
+        upstream: this.#config.url.host,
+        reason: failure.code,
+        retryInSeconds: UNREACHABLE_COOLDOWN_MS / 1000,
+      },
+      'upstream did not answer: failing fast, serving from cache',
+    );
   }
 
   async #authorizationFor(
@@ -176,6 +257,8 @@ export class UpstreamClient {
   ): Promise<string | undefined> {
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
     if (bearer?.params.realm) {
+      // Checked before it is kept: a refused realm is asked for again next time, not remembered.
+      this.#realm(bearer.params.realm);
       this.#bearer = { realm: bearer.params.realm, service: bearer.params.service ?? '' };
       return this.#authorizationFor(repository, bearer.params.scope, true);
     }
@@ -195,15 +278,39 @@ export class UpstreamClient {
     return `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}`;
   }
 
+  /** The realm URL and what it may receive; UpstreamAuthError, before any request, when refused. */
+  #realm(value: string): { realm: URL; credentials: boolean } {
+    let realm: URL;
+    try {
+      realm = new URL(value);
+    } catch (err) {
+      throw new UpstreamAuthError('the upstream named a token realm that is not a URL', { cause: err });
+    }
+    const trust = realmTrust(realm, this.#config.url, this.#realmListed);
+    if (trust === 'refused') {
+      this.#log.warn({ realm: realm.origin }, 'token realm outside the upstream and not listed: refused');
+      throw new UpstreamAuthError(
+        `token realm ${realm.origin} is neither the upstream's own host or domain nor a listed realm host`,
+      );
+    }
+    return { realm, credentials: trust === 'credentials' };
+  }
+
   async #fetchToken(key: TokenKey): Promise<{ token: string; expiresIn?: number; issuedAt?: string }> {
-    const realm = new URL(key.realm);
+    const { realm, credentials } = this.#realm(key.realm);
     if (key.service) realm.searchParams.set('service', key.service);
     for (const scope of key.scope.split(' ').filter(Boolean)) realm.searchParams.append('scope', scope);
     const headers: Record<string, string> = { 'user-agent': 'hubcache/0.1', accept: 'application/json' };
     const basic = this.#basicCredentials();
-    if (basic && realmMayReceiveCredentials(realm, this.#config.url)) headers.authorization = basic;
+    if (basic && credentials) headers.authorization = basic;
     const res = await this.#send(realm, 'GET', headers);
-    const text = await readText(res.body);
+    let text: string;
+    try {
+      text = (await readBody(res.body, MAX_TOKEN_RESPONSE_BYTES)).toString('utf8');
+    } catch (err) {
+      // Too big (ETOOBIG), or cut short: either way no token.
+      throw new UpstreamAuthError(`token endpoint ${realm.host}: ${(err as Error).message}`, { cause: err });
+    }
     if (res.status !== 200) {
       this.#log.warn({ realm: realm.host, status: res.status }, 'token request refused');
       throw new UpstreamAuthError(`token endpoint ${realm.host} answered ${res.status}`);
@@ -242,12 +349,6 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
 
 export function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-async function readText(body: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Reads a whole (small) upstream body, refusing more than `limit` bytes. */

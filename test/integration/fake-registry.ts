@@ -12,7 +12,10 @@ export type Fault =
   | { kind: 'truncate'; after: number }
   | { kind: 'stall'; after: number }
   | { kind: 'status'; status: number; headers?: Record<string, string> }
-  | { kind: 'gate'; after: number; open: Promise<void> };
+  /** Sends `after` bytes, then the rest once `open` resolves; `corrupt` flips a byte in the middle first. */
+  | { kind: 'gate'; after: number; open: Promise<void>; corrupt?: boolean }
+  /** Takes the request and never answers (an upstream that accepts connections and hangs). */
+  | { kind: 'hang' };
 
 export interface SeenRequest {
   method: string;
@@ -27,6 +30,8 @@ export interface FakeRegistry {
   requests: SeenRequest[];
   cdnRequests: SeenRequest[];
   tokenRequests: number;
+  /** TCP connections the registry (not its CDN) accepted. */
+  connections: number;
   addBlob(bytes: Buffer): string;
   addManifest(repository: string, tag: string | undefined, body: unknown, mediaType: string): string;
   /** Headers added to every manifest answer (e.g. Docker Hub's ratelimit-*). */
@@ -55,6 +60,7 @@ export async function startFakeRegistry(
     requests: [],
     cdnRequests: [],
     tokenRequests: 0,
+    connections: 0,
     manifestHeaders: {},
     fault: undefined,
     addBlob(bytes) {
@@ -88,6 +94,7 @@ export async function startFakeRegistry(
     method: string,
     fault: Fault | undefined,
   ) => {
+    if (fault?.kind === 'hang') return;
     if (fault?.kind === 'status') {
       res.writeHead(fault.status, { 'Content-Type': 'application/json', ...fault.headers });
       res.end(JSON.stringify({ errors: [{ code: 'FAULT', message: 'injected' }] }));
@@ -96,19 +103,20 @@ export async function startFakeRegistry(
     res.writeHead(status, { 'Content-Length': body.length, ...headers });
     if (method === 'HEAD') return void res.end();
     if (!fault) return void res.end(body);
-    if (fault.kind === 'corrupt') {
-      const copy = Buffer.from(body);
-      copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
-      return void res.end(copy);
+    let bytes = body;
+    if (fault.kind === 'corrupt' || (fault.kind === 'gate' && fault.corrupt)) {
+      bytes = Buffer.from(body);
+      bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] ?? 0) ^ 0xff;
     }
+    if (fault.kind === 'corrupt') return void res.end(bytes);
     if (fault.kind === 'truncate') {
       // Close after the partial body is flushed (FIN, like an upstream that goes away mid-body).
-      res.write(body.subarray(0, fault.after), () => res.socket?.destroySoon());
+      res.write(bytes.subarray(0, fault.after), () => res.socket?.destroySoon());
       return;
     }
-    res.write(body.subarray(0, fault.after));
+    res.write(bytes.subarray(0, fault.after));
     if (fault.kind === 'stall') return; // never finishes: the mirror's idle timeout must fire
-    void fault.open.then(() => res.end(body.subarray(fault.after)));
+    void fault.open.then(() => res.end(bytes.subarray(fault.after)));
   };
 
   /** Blobs honour `Range: bytes=N-` (206), as registries and CDNs do: resumes depend on it. */
@@ -211,6 +219,9 @@ export async function startFakeRegistry(
   };
 
   const server = createServer(handle);
+  server.on('connection', () => {
+    registry.connections++;
+  });
   // The CDN: another host name, no auth expected; records what arrives.
   const cdn = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');

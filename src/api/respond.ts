@@ -44,7 +44,15 @@ export function sendJson(ex: Exchange, status: number, value: unknown, headers: 
 
 export function sendError(ex: Exchange, err: RegistryError): void {
   const body = Buffer.from(JSON.stringify(err.toJSON()));
-  head(ex, err.status, { 'Content-Type': 'application/json', 'Content-Length': body.length, ...err.headers });
+  // Answered before the request's body was all read (an upload cut short, a body too large): the
+  // rest is not read, and the connection closes after the answer instead of reading on.
+  const close: Headers = ex.req.complete ? {} : { Connection: 'close' };
+  head(ex, err.status, {
+    'Content-Type': 'application/json',
+    'Content-Length': body.length,
+    ...close,
+    ...err.headers,
+  });
   // HEAD gets the status and headers only (RFC 9110 §9.3.2).
   ex.res.end(ex.method === 'HEAD' ? undefined : body);
 }

@@ -1,0 +1,250 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { Agent, request } from 'undici';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  MAX_UPLOAD_BYTES,
+  MAX_UPLOAD_SESSIONS,
+  MAX_UPLOAD_SESSIONS_PER_CLIENT,
+} from '../../src/hosted/uploads.js';
+import type { RunningMirror } from '../../src/listen.js';
+import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
+import { addImage, get, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+
+/**
+ * Issue 13, the push side: every input from a client is hostile. Each test is an attack that
+ * worked on d07d3e6 (the observation is in the commit that fixed it).
+ */
+
+const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+interface Sent {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+async function send(
+  url: string,
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET' | 'HEAD',
+  body?: Buffer | string | Readable,
+  headers: Record<string, string> = {},
+  dispatcher?: Agent,
+): Promise<Sent> {
+  const res = await request(url, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body }),
+    ...(dispatcher ? { dispatcher } : {}),
+  });
+  const chunks: Buffer[] = [];
+  for await (const c of res.body) chunks.push(c as Buffer);
+  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+}
+
+const code = (r: Sent) => (JSON.parse(r.body.toString()) as { errors: { code: string }[] }).errors[0]?.code;
+
+async function pushBlob(name: string, bytes: Buffer): Promise<string> {
+  const res = await send(`${base}/v2/${name}/blobs/uploads/?digest=${sha(bytes)}`, 'POST', bytes);
+  expect(res.status, res.body.toString()).toBe(201);
+  return sha(bytes);
+}
+
+function manifestOf(config: { digest: string; size: number }, layers: { digest: string; size: number }[]) {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+    }),
+  );
+}
+
+function putManifest(name: string, reference: string, manifest: Buffer): Promise<Sent> {
+  return send(`${base}/v2/${name}/manifests/${reference}`, 'PUT', manifest, { 'content-type': OCI_MANIFEST });
+}
+
+/** Waits (bounded) for something the mirror does just after answering, e.g. a fill's rename. */
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const blobFile = (digest: string) =>
+  path.join(data.dir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  for (const name of existsSync(dir) ? readdirSync(dir) : []) total += statSync(path.join(dir, name)).size;
+  return total;
+}
+
+let hub: FakeRegistry;
+let running: RunningMirror | undefined;
+let data: Awaited<ReturnType<typeof tempDataDir>>;
+let base: string;
+
+async function start(args: string[]): Promise<void> {
+  await running?.close();
+  running = await mirrorFor(hub, data.dir, args);
+  base = running.url;
+}
+
+beforeEach(async () => {
+  hub = await startFakeRegistry();
+  data = await tempDataDir();
+});
+
+afterEach(async () => {
+  await running?.close();
+  running = undefined;
+  await hub.close();
+  await data.remove();
+});
+
+describe('upload sessions', () => {
+  it('are capped per client address and in total (429 + Retry-After), hold no file descriptor between requests, and cached pulls and /readyz go on', async () => {
+    await start([]);
+    const img = addImage(hub, 'library/alpine', '3.20', 4096);
+    expect((await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`)).status).toBe(200);
+    await until(() => existsSync(blobFile(img.layerDigest)), 'the pulled blob to be stored');
+    const server = (running as RunningMirror).server;
+    const connections = () => new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
+    const fdsBefore = readdirSync('/proc/self/fd').length;
+
+    // 12 client addresses (all of 127/8 is loopback on Linux), each trying 20 more sessions than its cap.
+    const addresses = Array.from({ length: 12 }, (_, i) => `127.0.0.${i + 1}`);
+    const perAddress = MAX_UPLOAD_SESSIONS_PER_CLIENT + 20;
+    const agents = addresses.map((localAddress) => new Agent({ localAddress, connections: 4 }));
+    const outcomes = await Promise.all(
+      agents.map(async (agent) => {
+        const results: Sent[] = [];
+        const lanes = Array.from({ length: 4 }, async () => {
+          while (results.length < perAddress) {
+            results.push(await send(`${base}/v2/flood/app/blobs/uploads/`, 'POST', undefined, {}, agent));
+          }
+        });
+        await Promise.all(lanes);
+        return results;
+      }),
+    );
+    const all = outcomes.flat();
+    const accepted = all.filter((r) => r.status === 202);
+    const refused = all.filter((r) => r.status !== 202);
+    expect(accepted.length).toBe(MAX_UPLOAD_SESSIONS);
+    for (const results of outcomes) {
+      expect(results.filter((r) => r.status === 202).length).toBeLessThanOrEqual(
+        MAX_UPLOAD_SESSIONS_PER_CLIENT,
+      );
+    }
+    expect(refused.length).toBe(all.length - MAX_UPLOAD_SESSIONS);
+    for (const r of refused) {
+      expect(r.status).toBe(429);
+      expect(code(r)).toBe('TOOMANYREQUESTS');
+      expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    }
+
+    // At the cap, the mirror still serves: a cached blob (no upstream) and readiness.
+    const upstreamBefore = hub.requests.length;
+    const hit = await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`);
+    expect(hit.status).toBe(200);
+    expect(hit.headers['x-cache']).toBe('HIT');
+    expect(hub.requests.length).toBe(upstreamBefore);
+    expect((await get(`${base}/readyz`)).status).toBe(200);
+
+    // A thousand sessions, and no file descriptor held for any of them (only sockets come and go).
+    await Promise.all(agents.map((a) => a.close()));
+    // Only this test's own client (the global dispatcher) stays connected: a connection or two.
+    await until(async () => (await connections()) <= 2, 'the flood connections to close');
+    expect(readdirSync('/proc/self/fd').length - fdsBefore).toBeLessThan(20);
+
+    // A session ended frees its place.
+    const mine = accepted.find((r) => r.headers.location)?.headers.location as string;
+    expect((await send(`${base}${mine}`, 'DELETE')).status).toBe(204);
+    const again = await send(`${base}/v2/flood/app/blobs/uploads/`, 'POST');
+    expect(again.status).toBe(202);
+  });
+
+  it('a chunked PATCH is cut once the disk nears --min-free-space, and the upload stops growing', async () => {
+    // Only 16 MiB may be written before the disk is "full".
+    const s = await statfs(data.dir);
+    const allowed = 16 * 1024 * 1024;
+    await start(['--min-free-space', String(s.bavail * s.bsize - allowed)]);
+    const session = await send(`${base}/v2/fill/disk/blobs/uploads/`, 'POST');
+    expect(session.status).toBe(202);
+    const location = session.headers.location as string;
+    const total = 160 * 1024 * 1024;
+    const chunk = randomBytes(1024 * 1024);
+    // A stream: undici sends it chunked, with no Content-Length to check up front.
+    async function* body() {
+      for (let sent = 0; sent < total; sent += chunk.length) yield chunk;
+    }
+    const res = await send(`${base}${location}`, 'PATCH', Readable.from(body()));
+    expect(res.status).toBe(503);
+    expect(code(res)).toBe('UNAVAILABLE');
+    expect(dirBytes(path.join(data.dir, 'uploads'))).toBeLessThan(4 * allowed);
+  });
+
+  it('an upload announcing more than the upload size limit is refused before a byte is read', async () => {
+    await start([]);
+    const session = await send(`${base}/v2/big/blob/blobs/uploads/`, 'POST');
+    const location = session.headers.location as string;
+    // undici would insist on sending the body it announces: the headers alone, by a raw client.
+    const { connect } = await import('node:net');
+    const url = new URL(base);
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(Number(url.port), url.hostname);
+      let out = '';
+      socket.setTimeout(5000, () => socket.destroy());
+      socket.on('data', (d) => {
+        out += d.toString('latin1');
+        if (out.includes('\r\n\r\n') && out.includes('}')) socket.destroy();
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(out));
+      socket.write(
+        `PATCH ${location} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Length: ${MAX_UPLOAD_BYTES + 1}\r\n\r\n`,
+      );
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('"BLOB_UPLOAD_INVALID"');
+  });
+});
+
+describe('pushes and the size bound', () => {
+  it('30 pushes of 1 MiB images with --max-size 4MiB all succeed, and each pulls back', async () => {
+    await start(['--max-size', '4MiB']);
+    const pushed: { name: string; digest: string; layer: Buffer }[] = [];
+    for (let i = 0; i < 30; i++) {
+      const name = `team/img${i}`;
+      const config = Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', n: i }));
+      const layer = randomBytes(1024 * 1024);
+      await pushBlob(name, config);
+      // The layer as docker sends it: a session, one chunk, the closing PUT.
+      const session = await send(`${base}/v2/${name}/blobs/uploads/`, 'POST');
+      const location = session.headers.location as string;
+      expect((await send(`${base}${location}`, 'PATCH', layer)).status).toBe(202);
+      const done = await send(`${base}${location}?digest=${sha(layer)}`, 'PUT');
+      expect(done.status, done.body.toString()).toBe(201);
+      const manifest = manifestOf({ digest: sha(config), size: config.length }, [
+        { digest: sha(layer), size: layer.length },
+      ]);
+      const put = await putManifest(name, '1', manifest);
+      expect(put.status, `push ${i}: ${put.body.toString()}`).toBe(201);
+      pushed.push({ name, digest: sha(manifest), layer });
+    }
+    for (const p of pushed) {
+      const m = await get(`${base}/v2/${p.name}/manifests/1`, { accept: OCI_MANIFEST });
+      expect(m.status).toBe(200);
+      expect(m.headers['docker-content-digest']).toBe(p.digest);
+      expect((await get(`${base}/v2/${p.name}/blobs/${sha(p.layer)}`)).body.equals(p.layer)).toBe(true);
+    }
+  });
+});

@@ -11,6 +11,7 @@ import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
+import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
 import { UploadSessions } from './hosted/uploads.js';
 import { ClientAuth } from './observe/client-auth.js';
@@ -59,6 +60,8 @@ export class Mirror {
   /** Repositories clients pushed to, and the uploads under way. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
+  /** Blob HEADs answered yes, which a push may still rely on (in memory only). */
+  readonly headPromises: HeadPromises;
   /** Read buffers for the blob hit path (reused: no allocation per chunk). */
   readonly buffers = new BufferPool();
 
@@ -93,7 +96,8 @@ export class Mirror {
       },
       log,
     );
-    store.keep = (hex) => this.hosted.holds(hex);
+    this.headPromises = new HeadPromises(config.hosted.gcGraceMs, config.hosted.uploadExpiryMs);
+    store.keep = (hex) => this.hosted.holds(hex) || this.headPromises.holds(hex);
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log, shared);
     this.manifests = new ManifestCache(
@@ -180,7 +184,7 @@ export class Mirror {
       this.hosted,
       this.config.dataDir,
       this.config.hosted.gcGraceMs,
-      this.uploads.repositories,
+      { uploading: this.uploads.repositories, promised: (hex) => this.headPromises.holds(hex) },
     ).finally(() => {
       this.#collecting = undefined;
     });

@@ -1,7 +1,7 @@
 import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
 import type { StoredManifest } from '../hosted/repositories.js';
 import type { Mirror } from '../mirror.js';
-import { parseDigest } from '../oci/digest.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { parseReference } from '../oci/names.js';
@@ -91,18 +91,23 @@ export async function hostedManifestHandler(
 /**
  * A push can only skip a blob the registry said it has. For a name that was mirrored until this
  * push, a HEAD before the first upload may have been answered from the upstream; such a blob is
- * fetched (verified, single-flight, like any miss) so that the promise holds.
+ * fetched (verified, single-flight, like any miss) so that the promise holds. Only those: a
+ * manifest naming digests nobody HEADed costs no upstream request, and one PUT fetches a bounded
+ * number (hosted/head-promises.ts).
  */
 async function fetchMissingFromUpstream(mirror: Mirror, name: string, blobs: Descriptor[]): Promise<void> {
+  const target = mirror.mirroredTarget(name);
+  if (!target || mirror.config.offline) return;
+  const missing: Digest[] = [];
   for (const d of blobs) {
-    if (d.foreign || (await mirror.blobs.store.size(d.digest)) !== undefined) continue;
-    const target = mirror.mirroredTarget(name);
-    if (!target || mirror.config.offline) return;
+    if (!d.foreign && (await mirror.blobs.store.size(d.digest)) === undefined) missing.push(d.digest);
+  }
+  for (const digest of mirror.headPromises.fetchable(target.name, missing)) {
     try {
-      const { fill } = mirror.blobs.fill(target.name, d.digest, target.route.client);
+      const { fill } = mirror.blobs.fill(target.name, digest, target.route.client);
       await fill.finished;
     } catch {
-      // Not upstream either: putManifest answers MANIFEST_BLOB_UNKNOWN.
+      // Not upstream after all: putManifest answers MANIFEST_BLOB_UNKNOWN.
     }
   }
 }
@@ -123,13 +128,11 @@ export async function hostedBlobHandler(
     await mirror.hosted.unlink(name, digest);
     return sendBody(ex, 202, {}, undefined);
   }
-  // A HEAD is how a push asks "do you have it?": a yes must still hold when the manifest arrives.
-  if (ex.method === 'HEAD' && (await mirror.blobs.store.size(digest)) !== undefined) {
-    await mirror.hosted.link(name, digest);
-  }
   if (!(await serveStoredBlob(ex, mirror, digest, 'HOSTED'))) {
     throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
   }
+  // A HEAD is how a push asks "do you have it?": the yes holds (in memory) until the manifest arrives.
+  if (ex.method === 'HEAD' && mirror.hosted.pushEnabled) mirror.headPromises.storedConfirmed(digest.hex);
 }
 
 export async function hostedTagsHandler(ex: Exchange, mirror: Mirror, name: string): Promise<void> {

@@ -48,7 +48,7 @@ export class HostedRepositories {
   readonly #names = new Set<string>();
   /** Blobs hosted content needs (eviction never removes them). Grows until the next collection. */
   #held = new Set<string>();
-  /** Layer links written recently: a HEAD during a push refreshes its link at most this often. */
+  /** Layer links written recently: a link is refreshed (mount, upload) at most this often. */
   readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
@@ -75,6 +75,11 @@ export class HostedRepositories {
 
   get pushEnabled(): boolean {
     return this.#rules.push;
+  }
+
+  /** Whether a push may make a hosted repository of a name not hosted yet (no patterns decide). */
+  get createsOnPush(): boolean {
+    return this.#rules.push && !this.#matches;
   }
 
   isHosted(name: string): boolean {
@@ -108,7 +113,7 @@ export class HostedRepositories {
     this.#log.info({ repository: name }, 'hosted repository created by a push');
   }
 
-  /** Records that a blob was uploaded to, mounted into or confirmed for a repository. */
+  /** Records that a blob was uploaded to or mounted into a repository. */
   async link(name: string, digest: Digest): Promise<void> {
     this.#hold(digest.hex);
     this.#names.add(name);

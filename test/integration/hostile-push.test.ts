@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MAX_UPSTREAM_FETCHES_PER_MANIFEST } from '../../src/hosted/head-promises.js';
 import {
   MAX_UPLOAD_BYTES,
   MAX_UPLOAD_SESSIONS,
@@ -246,5 +247,62 @@ describe('pushes and the size bound', () => {
       expect(m.headers['docker-content-digest']).toBe(p.digest);
       expect((await get(`${base}/v2/${p.name}/blobs/${sha(p.layer)}`)).body.equals(p.layer)).toBe(true);
     }
+  });
+});
+
+describe('manifest PUTs', () => {
+  it('a manifest listing 500 unknown digests costs no upstream request; HEAD-confirmed ones at most the bound', async () => {
+    await start([]);
+    const config = Buffer.from('{"os":"linux"}');
+    await pushBlob('attack/app', config);
+    const layers = Array.from({ length: 499 }, () => ({ digest: sha(randomBytes(32)), size: 1000 }));
+    const before = hub.requests.length;
+    const put = await putManifest(
+      'attack/app',
+      '1',
+      manifestOf({ digest: sha(config), size: config.length }, layers),
+    );
+    expect(code(put)).toBe('MANIFEST_BLOB_UNKNOWN');
+    expect(hub.requests.length - before).toBe(0);
+
+    // Blobs a HEAD on the mirrored name said the upstream has: fetched, but never more than the bound.
+    const upstreamLayers = Array.from({ length: 40 }, () => randomBytes(1000));
+    for (const l of upstreamLayers) hub.addBlob(l);
+    for (const l of upstreamLayers) {
+      expect((await get(`${base}/v2/attack/big/blobs/${sha(l)}`, {}, 'HEAD')).status).toBe(200);
+    }
+    await pushBlob('attack/big', config);
+    const fetchesBefore = hub.count('GET', /\/blobs\//);
+    const big = await putManifest(
+      'attack/big',
+      '1',
+      manifestOf(
+        { digest: sha(config), size: config.length },
+        upstreamLayers.map((l) => ({ digest: sha(l), size: l.length })),
+      ),
+    );
+    expect(code(big)).toBe('MANIFEST_BLOB_UNKNOWN');
+    expect(hub.count('GET', /\/blobs\//) - fetchesBefore).toBeLessThanOrEqual(
+      MAX_UPSTREAM_FETCHES_PER_MANIFEST,
+    );
+  });
+});
+
+describe('retention', () => {
+  it('a HEAD on a hosted name changes no retention: no link file, and GC removes the blob', async () => {
+    await start(['--gc-grace', '0']);
+    const config = Buffer.from('{"os":"linux"}');
+    await pushBlob('mine', config);
+    // A blob stored by a pull through, that no hosted manifest uses.
+    const pulled = randomBytes(3000);
+    hub.addBlob(pulled);
+    expect((await get(`${base}/v2/library/x/blobs/${sha(pulled)}`)).status).toBe(200);
+    await until(() => existsSync(blobFile(sha(pulled))), 'the pulled blob to be stored');
+    // An anonymous HEAD on the hosted name: "yes".
+    expect((await get(`${base}/v2/mine/blobs/${sha(pulled)}`, {}, 'HEAD')).status).toBe(200);
+    expect(existsSync(path.join(data.dir, 'hosted', 'mine', '_layers', sha(pulled).slice(7)))).toBe(false);
+    const gc = await send(`${base}/_hubcache/gc`, 'POST');
+    expect(gc.status).toBe(200);
+    expect(existsSync(blobFile(sha(pulled)))).toBe(false);
   });
 });

@@ -6,10 +6,10 @@ import { RegistryError } from '../oci/errors.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { parseReference } from '../oci/names.js';
 import { negotiate } from '../oci/negotiation.js';
-import { readBody } from '../upstream/client.js';
 import { serveStoredBlob } from './blobs.js';
 import type { Exchange } from './exchange.js';
 import { paginate } from './paginate.js';
+import { BodyTooLargeError, readRequestBody } from './request-body.js';
 import { sendBody, sendJson, sendNotModified } from './respond.js';
 
 /**
@@ -25,9 +25,12 @@ export async function hostedManifestHandler(
   const ref = parseReference(rawReference);
   const hosted = mirror.hosted;
   if (ex.method === 'PUT') {
-    const body = await readBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: { code?: string }) => {
-      if (err.code === 'ETOOBIG')
-        throw new RegistryError('MANIFEST_INVALID', 'manifest larger than 4 MiB', {});
+    const body = await readRequestBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: unknown) => {
+      if (err instanceof BodyTooLargeError) {
+        throw new RegistryError('MANIFEST_INVALID', 'manifest larger than 4 MiB', {
+          limit: MAX_PUSHED_MANIFEST_BYTES,
+        });
+      }
       throw err;
     });
     const manifest = checkManifest(body, ex.req.headers['content-type']);

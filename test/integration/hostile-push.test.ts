@@ -286,6 +286,18 @@ describe('manifest PUTs', () => {
       MAX_UPSTREAM_FETCHES_PER_MANIFEST,
     );
   });
+
+  it('a manifest over 4 MiB gets a JSON error the client can read, not a reset connection', async () => {
+    await start([]);
+    const body = Buffer.alloc(5 * 1024 * 1024, 0x20);
+    const res = await send(`${base}/v2/big/manifest/manifests/1`, 'PUT', body, {
+      'content-type': OCI_MANIFEST,
+    });
+    expect(res.status).toBe(400);
+    expect(code(res)).toBe('MANIFEST_INVALID');
+    // The connection is still good for the next request.
+    expect((await get(`${base}/v2/`)).status).toBe(200);
+  });
 });
 
 describe('retention', () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -297,6 +297,40 @@ describe('manifest PUTs', () => {
     expect(code(res)).toBe('MANIFEST_INVALID');
     // The connection is still good for the next request.
     expect((await get(`${base}/v2/`)).status).toBe(200);
+  });
+
+  it('concurrent PUTs of one tag: the digest served is the one on disk, before and after a restart', async () => {
+    await start([]);
+    const config = Buffer.from('{"os":"linux"}');
+    await pushBlob('race/tag', config);
+    for (let round = 0; round < 5; round++) {
+      const manifests = Array.from({ length: 20 }, (_, i) =>
+        Buffer.from(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: OCI_MANIFEST,
+            config: {
+              mediaType: 'application/vnd.oci.image.config.v1+json',
+              digest: sha(config),
+              size: config.length,
+            },
+            layers: [],
+            annotations: { round: String(round), n: String(i) },
+          }),
+        ),
+      );
+      const puts = await Promise.all(manifests.map((m) => putManifest('race/tag', 'latest', m)));
+      for (const p of puts) expect(p.status).toBe(201);
+      const served = (await get(`${base}/v2/race/tag/manifests/latest`)).headers['docker-content-digest'];
+      const onDisk = JSON.parse(
+        readFileSync(path.join(data.dir, 'hosted', 'race', 'tag', '_tags', 'latest'), 'utf8'),
+      ).digest;
+      expect(served, `round ${round}`).toBe(onDisk);
+    }
+    const before = (await get(`${base}/v2/race/tag/manifests/latest`)).headers['docker-content-digest'];
+    await start([]);
+    const after = (await get(`${base}/v2/race/tag/manifests/latest`)).headers['docker-content-digest'];
+    expect(after).toBe(before);
   });
 });
 

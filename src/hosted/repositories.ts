@@ -108,7 +108,7 @@ export class HostedRepositories {
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
     if (this.#names.has(name)) return;
-    await mkdir(this.#dir(name), { recursive: true });
+    await this.#writingTo(name, () => mkdir(this.#dir(name), { recursive: true }));
     this.#names.add(name);
     this.#log.info({ repository: name }, 'hosted repository created by a push');
   }
@@ -121,12 +121,14 @@ export class HostedRepositories {
     if (this.#linked.has(key)) return;
     const file = path.join(this.#dir(name), '_layers', digest.hex);
     const now = new Date();
-    try {
-      await utimes(file, now, now);
-    } catch {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, '');
-    }
+    await this.#writingTo(name, async () => {
+      try {
+        await utimes(file, now, now);
+      } catch {
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, '');
+      }
+    });
     this.#linked.set(key, true);
   }
 
@@ -145,6 +147,10 @@ export class HostedRepositories {
    * before they are checked, so a concurrent collection cannot remove one in between.
    */
   async putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
+    await this.#writingTo(name, () => this.#putManifest(name, m, tags));
+  }
+
+  async #putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
     for (const d of [...m.blobs, ...m.manifests]) this.#hold(d.digest.hex);
     this.#hold(m.digest.hex);
     for (const d of m.blobs) {
@@ -341,14 +347,56 @@ export class HostedRepositories {
     );
   }
 
-  /** A repository with no manifest, tag or upload link left is no longer hosted (unless a pattern says so). */
+  /**
+   * A repository with no manifest, tag or upload link left is no longer hosted (unless a pattern
+   * says so). Never while a push writes into it (see #writingTo): removing the folder under a
+   * write failed one or the other (ENOENT, ENOTEMPTY: a 500).
+   */
   async #dropIfEmpty(name: string): Promise<void> {
+    if (this.#writing.has(name) || this.#dropping.has(name)) return;
+    const drop = this.#drop(name);
+    this.#dropping.set(
+      name,
+      drop.catch(() => {}),
+    );
+    try {
+      await drop;
+    } finally {
+      this.#dropping.delete(name);
+    }
+  }
+
+  async #drop(name: string): Promise<void> {
     const dir = this.#dir(name);
     for (const sub of ['_manifests', '_tags', '_layers']) {
       if ((await listDir(path.join(dir, sub))).length > 0) return;
     }
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      // Something was written meanwhile (not by this process's pushes, which wait): not empty, kept.
+      if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY') return;
+      throw err;
+    }
     this.#names.delete(name);
+  }
+
+  /** Writes under way per repository. */
+  readonly #writing = new Map<string, number>();
+  /** Repositories being dropped: a write waits for the drop to finish, then recreates what it needs. */
+  readonly #dropping = new Map<string, Promise<void>>();
+
+  /** Runs a write into `name`'s folder, which no collection removes meanwhile. */
+  async #writingTo<T>(name: string, write: () => Promise<T>): Promise<T> {
+    for (let drop = this.#dropping.get(name); drop; drop = this.#dropping.get(name)) await drop;
+    this.#writing.set(name, (this.#writing.get(name) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      const left = (this.#writing.get(name) ?? 1) - 1;
+      if (left > 0) this.#writing.set(name, left);
+      else this.#writing.delete(name);
+    }
   }
 
   #dir(name: string): string {

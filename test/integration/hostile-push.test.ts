@@ -351,4 +351,39 @@ describe('retention', () => {
     expect(gc.status).toBe(200);
     expect(existsSync(blobFile(sha(pulled)))).toBe(false);
   });
+
+  it('GC racing pushes (--gc-grace 0) never answers 500', async () => {
+    await start(['--gc-grace', '0']);
+    const statuses: number[] = [];
+    const note = (r: Sent) => {
+      statuses.push(r.status);
+      return r;
+    };
+    for (let round = 0; round < 50; round++) {
+      const name = `race/r${round}`;
+      const layer = randomBytes(2000);
+      const config = Buffer.from(`{"round":${round}}`);
+      const push = (async () => {
+        note(await send(`${base}/v2/${name}/blobs/uploads/?digest=${sha(config)}`, 'POST', config));
+        const session = note(await send(`${base}/v2/${name}/blobs/uploads/`, 'POST'));
+        const location = session.headers.location as string;
+        note(await send(`${base}${location}`, 'PATCH', layer));
+        note(await send(`${base}${location}?digest=${sha(layer)}`, 'PUT'));
+        note(
+          await putManifest(
+            name,
+            '1',
+            manifestOf({ digest: sha(config), size: config.length }, [
+              { digest: sha(layer), size: layer.length },
+            ]),
+          ),
+        );
+      })();
+      const collections = (async () => {
+        for (let i = 0; i < 4; i++) note(await send(`${base}/_hubcache/gc`, 'POST'));
+      })();
+      await Promise.all([push, collections]);
+    }
+    expect(statuses.filter((s) => s >= 500)).toEqual([]);
+  });
 });

@@ -46,8 +46,14 @@ export async function hostedManifestHandler(
       const parsed = parseReference(tag);
       if (parsed.kind !== 'tag') throw new RegistryError('TAG_INVALID', 'invalid tag', { tag });
     }
-    await fetchMissingFromUpstream(mirror, name, manifest.blobs);
-    await hosted.putManifest(name, manifest, tags);
+    // Held from before a fetch: the eviction a fetched blob's arrival starts must not take it.
+    const release = hosted.reserve(manifest.blobs.map((d) => d.digest.hex));
+    try {
+      await fetchMissingFromUpstream(mirror, name, manifest.blobs);
+      await hosted.putManifest(name, manifest, tags);
+    } finally {
+      release();
+    }
     ex.outcome = 'HOSTED';
     const headers: Record<string, string> = {
       Location: `/v2/${name}/manifests/${manifest.digest.value}`,

@@ -102,8 +102,32 @@ export class HostedRepositories {
   }
 
   holds(hex: string): boolean {
-    return this.#held.has(hex);
+    return this.#held.has(hex) || this.#pending.has(hex);
   }
+
+  /**
+   * Holds blobs for a manifest PUT under way until the returned function is called: from before
+   * they are checked or fetched (a collection or an eviction cannot take one in between), without
+   * keeping them when the PUT fails (a PUT naming thousands of made-up digests once held every one
+   * in memory until the next collection).
+   */
+  reserve(hexes: Iterable<string>): () => void {
+    const mine = [...new Set(hexes)];
+    for (const hex of mine) this.#pending.set(hex, (this.#pending.get(hex) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const hex of mine) {
+        const left = (this.#pending.get(hex) ?? 1) - 1;
+        if (left > 0) this.#pending.set(hex, left);
+        else this.#pending.delete(hex);
+      }
+    };
+  }
+
+  /** Blobs reserved by manifest PUTs under way, with how many reserve each. */
+  readonly #pending = new Map<string, number>();
 
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
@@ -144,15 +168,44 @@ export class HostedRepositories {
   /**
    * Stores a checked manifest under `name`, tagged with `tags`. Everything it refers to must be
    * here already: blobs in the store, index entries in this repository. The references are held
-   * before they are checked, so a concurrent collection cannot remove one in between.
+   * (reserved) before they are checked, so a concurrent collection cannot remove one in between,
+   * and held for good only once the checks passed.
    */
   async putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
     await this.#writingTo(name, () => this.#putManifest(name, m, tags));
   }
 
   async #putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
-    for (const d of [...m.blobs, ...m.manifests]) this.#hold(d.digest.hex);
-    this.#hold(m.digest.hex);
+    const refs = [...m.blobs, ...m.manifests].map((d) => d.digest.hex);
+    const release = this.reserve([...refs, m.digest.hex]);
+    try {
+      await this.#checkReferences(name, m);
+      for (const hex of refs) this.#hold(hex);
+      this.#hold(m.digest.hex);
+      await this.#store.put(m.digest, m.body);
+      await this.create(name);
+      const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
+      await mkdir(path.dirname(marker), { recursive: true });
+      await writeFile(marker, m.mediaType);
+      if (m.subject) {
+        const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
+        await mkdir(path.dirname(ref), { recursive: true });
+        await writeFile(ref, '');
+      }
+      for (const tag of tags) {
+        await this.tags.set(name, tag, {
+          digest: m.digest.value,
+          mediaType: m.mediaType,
+          checkedAt: Date.now(),
+        });
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** MANIFEST_BLOB_UNKNOWN unless every blob is stored and every index entry is in `name`. */
+  async #checkReferences(name: string, m: PushedManifest): Promise<void> {
     for (const d of m.blobs) {
       if (d.foreign) continue;
       if ((await this.#store.size(d.digest)) === undefined) {
@@ -169,23 +222,6 @@ export class HostedRepositories {
           { digest: d.digest.value },
         );
       }
-    }
-    await this.#store.put(m.digest, m.body);
-    await this.create(name);
-    const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
-    await mkdir(path.dirname(marker), { recursive: true });
-    await writeFile(marker, m.mediaType);
-    if (m.subject) {
-      const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
-      await mkdir(path.dirname(ref), { recursive: true });
-      await writeFile(ref, '');
-    }
-    for (const tag of tags) {
-      await this.tags.set(name, tag, {
-        digest: m.digest.value,
-        mediaType: m.mediaType,
-        checkedAt: Date.now(),
-      });
     }
   }
 
@@ -312,7 +348,7 @@ export class HostedRepositories {
   }
 
   heldSinceCollectionBegan(hex: string): boolean {
-    return this.#recent?.has(hex) ?? false;
+    return (this.#recent?.has(hex) ?? false) || this.#pending.has(hex);
   }
 
   /** A collection ends: what is held now (deleted manifests no longer hold their blobs). */

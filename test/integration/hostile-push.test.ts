@@ -264,6 +264,9 @@ describe('manifest PUTs', () => {
     );
     expect(code(put)).toBe('MANIFEST_BLOB_UNKNOWN');
     expect(hub.requests.length - before).toBe(0);
+    // Nor does the refused PUT leave its made-up digests held in memory (until a collection).
+    const hosted = (running as RunningMirror).mirror.hosted;
+    expect(layers.filter((l) => hosted.holds(l.digest.slice(7)))).toEqual([]);
 
     // Blobs a HEAD on the mirrored name said the upstream has: fetched, but never more than the bound.
     const upstreamLayers = Array.from({ length: 40 }, () => randomBytes(1000));

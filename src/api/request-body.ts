@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
  * when a server closes while the client still sends, the client may see a reset instead of the
  * answer (destroying the request did exactly that). 16 MiB covers the honest mistake (a manifest
  * somewhat over the limit); past it the rest is not read, and the connection closes after the
- * answer (api/respond.ts sendError).
+ * answer. api/respond.ts sendError applies the same bound to any error answered mid-body.
  */
 export const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
 

@@ -11,6 +11,7 @@ import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
+import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
 import { TakeoverGuard } from './hosted/takeover.js';
 import { UploadSessions } from './hosted/uploads.js';
@@ -60,6 +61,8 @@ export class Mirror {
   /** Repositories clients pushed to, and the uploads under way. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
+  /** Blob HEADs answered yes, which a push may still rely on (in memory only). */
+  readonly headPromises: HeadPromises;
   /** Read buffers for the blob hit path (reused: no allocation per chunk). */
   readonly buffers = new BufferPool();
 
@@ -94,7 +97,8 @@ export class Mirror {
       },
       log,
     );
-    store.keep = (hex) => this.hosted.holds(hex);
+    this.headPromises = new HeadPromises(config.hosted.gcGraceMs, config.hosted.uploadExpiryMs);
+    store.keep = (hex) => this.hosted.holds(hex) || this.headPromises.holds(hex);
     this.takeover = new TakeoverGuard({
       cached: (name) => this.tags.knows(name),
       servedUpstream: (name) => this.#servedUpstream(name),
@@ -186,7 +190,7 @@ export class Mirror {
       this.hosted,
       this.config.dataDir,
       this.config.hosted.gcGraceMs,
-      this.uploads.repositories,
+      { uploading: this.uploads.repositories, promised: (hex) => this.headPromises.holds(hex) },
     ).finally(() => {
       this.#collecting = undefined;
     });

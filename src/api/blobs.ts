@@ -26,7 +26,11 @@ export async function blobHandler(
   const digest = parseDigest(rawDigest);
   const store = mirror.blobs.store;
 
-  if (await serveStoredBlob(ex, mirror, digest)) return;
+  if (await serveStoredBlob(ex, mirror, digest)) {
+    // A first push to a name HEADs its blobs here, before the name is hosted (hosted/head-promises.ts).
+    if (ex.method === 'HEAD' && mirror.hosted.createsOnPush) mirror.headPromises.storedConfirmed(digest.hex);
+    return;
+  }
 
   if (ex.method === 'HEAD') return headMiss(ex, mirror, upstream, name, digest);
 
@@ -116,9 +120,14 @@ async function headMiss(
   digest: Digest,
 ): Promise<void> {
   const running = mirror.blobs.inflight(digest);
+  // A push that hears yes skips the upload; its manifest PUT may then fetch the blob (api/hosted.ts).
+  const promise = () => {
+    if (mirror.hosted.createsOnPush) mirror.headPromises.upstreamConfirmed(name, digest.hex);
+  };
   if (running) {
     await running.started;
     if (running.size !== undefined) {
+      promise();
       ex.outcome = 'COALESCED';
       return sendBody(ex, 200, blobHeaders(digest.value, running.size, undefined)[1], undefined);
     }
@@ -135,6 +144,7 @@ async function headMiss(
     });
   }
   res.body.destroy();
+  promise();
   const length = Number(headerValue(res.headers['content-length']));
   if (!Number.isFinite(length)) {
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];

@@ -1,15 +1,15 @@
 import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
 import type { StoredManifest } from '../hosted/repositories.js';
 import type { Mirror } from '../mirror.js';
-import { parseDigest } from '../oci/digest.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { parseReference } from '../oci/names.js';
 import { negotiate } from '../oci/negotiation.js';
-import { readBody } from '../upstream/client.js';
 import { serveStoredBlob } from './blobs.js';
 import type { Exchange } from './exchange.js';
 import { paginate } from './paginate.js';
+import { BodyTooLargeError, readRequestBody } from './request-body.js';
 import { sendBody, sendJson, sendNotModified } from './respond.js';
 
 /**
@@ -25,9 +25,12 @@ export async function hostedManifestHandler(
   const ref = parseReference(rawReference);
   const hosted = mirror.hosted;
   if (ex.method === 'PUT') {
-    const body = await readBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: { code?: string }) => {
-      if (err.code === 'ETOOBIG')
-        throw new RegistryError('MANIFEST_INVALID', 'manifest larger than 4 MiB', {});
+    const body = await readRequestBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: unknown) => {
+      if (err instanceof BodyTooLargeError) {
+        throw new RegistryError('MANIFEST_INVALID', 'manifest larger than 4 MiB', {
+          limit: MAX_PUSHED_MANIFEST_BYTES,
+        });
+      }
       throw err;
     });
     const manifest = checkManifest(body, ex.req.headers['content-type']);
@@ -43,8 +46,14 @@ export async function hostedManifestHandler(
       const parsed = parseReference(tag);
       if (parsed.kind !== 'tag') throw new RegistryError('TAG_INVALID', 'invalid tag', { tag });
     }
-    await fetchMissingFromUpstream(mirror, name, manifest.blobs);
-    await hosted.putManifest(name, manifest, tags);
+    // Held from before a fetch: the eviction a fetched blob's arrival starts must not take it.
+    const release = hosted.reserve(manifest.blobs.map((d) => d.digest.hex));
+    try {
+      await fetchMissingFromUpstream(mirror, name, manifest.blobs);
+      await hosted.putManifest(name, manifest, tags);
+    } finally {
+      release();
+    }
     ex.outcome = 'HOSTED';
     const headers: Record<string, string> = {
       Location: `/v2/${name}/manifests/${manifest.digest.value}`,
@@ -91,18 +100,23 @@ export async function hostedManifestHandler(
 /**
  * A push can only skip a blob the registry said it has. For a name that was mirrored until this
  * push, a HEAD before the first upload may have been answered from the upstream; such a blob is
- * fetched (verified, single-flight, like any miss) so that the promise holds.
+ * fetched (verified, single-flight, like any miss) so that the promise holds. Only those: a
+ * manifest naming digests nobody HEADed costs no upstream request, and one PUT fetches a bounded
+ * number (hosted/head-promises.ts).
  */
 async function fetchMissingFromUpstream(mirror: Mirror, name: string, blobs: Descriptor[]): Promise<void> {
+  const target = mirror.mirroredTarget(name);
+  if (!target || mirror.config.offline) return;
+  const missing: Digest[] = [];
   for (const d of blobs) {
-    if (d.foreign || (await mirror.blobs.store.size(d.digest)) !== undefined) continue;
-    const target = mirror.mirroredTarget(name);
-    if (!target || mirror.config.offline) return;
+    if (!d.foreign && (await mirror.blobs.store.size(d.digest)) === undefined) missing.push(d.digest);
+  }
+  for (const digest of mirror.headPromises.fetchable(target.name, missing)) {
     try {
-      const { fill } = mirror.blobs.fill(target.name, d.digest, target.route.client);
+      const { fill } = mirror.blobs.fill(target.name, digest, target.route.client);
       await fill.finished;
     } catch {
-      // Not upstream either: putManifest answers MANIFEST_BLOB_UNKNOWN.
+      // Not upstream after all: putManifest answers MANIFEST_BLOB_UNKNOWN.
     }
   }
 }
@@ -123,13 +137,11 @@ export async function hostedBlobHandler(
     await mirror.hosted.unlink(name, digest);
     return sendBody(ex, 202, {}, undefined);
   }
-  // A HEAD is how a push asks "do you have it?": a yes must still hold when the manifest arrives.
-  if (ex.method === 'HEAD' && (await mirror.blobs.store.size(digest)) !== undefined) {
-    await mirror.hosted.link(name, digest);
-  }
   if (!(await serveStoredBlob(ex, mirror, digest, 'HOSTED'))) {
     throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
   }
+  // A HEAD is how a push asks "do you have it?": the yes holds (in memory) until the manifest arrives.
+  if (ex.method === 'HEAD' && mirror.hosted.pushEnabled) mirror.headPromises.storedConfirmed(digest.hex);
 }
 
 export async function hostedTagsHandler(ex: Exchange, mirror: Mirror, name: string): Promise<void> {

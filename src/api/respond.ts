@@ -5,6 +5,7 @@ import type { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../oci/range.js';
 import type { Exchange } from './exchange.js';
 import { type BufferPool, sendFileRange } from './file-sender.js';
+import { MAX_DISCARDED_BODY_BYTES } from './request-body.js';
 
 const API_VERSION = 'registry/2.0';
 
@@ -44,7 +45,21 @@ export function sendJson(ex: Exchange, status: number, value: unknown, headers: 
 
 export function sendError(ex: Exchange, err: RegistryError): void {
   const body = Buffer.from(JSON.stringify(err.toJSON()));
-  head(ex, err.status, { 'Content-Type': 'application/json', 'Content-Length': body.length, ...err.headers });
+  const close: Headers = {};
+  if (!ex.req.complete) {
+    // Answered before the request's body was all read (an upload cut short, a session refused). A
+    // small rest is read and dropped: the connection stays usable, and a client still sending
+    // when the server closes may see a reset instead of this answer. A large or unannounced one
+    // (a chunked upload, a flood) is not read: the connection closes after the answer.
+    if (Number(ex.req.headers['content-length']) <= MAX_DISCARDED_BODY_BYTES) ex.req.resume();
+    else close.Connection = 'close';
+  }
+  head(ex, err.status, {
+    'Content-Type': 'application/json',
+    'Content-Length': body.length,
+    ...close,
+    ...err.headers,
+  });
   // HEAD gets the status and headers only (RFC 9110 §9.3.2).
   ex.res.end(ex.method === 'HEAD' ? undefined : body);
 }

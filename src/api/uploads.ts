@@ -28,15 +28,15 @@ export async function uploadHandler(
       return progress(ex, session, 204);
     case 'PATCH':
       await needRoom(mirror, ex);
-      await uploads.append(session, ex.req, chunkStart(ex.req.headers['content-range']));
+      await uploads.append(session, requestBody(ex), chunkOf(ex));
       return progress(ex, session, 202);
     case 'PUT': {
       const digest = digestParam(ex);
       if (hasBody(ex)) {
         await needRoom(mirror, ex);
-        await uploads.append(session, ex.req, chunkStart(ex.req.headers['content-range']));
+        await uploads.append(session, requestBody(ex), chunkOf(ex));
       }
-      return finished(ex, mirror, name, digest, await uploads.finish(session, digest));
+      return finished(ex, mirror, name, digest, session);
     }
     case 'DELETE':
       await uploads.cancel(session);
@@ -66,30 +66,34 @@ async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<
   await needRoom(mirror, ex);
   const digestText = ex.query.get('digest');
   const digest = digestText === null ? undefined : parseDigest(digestText);
-  await mirror.hosted.create(name);
-  const session = await mirror.uploads.start(name);
-  if (digest) {
+  // Sessions count toward the address that opens them (hosted/uploads.ts caps them).
+  const session = mirror.uploads.start(name, ex.req.socket.remoteAddress ?? 'unknown');
+  try {
+    await mirror.hosted.create(name);
     // Monolithic: the whole blob in this one request.
-    try {
-      await mirror.uploads.append(session, ex.req);
-    } catch (err) {
-      await mirror.uploads.cancel(session);
-      throw err;
-    }
-    return finished(ex, mirror, name, digest, await mirror.uploads.finish(session, digest));
+    if (digest) await mirror.uploads.append(session, requestBody(ex), chunkOf(ex));
+  } catch (err) {
+    await mirror.uploads.cancel(session);
+    throw err;
   }
-  if (hasBody(ex)) await mirror.uploads.append(session, ex.req);
+  if (digest) return finished(ex, mirror, name, digest, session);
+  if (hasBody(ex)) await mirror.uploads.append(session, requestBody(ex), chunkOf(ex));
   return progress(ex, session, 202);
 }
 
+/**
+ * The closing step: the bytes must match `digest`. The blob is linked to the repository (held
+ * against the size bound) before it enters the store: otherwise the eviction its arrival starts
+ * could remove it before the 201 and the manifest that names it.
+ */
 async function finished(
   ex: Exchange,
   mirror: Mirror,
   name: string,
   digest: Digest,
-  size: number,
+  session: UploadSession,
 ): Promise<void> {
-  await mirror.hosted.link(name, digest);
+  const size = await mirror.uploads.finish(session, digest, () => mirror.hosted.link(name, digest));
   mirror.metrics.pushedBytes(size);
   return sendBody(ex, 201, blobCreated(name, digest), undefined);
 }
@@ -128,6 +132,24 @@ export function chunkStart(header: string | undefined): number | undefined {
     throw new RegistryError('RANGE_INVALID', 'Content-Range must be <start>-<end>', { contentRange: header });
   }
   return Number(m[1]);
+}
+
+/** Where the chunk starts (Content-Range) and its announced size (Content-Length), when given. */
+function chunkOf(ex: Exchange): { start: number | undefined; length: number | undefined } {
+  const length = ex.req.headers['content-length'];
+  return {
+    start: chunkStart(ex.req.headers['content-range']),
+    length: length === undefined || !/^\d{1,20}$/.test(length) ? undefined : Number(length),
+  };
+}
+
+/**
+ * The request body, read so that stopping early (an upload cut for size or disk space) leaves the
+ * connection to answer on: iterating the request itself would destroy its socket on the way out,
+ * and the client would see a reset instead of the error.
+ */
+function requestBody(ex: Exchange): AsyncIterable<Uint8Array> {
+  return ex.req.iterator({ destroyOnReturn: false });
 }
 
 function hasBody(ex: Exchange): boolean {

@@ -113,6 +113,14 @@ export class BlobStore {
     return this.#free.bytes - size >= this.#minFreeBytes;
   }
 
+  /**
+   * Bytes written outside the store's own writers (uploads, as they stream): counted off the last
+   * statfs until the next one, so a fast upload cannot outrun the once-a-second check.
+   */
+  noteWritten(bytes: number): void {
+    if (this.#free) this.#free.bytes -= bytes;
+  }
+
   /** A write failed: after ENOSPC, treat the disk as full until the next statfs says otherwise. */
   noteWriteFailure(err: unknown): void {
     if ((err as NodeJS.ErrnoException).code === 'ENOSPC') this.#free = { bytes: 0, at: Date.now() };

@@ -26,18 +26,24 @@ export interface CollectResult {
  * when it is pinned, open, or newer than `graceMs`. Everything else goes.
  *
  * Safe while the server runs: an upload in progress is not in the store yet; a finished one is
- * linked to its repository and young; a blob a push HEADs or mounts has its link refreshed; and in
- * the running process the sweep asks the store, at the moment of removal, whether anything now
- * holds the blob (a manifest pushed after the mark phase holds its references before checking them).
+ * linked to its repository and young; a blob a push mounts is linked, one it HEADs is `promised`
+ * (in memory, for the grace period); and in the running process the sweep asks the store, at the
+ * moment of removal, whether anything now holds the blob (a manifest pushed after the mark phase
+ * holds its references before checking them).
  */
 export async function collectGarbage(
   store: BlobStore,
   hosted: HostedRepositories,
   dataDir: string,
   graceMs: number,
-  /** Repositories with an upload under way (they stay hosted even while still empty). */
-  uploading: ReadonlySet<string> = new Set(),
+  running: {
+    /** Repositories with an upload under way (they stay hosted even while still empty). */
+    uploading?: ReadonlySet<string>;
+    /** Blobs a push was told are here (a HEAD's yes): kept like young ones. */
+    promised?: (hex: string) => boolean;
+  } = {},
 ): Promise<CollectResult> {
+  const { uploading = new Set<string>(), promised = () => false } = running;
   const started = performance.now();
   hosted.beginCollection();
   let held: Set<string> | undefined;
@@ -65,10 +71,11 @@ export async function collectGarbage(
         const file = path.join(root, prefix, hex);
         const s = await stat(file).catch(() => undefined);
         if (!s) continue;
-        // Held since the mark phase began (a manifest pushed meanwhile, a HEAD during a push), open, or pinned.
+        // Held since the mark phase began (a manifest pushed meanwhile), promised to a push, open, or pinned.
         if (
           s.mtimeMs > cutoff ||
           hosted.heldSinceCollectionBegan(hex) ||
+          promised(hex) ||
           store.inUse(hex) ||
           store.isPinned(hex)
         ) {

@@ -39,25 +39,56 @@ export class TagIndex {
     }
     const cached = this.#entries.get(key);
     if (cached) return cached;
+    const changes = this.#changes;
     try {
       const entry = JSON.parse(await readFile(this.#tagPath(repository, tag), 'utf8')) as TagEntry;
       if (typeof entry.digest !== 'string' || typeof entry.mediaType !== 'string') return undefined;
-      this.#entries.set(key, entry);
+      // A write that landed while this read was under way is newer: don't cache over it.
+      if (changes === this.#changes && !this.#writes.has(key)) this.#entries.set(key, entry);
       return entry;
     } catch {
       return undefined;
     }
   }
 
+  /**
+   * Moves a tag. Writes to one tag are applied one at a time, in call order, and memory follows
+   * the disk: the last writer wins both, so a restart serves what was served before it (concurrent
+   * pushes of one tag once left memory and disk naming different manifests).
+   */
   async set(repository: string, tag: string, entry: TagEntry): Promise<void> {
-    this.#entries.set(`${repository}:${tag}`, entry);
-    await this.#shared?.setTag(repository, tag, entry).catch(() => {});
-    await atomicWrite(this.#tagPath(repository, tag), JSON.stringify(entry));
+    await this.#serially(`${repository}:${tag}`, async (key) => {
+      await this.#shared?.setTag(repository, tag, entry).catch(() => {});
+      await atomicWrite(this.#tagPath(repository, tag), JSON.stringify(entry));
+      this.#entries.set(key, entry);
+    });
   }
 
   async delete(repository: string, tag: string): Promise<void> {
-    this.#entries.delete(`${repository}:${tag}`);
-    await rm(this.#tagPath(repository, tag), { force: true });
+    await this.#serially(`${repository}:${tag}`, async (key) => {
+      await rm(this.#tagPath(repository, tag), { force: true });
+      this.#entries.delete(key);
+    });
+  }
+
+  /** Writes per tag, chained: each starts when the one before it (failed or not) is done. */
+  readonly #writes = new Map<string, Promise<void>>();
+  /** Counts finished writes: a disk read that saw one finish may have read the older content. */
+  #changes = 0;
+
+  async #serially(key: string, write: (key: string) => Promise<void>): Promise<void> {
+    const mine = (this.#writes.get(key) ?? Promise.resolve()).then(() => write(key));
+    const done = mine.then(
+      () => {},
+      () => {},
+    );
+    this.#writes.set(key, done);
+    try {
+      await mine;
+    } finally {
+      this.#changes++;
+      if (this.#writes.get(key) === done) this.#writes.delete(key);
+    }
   }
 
   /** Records that a repository holds a manifest (what _catalog lists). */

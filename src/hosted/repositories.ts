@@ -48,7 +48,7 @@ export class HostedRepositories {
   readonly #names = new Set<string>();
   /** Blobs hosted content needs (eviction never removes them). Grows until the next collection. */
   #held = new Set<string>();
-  /** Layer links written recently: a HEAD during a push refreshes its link at most this often. */
+  /** Layer links written recently: a link is refreshed (mount, upload) at most this often. */
   readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
@@ -77,6 +77,11 @@ export class HostedRepositories {
     return this.#rules.push;
   }
 
+  /** Whether a push may make a hosted repository of a name not hosted yet (no patterns decide). */
+  get createsOnPush(): boolean {
+    return this.#rules.push && !this.#matches;
+  }
+
   isHosted(name: string): boolean {
     return this.#names.has(name) || (this.#matches?.(name) ?? false);
   }
@@ -97,18 +102,42 @@ export class HostedRepositories {
   }
 
   holds(hex: string): boolean {
-    return this.#held.has(hex);
+    return this.#held.has(hex) || this.#pending.has(hex);
   }
+
+  /**
+   * Holds blobs for a manifest PUT under way until the returned function is called: from before
+   * they are checked or fetched (a collection or an eviction cannot take one in between), without
+   * keeping them when the PUT fails (a PUT naming thousands of made-up digests once held every one
+   * in memory until the next collection).
+   */
+  reserve(hexes: Iterable<string>): () => void {
+    const mine = [...new Set(hexes)];
+    for (const hex of mine) this.#pending.set(hex, (this.#pending.get(hex) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const hex of mine) {
+        const left = (this.#pending.get(hex) ?? 1) - 1;
+        if (left > 0) this.#pending.set(hex, left);
+        else this.#pending.delete(hex);
+      }
+    };
+  }
+
+  /** Blobs reserved by manifest PUTs under way, with how many reserve each. */
+  readonly #pending = new Map<string, number>();
 
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
     if (this.#names.has(name)) return;
-    await mkdir(this.#dir(name), { recursive: true });
+    await this.#writingTo(name, () => mkdir(this.#dir(name), { recursive: true }));
     this.#names.add(name);
     this.#log.info({ repository: name }, 'hosted repository created by a push');
   }
 
-  /** Records that a blob was uploaded to, mounted into or confirmed for a repository. */
+  /** Records that a blob was uploaded to or mounted into a repository. */
   async link(name: string, digest: Digest): Promise<void> {
     this.#hold(digest.hex);
     this.#names.add(name);
@@ -116,12 +145,14 @@ export class HostedRepositories {
     if (this.#linked.has(key)) return;
     const file = path.join(this.#dir(name), '_layers', digest.hex);
     const now = new Date();
-    try {
-      await utimes(file, now, now);
-    } catch {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, '');
-    }
+    await this.#writingTo(name, async () => {
+      try {
+        await utimes(file, now, now);
+      } catch {
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, '');
+      }
+    });
     this.#linked.set(key, true);
   }
 
@@ -137,11 +168,44 @@ export class HostedRepositories {
   /**
    * Stores a checked manifest under `name`, tagged with `tags`. Everything it refers to must be
    * here already: blobs in the store, index entries in this repository. The references are held
-   * before they are checked, so a concurrent collection cannot remove one in between.
+   * (reserved) before they are checked, so a concurrent collection cannot remove one in between,
+   * and held for good only once the checks passed.
    */
   async putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
-    for (const d of [...m.blobs, ...m.manifests]) this.#hold(d.digest.hex);
-    this.#hold(m.digest.hex);
+    await this.#writingTo(name, () => this.#putManifest(name, m, tags));
+  }
+
+  async #putManifest(name: string, m: PushedManifest, tags: string[]): Promise<void> {
+    const refs = [...m.blobs, ...m.manifests].map((d) => d.digest.hex);
+    const release = this.reserve([...refs, m.digest.hex]);
+    try {
+      await this.#checkReferences(name, m);
+      for (const hex of refs) this.#hold(hex);
+      this.#hold(m.digest.hex);
+      await this.#store.put(m.digest, m.body);
+      await this.create(name);
+      const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
+      await mkdir(path.dirname(marker), { recursive: true });
+      await writeFile(marker, m.mediaType);
+      if (m.subject) {
+        const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
+        await mkdir(path.dirname(ref), { recursive: true });
+        await writeFile(ref, '');
+      }
+      for (const tag of tags) {
+        await this.tags.set(name, tag, {
+          digest: m.digest.value,
+          mediaType: m.mediaType,
+          checkedAt: Date.now(),
+        });
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** MANIFEST_BLOB_UNKNOWN unless every blob is stored and every index entry is in `name`. */
+  async #checkReferences(name: string, m: PushedManifest): Promise<void> {
     for (const d of m.blobs) {
       if (d.foreign) continue;
       if ((await this.#store.size(d.digest)) === undefined) {
@@ -158,23 +222,6 @@ export class HostedRepositories {
           { digest: d.digest.value },
         );
       }
-    }
-    await this.#store.put(m.digest, m.body);
-    await this.create(name);
-    const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
-    await mkdir(path.dirname(marker), { recursive: true });
-    await writeFile(marker, m.mediaType);
-    if (m.subject) {
-      const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
-      await mkdir(path.dirname(ref), { recursive: true });
-      await writeFile(ref, '');
-    }
-    for (const tag of tags) {
-      await this.tags.set(name, tag, {
-        digest: m.digest.value,
-        mediaType: m.mediaType,
-        checkedAt: Date.now(),
-      });
     }
   }
 
@@ -301,7 +348,7 @@ export class HostedRepositories {
   }
 
   heldSinceCollectionBegan(hex: string): boolean {
-    return this.#recent?.has(hex) ?? false;
+    return (this.#recent?.has(hex) ?? false) || this.#pending.has(hex);
   }
 
   /** A collection ends: what is held now (deleted manifests no longer hold their blobs). */
@@ -336,14 +383,56 @@ export class HostedRepositories {
     );
   }
 
-  /** A repository with no manifest, tag or upload link left is no longer hosted (unless a pattern says so). */
+  /**
+   * A repository with no manifest, tag or upload link left is no longer hosted (unless a pattern
+   * says so). Never while a push writes into it (see #writingTo): removing the folder under a
+   * write failed one or the other (ENOENT, ENOTEMPTY: a 500).
+   */
   async #dropIfEmpty(name: string): Promise<void> {
+    if (this.#writing.has(name) || this.#dropping.has(name)) return;
+    const drop = this.#drop(name);
+    this.#dropping.set(
+      name,
+      drop.catch(() => {}),
+    );
+    try {
+      await drop;
+    } finally {
+      this.#dropping.delete(name);
+    }
+  }
+
+  async #drop(name: string): Promise<void> {
     const dir = this.#dir(name);
     for (const sub of ['_manifests', '_tags', '_layers']) {
       if ((await listDir(path.join(dir, sub))).length > 0) return;
     }
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      // Something was written meanwhile (not by this process's pushes, which wait): not empty, kept.
+      if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY') return;
+      throw err;
+    }
     this.#names.delete(name);
+  }
+
+  /** Writes under way per repository. */
+  readonly #writing = new Map<string, number>();
+  /** Repositories being dropped: a write waits for the drop to finish, then recreates what it needs. */
+  readonly #dropping = new Map<string, Promise<void>>();
+
+  /** Runs a write into `name`'s folder, which no collection removes meanwhile. */
+  async #writingTo<T>(name: string, write: () => Promise<T>): Promise<T> {
+    for (let drop = this.#dropping.get(name); drop; drop = this.#dropping.get(name)) await drop;
+    this.#writing.set(name, (this.#writing.get(name) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      const left = (this.#writing.get(name) ?? 1) - 1;
+      if (left > 0) this.#writing.set(name, left);
+      else this.#writing.delete(name);
+    }
   }
 
   #dir(name: string): string {

@@ -17,8 +17,8 @@ import { addImage, OCI_MANIFEST, tempDataDir } from './harness.js';
  * its peak RSS (VmHWM) under PEAK_RSS_BOUND.
  */
 const MiB = 1024 * 1024;
-/** The bound docs/SECURITY.md states for this siege (the mirror process at rest: ~110 MiB with tsx). */
-const PEAK_RSS_BOUND = 400 * MiB;
+/** The bound docs/SECURITY.md states for this siege (measured: 215 MiB peak for this siege, mirror run through tsx). */
+const PEAK_RSS_BOUND = 320 * MiB;
 
 let good: FakeRegistry;
 let evil: Server;
@@ -126,7 +126,9 @@ async function spawnMirror(port: number, extra: string[]): Promise<ChildProcess>
 async function status(url: string, init: Parameters<typeof request>[1] = {}): Promise<number | 'cut'> {
   try {
     const res = await request(url, { ...init, headersTimeout: 60_000, bodyTimeout: 60_000 });
-    await res.body.dump({ limit: 64 * MiB }).catch(() => {});
+    // A body cut short is the honest end of a stream the mirror could not verify.
+    for await (const _ of res.body) {
+    }
     return res.statusCode;
   } catch {
     return 'cut';
@@ -233,7 +235,10 @@ it('stays up and serves cached pulls whole under every attack at once; writes on
   for (const kind of ['endless token', 'endless manifest']) {
     expect(statuses.get(kind), kind).toEqual([503]);
   }
-  expect(statuses.get('endless blob')?.every((s) => s === 503 || s === 'cut')).toBe(true);
+  expect(
+    statuses.get('endless blob')?.every((s) => s === 503 || s === 'cut'),
+    String(statuses.get('endless blob')),
+  ).toBe(true);
   for (const s of statuses.get('path tricks') ?? []) expect(s === 'cut' || s < 500, String(s)).toBe(true);
   // Still up and ready; nothing written beside the data directory.
   expect(await status(`${base}/readyz`)).toBe(200);

@@ -22,6 +22,7 @@ export const fileSchema = z.strictObject({
         password: z.string().optional(),
         passwordFile: z.string().optional(),
         redirectHosts: z.array(z.string()).optional(),
+        realmHosts: z.array(z.string().min(1)).optional(),
       }),
     )
     .optional(),
@@ -65,6 +66,7 @@ export const fileSchema = z.strictObject({
       headersTimeout: seconds.optional(),
       idleTimeout: seconds.optional(),
       redirectHosts: z.array(z.string().min(1)).optional(),
+      realmHosts: z.array(z.string().min(1)).optional(),
     })
     .optional(),
   tags: z
@@ -120,6 +122,7 @@ export const FILE_KEYS: Record<string, string> = {
   'upstream.headersTimeout': 'headersTimeout',
   'upstream.idleTimeout': 'idleTimeout',
   'upstream.redirectHosts': 'upstreamRedirectHost',
+  'upstream.realmHosts': 'upstreamRealmHost',
   'tags.ttl': 'tagTtl',
   'tags.rules': 'tagTtlRule',
   'cache.maxSize': 'maxSize',

@@ -99,6 +99,12 @@ export interface UpstreamConfig {
    * anywhere else is refused, so the mirror cannot be steered to an arbitrary host.
    */
   redirectHosts: string[];
+  /**
+   * Hosts (globs) the upstream's token challenge may name as its realm besides its own origin and
+   * registrable domain (a Keycloak elsewhere): any other realm is refused without a request, so an
+   * upstream cannot make the mirror fetch an arbitrary URL (upstream/realm-trust.ts).
+   */
+  realmHosts: string[];
 }
 
 /** Where Docker Hub sends blob GETs (PROTOCOL.md §1.3): its Cloudflare, CloudFront, R2 and S3 hosts. */
@@ -164,6 +170,7 @@ interface RegistryRaw {
   password?: string;
   passwordFile?: string;
   redirectHosts?: string[];
+  realmHosts?: string[];
 }
 
 function registryArg(value: string, previous: RegistryRaw[] = []): RegistryRaw[] {
@@ -296,6 +303,12 @@ export function buildCommand(): Command {
         new Option(
           '--upstream-redirect-host <glob...>',
           "hosts the upstream may redirect blob downloads to (default: Docker Hub's CDNs)",
+        ),
+      )
+      .addOption(
+        new Option(
+          '--upstream-realm-host <glob...>',
+          "token servers the upstream may send the mirror to, besides its own domain (e.g. a Keycloak's host)",
         ),
       )
       .addOption(
@@ -453,6 +466,8 @@ export function printableConfig(config: Config): string {
       connectTimeout: config.upstream.connectTimeoutMs / 1000,
       headersTimeout: config.upstream.headersTimeoutMs / 1000,
       idleTimeout: config.upstream.idleTimeoutMs / 1000,
+      redirectHosts: config.upstream.redirectHosts,
+      realmHosts: config.upstream.realmHosts,
     },
     tags: {
       ttl: config.tagTtlMs / 1000,
@@ -490,6 +505,7 @@ export function printableConfig(config: Config): string {
 interface RawOptions {
   registry?: RegistryRaw[];
   upstreamRedirectHost?: string[];
+  upstreamRealmHost?: string[];
   metricsPath: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -614,6 +630,7 @@ export function parseConfig(
       headersTimeoutMs: raw.headersTimeout * 1000,
       idleTimeoutMs: raw.idleTimeout * 1000,
       redirectHosts: raw.upstreamRedirectHost ?? DOCKER_HUB_REDIRECT_HOSTS,
+      realmHosts: raw.upstreamRealmHost ?? [],
     },
     tagTtlMs: raw.tagTtl * 1000,
     tagTtlRules: rules,
@@ -666,6 +683,7 @@ export function parseConfig(
           headersTimeoutMs: raw.headersTimeout * 1000,
           idleTimeoutMs: raw.idleTimeout * 1000,
           redirectHosts: r.redirectHosts ?? [],
+          realmHosts: r.realmHosts ?? [],
         },
       };
     }),

@@ -26,13 +26,6 @@ export interface UpstreamResponse {
   body: Readable;
 }
 
-/**
- * UpstreamConfig plus the hosts (globs) the operator names as token servers beside the upstream's
- * own domain, e.g. a Keycloak elsewhere (realm-trust.ts). config.ts does not read it from flags or
- * the file yet: until it does, it is empty unless set in code.
- */
-export type UpstreamSettings = UpstreamConfig & { realmHosts?: string[] };
-
 const MAX_REDIRECTS = 5;
 
 /**
@@ -99,10 +92,10 @@ export class UpstreamClient {
   readonly #redirectAllowed: (host: string) => boolean;
   readonly #realmListed: (host: string) => boolean;
 
-  constructor(config: UpstreamSettings, log: Logger, offline = false) {
+  constructor(config: UpstreamConfig, log: Logger, offline = false) {
     this.#config = config;
     this.#redirectAllowed = picomatch(config.redirectHosts, { nocase: true });
-    this.#realmListed = picomatch(config.realmHosts ?? [], { nocase: true });
+    this.#realmListed = picomatch(config.realmHosts, { nocase: true });
     this.#log = log;
     this.#offline = offline;
     this.#agent = new Agent({

@@ -319,9 +319,8 @@ describe('token realms the upstream names', () => {
       upstream: evil.url,
       dataDir: data.dir,
       listen: '127.0.0.1:0',
-      extraArgs: credentials,
+      extraArgs: [...credentials, '--upstream-realm-host', '127.0.0.1'],
     });
-    Object.assign(config.upstream, { realmHosts: ['127.0.0.1'] });
     mirror = await startMirror(config);
     try {
       await get(`${mirror.url}/v2/library/app/manifests/latest`);

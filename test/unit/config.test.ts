@@ -265,6 +265,7 @@ describe('parseConfig environment', () => {
         headersTimeoutMs: 5000,
         idleTimeoutMs: 6000,
         redirectHosts: DOCKER_HUB_REDIRECT_HOSTS,
+        realmHosts: [],
       },
       tagTtlMs: 42_000,
       tagTtlRules: [

@@ -1,68 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, sha256, startFakeRegistry } from './fake-registry.js';
+import { type FakeS3, keyOf, startFakeS3 } from './fake-s3.js';
 import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
-
-/**
- * Just enough of S3 (path-style GET, HEAD, PUT, DELETE of one object) to plant a bad object in the
- * shared store and see what the mirror does with it. Fault injection only: the proof against a real
- * S3 server (Ceph RGW) is test/interop/shared-hostile.test.ts.
- */
-interface FakeS3 {
-  url: string;
-  objects: Map<string, Buffer>;
-  seen: string[];
-  /** DELETE answered 403 (a replica allowed to read and write but not to delete). */
-  refuseDelete: boolean;
-  close(): Promise<void>;
-}
-
-async function startFakeS3(): Promise<FakeS3> {
-  const s3: FakeS3 = { url: '', objects: new Map(), seen: [], refuseDelete: false, close: async () => {} };
-  const etag = (data: Buffer) => `"${sha256(data).slice(7, 39)}"`;
-  const server: Server = createServer((req, res) => {
-    const key = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/').replace(/^\/[^/]+\//, '');
-    s3.seen.push(`${req.method} ${key}`);
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const found = s3.objects.get(key);
-      if (req.method === 'PUT') {
-        const data = Buffer.concat(chunks);
-        s3.objects.set(key, data);
-        return void res.writeHead(200, { etag: etag(data) }).end();
-      }
-      if (req.method === 'DELETE') {
-        if (s3.refuseDelete) {
-          res.writeHead(403, { 'content-type': 'application/xml' });
-          return void res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
-        }
-        s3.objects.delete(key);
-        return void res.writeHead(204).end();
-      }
-      if (!found) {
-        res.writeHead(404, { 'content-type': 'application/xml' });
-        return void res.end(
-          req.method === 'HEAD' ? undefined : '<?xml version="1.0"?><Error><Code>NoSuchKey</Code></Error>',
-        );
-      }
-      res.writeHead(200, { 'content-length': found.length, etag: etag(found) });
-      res.end(req.method === 'HEAD' ? undefined : found);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  s3.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  s3.close = () =>
-    new Promise((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  return s3;
-}
-
-const keyOf = (digest: string) => `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
 
 let hub: FakeRegistry;
 let s3: FakeS3;

@@ -77,7 +77,7 @@ export class Mirror {
       log,
     );
     if (config.shared) {
-      this.sharedStore = new S3BlobStore(config.shared.s3);
+      this.sharedStore = new S3BlobStore(config.shared.s3, log);
       if (config.shared.redisUrl) this.coordinator = new Coordinator(config.shared.redisUrl, log);
     }
     const shared: SharedTier | undefined = this.sharedStore

@@ -6,7 +6,7 @@ import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import type { Coordinator } from '../shared/coordinator.js';
-import type { S3BlobStore } from '../shared/s3-store.js';
+import { isBucketTimeout, type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
@@ -248,7 +248,9 @@ export class BlobCache {
     try {
       found = await remote.open(digest);
     } catch (err) {
-      this.#log.warn({ digest: digest.value, err: (err as Error).message }, 'shared store unavailable');
+      // Skipped while down: the store said so once, when it failed.
+      if (!(err instanceof SharedStoreDownError))
+        this.#log.warn({ digest: digest.value, err: (err as Error).message }, 'shared store unavailable');
       return 'failing';
     }
     if (!found) return undefined;
@@ -268,9 +270,10 @@ export class BlobCache {
     try {
       await this.#store(new BlobFill(digest, this.store.pathOf(digest)), source, repository, started);
     } catch (err) {
-      // The bucket's connection broke (beyond resuming): fetch upstream, now. Anything else (a full
-      // disk, shutting down) fails this fill as it would an upstream one.
-      if (isUpstreamBodyError(err)) return 'failing';
+      // The bucket's connection broke (beyond resuming) or went idle (S3_IDLE_TIMEOUT_MS): fetch
+      // upstream, now. Anything else (a full disk, shutting down) fails this fill as it would an
+      // upstream one.
+      if (isUpstreamBodyError(err) || isBucketTimeout(err)) return 'failing';
       if (!isContentError(err)) throw err;
       await this.#discard(digest, found.etag, err as Error);
       return undefined;
@@ -303,10 +306,11 @@ export class BlobCache {
       this.published++;
       return true;
     } catch (err) {
-      this.#log.warn(
-        { digest: digest.value, err: (err as Error).message },
-        'publishing to the shared store failed',
-      );
+      if (!(err instanceof SharedStoreDownError))
+        this.#log.warn(
+          { digest: digest.value, err: (err as Error).message },
+          'publishing to the shared store failed',
+        );
       return false;
     }
   }

@@ -14,7 +14,7 @@ import {
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
 import type { Coordinator } from '../shared/coordinator.js';
-import type { S3BlobStore } from '../shared/s3-store.js';
+import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
@@ -193,6 +193,7 @@ export class ManifestCache {
     const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
     await this.#store.put(digest, body);
     await this.#shared?.publishBuffer(digest, body).catch((err: Error) => {
+      if (err instanceof SharedStoreDownError) return;
       this.#log.warn(
         { digest: digest.value, err: err.message },
         'publishing a manifest to the shared store failed',

@@ -102,10 +102,14 @@ export class ManifestCache {
     const flight = `${this.#key(repository)}:${tag}`;
     return this.#singleFlight(flight, async () => {
       // With replicas, one asks the upstream about a tag at a time; the others take its answer.
-      const turn = await this.#coordinator?.turn(`manifest:${flight}`, MANIFEST_LOCK_MS, {
-        look: () => this.#fresh(repository, tag),
-        lookFirst: false,
-      });
+      // Not while the bucket is down: its answer's manifest could not be read from there, so the
+      // others would only queue for the lock one after another before asking the upstream anyway.
+      const turn = this.#shared?.down
+        ? undefined
+        : await this.#coordinator?.turn(`manifest:${flight}`, MANIFEST_LOCK_MS, {
+            look: () => this.#fresh(repository, tag),
+            lookFirst: false,
+          });
       if (turn && 'found' in turn) return turn.found;
       try {
         return await this.#checkUpstream(repository, tag, entry, cached);

@@ -11,6 +11,7 @@ import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
+import type { KnownSizes } from './known-sizes.js';
 
 /** The disk is (nearly) full: the blob is not cached; clients are served straight from upstream. */
 export class NoRoomError extends Error {
@@ -32,6 +33,15 @@ const MAX_RESUMES = 3;
  * usual ~100 MB/s per stream, 16 MiB delays the first byte by about 0.2 s.
  */
 export const SHARED_CHECKED_FIRST_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A shared object claiming more than this is not read, and no bigger blob is published. Without a
+ * size from a manifest (KnownSizes), a wrong copy is only found wrong once read in full: this
+ * bounds what a hostile object can make a replica read, write to disk and stream to its clients
+ * before then (issue 13). Blobs this big are rare; each replica fetches them itself from the
+ * upstream, which costs traffic, never correctness.
+ */
+export const SHARED_MAX_BLOB_BYTES = 16 * 1024 * 1024 * 1024;
 
 /**
  * Blobs: served from the store, or filled from the upstream once per digest however many clients
@@ -258,12 +268,35 @@ export class BlobCache {
       found.body.destroy();
       return undefined;
     }
+    // The size a manifest gives is the blob's: a copy of another size is refused unread.
+    const known = (this.#shared as SharedTier).sizes?.get(digest.hex);
+    if (known !== undefined && found.size !== known) {
+      found.body.destroy();
+      await this.#discard(digest, found.etag, new SizeMismatchError(known, found.size));
+      return undefined;
+    }
+    if (found.size > SHARED_MAX_BLOB_BYTES) {
+      found.body.destroy();
+      this.#log.warn(
+        { digest: digest.value, size: found.size, max: SHARED_MAX_BLOB_BYTES },
+        'shared store copy claims more than a shared blob may hold: not read',
+      );
+      return undefined;
+    }
     const source: Source = {
       origin: 'shared',
       body: found.body,
       size: found.size,
       etag: found.etag,
-      resume: async (offset) => (await remote.open(digest, offset))?.body,
+      // The rest of the same object only (another one published since may have another size).
+      resume: async (offset) => {
+        const rest = await remote.open(digest, offset);
+        if (rest && (rest.etag !== found.etag || rest.size !== found.size)) {
+          rest.body.destroy();
+          return undefined;
+        }
+        return rest?.body;
+      },
     };
     if (found.size > SHARED_CHECKED_FIRST_BYTES) return source;
     // Filled without clients: nobody sees a byte before the digest matched.
@@ -301,6 +334,7 @@ export class BlobCache {
    * (releasing the fleet's turn, the caller's, announces it). False when the store did not take it.
    */
   async #publish(digest: Digest, size: number): Promise<boolean> {
+    if (size > SHARED_MAX_BLOB_BYTES) return false;
     try {
       await (this.#shared as SharedTier).store.publishFile(digest, this.store.pathOf(digest), size);
       this.published++;
@@ -399,6 +433,8 @@ export interface SharedTier {
   coordinator: Coordinator | undefined;
   /** A download lock not refreshed for this long is free again (its holder died). */
   lockTtlMs: number;
+  /** Blob sizes from the manifests this replica served: a shared copy must have that size. */
+  sizes?: KnownSizes | undefined;
 }
 
 /** A fill whose source is complete and in the store already: its clients read the stored file. */

@@ -19,6 +19,7 @@ import { headerValue, readBody, type UpstreamClient } from '../upstream/client.j
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { BlobStore } from './blob-store.js';
+import type { KnownSizes } from './known-sizes.js';
 import type { TagEntry, TagIndex } from './tag-index.js';
 
 /** How a response was served, as the X-Cache header and the request log say (HOSTED: pushed here, not cached). */
@@ -57,6 +58,8 @@ export class ManifestCache {
   readonly #shared: S3BlobStore | undefined;
   /** Replicas: one of them checks a tag upstream at a time; the others take its answer from Redis. */
   readonly #coordinator: Coordinator | undefined;
+  /** Replicas: the blob sizes manifests give, to refuse a shared copy of another size unread. */
+  readonly #sizes: KnownSizes | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
@@ -70,7 +73,9 @@ export class ManifestCache {
     prefix = '',
     shared?: S3BlobStore,
     coordinator?: Coordinator,
+    sizes?: KnownSizes,
   ) {
+    this.#sizes = sizes;
     this.#shared = shared;
     this.#coordinator = coordinator;
     this.#prefix = prefix;
@@ -196,6 +201,7 @@ export class ManifestCache {
     }
     const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
     await this.#store.put(digest, body);
+    this.#sizes?.noteManifest(digest.hex, body);
     await this.#shared?.publishBuffer(digest, body).catch((err: Error) => {
       if (err instanceof SharedStoreDownError) return;
       this.#log.warn(
@@ -258,6 +264,7 @@ export class ManifestCache {
   async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {
     const body = (await this.#store.read(digest)) ?? (await this.#fromShared(digest));
     if (!body) return undefined;
+    this.#sizes?.noteManifest(digest.hex, body);
     let mediaType = this.#types.get(digest.hex);
     if (!mediaType) {
       mediaType = manifestMediaType(body, '');

@@ -1,5 +1,8 @@
+import type { ServerResponse } from 'node:http';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { SHARED_CHECKED_FIRST_BYTES, SHARED_MAX_BLOB_BYTES } from '../../src/cache/blob-cache.js';
 import type { RunningMirror } from '../../src/listen.js';
+import { parseDigest } from '../../src/oci/digest.js';
 import { type FakeRegistry, sha256, startFakeRegistry } from './fake-registry.js';
 import { type FakeS3, keyOf, startFakeS3 } from './fake-s3.js';
 import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
@@ -91,4 +94,65 @@ it('a right copy in the shared store is served without asking the upstream', asy
   expect(res.body.equals(img.layer)).toBe(true);
   expect(hub.count('GET', /\/blobs\//)).toBe(0);
   expect(mirror.mirror.blobs.sharedFills).toBe(1);
+});
+
+/**
+ * Answers GETs of `key` with an object claiming `claimed` bytes: junk, sent as fast as the reader
+ * takes it, at most `limit` bytes (then the connection stays open). Counts what was taken.
+ */
+function junkObject(key: string, claimed: number, limit = 48 * 1024 * 1024): { sent: number } {
+  const seen = { sent: 0 };
+  const chunk = Buffer.alloc(1024 * 1024, 0x5a);
+  s3.hook = (req, res: ServerResponse, k) => {
+    if (k !== key || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    res.writeHead(200, { 'content-length': claimed, etag: '"junk"' });
+    if (req.method === 'HEAD') {
+      res.end();
+      return true;
+    }
+    const pump = () => {
+      while (seen.sent < Math.min(claimed, limit) && !res.destroyed) {
+        seen.sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+    };
+    pump();
+    return true;
+  };
+  return seen;
+}
+
+it('a wrong object over SHARED_CHECKED_FIRST_BYTES whose size is not the one the manifest gives: refused unread, the upstream’s bytes served whole in the same request', async () => {
+  const img = addImage(hub, 'library/big', '1', SHARED_CHECKED_FIRST_BYTES + 1024);
+  const manifest = await get(`${mirror.url}/v2/big/manifests/1`, {
+    accept: 'application/vnd.oci.image.manifest.v1+json',
+  });
+  expect(manifest.headers['docker-content-digest']).toBe(img.manifestDigest);
+  const bad = junkObject(keyOf(img.layerDigest), 1024 * 1024 * 1024);
+  const res = await get(`${mirror.url}/v2/big/blobs/${img.layerDigest}`);
+  expect(res.status).toBe(200);
+  expect(res.body.equals(img.layer)).toBe(true);
+  expect(hub.count('GET', new RegExp(`/blobs/${img.layerDigest}$`))).toBe(1);
+  // What socket buffers took before the mirror closed the connection: not the object.
+  expect(bad.sent).toBeLessThan(SHARED_CHECKED_FIRST_BYTES);
+  expect(s3.seen).toContain(`DELETE ${keyOf(img.layerDigest)}`);
+  expect(mirror.mirror.blobs.sharedDiscarded).toBe(1);
+});
+
+it('an object claiming more than SHARED_MAX_BLOB_BYTES, with no manifest to tell its size: not read, the blob is fetched upstream and cached', async () => {
+  const img = addImage(hub, 'library/alpine', '1', 100_000);
+  // 1 TiB: above the bound, and (on most machines) above the free disk, which made the blob
+  // uncacheable: every pull of it passed through from the upstream.
+  const claimed = 1024 ** 4;
+  const huge = junkObject(keyOf(img.layerDigest), claimed);
+  const res = await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
+  expect(res.status).toBe(200);
+  expect(res.body.equals(img.layer)).toBe(true);
+  expect(huge.sent).toBeLessThan(SHARED_CHECKED_FIRST_BYTES);
+  const digest = parseDigest(img.layerDigest);
+  for (let i = 0; i < 100 && (await mirror.mirror.blobs.store.size(digest)) === undefined; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  expect(await mirror.mirror.blobs.store.size(digest)).toBe(img.layer.length);
+  expect(hub.count('GET', new RegExp(`/blobs/${img.layerDigest}$`))).toBe(1);
+  expect(claimed).toBeGreaterThan(SHARED_MAX_BLOB_BYTES);
 });

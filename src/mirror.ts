@@ -7,6 +7,7 @@ import { BlobCache, type SharedTier } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
+import { KnownSizes } from './cache/known-sizes.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
@@ -80,11 +81,12 @@ export class Mirror {
       log,
     );
     if (config.shared) {
-      this.sharedStore = new S3BlobStore(config.shared.s3);
+      this.sharedStore = new S3BlobStore(config.shared.s3, log);
       if (config.shared.redisUrl) this.coordinator = new Coordinator(config.shared.redisUrl, log);
     }
+    const sizes = this.sharedStore ? new KnownSizes() : undefined;
     const shared: SharedTier | undefined = this.sharedStore
-      ? { store: this.sharedStore, coordinator: this.coordinator, lockTtlMs: LOCK_TTL_MS }
+      ? { store: this.sharedStore, coordinator: this.coordinator, lockTtlMs: LOCK_TTL_MS, sizes }
       : undefined;
     this.tags = new TagIndex(config.dataDir, 'repositories', this.coordinator);
     this.hosted = new HostedRepositories(
@@ -116,6 +118,7 @@ export class Mirror {
       '',
       this.sharedStore,
       this.coordinator,
+      sizes,
     );
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
@@ -134,6 +137,7 @@ export class Mirror {
         `${r.host}/`,
         this.sharedStore,
         this.coordinator,
+        sizes,
       );
       this.#routes.set(r.host, { host: r.host, client, manifests });
     }

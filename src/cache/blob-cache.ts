@@ -6,12 +6,13 @@ import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import type { Coordinator } from '../shared/coordinator.js';
-import type { S3BlobStore } from '../shared/s3-store.js';
+import { isBucketTimeout, type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
+import type { KnownSizes } from './known-sizes.js';
 
 /** The disk is (nearly) full: the blob is not cached; clients are served straight from upstream. */
 export class NoRoomError extends Error {
@@ -47,6 +48,15 @@ export const FILL_ROOM_CHECK_BYTES = 8 * 1024 * 1024;
  * attack. Larger than any layer we know to be served without a length.
  */
 export const MAX_UNSIZED_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
+
+/**
+ * A shared object claiming more than this is not read, and no bigger blob is published. Without a
+ * size from a manifest (KnownSizes), a wrong copy is only found wrong once read in full: this
+ * bounds what a hostile object can make a replica read, write to disk and stream to its clients
+ * before then (issue 13). Blobs this big are rare; each replica fetches them itself from the
+ * upstream, which costs traffic, never correctness.
+ */
+export const SHARED_MAX_BLOB_BYTES = 16 * 1024 * 1024 * 1024;
 
 /**
  * Blobs: served from the store, or filled from the upstream once per digest however many clients
@@ -263,7 +273,9 @@ export class BlobCache {
     try {
       found = await remote.open(digest);
     } catch (err) {
-      this.#log.warn({ digest: digest.value, err: (err as Error).message }, 'shared store unavailable');
+      // Skipped while down: the store said so once, when it failed.
+      if (!(err instanceof SharedStoreDownError))
+        this.#log.warn({ digest: digest.value, err: (err as Error).message }, 'shared store unavailable');
       return 'failing';
     }
     if (!found) return undefined;
@@ -271,21 +283,45 @@ export class BlobCache {
       found.body.destroy();
       return undefined;
     }
+    // The size a manifest gives is the blob's: a copy of another size is refused unread.
+    const known = (this.#shared as SharedTier).sizes?.get(digest.hex);
+    if (known !== undefined && found.size !== known) {
+      found.body.destroy();
+      await this.#discard(digest, found.etag, new SizeMismatchError(known, found.size));
+      return undefined;
+    }
+    if (found.size > SHARED_MAX_BLOB_BYTES) {
+      found.body.destroy();
+      this.#log.warn(
+        { digest: digest.value, size: found.size, max: SHARED_MAX_BLOB_BYTES },
+        'shared store copy claims more than a shared blob may hold: not read',
+      );
+      return undefined;
+    }
     const source: Source = {
       origin: 'shared',
       body: found.body,
       size: found.size,
       etag: found.etag,
-      resume: async (offset) => (await remote.open(digest, offset))?.body,
+      // The rest of the same object only (another one published since may have another size).
+      resume: async (offset) => {
+        const rest = await remote.open(digest, offset);
+        if (rest && (rest.etag !== found.etag || rest.size !== found.size)) {
+          rest.body.destroy();
+          return undefined;
+        }
+        return rest?.body;
+      },
     };
     if (found.size > SHARED_CHECKED_FIRST_BYTES) return source;
     // Filled without clients: nobody sees a byte before the digest matched.
     try {
       await this.#store(new BlobFill(digest, this.store.pathOf(digest)), source, repository, started);
     } catch (err) {
-      // The bucket's connection broke (beyond resuming): fetch upstream, now. Anything else (a full
-      // disk, shutting down) fails this fill as it would an upstream one.
-      if (isUpstreamBodyError(err)) return 'failing';
+      // The bucket's connection broke (beyond resuming) or went idle (S3_IDLE_TIMEOUT_MS): fetch
+      // upstream, now. Anything else (a full disk, shutting down) fails this fill as it would an
+      // upstream one.
+      if (isUpstreamBodyError(err) || isBucketTimeout(err)) return 'failing';
       if (!isContentError(err)) throw err;
       await this.#discard(digest, found.etag, err as Error);
       return undefined;
@@ -313,15 +349,17 @@ export class BlobCache {
    * (releasing the fleet's turn, the caller's, announces it). False when the store did not take it.
    */
   async #publish(digest: Digest, size: number): Promise<boolean> {
+    if (size > SHARED_MAX_BLOB_BYTES) return false;
     try {
       await (this.#shared as SharedTier).store.publishFile(digest, this.store.pathOf(digest), size);
       this.published++;
       return true;
     } catch (err) {
-      this.#log.warn(
-        { digest: digest.value, err: (err as Error).message },
-        'publishing to the shared store failed',
-      );
+      if (!(err instanceof SharedStoreDownError))
+        this.#log.warn(
+          { digest: digest.value, err: (err as Error).message },
+          'publishing to the shared store failed',
+        );
       return false;
     }
   }
@@ -410,6 +448,8 @@ export interface SharedTier {
   coordinator: Coordinator | undefined;
   /** A download lock not refreshed for this long is free again (its holder died). */
   lockTtlMs: number;
+  /** Blob sizes from the manifests this replica served: a shared copy must have that size. */
+  sizes?: KnownSizes | undefined;
 }
 
 /** A fill whose source is complete and in the store already: its clients read the stored file. */

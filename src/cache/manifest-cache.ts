@@ -14,11 +14,12 @@ import {
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
 import type { Coordinator } from '../shared/coordinator.js';
-import type { S3BlobStore } from '../shared/s3-store.js';
+import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { BlobStore } from './blob-store.js';
+import type { KnownSizes } from './known-sizes.js';
 import type { TagEntry, TagIndex } from './tag-index.js';
 
 /** How a response was served, as the X-Cache header and the request log say (HOSTED: pushed here, not cached). */
@@ -57,6 +58,8 @@ export class ManifestCache {
   readonly #shared: S3BlobStore | undefined;
   /** Replicas: one of them checks a tag upstream at a time; the others take its answer from Redis. */
   readonly #coordinator: Coordinator | undefined;
+  /** Replicas: the blob sizes manifests give, to refuse a shared copy of another size unread. */
+  readonly #sizes: KnownSizes | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
@@ -70,7 +73,9 @@ export class ManifestCache {
     prefix = '',
     shared?: S3BlobStore,
     coordinator?: Coordinator,
+    sizes?: KnownSizes,
   ) {
+    this.#sizes = sizes;
     this.#shared = shared;
     this.#coordinator = coordinator;
     this.#prefix = prefix;
@@ -102,10 +107,14 @@ export class ManifestCache {
     const flight = `${this.#key(repository)}:${tag}`;
     return this.#singleFlight(flight, async () => {
       // With replicas, one asks the upstream about a tag at a time; the others take its answer.
-      const turn = await this.#coordinator?.turn(`manifest:${flight}`, MANIFEST_LOCK_MS, {
-        look: () => this.#fresh(repository, tag),
-        lookFirst: false,
-      });
+      // Not while the bucket is down: its answer's manifest could not be read from there, so the
+      // others would only queue for the lock one after another before asking the upstream anyway.
+      const turn = this.#shared?.down
+        ? undefined
+        : await this.#coordinator?.turn(`manifest:${flight}`, MANIFEST_LOCK_MS, {
+            look: () => this.#fresh(repository, tag),
+            lookFirst: false,
+          });
       if (turn && 'found' in turn) return turn.found;
       try {
         return await this.#checkUpstream(repository, tag, entry, cached);
@@ -196,7 +205,9 @@ export class ManifestCache {
     const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
     // Verified bytes in hand: a store that cannot take them (full disk) means served uncached.
     const stored = await this.#bookkeep(() => this.#store.put(digest, body));
+    this.#sizes?.noteManifest(digest.hex, body);
     await this.#shared?.publishBuffer(digest, body).catch((err: Error) => {
+      if (err instanceof SharedStoreDownError) return;
       this.#log.warn(
         { digest: digest.value, err: err.message },
         'publishing a manifest to the shared store failed',
@@ -276,6 +287,7 @@ export class ManifestCache {
   async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {
     const body = (await this.#store.read(digest)) ?? (await this.#fromShared(digest));
     if (!body) return undefined;
+    this.#sizes?.noteManifest(digest.hex, body);
     let mediaType = this.#types.get(digest.hex);
     if (!mediaType) {
       mediaType = manifestMediaType(body, '');

@@ -18,6 +18,29 @@ const UNSHARED = 'unshared:';
  */
 export const TAG_CLOCK_SKEW_MS = 60_000;
 
+/**
+ * A replica waits for another's work (a blob's download, a tag's check) at most this long in all,
+ * then does it itself. A hostile or broken Redis can hold a lock for ever (refreshed by something
+ * else), and the waiting replica's clients see no byte meanwhile: 30 s keeps them under the 60 s
+ * idle timeout of common load balancers and proxies (AWS ALB, nginx's proxy_read_timeout). A
+ * download that takes longer is then fetched twice, at worst once more per waiting replica.
+ */
+export const LOCK_WAIT_MAX_MS = 30_000;
+
+/**
+ * Takes a lock, or says who holds it. A key is a lock only if this code could have written it: a
+ * replica id (a UUID) that expires within the lock's TTL (set and refreshed with PX ttl). Anything
+ * else (another value, no expiry, a longer one: a hostile or broken Redis, issue 13) is treated as
+ * an expired lock, and taken.
+ */
+const ACQUIRE = `local v = redis.call('get', KEYS[1])
+if v then
+  local ttl = redis.call('pttl', KEYS[1])
+  if ttl > 0 and ttl <= tonumber(ARGV[2]) and string.match(v, '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$') then return 0 end
+end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
 /** Releases a lock only if this replica still holds it (another may have taken it after expiry). */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const REFRESH = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
@@ -35,9 +58,12 @@ export class Coordinator {
   readonly #waiting = new Map<string, Set<(shared: boolean) => void>>();
   readonly #log: Logger;
   #subscribed: Promise<unknown> | undefined;
+  readonly #maxWaitMs: number;
 
-  constructor(url: string, log: Logger) {
+  /** `maxWaitMs`: LOCK_WAIT_MAX_MS, shorter in tests. */
+  constructor(url: string, log: Logger, maxWaitMs = LOCK_WAIT_MAX_MS) {
     this.#log = log;
+    this.#maxWaitMs = maxWaitMs;
     // Commands fail at once while Redis is unreachable (no offline queue): a replica then works
     // alone instead of waiting on every request. The subscriber keeps its queue: ioredis
     // subscribes again whenever it reconnects.
@@ -83,14 +109,16 @@ export class Coordinator {
    * `look` finds another replica's result; while there is none, this replica either takes the lock
    * (kept alive until `release`, which also wakes the others) or waits for the holder's
    * announcement, or for its lock to lapse if it died, and looks again. With `lookFirst` false the
-   * caller has just looked. Undefined when Redis fails, or when the holder announced that its result
-   * could not be shared (`release(false)`): the replica then works alone, at once.
+   * caller has just looked. Undefined when Redis fails, when the holder announced that its result
+   * could not be shared (`release(false)`), or after waiting LOCK_WAIT_MAX_MS in all: the replica
+   * then works alone, at once.
    */
   async turn<T>(
     id: string,
     ttlMs: number,
     options: { look: () => Promise<T | undefined>; lookFirst?: boolean; onWait?: () => void },
   ): Promise<{ found: T } | { release: (shared?: boolean) => Promise<void> } | undefined> {
+    const deadline = Date.now() + this.#maxWaitMs;
     for (let looked = options.lookFirst === false; ; looked = false) {
       if (!looked) {
         const found = await options.look();
@@ -98,7 +126,8 @@ export class Coordinator {
       }
       let taken: boolean;
       try {
-        taken = (await this.#redis.set(`hubcache:lock:${id}`, this.replica, 'PX', ttlMs, 'NX')) === 'OK';
+        taken =
+          (await this.#redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs))) === 1;
       } catch (err) {
         this.#log.warn({ err: (err as Error).message }, 'redis unavailable: working without the fleet lock');
         return undefined;
@@ -117,8 +146,13 @@ export class Coordinator {
         await release();
         return { found };
       }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.#log.warn({ id, ms: this.#maxWaitMs }, 'waited too long for another replica: working alone');
+        return undefined;
+      }
       options.onWait?.();
-      if ((await this.#waitFor(id, ttlMs)) === 'unshared') return undefined;
+      if ((await this.#waitFor(id, Math.min(ttlMs, left))) === 'unshared') return undefined;
     }
   }
 

@@ -10,10 +10,68 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../config.js';
+import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 
 /** Parts of a multipart upload: big enough to be few, small enough to stream. */
 const PART_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Bounds on the bucket (issue 13: it is not trusted, and it must not stall the mirror). The SDK's
+ * defaults wait for ever: a bucket that accepts connections and never answers held every lookup.
+ *
+ * A TCP connection to the bucket takes this long at most: S3 and an RGW on the LAN answer in
+ * milliseconds, so 2 s is a dead or black-holed endpoint, not a slow one.
+ */
+export const S3_CONNECT_TIMEOUT_MS = 2_000;
+/**
+ * Answers to reads (HEAD, DELETE, the headers of a GET) arrive within this. S3's own first-byte
+ * latency is tens of milliseconds (RGW's first request to a lazy pool ~2 s). Writes carry a body
+ * whose length is the blob's, so they have no total bound, only the idle one below.
+ */
+export const S3_RESPONSE_TIMEOUT_MS = 5_000;
+/**
+ * A connection that moves no byte for this long fails its call or its streamed body. Idle, not
+ * long: a GET of a layer of gigabytes takes minutes and must not be cut for that.
+ */
+export const S3_IDLE_TIMEOUT_MS = 10_000;
+/**
+ * Tries per call: one retry, for a pooled keep-alive connection the bucket closed or a 503 SlowDown.
+ * The SDK's 3 would make a silent bucket cost 3 × S3_RESPONSE_TIMEOUT_MS per lookup.
+ */
+export const S3_MAX_ATTEMPTS = 2;
+/**
+ * After a failure (timeout, refused or reset connection, 5xx), the bucket is skipped this long:
+ * every call fails at once, so each miss goes upstream without paying the timeout again. A replica
+ * then works as if alone (as with an unreachable bucket). The first call after it tries again, and
+ * an answer clears it.
+ */
+export const S3_DOWN_COOLDOWN_MS = 15_000;
+
+/** The bucket failed a moment ago (S3_DOWN_COOLDOWN_MS): not asked. */
+export class SharedStoreDownError extends Error {
+  constructor(cause: string) {
+    super(`shared store skipped after a failure: ${cause}`);
+    this.name = 'SharedStoreDownError';
+  }
+}
+
+/** Tunable for tests; the mirror uses the constants above. */
+export interface S3Bounds {
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxAttempts: number;
+  downCooldownMs: number;
+}
+
+const BOUNDS: S3Bounds = {
+  connectTimeoutMs: S3_CONNECT_TIMEOUT_MS,
+  responseTimeoutMs: S3_RESPONSE_TIMEOUT_MS,
+  idleTimeoutMs: S3_IDLE_TIMEOUT_MS,
+  maxAttempts: S3_MAX_ATTEMPTS,
+  downCooldownMs: S3_DOWN_COOLDOWN_MS,
+};
 
 /**
  * The blob store replicas share: the same content-addressed layout as on disk
@@ -27,18 +85,70 @@ const PART_BYTES = 16 * 1024 * 1024;
 export class S3BlobStore {
   readonly #client: S3Client;
   readonly #config: S3Config;
+  readonly #bounds: S3Bounds;
+  readonly #log: Logger | undefined;
+  /** Per-call options of reads: their answer's headers within S3_RESPONSE_TIMEOUT_MS. */
+  readonly #read: { requestTimeout: number };
+  /** Until when the bucket is skipped (0: it answered last time), and why. */
+  #downUntil = 0;
+  #downCause = '';
 
-  constructor(config: S3Config) {
+  constructor(config: S3Config, log?: Logger, bounds: Partial<S3Bounds> = {}) {
     this.#config = config;
+    this.#log = log;
+    this.#bounds = { ...BOUNDS, ...bounds };
+    this.#read = { requestTimeout: this.#bounds.responseTimeoutMs };
     const options: S3ClientConfig = {
       region: config.region,
       forcePathStyle: config.pathStyle,
       // Checksums only where S3 requires them: RGW 16 answers a streamed, checksummed PUT with 411.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: this.#bounds.maxAttempts,
+      requestHandler: {
+        connectionTimeout: this.#bounds.connectTimeoutMs,
+        // @smithy/node-http-handler: socketTimeout is the idle bound (reset by every byte, the
+        // streamed body's included); requestTimeout (given per read, below) ends when the headers
+        // arrive, and throws only with throwOnRequestTimeout (else it merely logs).
+        socketTimeout: this.#bounds.idleTimeoutMs,
+        throwOnRequestTimeout: true,
+      },
     };
     if (config.endpoint) options.endpoint = config.endpoint;
     this.#client = new S3Client(options);
+  }
+
+  /** The bucket failed within the cool-down: calls fail at once (SharedStoreDownError). */
+  get down(): boolean {
+    return this.#downUntil > Date.now();
+  }
+
+  /**
+   * One call to the bucket, skipped while it is down; a failure of the bucket (not an answer such
+   * as 404 or 403) starts the cool-down, any answer ends it.
+   */
+  async #call<T>(run: () => Promise<T>): Promise<T> {
+    if (this.down) throw new SharedStoreDownError(this.#downCause);
+    try {
+      const out = await run();
+      this.#downUntil = 0;
+      return out;
+    } catch (err) {
+      if (isBucketFailure(err)) this.#failed(err as Error);
+      else this.#downUntil = 0;
+      throw err;
+    }
+  }
+
+  #failed(err: Error): void {
+    if (!this.down) {
+      this.#log?.warn(
+        { err: err.message, ms: this.#bounds.downCooldownMs },
+        'shared store failed: skipped for a while, replicas fetch upstream on their own',
+      );
+    }
+    this.#downCause = err.message;
+    this.#downUntil = Date.now() + this.#bounds.downCooldownMs;
   }
 
   get bucket(): string {
@@ -52,8 +162,8 @@ export class S3BlobStore {
   /** The size of a published blob, or undefined when there is none. */
   async size(digest: Digest): Promise<number | undefined> {
     try {
-      const res = await this.#client.send(
-        new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+      const res = await this.#call(() =>
+        this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }), this.#read),
       );
       return res.ContentLength;
     } catch (err) {
@@ -71,16 +181,24 @@ export class S3BlobStore {
     start = 0,
   ): Promise<{ body: Readable; size: number; etag: string | undefined } | undefined> {
     try {
-      const res = await this.#client.send(
-        new GetObjectCommand({
-          Bucket: this.bucket,
-          Key: this.key(digest),
-          ...(start > 0 ? { Range: `bytes=${start}-` } : {}),
-        }),
+      const res = await this.#call(() =>
+        this.#client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: this.key(digest),
+            ...(start > 0 ? { Range: `bytes=${start}-` } : {}),
+          }),
+          this.#read,
+        ),
       );
       const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
       const size = total !== undefined ? Number(total) : (res.ContentLength ?? 0);
-      return { body: res.Body as Readable, size, etag: res.ETag };
+      const body = res.Body as Readable;
+      // A body that went idle (S3_IDLE_TIMEOUT_MS) is the bucket failing, like a call timing out.
+      body.on('error', (err: Error) => {
+        if (isBucketTimeout(err)) this.#failed(err);
+      });
+      return { body, size, etag: res.ETag };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -121,8 +239,11 @@ export class S3BlobStore {
   async discard(digest: Digest, etag: string | undefined): Promise<void> {
     if (etag !== undefined) {
       try {
-        const res = await this.#client.send(
-          new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+        const res = await this.#call(() =>
+          this.#client.send(
+            new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+            this.#read,
+          ),
         );
         if (res.ETag !== etag) return;
       } catch (err) {
@@ -130,7 +251,9 @@ export class S3BlobStore {
         throw err;
       }
     }
-    await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }));
+    await this.#call(() =>
+      this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }), this.#read),
+    );
   }
 
   /** Publishes a verified file under its digest (multipart for big ones). */
@@ -152,24 +275,42 @@ export class S3BlobStore {
       queueSize: 4,
       leavePartsOnError: false,
     });
-    await upload.done();
+    // Writes have no total bound (their length is the blob's), only connect and idle ones.
+    await this.#call(() => upload.done());
   }
 
   async publishBuffer(digest: Digest, data: Buffer): Promise<void> {
-    await this.#client.send(
-      new PutObjectCommand({
-        Bucket: this.bucket,
-        Key: this.key(digest),
-        Body: data,
-        ContentLength: data.length,
-        ContentType: 'application/octet-stream',
-      }),
+    await this.#call(() =>
+      this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(digest),
+          Body: data,
+          ContentLength: data.length,
+          ContentType: 'application/octet-stream',
+        }),
+      ),
     );
   }
 
   close(): void {
     this.#client.destroy();
   }
+}
+
+/**
+ * The bucket failed rather than answered: skipped already, no answer at all (timeout, refused or
+ * reset connection, unreadable reply), or a 5xx. A 4xx (404, 403) is an answer.
+ */
+export function isBucketFailure(err: unknown): boolean {
+  if (err instanceof SharedStoreDownError) return true;
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return status === undefined || status >= 500;
+}
+
+/** A call or a streamed body that timed out (@smithy/node-http-handler's TimeoutError). */
+export function isBucketTimeout(err: unknown): boolean {
+  return (err as { name?: string }).name === 'TimeoutError';
 }
 
 function isNotFound(err: unknown): boolean {

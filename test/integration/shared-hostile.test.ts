@@ -1,68 +1,11 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { SHARED_CHECKED_FIRST_BYTES, SHARED_MAX_BLOB_BYTES } from '../../src/cache/blob-cache.js';
 import type { RunningMirror } from '../../src/listen.js';
+import { parseDigest } from '../../src/oci/digest.js';
 import { type FakeRegistry, sha256, startFakeRegistry } from './fake-registry.js';
+import { type FakeS3, keyOf, startFakeS3 } from './fake-s3.js';
 import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
-
-/**
- * Just enough of S3 (path-style GET, HEAD, PUT, DELETE of one object) to plant a bad object in the
- * shared store and see what the mirror does with it. Fault injection only: the proof against a real
- * S3 server (Ceph RGW) is test/interop/shared-hostile.test.ts.
- */
-interface FakeS3 {
-  url: string;
-  objects: Map<string, Buffer>;
-  seen: string[];
-  /** DELETE answered 403 (a replica allowed to read and write but not to delete). */
-  refuseDelete: boolean;
-  close(): Promise<void>;
-}
-
-async function startFakeS3(): Promise<FakeS3> {
-  const s3: FakeS3 = { url: '', objects: new Map(), seen: [], refuseDelete: false, close: async () => {} };
-  const etag = (data: Buffer) => `"${sha256(data).slice(7, 39)}"`;
-  const server: Server = createServer((req, res) => {
-    const key = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/').replace(/^\/[^/]+\//, '');
-    s3.seen.push(`${req.method} ${key}`);
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const found = s3.objects.get(key);
-      if (req.method === 'PUT') {
-        const data = Buffer.concat(chunks);
-        s3.objects.set(key, data);
-        return void res.writeHead(200, { etag: etag(data) }).end();
-      }
-      if (req.method === 'DELETE') {
-        if (s3.refuseDelete) {
-          res.writeHead(403, { 'content-type': 'application/xml' });
-          return void res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
-        }
-        s3.objects.delete(key);
-        return void res.writeHead(204).end();
-      }
-      if (!found) {
-        res.writeHead(404, { 'content-type': 'application/xml' });
-        return void res.end(
-          req.method === 'HEAD' ? undefined : '<?xml version="1.0"?><Error><Code>NoSuchKey</Code></Error>',
-        );
-      }
-      res.writeHead(200, { 'content-length': found.length, etag: etag(found) });
-      res.end(req.method === 'HEAD' ? undefined : found);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  s3.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  s3.close = () =>
-    new Promise((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  return s3;
-}
-
-const keyOf = (digest: string) => `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
 
 let hub: FakeRegistry;
 let s3: FakeS3;
@@ -151,4 +94,65 @@ it('a right copy in the shared store is served without asking the upstream', asy
   expect(res.body.equals(img.layer)).toBe(true);
   expect(hub.count('GET', /\/blobs\//)).toBe(0);
   expect(mirror.mirror.blobs.sharedFills).toBe(1);
+});
+
+/**
+ * Answers GETs of `key` with an object claiming `claimed` bytes: junk, sent as fast as the reader
+ * takes it, at most `limit` bytes (then the connection stays open). Counts what was taken.
+ */
+function junkObject(key: string, claimed: number, limit = 48 * 1024 * 1024): { sent: number } {
+  const seen = { sent: 0 };
+  const chunk = Buffer.alloc(1024 * 1024, 0x5a);
+  s3.hook = (req, res: ServerResponse, k) => {
+    if (k !== key || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    res.writeHead(200, { 'content-length': claimed, etag: '"junk"' });
+    if (req.method === 'HEAD') {
+      res.end();
+      return true;
+    }
+    const pump = () => {
+      while (seen.sent < Math.min(claimed, limit) && !res.destroyed) {
+        seen.sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+    };
+    pump();
+    return true;
+  };
+  return seen;
+}
+
+it('a wrong object over SHARED_CHECKED_FIRST_BYTES whose size is not the one the manifest gives: refused unread, the upstream’s bytes served whole in the same request', async () => {
+  const img = addImage(hub, 'library/big', '1', SHARED_CHECKED_FIRST_BYTES + 1024);
+  const manifest = await get(`${mirror.url}/v2/big/manifests/1`, {
+    accept: 'application/vnd.oci.image.manifest.v1+json',
+  });
+  expect(manifest.headers['docker-content-digest']).toBe(img.manifestDigest);
+  const bad = junkObject(keyOf(img.layerDigest), 1024 * 1024 * 1024);
+  const res = await get(`${mirror.url}/v2/big/blobs/${img.layerDigest}`);
+  expect(res.status).toBe(200);
+  expect(res.body.equals(img.layer)).toBe(true);
+  expect(hub.count('GET', new RegExp(`/blobs/${img.layerDigest}$`))).toBe(1);
+  // What socket buffers took before the mirror closed the connection: not the object.
+  expect(bad.sent).toBeLessThan(SHARED_CHECKED_FIRST_BYTES);
+  expect(s3.seen).toContain(`DELETE ${keyOf(img.layerDigest)}`);
+  expect(mirror.mirror.blobs.sharedDiscarded).toBe(1);
+});
+
+it('an object claiming more than SHARED_MAX_BLOB_BYTES, with no manifest to tell its size: not read, the blob is fetched upstream and cached', async () => {
+  const img = addImage(hub, 'library/alpine', '1', 100_000);
+  // 1 TiB: above the bound, and (on most machines) above the free disk, which made the blob
+  // uncacheable: every pull of it passed through from the upstream.
+  const claimed = 1024 ** 4;
+  const huge = junkObject(keyOf(img.layerDigest), claimed);
+  const res = await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
+  expect(res.status).toBe(200);
+  expect(res.body.equals(img.layer)).toBe(true);
+  expect(huge.sent).toBeLessThan(SHARED_CHECKED_FIRST_BYTES);
+  const digest = parseDigest(img.layerDigest);
+  for (let i = 0; i < 100 && (await mirror.mirror.blobs.store.size(digest)) === undefined; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  expect(await mirror.mirror.blobs.store.size(digest)).toBe(img.layer.length);
+  expect(hub.count('GET', new RegExp(`/blobs/${img.layerDigest}$`))).toBe(1);
+  expect(claimed).toBeGreaterThan(SHARED_MAX_BLOB_BYTES);
 });

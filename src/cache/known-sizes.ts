@@ -1,0 +1,44 @@
+import { LRUCache } from 'lru-cache';
+import { parseDigest } from '../oci/digest.js';
+
+/**
+ * Blobs' sizes as the image manifests this replica served give them (config and layers). A manifest
+ * is checked against its digest, and clients check each blob's size against it, so this is the size
+ * to expect: a shared copy of another size is not the blob, and is refused before a byte of it is
+ * read (issue 13), instead of being streamed in full before its digest shows it wrong. A manifest
+ * served by another replica leaves nothing here; SHARED_MAX_BLOB_BYTES bounds those.
+ */
+export class KnownSizes {
+  /** Blob digest hex → size. */
+  readonly #sizes = new LRUCache<string, number>({ max: 100_000 });
+  /** Manifests already read (digest hex): a hit does not parse JSON again. */
+  readonly #read = new LRUCache<string, true>({ max: 20_000 });
+
+  noteManifest(digestHex: string, body: Buffer): void {
+    if (this.#read.has(digestHex)) return;
+    this.#read.set(digestHex, true);
+    let doc: { config?: unknown; layers?: unknown };
+    try {
+      doc = JSON.parse(body.toString('utf8')) as typeof doc;
+    } catch {
+      return;
+    }
+    if (doc === null || typeof doc !== 'object') return;
+    for (const d of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])]) this.#note(d);
+  }
+
+  get(digestHex: string): number | undefined {
+    return this.#sizes.get(digestHex);
+  }
+
+  #note(descriptor: unknown): void {
+    const { digest, size } = (descriptor ?? {}) as { digest?: unknown; size?: unknown };
+    if (typeof digest !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      return;
+    try {
+      this.#sizes.set(parseDigest(digest).hex, size);
+    } catch {
+      // Not a sha256 digest: not a blob this mirror serves.
+    }
+  }
+}

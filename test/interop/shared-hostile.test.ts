@@ -161,6 +161,9 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
           rgw.region,
           '--redis',
           redis.url,
+          // Through a gating front, the registry's token realm (the bed's front) is on another
+          // port: the operator lists it, as for a token server beside the registry.
+          ...(upstream === bed.front.url ? [] : ['--upstream-realm-host', '127.0.0.1']),
         ],
       }),
     );

@@ -108,7 +108,7 @@ export class Metrics {
     );
     counter(
       'hubcache_digest_mismatches_total',
-      'Upstream bodies that did not match their digest (not stored)',
+      'Upstream or shared-store bodies that did not match their digest (not stored)',
       () => source.digestMismatches(),
     );
     counter(

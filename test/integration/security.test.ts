@@ -7,7 +7,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+import { addImage, imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
 
 /**
  * The trust model of docs/SECURITY.md, one statement at a time: who may read, who may push, what
@@ -74,20 +74,8 @@ async function push(
     });
     statuses.push(last.status);
   }
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: {
-        mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: sha(config),
-        size: config.length,
-      },
-      layers: [
-        { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length },
-      ],
-    }),
-  );
+  const manifest = imageManifest(config, [layer]);
+
   last = await send(`${base}/v2/${name}/manifests/${tag}`, 'PUT', {
     ...options,
     body: manifest,

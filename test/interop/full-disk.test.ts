@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { type FakeRegistry, startFakeRegistry } from '../integration/fake-registry.js';
-import { addImage, mirrorFor, OCI_MANIFEST } from '../integration/harness.js';
+import { addImage, imageManifest, mirrorFor, OCI_MANIFEST } from '../integration/harness.js';
 
 /**
  * A real full disk: the data directory on a 24 MiB tmpfs, `--min-free-space 0` so the mirror
@@ -81,21 +81,8 @@ describe.skipIf(!mount || !root)('a real full disk (tmpfs)', () => {
     } catch {
       // dd stops with ENOSPC: that is the point
     }
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: sha(config),
-          size: config.length,
-        },
-        layers: [
-          { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length },
-        ],
-        annotations: { padding: 'x'.repeat(512 * 1024) },
-      }),
-    );
+    const manifest = imageManifest(config, [layer], { annotations: { padding: 'x'.repeat(512 * 1024) } });
+
     const put = await request(`${mirror.url}/v2/team/app/manifests/1`, {
       method: 'PUT',
       body: manifest,

@@ -164,7 +164,8 @@ describe('upload sessions', () => {
     await Promise.all(agents.map((a) => a.close()));
     // Only this test's own client (the global dispatcher) stays connected: a connection or two.
     await until(async () => (await connections()) <= 2, 'the flood connections to close');
-    expect(readdirSync('/proc/self/fd').length - fdsBefore).toBeLessThan(20);
+    // (A margin for what else this process opens meanwhile: one fd per session would be 1,000 more.)
+    expect(readdirSync('/proc/self/fd').length - fdsBefore).toBeLessThan(100);
 
     // A session ended frees its place.
     const mine = accepted.find((r) => r.headers.location)?.headers.location as string;

@@ -61,8 +61,19 @@ const targets: Target[] = [
     name: 'hubcache',
     start: async () => {
       const dir = mkdtempSync(path.join(work, 'mirror-'));
-      // The upstream is never contacted for hosted names; an unreachable one proves it.
-      const m: ServerProcess = await startMirrorProcess('http://127.0.0.1:9', dir, ['--log-level', 'warn']);
+      // The upstream is never contacted for hosted names; an unreachable one proves it. The names
+      // are declared hosted: a first push to an undeclared two-component name asks the upstream
+      // whether it serves it (docs/SECURITY.md), which an unreachable upstream cannot answer.
+      const m: ServerProcess = await startMirrorProcess('http://127.0.0.1:9', dir, [
+        '--log-level',
+        'warn',
+        '--hosted',
+        'team/*',
+        '--hosted',
+        'bench/*',
+        '--hosted',
+        'svc*',
+      ]);
       return {
         url: m.url,
         pid: m.pid,

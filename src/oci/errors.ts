@@ -8,7 +8,9 @@ export const ERROR_STATUS = {
   BLOB_UPLOAD_INVALID: 400,
   BLOB_UPLOAD_UNKNOWN: 404,
   DIGEST_INVALID: 400,
-  MANIFEST_BLOB_UNKNOWN: 404,
+  // 400, not 404: the request (a manifest naming what is not here) is at fault, not the URL; the
+  // reference registry answers 400 too, and clients treat both alike.
+  MANIFEST_BLOB_UNKNOWN: 400,
   MANIFEST_INVALID: 400,
   MANIFEST_UNKNOWN: 404,
   NAME_INVALID: 400,

@@ -191,7 +191,7 @@ describe('pushing to a hosted repository', () => {
     const configDigest = await pushBlob(base, 'app', config);
     const missing = imageManifest(configDigest, config.length, [layer]);
     const r1 = await send(`${base}/v2/app/manifests/1`, 'PUT', missing, { 'content-type': OCI_MANIFEST });
-    expect(r1.status).toBe(404);
+    expect(r1.status).toBe(400);
     expect(code(r1)).toBe('MANIFEST_BLOB_UNKNOWN');
     await pushBlob(base, 'app', layer);
     const ok = imageManifest(configDigest, config.length, [layer]);

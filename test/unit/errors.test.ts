@@ -10,6 +10,7 @@ describe('RegistryError', () => {
     ['TAG_INVALID', 400],
     ['DIGEST_INVALID', 400],
     ['PAGINATION_NUMBER_INVALID', 400],
+    ['MANIFEST_BLOB_UNKNOWN', 400],
     ['UNAUTHORIZED', 401],
     ['DENIED', 403],
     ['UNSUPPORTED', 405],

@@ -179,12 +179,20 @@ describe('referrers of a mirrored repository, upstream without the referrers API
     expect(JSON.parse(none.body.toString())).toEqual(EMPTY_INDEX);
   });
 
-  it('answers an empty index for a hosted name before its first push', async () => {
-    const res = await get(`${mirror.url}/v2/team/new/referrers/${sha256('x')}?artifactType=a%2Fb`);
-    expect(res.status, res.body.toString()).toBe(200);
-    expect(res.headers['content-type']).toBe(OCI_INDEX);
-    expect(res.headers['oci-filters-applied']).toBe('artifactType');
-    expect(JSON.parse(res.body.toString())).toEqual(EMPTY_INDEX);
+  it('answers an empty index for a hosted name before its first push (declared or not), sha512 subjects too', async () => {
+    // team/new: declared hosted (--hosted), nothing pushed; worker: a one-component name a push
+    // would make hosted, mirrored until then (the upstream has no library/worker).
+    for (const path of [
+      `/v2/team/new/referrers/${sha256('x')}?artifactType=a%2Fb`,
+      `/v2/team/new/referrers/${SHA512}?artifactType=a%2Fb`,
+      `/v2/worker/referrers/${sha256('x')}?artifactType=a%2Fb`,
+    ]) {
+      const res = await get(`${mirror.url}${path}`);
+      expect(res.status, `${path}: ${res.body.toString()}`).toBe(200);
+      expect(res.headers['content-type']).toBe(OCI_INDEX);
+      expect(res.headers['oci-filters-applied']).toBe('artifactType');
+      expect(JSON.parse(res.body.toString())).toEqual(EMPTY_INDEX);
+    }
   });
 
   it('answers a lookup of a sha512 digest 404 BLOB_UNKNOWN / MANIFEST_UNKNOWN, mirrored or hosted, without asking the upstream', async () => {

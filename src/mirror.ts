@@ -9,6 +9,7 @@ import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
 import { KnownSizes } from './cache/known-sizes.js';
 import { ManifestCache } from './cache/manifest-cache.js';
+import { ReferrersCache } from './cache/referrers-cache.js';
 import { TagIndex } from './cache/tag-index.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config } from './config.js';
@@ -40,6 +41,7 @@ export interface Route {
   host: string;
   client: UpstreamClient;
   manifests: ManifestCache;
+  referrers: ReferrersCache;
 }
 
 /** A request's registry, its repository name there, and the name the cache lists it under. */
@@ -123,7 +125,21 @@ export class Mirror {
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     this.tokens = this.auth ? new TokenService(this.auth, config.dataDir, config.anonymousPull) : undefined;
-    this.#default = { host: config.upstream.url.host, client: this.upstream, manifests: this.manifests };
+    const referrers = (client: UpstreamClient, manifests: ManifestCache, prefix: string) =>
+      new ReferrersCache(
+        client,
+        manifests,
+        pLimit(concurrency),
+        tagTtl(config.tagTtlRules, config.tagTtlMs),
+        log,
+        prefix,
+      );
+    this.#default = {
+      host: config.upstream.url.host,
+      client: this.upstream,
+      manifests: this.manifests,
+      referrers: referrers(this.upstream, this.manifests, ''),
+    };
     for (const r of config.registries) {
       const client = new UpstreamClient(r.upstream, log, config.offline);
       client.onExchange = this.upstream.onExchange;
@@ -139,7 +155,12 @@ export class Mirror {
         this.coordinator,
         sizes,
       );
-      this.#routes.set(r.host, { host: r.host, client, manifests });
+      this.#routes.set(r.host, {
+        host: r.host,
+        client,
+        manifests,
+        referrers: referrers(client, manifests, `${r.host}/`),
+      });
     }
   }
 

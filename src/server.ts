@@ -11,6 +11,7 @@ import {
   hostedTagsHandler,
 } from './api/hosted.js';
 import { manifestHandler } from './api/manifests.js';
+import { referrersHandler } from './api/referrers.js';
 import { sendError, sendJson } from './api/respond.js';
 import { tagsHandler } from './api/tags.js';
 import { uploadHandler } from './api/uploads.js';
@@ -215,7 +216,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
     case 'tags':
       return tagsHandler(ex, mirror, target);
     case 'referrers':
-      throw new RegistryError('UNSUPPORTED', 'referrers are not mirrored yet', {});
+      return referrersHandler(ex, target, endpoint.digest);
   }
 }
 

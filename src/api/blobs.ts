@@ -5,7 +5,7 @@ import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
-import { type Digest, parseDigest } from '../oci/digest.js';
+import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseRange } from '../oci/range.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
@@ -23,7 +23,7 @@ export async function blobHandler(
 ): Promise<void> {
   const { name } = target;
   const upstream = target.route.client;
-  const digest = parseDigest(rawDigest);
+  const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
   const store = mirror.blobs.store;
 
   if (await serveStoredBlob(ex, mirror, digest)) {

@@ -1,14 +1,14 @@
 import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
 import type { StoredManifest } from '../hosted/repositories.js';
 import type { Mirror } from '../mirror.js';
-import { type Digest, parseDigest } from '../oci/digest.js';
+import { type Digest, lookupDigest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { OCI_INDEX } from '../oci/media-types.js';
-import { parseReference } from '../oci/names.js';
+import { lookupReference, parseReference } from '../oci/names.js';
 import { negotiate } from '../oci/negotiation.js';
 import { serveStoredBlob } from './blobs.js';
 import type { Exchange } from './exchange.js';
 import { paginate } from './paginate.js';
+import { referrersSubject, sendReferrers } from './referrers.js';
 import { BodyTooLargeError, readRequestBody } from './request-body.js';
 import { sendBody, sendJson, sendNotModified } from './respond.js';
 
@@ -22,7 +22,8 @@ export async function hostedManifestHandler(
   name: string,
   rawReference: string,
 ): Promise<void> {
-  const ref = parseReference(rawReference);
+  // A push by a sha512 digest is DIGEST_INVALID (400); a lookup of one is MANIFEST_UNKNOWN (oci/digest.ts).
+  const ref = ex.method === 'PUT' ? parseReference(rawReference) : lookupReference(rawReference);
   const hosted = mirror.hosted;
   if (ex.method === 'PUT') {
     const body = await readRequestBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: unknown) => {
@@ -127,7 +128,7 @@ export async function hostedBlobHandler(
   name: string,
   rawDigest: string,
 ): Promise<void> {
-  const digest = parseDigest(rawDigest);
+  const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
   if (ex.method === 'DELETE') {
     requireDelete(mirror);
     if (!(await mirror.hosted.isLinked(name, digest))) {
@@ -161,24 +162,11 @@ export async function hostedReferrersHandler(
   name: string,
   rawDigest: string,
 ): Promise<void> {
-  if (ex.method !== 'GET' && ex.method !== 'HEAD') {
-    throw new RegistryError('UNSUPPORTED', `${ex.method} is not supported here`, {});
-  }
-  const subject = parseDigest(rawDigest);
-  let manifests = await mirror.hosted.referrers(name, subject);
-  const artifactType = ex.query.get('artifactType');
-  const headers: Record<string, string> = { 'Content-Type': OCI_INDEX };
-  if (artifactType !== null) {
-    manifests = manifests.filter((m) => m.artifactType === artifactType);
-    headers['OCI-Filters-Applied'] = 'artifactType';
-  }
+  const subject = referrersSubject(ex, rawDigest);
+  // A hosted name before its first push has no referrers yet: an empty index (spec end-12a).
+  const manifests = subject ? await mirror.hosted.referrers(name, subject) : [];
   ex.outcome = 'HOSTED';
-  return sendBody(
-    ex,
-    200,
-    headers,
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })),
-  );
+  return sendReferrers(ex, manifests);
 }
 
 function requireDelete(mirror: Mirror): void {

@@ -2,7 +2,7 @@ import type { Manifest } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
 import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { parseReference } from '../oci/names.js';
+import { lookupReference } from '../oci/names.js';
 import { negotiate } from '../oci/negotiation.js';
 import type { Exchange } from './exchange.js';
 import { sendBody, sendNotModified } from './respond.js';
@@ -16,7 +16,7 @@ export async function manifestHandler(
 ): Promise<void> {
   const { name } = target;
   const manifests = target.route.manifests;
-  const ref = parseReference(rawReference);
+  const ref = lookupReference(rawReference);
   let manifest: Manifest;
   if (ref.kind === 'digest') {
     manifest = await manifests.byDigest(name, ref.digest);

@@ -1,6 +1,6 @@
 import { rangeHeader, type UploadSession, uploadLocation } from '../hosted/uploads.js';
 import type { Mirror } from '../mirror.js';
-import { type Digest, parseDigest } from '../oci/digest.js';
+import { type Digest, parseDigest, SUPPORTED_ALGORITHM, UnsupportedAlgorithmError } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { validateName } from '../oci/names.js';
 import type { Exchange } from './exchange.js';
@@ -48,8 +48,18 @@ export async function uploadHandler(
 
 async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<void> {
   const store = mirror.blobs.store;
+  // Spec end-4c: a registry that does not support the asked algorithm SHOULD answer 400. Only
+  // sha256 is stored (oci/digest.ts says why).
+  const algorithm = ex.query.get('digest-algorithm');
+  if (algorithm !== null && algorithm !== SUPPORTED_ALGORITHM) {
+    throw new RegistryError('DIGEST_INVALID', 'only sha256 digests are supported', {
+      algorithm,
+      supported: [SUPPORTED_ALGORITHM],
+    });
+  }
   const mount = ex.query.get('mount');
-  if (mount !== null) {
+  // A mount of a sha512 blob cannot succeed: the spec's answer to "unable to mount" is a session.
+  if (mount !== null && !unsupportedAlgorithm(mount)) {
     // One content-addressed store: a blob stored for any repository (pushed or pulled through) is
     // mounted without copying. `from` only has to be a valid name; an unknown blob falls back to an
     // upload session, as the spec says.
@@ -113,6 +123,15 @@ function progress(ex: Exchange, session: UploadSession, status: 202 | 204): void
     },
     undefined,
   );
+}
+
+function unsupportedAlgorithm(text: string): boolean {
+  try {
+    parseDigest(text);
+    return false;
+  } catch (err) {
+    return err instanceof UnsupportedAlgorithmError;
+  }
 }
 
 function digestParam(ex: Exchange): Digest {

@@ -1,4 +1,4 @@
-import { type Digest, parseDigest } from './digest.js';
+import { type Digest, lookupDigest, parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
 
 // OCI distribution-spec "Pulling manifests": the name and tag grammars.
@@ -23,6 +23,12 @@ export function parseReference(reference: string): Reference {
   if (reference.includes(':')) return { kind: 'digest', digest: parseDigest(reference) };
   if (!TAG.test(reference)) throw new RegistryError('TAG_INVALID', 'invalid tag', { tag: reference });
   return { kind: 'tag', tag: reference };
+}
+
+/** A reference a client looks up (GET/HEAD/DELETE): a digest of an algorithm not stored is MANIFEST_UNKNOWN. */
+export function lookupReference(reference: string): Reference {
+  if (reference.includes(':')) return { kind: 'digest', digest: lookupDigest(reference, 'MANIFEST_UNKNOWN') };
+  return parseReference(reference);
 }
 
 export function referenceString(ref: Reference): string {

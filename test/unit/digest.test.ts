@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { digestOf, isDigestLike, parseDigest, sha256Hex } from '../../src/oci/digest.js';
+import {
+  digestOf,
+  isDigestLike,
+  lookupDigest,
+  parseDigest,
+  sha256Hex,
+  UnsupportedAlgorithmError,
+} from '../../src/oci/digest.js';
 import { RegistryError } from '../../src/oci/errors.js';
 
 // Known SHA-256 vectors (FIPS 180-2 "abc" and the empty string).
@@ -25,18 +32,28 @@ describe('parseDigest', () => {
     });
   });
 
-  it('answers sha512 with UNSUPPORTED (HTTP 405) and names the digest', () => {
+  it('answers sha512 with DIGEST_INVALID (400, spec end-4c), never 405, and names the digest', () => {
     const text = `sha512:${'0'.repeat(128)}`;
     const err = errorOf(() => parseDigest(text));
-    expect(err.code).toBe('UNSUPPORTED');
-    expect(err.status).toBe(405);
-    expect(err.detail).toEqual({ digest: text });
+    expect(err).toBeInstanceOf(UnsupportedAlgorithmError);
+    expect(err.code).toBe('DIGEST_INVALID');
+    expect(err.status).toBe(400);
+    expect(err.detail).toEqual({ digest: text, supported: ['sha256'] });
   });
 
-  it('answers an unregistered but well-formed algorithm with UNSUPPORTED', () => {
+  it('answers a lookup of a well-formed sha512 digest with BLOB_UNKNOWN / MANIFEST_UNKNOWN (404)', () => {
+    const text = `sha512:${'0'.repeat(128)}`;
+    expect(errorOf(() => lookupDigest(text, 'BLOB_UNKNOWN')).status).toBe(404);
+    expect(errorOf(() => lookupDigest(text, 'MANIFEST_UNKNOWN')).code).toBe('MANIFEST_UNKNOWN');
+    expect(errorOf(() => lookupDigest(`sha256:${'A'.repeat(64)}`, 'BLOB_UNKNOWN')).code).toBe(
+      'DIGEST_INVALID',
+    );
+  });
+
+  it('answers an unregistered but well-formed algorithm like sha512', () => {
     expect(
-      errorOf(() => parseDigest('multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8')).code,
-    ).toBe('UNSUPPORTED');
+      errorOf(() => parseDigest('multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8')),
+    ).toBeInstanceOf(UnsupportedAlgorithmError);
   });
 
   it.each([

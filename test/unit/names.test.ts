@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../src/oci/errors.js';
-import { parseReference, parseV2Path, referenceString, validateName } from '../../src/oci/names.js';
+import {
+  lookupReference,
+  parseReference,
+  parseV2Path,
+  referenceString,
+  validateName,
+} from '../../src/oci/names.js';
 
 const HEX = 'a'.repeat(64);
 const DIGEST = `sha256:${HEX}`;
@@ -120,8 +126,10 @@ describe('parseReference', () => {
     expect(codeOf(() => parseReference(ref))).toBe('DIGEST_INVALID');
   });
 
-  it('answers a well-formed sha512 digest with UNSUPPORTED, not DIGEST_INVALID', () => {
-    expect(codeOf(() => parseReference(`sha512:${'b'.repeat(128)}`))).toBe('UNSUPPORTED');
+  it('answers a well-formed sha512 digest with DIGEST_INVALID in a push, MANIFEST_UNKNOWN in a lookup', () => {
+    expect(codeOf(() => parseReference(`sha512:${'b'.repeat(128)}`))).toBe('DIGEST_INVALID');
+    expect(codeOf(() => lookupReference(`sha512:${'b'.repeat(128)}`))).toBe('MANIFEST_UNKNOWN');
+    expect(codeOf(() => lookupReference(`sha256:${'B'.repeat(64)}`))).toBe('DIGEST_INVALID');
   });
 
   it('writes a reference back as the string it came from', () => {

@@ -185,6 +185,25 @@ describe('several ranges of a stored blob', () => {
   });
 });
 
+describe('a client that leaves in the middle of a multipart body', () => {
+  it('closes the blob file (no descriptor held, the blob evictable again)', async () => {
+    const size = 12 * 1024 * 1024;
+    const blob = randomBytes(size);
+    const digest = upstream.addBlob(blob);
+    await get(blobUrl(digest));
+    await mirror.mirror.blobs.inflight(parseDigest(digest))?.finished;
+    const res = await request(blobUrl(digest), { headers: { range: `bytes=0-${size - 2},${size - 1}-` } });
+    expect(res.statusCode).toBe(206);
+    const hex = parseDigest(digest).hex;
+    expect(mirror.mirror.blobs.store.inUse(hex)).toBe(true);
+    for await (const _ of res.body) break; // one chunk, then the client goes away
+    const deadline = Date.now() + 5000;
+    while (mirror.mirror.blobs.store.inUse(hex) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(mirror.mirror.blobs.store.inUse(hex)).toBe(false);
+  });
+});
+
 /** Resolves once the mirror's running fill of `digest` holds at least `bytes` bytes. */
 async function fillHolds(digest: string, bytes: number): Promise<void> {
   const fill = mirror.mirror.blobs.inflight(parseDigest(digest));

@@ -7,12 +7,22 @@ import type { CacheOutcome } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
 import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { parseRange } from '../oci/range.js';
+import { type ByteRange, parseRanges } from '../oci/range.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
-import { blobHeaders, sendBody, sendFile, sendStream } from './respond.js';
+import { fileBytes } from './file-sender.js';
+import {
+  blobByteranges,
+  blobHeaders,
+  byterangesHeaders,
+  joinByteranges,
+  sendBody,
+  sendByteranges,
+  sendFile,
+  sendStream,
+} from './respond.js';
 
 /** GET/HEAD /v2/<name>/blobs/<digest> */
 export async function blobHandler(
@@ -57,7 +67,15 @@ export async function blobHandler(
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
     return sendStream(ex, 200, headers, new FillReader(fill, 0, undefined), 0);
   }
-  const range = parseRange(ex.req.headers.range, fill.size);
+  const range = parseRanges(ex.req.headers.range, fill.size);
+  if (Array.isArray(range)) {
+    // Several ranges of a download in progress: each part is a FillReader, which holds back the
+    // part's last byte until the blob was verified, so no part (and not the body) can complete
+    // with unverified bytes; a mismatch cuts the connection.
+    const body = blobByteranges(range, fill.size);
+    const headers = byterangesHeaders(digest.value, body)[1];
+    return sendByteranges(ex, headers, body, (start, end) => new FillReader(fill, start, end));
+  }
   const [status, headers] = blobHeaders(digest.value, fill.size, range);
   const start = range?.start ?? 0;
   const end = range?.end ?? fill.size - 1;
@@ -78,7 +96,8 @@ export async function serveStoredBlob(
   const size = await store.size(digest);
   if (size === undefined) return false;
   ex.outcome = outcome;
-  const range = parseRange(ex.req.headers.range, size);
+  const range = parseRanges(ex.req.headers.range, size);
+  if (Array.isArray(range)) return serveStoredByteranges(ex, mirror, digest, size, range);
   const [status, headers] = blobHeaders(digest.value, size, range);
   if (ex.method === 'HEAD') {
     sendBody(ex, status, headers, undefined);
@@ -92,6 +111,37 @@ export async function serveStoredBlob(
   const file = await store.open(digest);
   if (!file) return false;
   await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, mirror.buffers);
+  return true;
+}
+
+/** Several ranges of a stored blob as multipart/byteranges (podman's zstd:chunked partial pulls). */
+async function serveStoredByteranges(
+  ex: Exchange,
+  mirror: Mirror,
+  digest: Digest,
+  size: number,
+  ranges: ByteRange[],
+): Promise<boolean> {
+  const store = mirror.blobs.store;
+  const body = blobByteranges(ranges, size);
+  const [status, headers] = byterangesHeaders(digest.value, body);
+  if (ex.method === 'HEAD') {
+    sendBody(ex, status, headers, undefined);
+    return true;
+  }
+  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest) : undefined;
+  if (small) {
+    sendBody(ex, status, headers, joinByteranges(body, small));
+    return true;
+  }
+  const file = await store.open(digest);
+  if (!file) return false;
+  try {
+    await sendByteranges(ex, headers, body, (start, end) => fileBytes(file.handle, start, end));
+  } finally {
+    // Waits for a read still running (FileHandle.close does), e.g. when the client left mid-part.
+    await file.handle.close().catch(() => {});
+  }
   return true;
 }
 

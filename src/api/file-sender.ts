@@ -73,3 +73,18 @@ export async function sendFileRange(
     pool.give(buffers[1]);
   }
 }
+
+/**
+ * Bytes [start, end] of an open file as chunks of at most 1 MiB, for multipart bodies (parts are
+ * mostly small: zstd:chunked asks for files' chunks). The caller closes the handle.
+ */
+export async function* fileBytes(handle: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let pos = start; pos <= end; ) {
+    const want = Math.min(CHUNK, end - pos + 1);
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await handle.read(buf, 0, want, pos);
+    if (bytesRead === 0) throw new Error('blob file shorter than its recorded size');
+    pos += bytesRead;
+    yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+  }
+}

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { type Byteranges, byteranges } from '../oci/byteranges.js';
 import type { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../oci/range.js';
 import type { Exchange } from './exchange.js';
@@ -64,10 +66,12 @@ export function sendError(ex: Exchange, err: RegistryError): void {
   ex.res.end(ex.method === 'HEAD' ? undefined : body);
 }
 
+const BLOB_TYPE = 'application/octet-stream';
+
 /** Status and headers for (part of) a blob of `size` bytes. */
 export function blobHeaders(digest: string, size: number, range: ByteRange | undefined): [number, Headers] {
   const headers: Headers = {
-    'Content-Type': 'application/octet-stream',
+    'Content-Type': BLOB_TYPE,
     'Docker-Content-Digest': digest,
     ETag: `"${digest}"`,
     'Accept-Ranges': 'bytes',
@@ -81,6 +85,64 @@ export function blobHeaders(digest: string, size: number, range: ByteRange | und
       'Content-Range': `bytes ${range.start}-${range.end}/${size}`,
     },
   ];
+}
+
+/**
+ * The multipart/byteranges framing for several ranges of a blob (RFC 9110 §14.6), with a boundary
+ * drawn at random (128 bits): no blob's bytes, chosen by an upstream or a pusher, can contain it.
+ */
+export function blobByteranges(ranges: ByteRange[], size: number): Byteranges {
+  return byteranges(ranges, size, BLOB_TYPE, randomBytes(16).toString('hex'));
+}
+
+/** Status and headers of a multipart/byteranges answer (206; its Content-Length is known). */
+export function byterangesHeaders(digest: string, body: Byteranges): [number, Headers] {
+  return [
+    206,
+    {
+      'Content-Type': body.contentType,
+      'Docker-Content-Digest': digest,
+      ETag: `"${digest}"`,
+      'Accept-Ranges': 'bytes',
+      'Content-Length': body.length,
+    },
+  ];
+}
+
+/** A whole multipart/byteranges body in memory, for a blob held in memory. */
+export function joinByteranges(body: Byteranges, blob: Buffer): Buffer {
+  const pieces: Buffer[] = [];
+  for (const part of body.parts) pieces.push(part.head, blob.subarray(part.start, part.end + 1));
+  pieces.push(body.tail);
+  return Buffer.concat(pieces, body.length);
+}
+
+/**
+ * A multipart/byteranges body streamed: each part's head, its bytes as `bytes(start, end)` yields
+ * them, then the close delimiter. Whatever holds back `bytes` holds back the response: a part read
+ * from a download in progress (FillReader) ends only once the blob was verified, and a failure
+ * cuts the connection short of the Content-Length.
+ */
+export async function sendByteranges(
+  ex: Exchange,
+  headers: Headers,
+  body: Byteranges,
+  bytes: (start: number, end: number) => AsyncIterable<Buffer>,
+): Promise<void> {
+  // Bytes, not objects: the stream buffers one high-water mark, not 16 chunks.
+  const stream = Readable.from(byterangesBody(body, bytes), { objectMode: false });
+  return sendStream(ex, 206, headers, stream, body.length);
+}
+
+async function* byterangesBody(
+  body: Byteranges,
+  bytes: (start: number, end: number) => AsyncIterable<Buffer>,
+): AsyncGenerator<Buffer> {
+  for (const part of body.parts) {
+    yield part.head;
+    yield* bytes(part.start, part.end);
+  }
+  yield body.tail;
 }
 
 /** A stored file (or a range of it) straight to the socket; the handle is always closed. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDigest } from '../../src/oci/digest.js';
 import { RegistryError } from '../../src/oci/errors.js';
 import { parseReference, parseV2Path, validateName } from '../../src/oci/names.js';
-import { parseRange } from '../../src/oci/range.js';
+import { MAX_RANGES, parseRange, parseRanges } from '../../src/oci/range.js';
 import { parseWwwAuthenticate } from '../../src/oci/www-authenticate.js';
 import { canonicalName } from '../../src/upstream/hub-names.js';
 
@@ -131,6 +131,38 @@ describe('parsers under arbitrary input', () => {
           expect(out.start).toBeLessThanOrEqual(out.end);
           expect(out.end).toBeLessThan(size);
         }
+      }),
+      RUNS,
+    );
+  });
+
+  it('parseRanges gives ranges inside the body, never more bytes than the body, none, or 416', () => {
+    const spec = fc
+      .tuple(fc.option(fc.nat(2000)), fc.option(fc.nat(2000)))
+      .map(([a, b]) => `${a ?? ''}-${b ?? ''}`);
+    const header = fc.oneof(
+      fc.string({ maxLength: 60 }).map((s) => `bytes=${s},${s}`),
+      fc.array(spec, { minLength: 1, maxLength: 12 }).map((l) => `bytes=${l.join(',')}`),
+      fc
+        .array(fc.constantFrom('0-0', '-1', '', ' ', '5-'), { maxLength: 40 })
+        .map((l) => `bytes=${l.join(',')}`),
+    );
+    fc.assert(
+      fc.property(header, fc.nat(1500), (h, size) => {
+        const out = expectSpecError(() => parseRanges(h, size), ['RANGE_INVALID']) as ReturnType<
+          typeof parseRanges
+        >;
+        const list = out === undefined ? [] : Array.isArray(out) ? out : [out];
+        if (Array.isArray(out)) expect(out.length).toBeGreaterThan(0);
+        expect(list.length).toBeLessThanOrEqual(MAX_RANGES);
+        let total = 0;
+        for (const r of list) {
+          expect(r.start).toBeGreaterThanOrEqual(0);
+          expect(r.start).toBeLessThanOrEqual(r.end);
+          expect(r.end).toBeLessThan(size);
+          total += r.end - r.start + 1;
+        }
+        expect(total).toBeLessThanOrEqual(Math.max(size, 0));
       }),
       RUNS,
     );

@@ -16,6 +16,13 @@ export interface RunningMirror {
 }
 
 /** Builds the mirror from a Config and listens. Used by main.ts, the tests and the benchmarks. */
+/**
+ * Request headers at most (Node's default is 16 KiB): podman's partial pulls ask for up to 1,024
+ * ranges of a layer in one Range header (containers/storage's limit), about 20 KB with the offsets
+ * of a big layer. Beyond this, 431. Bounded in time by --client-header-timeout.
+ */
+export const MAX_HEADER_BYTES = 32 * 1024;
+
 export async function startMirror(
   config: Config,
   log: Logger = createLogger(config.logLevel),
@@ -26,6 +33,7 @@ export async function startMirror(
   // holding idle sockets forever.
   const options = {
     keepAliveTimeout: 65_000,
+    maxHeaderSize: MAX_HEADER_BYTES,
     // Slowloris: a client that dribbles its headers is cut off. Checked every second, not every 30.
     headersTimeout: config.clientHeaderTimeoutMs,
     requestTimeout: Math.max(300_000, config.clientHeaderTimeoutMs + 1000),

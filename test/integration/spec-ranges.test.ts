@@ -185,6 +185,25 @@ describe('several ranges of a stored blob', () => {
   });
 });
 
+describe('a podman-sized Range header', () => {
+  it('takes 1,024 ranges with big offsets in one header (~20 KB), and still refuses 100 KB of headers (431)', async () => {
+    const blob = randomBytes(4 * 1024 * 1024);
+    const digest = upstream.addBlob(blob);
+    await get(blobUrl(digest));
+    const base = 1_000_000;
+    const ranges = Array.from({ length: MAX_RANGES }, (_, i) => `${base + i * 3000}-${base + i * 3000 + 9}`);
+    const header = `bytes=${ranges.join(',')}`;
+    expect(header.length).toBeGreaterThan(16 * 1024);
+    const reply = await get(blobUrl(digest), { range: header });
+    expect(reply.status).toBe(206);
+    expect(parseByteranges(reply.body, reply.headers['content-type'])).toHaveLength(MAX_RANGES);
+    const huge = await get(blobUrl(digest), { 'x-filler': 'a'.repeat(100 * 1024) }).catch(
+      (err: { code?: string }) => ({ status: err.code }),
+    );
+    expect(huge.status === 431 || huge.status === 'UND_ERR_SOCKET').toBe(true);
+  });
+});
+
 describe('a client that leaves in the middle of a multipart body', () => {
   it('closes the blob file (no descriptor held, the blob evictable again)', async () => {
     const size = 12 * 1024 * 1024;

@@ -89,10 +89,9 @@ export class ManifestCache {
 
   async byDigest(repository: string, digest: Digest): Promise<Manifest> {
     const local = await this.#local(digest);
-    if (local) {
-      await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
-      return { ...local, outcome: 'HIT' };
-    }
+    // Served from the store, the name is not noted: only what the upstream served for a name makes
+    // it a repository here (the catalog, the takeover check), never a stored object asked for under it.
+    if (local) return { ...local, outcome: 'HIT' };
     return this.#singleFlight(`${this.#key(repository)}@${digest.value}`, () =>
       this.#fetch(repository, digest.value, digest),
     );

@@ -3,7 +3,7 @@ import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { get, imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+import { addImage, get, imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
 
 // Issue 14: what a repository answers for is what was pushed, mounted or referenced into it, and
 // a delete takes effect at once (OCI distribution spec: Pulling, Deleting, Listing Tags, end-2/8a/9/10).
@@ -161,5 +161,36 @@ describe('content is scoped to its repository (issue 14)', () => {
     await get(`${base}/v2/someone/else/manifests/${img.digest}`);
     await get(`${base}/v2/someone/other/blobs/${img.layerDigest}`);
     expect(JSON.parse((await get(`${base}/v2/_catalog`)).body.toString()).repositories).toEqual(['app']);
+  });
+
+  it('a mirrored name serves a stored blob or manifest only once the upstream has it under that name', async () => {
+    const img = addImage(hub, 'library/alpine', '3');
+    // Pulled through under library/alpine: stored once.
+    expect((await get(`${base}/v2/library/alpine/manifests/3`, { accept: OCI_MANIFEST })).status).toBe(200);
+    expect((await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`)).status).toBe(200);
+    // The upstream has nothing under someone/else.
+    hub.fault = (r) => (r.path.includes('/someone/else/') ? { kind: 'status', status: 404 } : undefined);
+    for (const method of ['GET', 'HEAD'] as const) {
+      expect((await get(`${base}/v2/someone/else/blobs/${img.layerDigest}`, {}, method)).status).toBe(404);
+      const m = await get(`${base}/v2/someone/else/manifests/${img.manifestDigest}`, {}, method);
+      expect(m.status, `${method} manifest`).toBe(404);
+    }
+    // Asked once, remembered.
+    expect(hub.count('HEAD', /\/someone\/else\/blobs\//)).toBe(1);
+    // Under another name the upstream does serve it: one HEAD, then from the store.
+    const before = hub.requests.length;
+    const other = await get(`${base}/v2/someone/other/blobs/${img.layerDigest}`);
+    expect(other.status).toBe(200);
+    expect(other.body.equals(img.layer)).toBe(true);
+    expect(hub.requests.slice(before).map((r) => r.method)).toEqual(['HEAD']);
+    await get(`${base}/v2/someone/other/blobs/${img.layerDigest}`);
+    expect(hub.requests.length).toBe(before + 1);
+    // The known name's hits ask nothing, and the catalog lists only what the upstream served.
+    const known = hub.requests.length;
+    expect((await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`)).status).toBe(200);
+    expect(hub.requests.length).toBe(known);
+    expect(JSON.parse((await get(`${base}/v2/_catalog`)).body.toString()).repositories).toEqual([
+      'library/alpine',
+    ]);
   });
 });

@@ -19,6 +19,8 @@ export class KnownContent {
   /** `<key>@<hex>` → whether that name has it (false: the upstream said no, remembered a while). */
   readonly #known = new LRUCache<string, boolean>({ max: 200_000 });
   readonly #denied = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
+  /** Names whose records were read recently: not read again for every unknown digest asked under them. */
+  readonly #read = new LRUCache<string, true>({ max: 1_000, ttl: 10 * 60_000 });
   readonly #store: BlobStore;
   readonly #tags: TagIndex;
 
@@ -57,6 +59,8 @@ export class KnownContent {
 
   /** Reads `key`'s records on disk into memory; true when they name `hex`. */
   async fromRecords(key: string, hex: string): Promise<boolean> {
+    if (this.#read.has(key)) return false;
+    this.#read.set(key, true);
     const dir = path.join(this.#tags.root, key);
     const manifests = new Set(await listDir(path.join(dir, '_manifests')));
     for (const tag of await this.#tags.tags(key)) {

@@ -193,4 +193,28 @@ describe('content is scoped to its repository (issue 14)', () => {
       'library/alpine',
     ]);
   });
+
+  it('after a restart, a name reads its own records before asking the upstream', async () => {
+    const img = addImage(hub, 'library/alpine', '3');
+    expect((await get(`${base}/v2/library/alpine/manifests/3`, { accept: OCI_MANIFEST })).status).toBe(200);
+    expect((await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`)).status).toBe(200);
+    await restart(['--allow-delete']);
+    const before = hub.requests.length;
+    const res = await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`);
+    expect(res.headers['x-cache']).toBe('HIT');
+    expect(hub.requests.length).toBe(before);
+  });
+});
+
+describe('an emptied hosted repository (issue 14)', () => {
+  it('is dropped by a collection once its last delete is older than the grace period', async () => {
+    await restart(['--allow-delete', '--gc-grace', '0']);
+    const img = await pushImage(base, 'app', '1');
+    const config = JSON.parse(img.manifest.toString()).config.digest as string;
+    for (const d of [config, img.layerDigest]) await send(`${base}/v2/app/blobs/${d}`, 'DELETE');
+    expect((await send(`${base}/v2/app/manifests/${img.digest}`, 'DELETE')).status).toBe(202);
+    expect(running.mirror.hosted.isHosted('app')).toBe(true);
+    expect((await send(`${base}/_hubcache/gc`, 'POST')).status).toBe(200);
+    expect(running.mirror.hosted.isHosted('app')).toBe(false);
+  });
 });

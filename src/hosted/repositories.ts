@@ -30,7 +30,8 @@ export interface StoredManifest {
  * Repositories that live here rather than upstream: what clients pushed. On disk beside the
  * mirror's own index, under `<data>/hosted/<name>/`: `_tags/<tag>` (tag → digest),
  * `_manifests/<hex>` (the manifests the repository holds; the file holds the media type),
- * `_layers/<hex>` (blobs uploaded or mounted into it) and `_referrers/<subject hex>/<hex>`.
+ * `_layers/<hex>` (blobs uploaded or mounted into it, or named by a manifest pushed to it),
+ * `_referrers/<subject hex>/<hex>` and `_deleted` (its mtime: the repository's last delete).
  * The bytes themselves are in the one content-addressed blob store the mirror uses, so a layer
  * pushed and the same layer pulled through are stored once.
  *

@@ -7,6 +7,7 @@ import { BlobCache, type SharedTier } from './cache/blob-cache.js';
 import { BlobStore } from './cache/blob-store.js';
 import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
+import { KnownContent } from './cache/known-content.js';
 import { KnownSizes } from './cache/known-sizes.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { ReferrersCache } from './cache/referrers-cache.js';
@@ -58,6 +59,8 @@ export class Mirror {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
   readonly tags: TagIndex;
+  /** Which mirrored names are known to have which stored content (cache/known-content.ts). */
+  readonly known: KnownContent;
   /** Replicas: the S3 store they share, and Redis to coordinate (both optional). */
   readonly sharedStore: S3BlobStore | undefined;
   readonly coordinator: Coordinator | undefined;
@@ -91,6 +94,7 @@ export class Mirror {
       ? { store: this.sharedStore, coordinator: this.coordinator, lockTtlMs: LOCK_TTL_MS, sizes }
       : undefined;
     this.tags = new TagIndex(config.dataDir, 'repositories', this.coordinator);
+    this.known = new KnownContent(store, this.tags);
     this.hosted = new HostedRepositories(
       config.dataDir,
       store,

@@ -36,6 +36,14 @@ export async function blobHandler(
   const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
   const store = mirror.blobs.store;
 
+  // Stored (or arriving) for another name: this name must be known to have it (cache/known-content.ts).
+  if (
+    !mirror.known.has(target.key, digest.hex) &&
+    (mirror.blobs.inflight(digest) || (await store.size(digest)) !== undefined)
+  ) {
+    await confirmScope(ex, mirror, target, digest);
+  }
+
   if (await serveStoredBlob(ex, mirror, digest)) {
     // A first push to a name HEADs its blobs here, before the name is hosted (hosted/head-promises.ts).
     if (ex.method === 'HEAD' && mirror.hosted.createsOnPush) mirror.headPromises.storedConfirmed(digest.hex);
@@ -62,6 +70,7 @@ export async function blobHandler(
     if (err instanceof NoRoomError) return passThrough(ex, mirror, upstream, name, digest);
     throw err;
   }
+  if (!joined) mirror.known.note(target.key, digest.hex);
   if (fill.size === undefined) {
     // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
@@ -80,6 +89,45 @@ export async function blobHandler(
   const start = range?.start ?? 0;
   const end = range?.end ?? fill.size - 1;
   return sendStream(ex, status, headers, new FillReader(fill, start, end), end - start + 1);
+}
+
+/**
+ * A blob the store holds for other names, asked for under one not known to have it: the name's
+ * records on disk, else one HEAD upstream under this name, remembered either way. The spec scopes
+ * blobs to a repository; the one store underneath stays deduplicated. When the upstream cannot say
+ * (down, 429, 5xx) a GET fails with its error, and a HEAD answers 404 (as for a miss: a push asking
+ * "do you have it?" then uploads it).
+ */
+async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest: Digest): Promise<void> {
+  const { key, name } = target;
+  const unknown = () =>
+    new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
+  if (mirror.known.denied(key, digest.hex)) throw unknown();
+  if (await mirror.known.fromRecords(key, digest.hex)) return;
+  let status: number;
+  try {
+    const res = await target.route.client.request({
+      method: 'HEAD',
+      path: `/v2/${name}/blobs/${digest.value}`,
+      repository: name,
+    });
+    res.body.destroy();
+    status = res.status;
+    if (status !== 200) {
+      const failure = upstreamFailure(status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
+      if (status === 404 || status === 401 || status === 403) {
+        mirror.known.deny(key, digest.hex);
+        throw unknown();
+      }
+      throw failure;
+    }
+  } catch (err) {
+    ex.outcome = 'MISS';
+    if (ex.method === 'HEAD' && !(err instanceof RegistryError && err.code === 'BLOB_UNKNOWN'))
+      throw unknown();
+    throw err;
+  }
+  mirror.known.note(key, digest.hex);
 }
 
 /**

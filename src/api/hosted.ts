@@ -138,8 +138,13 @@ export async function hostedBlobHandler(
     await mirror.hosted.unlink(name, digest);
     return sendBody(ex, 202, {}, undefined);
   }
-  if (!(await serveStoredBlob(ex, mirror, digest, 'HOSTED'))) {
-    throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
+  // Only what was pushed, mounted or referenced into this repository (spec "Pulling Blobs"), not
+  // whatever the shared store holds for others. A push's HEAD that hears 404 uploads or mounts.
+  if (
+    !(await mirror.hosted.hasBlob(name, digest)) ||
+    !(await serveStoredBlob(ex, mirror, digest, 'HOSTED'))
+  ) {
+    throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
   }
   // A HEAD is how a push asks "do you have it?": the yes holds (in memory) until the manifest arrives.
   if (ex.method === 'HEAD' && mirror.hosted.pushEnabled) mirror.headPromises.storedConfirmed(digest.hex);
@@ -147,7 +152,9 @@ export async function hostedBlobHandler(
 
 export async function hostedTagsHandler(ex: Exchange, mirror: Mirror, name: string): Promise<void> {
   const tags = await mirror.hosted.tags.tags(name);
-  if (tags.length === 0) {
+  // end-8a: a repository holding only untagged manifests exists, with no tags; only a repository
+  // holding nothing (never pushed, or emptied by deletes) is unknown.
+  if (tags.length === 0 && !(await mirror.hosted.exists(name))) {
     throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { name });
   }
   ex.outcome = 'HOSTED';

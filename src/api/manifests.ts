@@ -18,18 +18,23 @@ export async function manifestHandler(
   const manifests = target.route.manifests;
   const ref = lookupReference(rawReference);
   let manifest: Manifest;
+  // What a manifest served for this name refers to is this name's (cache/known-content.ts).
+  const known = mirror.known;
   if (ref.kind === 'digest') {
-    manifest = await manifests.byDigest(name, ref.digest);
+    manifest = await manifests.byDigest(name, ref.digest, known.has(target.key, ref.digest.hex));
   } else {
     manifest = await manifests.byTag(name, ref.tag);
+    known.noteManifest(target.key, manifest.digest.hex, manifest.body);
     const choice = negotiate(manifest.mediaType, manifest.body, mirror.accepted(ex.req.headers.accept));
     if (choice.kind === 'none')
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
     if (choice.kind === 'child') {
-      const child = await manifests.byDigest(name, parseDigest(choice.digest));
+      const childDigest = parseDigest(choice.digest);
+      const child = await manifests.byDigest(name, childDigest, known.has(target.key, childDigest.hex));
       manifest = { ...child, outcome: manifest.outcome };
     }
   }
+  known.noteManifest(target.key, manifest.digest.hex, manifest.body);
   ex.outcome = manifest.outcome;
   const etag = `"${manifest.digest.value}"`;
   const headers = {

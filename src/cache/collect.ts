@@ -49,7 +49,7 @@ export async function collectGarbage(
   let held: Set<string> | undefined;
   try {
     held = await hosted.heldBlobs(graceMs);
-    await hosted.dropEmptyRepositories(uploading);
+    await hosted.dropEmptyRepositories(uploading, graceMs);
     for (const hex of await mirroredReferences(store, dataDir)) held.add(hex);
     const cutoff = Date.now() - graceMs;
     const result: CollectResult = {

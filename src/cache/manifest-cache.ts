@@ -87,11 +87,29 @@ export class ManifestCache {
     this.#log = log;
   }
 
-  async byDigest(repository: string, digest: Digest): Promise<Manifest> {
+  /**
+   * By digest. A stored manifest is served under `repository` only when it is known to be that
+   * name's (`known`: the caller's memory; else the name's records), or the upstream confirms it
+   * with a HEAD, asked once and recorded: the store is shared by every name, and content belongs
+   * to a repository (spec "Pulling Manifests"). Served from the store, nothing is written under
+   * the name: only what the upstream served for it makes it a repository here (the catalog, the
+   * takeover check).
+   */
+  async byDigest(repository: string, digest: Digest, known = false): Promise<Manifest> {
     const local = await this.#local(digest);
     if (local) {
-      await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
-      return { ...local, outcome: 'HIT' };
+      if (known || (await this.#tags.hasManifest(this.#key(repository), digest.hex))) {
+        return { ...local, outcome: 'HIT' };
+      }
+      return this.#singleFlight(`${this.#key(repository)}@${digest.value}?`, async () => {
+        const res = await this.#ask('HEAD', repository, digest.value);
+        res.body.destroy();
+        if (res.status !== 200) {
+          throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference: digest.value });
+        }
+        await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
+        return { ...local, outcome: 'HIT' };
+      });
     }
     return this.#singleFlight(`${this.#key(repository)}@${digest.value}`, () =>
       this.#fetch(repository, digest.value, digest),

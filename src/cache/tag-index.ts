@@ -102,6 +102,19 @@ export class TagIndex {
     await this.#shared?.noteRepository(repository).catch(() => {});
   }
 
+  /** Whether a manifest was served to `repository` by the upstream (noted here). */
+  async hasManifest(repository: string, digestHex: string): Promise<boolean> {
+    const key = `${repository}@${digestHex}`;
+    if (this.#knownManifests.has(key)) return true;
+    try {
+      await readFile(path.join(this.root, repository, '_manifests', digestHex));
+    } catch {
+      return false;
+    }
+    this.#knownManifests.set(key, true);
+    return true;
+  }
+
   /** Repositories holding at least one manifest, sorted (the catalog's order). */
   async repositories(): Promise<string[]> {
     const found: string[] = [];

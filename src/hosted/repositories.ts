@@ -30,12 +30,24 @@ export interface StoredManifest {
  * Repositories that live here rather than upstream: what clients pushed. On disk beside the
  * mirror's own index, under `<data>/hosted/<name>/`: `_tags/<tag>` (tag → digest),
  * `_manifests/<hex>` (the manifests the repository holds; the file holds the media type),
- * `_layers/<hex>` (blobs uploaded or mounted into it) and `_referrers/<subject hex>/<hex>`.
+ * `_layers/<hex>` (blobs uploaded or mounted into it, or named by a manifest pushed to it),
+ * `_referrers/<subject hex>/<hex>` and `_deleted` (its mtime: the repository's last delete).
  * The bytes themselves are in the one content-addressed blob store the mirror uses, so a layer
  * pushed and the same layer pulled through are stored once.
  *
  * Which names are hosted: a name that matches a configured pattern, or (without patterns) any
  * name a push has created. A hosted name never goes upstream, under exactly the name pushed.
+ *
+ * Content is scoped to its repository (spec "Pulling Blobs": a blob not in the repository MUST
+ * 404): a repository answers for the blobs linked into it (`_layers`: uploaded, mounted, or named
+ * by a manifest pushed to it) and the manifests marked in `_manifests`, whatever else the shared
+ * store holds. The links are read once per repository into memory, so a blob hit stays a lookup.
+ *
+ * Deleting never turns a hosted name back into a mirrored one at once: a repository emptied by
+ * DELETEs stays hosted (and empty: every read is a 404) until a collection finds it empty and its
+ * last delete (`_deleted`, a file whose mtime is that delete) older than the grace period. A name
+ * that just deleted a manifest therefore never falls back to serving it, or anything else, from
+ * the mirror (docs/SECURITY.md, "Pushes never take over a mirrored name").
  */
 export class HostedRepositories {
   readonly root: string;
@@ -50,6 +62,9 @@ export class HostedRepositories {
   #held = new Set<string>();
   /** Layer links written recently: a link is refreshed (mount, upload) at most this often. */
   readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
+  /** Per repository, the blobs it answers for (hex), read from disk on first use. */
+  readonly #content = new Map<string, Set<string>>();
+  readonly #loadingContent = new Map<string, Promise<Set<string>>>();
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
     this.root = path.join(dataDir, 'hosted');
@@ -141,28 +156,88 @@ export class HostedRepositories {
   async link(name: string, digest: Digest): Promise<void> {
     this.#hold(digest.hex);
     this.#names.add(name);
-    const key = `${name}@${digest.hex}`;
-    if (this.#linked.has(key)) return;
-    const file = path.join(this.#dir(name), '_layers', digest.hex);
+    await this.#writingTo(name, () => this.#link(name, digest.hex));
+  }
+
+  async #link(name: string, hex: string): Promise<void> {
+    const content = await this.#contentOf(name);
+    const key = `${name}@${hex}`;
+    if (this.#linked.has(key)) {
+      content.add(hex);
+      return;
+    }
+    const file = path.join(this.#dir(name), '_layers', hex);
     const now = new Date();
-    await this.#writingTo(name, async () => {
-      try {
-        await utimes(file, now, now);
-      } catch {
-        await mkdir(path.dirname(file), { recursive: true });
-        await writeFile(file, '');
-      }
-    });
+    try {
+      await utimes(file, now, now);
+    } catch {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, '');
+    }
+    content.add(hex);
     this.#linked.set(key, true);
   }
 
-  async isLinked(name: string, digest: Digest): Promise<boolean> {
-    return exists(path.join(this.#dir(name), '_layers', digest.hex));
+  /** Whether `name` answers for this blob: in memory once the repository's links were read. */
+  async hasBlob(name: string, digest: Digest): Promise<boolean> {
+    // Names never pushed to (say, under a --hosted pattern) hold nothing, and cost no memory.
+    if (!this.#names.has(name)) return false;
+    const content = this.#content.get(name) ?? (await this.#contentOf(name));
+    return content.has(digest.hex);
   }
 
+  async isLinked(name: string, digest: Digest): Promise<boolean> {
+    return this.hasBlob(name, digest);
+  }
+
+  /** Removes a blob from a repository: it answers 404 for it at once (the store may keep it for others). */
   async unlink(name: string, digest: Digest): Promise<void> {
     this.#linked.delete(`${name}@${digest.hex}`);
+    (await this.#contentOf(name)).delete(digest.hex);
     await rm(path.join(this.#dir(name), '_layers', digest.hex), { force: true });
+    await this.#noteDelete(name);
+  }
+
+  /**
+   * The blobs `name` answers for: its links, and (for repositories pushed before manifests linked
+   * their blobs) what its manifests refer to.
+   */
+  async #contentOf(name: string): Promise<Set<string>> {
+    const known = this.#content.get(name);
+    if (known) return known;
+    let loading = this.#loadingContent.get(name);
+    if (!loading) {
+      loading = (async () => {
+        const dir = this.#dir(name);
+        const content = new Set(await listDir(path.join(dir, '_layers')));
+        for (const hex of await listDir(path.join(dir, '_manifests'))) {
+          const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(
+            () => undefined,
+          );
+          if (body) for (const ref of manifestReferences(body)) content.add(ref);
+        }
+        if (this.#names.has(name)) this.#content.set(name, content);
+        this.#loadingContent.delete(name);
+        return content;
+      })();
+      this.#loadingContent.set(name, loading);
+    }
+    return loading;
+  }
+
+  /** Marks when `name` last deleted something: it stays hosted at least a grace period after. */
+  async #noteDelete(name: string): Promise<void> {
+    const file = path.join(this.#dir(name), '_deleted');
+    const now = new Date();
+    await utimes(file, now, now).catch(async () => {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, '');
+    });
+  }
+
+  /** Whether the repository exists: it holds at least one manifest (tags/list answers 200). */
+  async exists(name: string): Promise<boolean> {
+    return (await listDir(path.join(this.#dir(name), '_manifests'))).length > 0;
   }
 
   /**
@@ -184,6 +259,8 @@ export class HostedRepositories {
       this.#hold(m.digest.hex);
       await this.#store.put(m.digest, m.body);
       await this.create(name);
+      // The manifest's blobs are the repository's now (a blob fetched for it, or HEADed as stored).
+      for (const d of m.blobs) if (!d.foreign) await this.#link(name, d.digest.hex);
       const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
       await mkdir(path.dirname(marker), { recursive: true });
       await writeFile(marker, m.mediaType);
@@ -260,13 +337,15 @@ export class HostedRepositories {
         // not parseable: it has no referrer entry either
       }
     }
-    await this.#dropIfEmpty(name);
+    // Not dropped when empty: a collection does that, after the grace period (see the class comment).
+    await this.#noteDelete(name);
     return true;
   }
 
   async deleteTag(name: string, tag: string): Promise<boolean> {
     if (!(await this.tags.get(name, tag))) return false;
     await this.tags.delete(name, tag);
+    await this.#noteDelete(name);
     return true;
   }
 
@@ -335,6 +414,7 @@ export class HostedRepositories {
         if (mtime > cutoff) held.add(hex);
         else {
           this.#linked.delete(`${name}@${hex}`);
+          this.#content.get(name)?.delete(hex);
           await rm(path.join(layers, hex), { force: true });
         }
       }
@@ -364,8 +444,8 @@ export class HostedRepositories {
    * Repositories left with nothing (an abandoned first push) stop shadowing the upstream, unless
    * an upload to them is under way (`busy`).
    */
-  async dropEmptyRepositories(busy: ReadonlySet<string>): Promise<void> {
-    for (const name of [...this.#names]) if (!busy.has(name)) await this.#dropIfEmpty(name);
+  async dropEmptyRepositories(busy: ReadonlySet<string>, graceMs = 0): Promise<void> {
+    for (const name of [...this.#names]) if (!busy.has(name)) await this.#dropIfEmpty(name, graceMs);
   }
 
   /** Blobs held since the running collection began; undefined when none runs. */
@@ -388,9 +468,9 @@ export class HostedRepositories {
    * says so). Never while a push writes into it (see #writingTo): removing the folder under a
    * write failed one or the other (ENOENT, ENOTEMPTY: a 500).
    */
-  async #dropIfEmpty(name: string): Promise<void> {
+  async #dropIfEmpty(name: string, graceMs: number): Promise<void> {
     if (this.#writing.has(name) || this.#dropping.has(name)) return;
-    const drop = this.#drop(name);
+    const drop = this.#drop(name, graceMs);
     this.#dropping.set(
       name,
       drop.catch(() => {}),
@@ -402,11 +482,16 @@ export class HostedRepositories {
     }
   }
 
-  async #drop(name: string): Promise<void> {
+  async #drop(name: string, graceMs: number): Promise<void> {
     const dir = this.#dir(name);
     for (const sub of ['_manifests', '_tags', '_layers']) {
       if ((await listDir(path.join(dir, sub))).length > 0) return;
     }
+    const lastDelete = await stat(path.join(dir, '_deleted')).then(
+      (s) => s.mtimeMs,
+      () => 0,
+    );
+    if (lastDelete > Date.now() - graceMs) return;
     try {
       await rm(dir, { recursive: true, force: true });
     } catch (err) {
@@ -415,6 +500,7 @@ export class HostedRepositories {
       throw err;
     }
     this.#names.delete(name);
+    this.#content.delete(name);
   }
 
   /** Writes under way per repository. */

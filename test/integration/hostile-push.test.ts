@@ -348,8 +348,8 @@ describe('retention', () => {
     hub.addBlob(pulled);
     expect((await get(`${base}/v2/library/x/blobs/${sha(pulled)}`)).status).toBe(200);
     await until(() => existsSync(blobFile(sha(pulled))), 'the pulled blob to be stored');
-    // An anonymous HEAD on the hosted name: "yes".
-    expect((await get(`${base}/v2/mine/blobs/${sha(pulled)}`, {}, 'HEAD')).status).toBe(200);
+    // An anonymous HEAD on the hosted name: not its blob (issue 14: content is scoped), and no link either.
+    expect((await get(`${base}/v2/mine/blobs/${sha(pulled)}`, {}, 'HEAD')).status).toBe(404);
     expect(existsSync(path.join(data.dir, 'hosted', 'mine', '_layers', sha(pulled).slice(7)))).toBe(false);
     const gc = await send(`${base}/_hubcache/gc`, 'POST');
     expect(gc.status).toBe(200);

@@ -301,7 +301,7 @@ describe('pushing to a hosted repository', () => {
     ).toBe(true);
   });
 
-  it('deletes only when allowed; deleting the last manifest makes the name mirrored again', async () => {
+  it('deletes only when allowed; a repository emptied by deletes stays hosted and answers 404', async () => {
     const img = await pushImage(base, 'app', '1');
     const refused = await send(`${base}/v2/app/manifests/${img.digest}`, 'DELETE');
     expect(refused.status).toBe(405);
@@ -310,7 +310,8 @@ describe('pushing to a hosted repository', () => {
     expect((await send(`${base}/v2/app/blobs/${sha(img.layer)}`, 'DELETE')).status).toBe(202);
     const del = await send(`${base}/v2/app/manifests/${img.digest}`, 'DELETE');
     expect(del.status).toBe(202);
-    expect(code(await get(`${base}/v2/app/manifests/${img.digest}`))).not.toBe('');
+    expect(code(await get(`${base}/v2/app/manifests/${img.digest}`))).toBe('MANIFEST_UNKNOWN');
+    expect(hub.requests).toEqual([]);
     expect(JSON.parse((await get(`${base}/v2/_catalog`)).body.toString()).repositories).not.toContain('app');
   });
 

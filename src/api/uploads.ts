@@ -60,13 +60,14 @@ async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<
   const mount = ex.query.get('mount');
   // A mount of a sha512 blob cannot succeed: the spec's answer to "unable to mount" is a session.
   if (mount !== null && !unsupportedAlgorithm(mount)) {
-    // One content-addressed store: a blob stored for any repository (pushed or pulled through) is
-    // mounted without copying. `from` only has to be a valid name; an unknown blob falls back to an
-    // upload session, as the spec says.
+    // One content-addressed store: a mount copies nothing. But content is scoped to repositories
+    // (spec "Mounting a blob from another repository"): `from` must hold the blob, as a hosted
+    // repository it was pushed or mounted into, or a mirrored name known to have it. Otherwise, or
+    // without `from`, the spec's fallback: an upload session.
     const digest = parseDigest(mount);
     const from = ex.query.get('from');
-    if (from !== null) validateName(from);
-    if ((await store.size(digest)) !== undefined) {
+    const source = from === null ? undefined : validateName(from);
+    if (source && (await store.size(digest)) !== undefined && (await holds(mirror, source, digest))) {
       await mirror.hosted.create(name);
       await mirror.hosted.link(name, digest);
       ex.outcome = 'HIT';
@@ -96,6 +97,13 @@ async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<
  * against the size bound) before it enters the store: otherwise the eviction its arrival starts
  * could remove it before the 201 and the manifest that names it.
  */
+/** Whether repository `name` holds the blob: hosted content, or a mirrored name known to have it. */
+async function holds(mirror: Mirror, name: string, digest: Digest): Promise<boolean> {
+  if (mirror.hosted.isHosted(name)) return mirror.hosted.hasBlob(name, digest);
+  const key = mirror.resolve(name, null).key;
+  return mirror.known.has(key, digest.hex) || (await mirror.known.fromRecords(key, digest.hex));
+}
+
 async function finished(
   ex: Exchange,
   mirror: Mirror,

@@ -150,7 +150,14 @@ describe('content is scoped to its repository (issue 14)', () => {
       const manifest = await send(`${base}/v2/other/manifests/${img.digest}`, method);
       expect(manifest.status, `${method} manifest`).toBe(404);
     }
-    // Mounting it links it: then `other` answers for it.
+    // A mount names where the blob is: from a repository that does not hold it, or with no `from`,
+    // the spec's fallback (an upload session), even though the store has the bytes.
+    for (const q of [`mount=${img.layerDigest}&from=third`, `mount=${img.layerDigest}`]) {
+      const refused = await send(`${base}/v2/other/blobs/uploads/?${q}`, 'POST');
+      expect(refused.status, q).toBe(202);
+    }
+    expect((await send(`${base}/v2/other/blobs/${img.layerDigest}`, 'HEAD')).status).toBe(404);
+    // Mounting it from where it is links it: then `other` answers for it.
     const mount = await send(`${base}/v2/other/blobs/uploads/?mount=${img.layerDigest}&from=app`, 'POST');
     expect(mount.status).toBe(201);
     expect((await send(`${base}/v2/other/blobs/${img.layerDigest}`, 'HEAD')).status).toBe(200);

@@ -38,6 +38,8 @@ const LOCK_TTL_MS = 10_000;
 /** One mirrored registry: its client and its manifests (tags kept apart per registry). */
 export interface Route {
   host: string;
+  /** How errors name it: its URL, after its configured name when that differs (`ghcr.io (https://…)`). */
+  label: string;
   client: UpstreamClient;
   manifests: ManifestCache;
 }
@@ -123,7 +125,12 @@ export class Mirror {
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     this.tokens = this.auth ? new TokenService(this.auth, config.dataDir, config.anonymousPull) : undefined;
-    this.#default = { host: config.upstream.url.host, client: this.upstream, manifests: this.manifests };
+    this.#default = {
+      host: config.upstream.url.host,
+      label: config.upstream.url.origin,
+      client: this.upstream,
+      manifests: this.manifests,
+    };
     this.#watch(this.#default);
     for (const r of config.registries) {
       const client = new UpstreamClient(r.upstream, log, config.offline);
@@ -139,15 +146,17 @@ export class Mirror {
         this.coordinator,
         sizes,
       );
-      const route = { host: r.host, client, manifests };
+      const origin = r.upstream.url.origin;
+      const label = r.upstream.url.host === r.host ? origin : `${r.host} (${origin})`;
+      const route = { host: r.host, label, client, manifests };
       this.#routes.set(r.host, route);
       this.#watch(route);
     }
   }
 
-  /** The default upstream's host: errors of requests that reach no particular registry name it. */
-  get upstreamHost(): string {
-    return this.#default.host;
+  /** How errors name the default upstream: requests that reach no particular registry name it. */
+  get upstreamLabel(): string {
+    return this.#default.label;
   }
 
   /** Every exchange with a registry is counted, and remembered per registry for /readyz. */

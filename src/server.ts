@@ -150,7 +150,7 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'not found', detail: null }] }, 404));
   // The operator routes' one error handler: the same mapping as /v2's (toRegistryError), spec JSON.
   app.onError((err, c) => {
-    const e = toRegistryError(err, mirror.upstreamHost);
+    const e = toRegistryError(err, mirror.upstreamLabel);
     if (e.status >= 500 || !(err instanceof RegistryError)) {
       mirror.log.warn(
         { method: c.req.method, path: c.req.path, err: err.message },
@@ -210,7 +210,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   // there; a registry that is not configured is refused before any upstream request.
   const target = mirror.resolve(endpoint.name, ns);
   ex.repository = target.key;
-  ex.upstream = target.route.host;
+  ex.upstream = target.route.label;
   switch (endpoint.kind) {
     case 'manifest':
       return manifestHandler(ex, mirror, target, endpoint.reference);
@@ -330,7 +330,7 @@ function tokenRealm(ex: Exchange, mirror: Mirror): string {
 
 /** The one place an error becomes a response. */
 function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
-  const registryError = toRegistryError(err, ex.upstream ?? mirror.upstreamHost);
+  const registryError = toRegistryError(err, ex.upstream ?? mirror.upstreamLabel);
   if (registryError.status >= 500 || !(err instanceof RegistryError)) {
     mirror.log.warn({ method: ex.method, path: ex.path, err: (err as Error).message }, 'request failed');
   }

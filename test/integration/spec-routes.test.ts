@@ -43,12 +43,13 @@ describe('an outage of a second registry names that registry', () => {
   it('503 and /readyz name ghcr.test, not the default upstream', async () => {
     addImage(hub, 'owner/app', '1');
     expect((await get(`${mirror.url}/v2/owner/app/manifests/1`)).status).toBe(200);
+    const ghcrUrl = ghcr.url;
     await ghcr.close();
     const res = await get(`${mirror.url}/v2/ghcr.test/owner/app/manifests/1`);
     expect(res.status).toBe(503);
     const error = json(res.body).errors[0];
     expect(error.code).toBe('UNAVAILABLE');
-    expect(error.message).toBe('upstream registry ghcr.test unreachable');
+    expect(error.message).toBe(`upstream registry ghcr.test (${ghcrUrl}) unreachable`);
     // The same through containerd's ?ns=.
     const viaNs = json((await get(`${mirror.url}/v2/owner/app/manifests/2?ns=ghcr.test`)).body);
     expect(viaNs.errors[0].message).toContain('ghcr.test');
@@ -66,7 +67,9 @@ describe('an outage of a second registry names that registry', () => {
     expect((await get(`${mirror.url}/v2/ghcr.test/owner/app/manifests/1`)).status).toBe(429);
     const res = await get(`${mirror.url}/v2/ghcr.test/owner/app/manifests/1`);
     expect(res.status).toBe(429);
-    expect(json(res.body).errors[0].message).toBe('upstream registry ghcr.test rate limit: retry later');
+    expect(json(res.body).errors[0].message).toBe(
+      `upstream registry ghcr.test (${ghcr.url}) rate limit: retry later`,
+    );
     addImage(hub, 'owner/app', '1');
     expect((await get(`${mirror.url}/v2/owner/app/manifests/1`)).status).toBe(200);
   });

@@ -40,6 +40,8 @@ const LOCK_TTL_MS = 10_000;
 /** One mirrored registry: its client and its manifests (tags kept apart per registry). */
 export interface Route {
   host: string;
+  /** How errors name it: its URL, after its configured name when that differs (`ghcr.io (https://…)`). */
+  label: string;
   client: UpstreamClient;
   manifests: ManifestCache;
   referrers: ReferrersCache;
@@ -140,13 +142,14 @@ export class Mirror {
       );
     this.#default = {
       host: config.upstream.url.host,
+      label: config.upstream.url.origin,
       client: this.upstream,
       manifests: this.manifests,
       referrers: referrers(this.upstream, this.manifests, ''),
     };
+    this.#watch(this.#default);
     for (const r of config.registries) {
       const client = new UpstreamClient(r.upstream, log, config.offline);
-      client.onExchange = this.upstream.onExchange;
       const manifests = new ManifestCache(
         store,
         this.tags,
@@ -159,13 +162,31 @@ export class Mirror {
         this.coordinator,
         sizes,
       );
-      this.#routes.set(r.host, {
+      const origin = r.upstream.url.origin;
+      const label = r.upstream.url.host === r.host ? origin : `${r.host} (${origin})`;
+      const route = {
         host: r.host,
+        label,
         client,
         manifests,
         referrers: referrers(client, manifests, `${r.host}/`),
-      });
+      };
+      this.#routes.set(r.host, route);
+      this.#watch(route);
     }
+  }
+
+  /** How errors name the default upstream: requests that reach no particular registry name it. */
+  get upstreamLabel(): string {
+    return this.#default.label;
+  }
+
+  /** Every exchange with a registry is counted, and remembered per registry for /readyz. */
+  #watch(route: Route): void {
+    route.client.onExchange = (method, status, seconds) => {
+      this.metrics.upstream(method, status, seconds);
+      this.#seen.set(route.host, { reachable: status !== 'error' && status < 500, at: Date.now() });
+    };
   }
 
   readonly #default: Route;
@@ -306,15 +327,25 @@ export class Mirror {
     };
   }
 
-  /** The last exchange with the upstream: /readyz reports it (it does not decide readiness). */
-  upstreamSeen: { reachable: boolean; at: number } | undefined;
+  /** The last exchange with each registry (by host): /readyz reports it (it does not decide readiness). */
+  readonly #seen = new Map<string, { reachable: boolean; at: number }>();
+
+  /** The last exchange with the default upstream. */
+  get upstreamSeen(): { reachable: boolean; at: number } | undefined {
+    return this.#seen.get(this.#default.host);
+  }
 
   /**
    * Readiness: the data directory takes a write. The upstream is reported, not required. A full
    * disk (ENOSPC) is reported but ready: everything cached is still served and misses pass
    * through uncached, which beats being taken out of the load balancer.
    */
-  async readiness(): Promise<{ ready: boolean; dataDir: string; upstream: string }> {
+  async readiness(): Promise<{
+    ready: boolean;
+    dataDir: string;
+    upstream: string;
+    upstreams: Record<string, string>;
+  }> {
     const probe = path.join(this.blobs.store.tmpDir, `.readyz-${process.pid}`);
     let dataDir = 'writable';
     let ready = true;
@@ -329,17 +360,19 @@ export class Mirror {
         ? 'full (ENOSPC): serving the cache, not caching'
         : `not writable: ${code ?? (err as Error).message}`;
     }
-    const retryIn = this.upstream.retryInSeconds;
-    const upstream = this.config.offline
-      ? 'offline mode'
-      : retryIn !== undefined
-        ? `unreachable, retrying in ${retryIn} s (serving from cache)`
-        : this.upstreamSeen === undefined
-          ? 'not contacted yet'
-          : this.upstreamSeen.reachable
-            ? 'reachable'
-            : 'unreachable (serving from cache)';
-    return { ready, dataDir, upstream };
+    // `upstream` is the default registry's state (kept for existing probes); `upstreams` every one's.
+    const routes = [this.#default, ...this.#routes.values()];
+    const upstreams = Object.fromEntries(routes.map((r) => [r.host, this.#upstreamState(r)]));
+    return { ready, dataDir, upstream: this.#upstreamState(this.#default), upstreams };
+  }
+
+  #upstreamState(route: Route): string {
+    if (this.config.offline) return 'offline mode';
+    const retryIn = route.client.retryInSeconds;
+    if (retryIn !== undefined) return `unreachable, retrying in ${retryIn} s (serving from cache)`;
+    const seen = this.#seen.get(route.host);
+    if (seen === undefined) return 'not contacted yet';
+    return seen.reachable ? 'reachable' : 'unreachable (serving from cache)';
   }
 
   #wireMetrics(): Metrics {
@@ -361,10 +394,6 @@ export class Mirror {
         discarded: this.blobs.sharedDiscarded,
       }),
     });
-    this.upstream.onExchange = (method, status, seconds) => {
-      metrics.upstream(method, status, seconds);
-      this.upstreamSeen = { reachable: status !== 'error' && status < 500, at: Date.now() };
-    };
     return metrics;
   }
 

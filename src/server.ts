@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono, type MiddlewareHandler } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { blobHandler } from './api/blobs.js';
 import { catalogHandler } from './api/catalog.js';
 import { type Exchange, exchangeOf } from './api/exchange.js';
@@ -82,21 +83,18 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.use('/_hubcache/gc', loopbackOnly);
   app.use('/ui/', privateToUsers(mirror));
   app.use('/_hubcache/summary', privateToUsers(mirror));
-  // "Recheck this tag now" (e.g. after pushing a new `latest` upstream).
+  // "Recheck this tag now" (e.g. after pushing a new `latest` upstream). The repository is resolved
+  // as a request's name is: a registry's path prefix (ghcr.io/owner/app) or `ns`, else the default.
   app.post('/_hubcache/invalidate', async (c) => {
     const tag = c.req.query('tag') ?? '';
-    try {
-      const repository = mirror.repositoryName(c.req.query('repository') ?? '');
-      const ref = parseReference(tag);
-      if (ref.kind !== 'tag')
-        throw new RegistryError('TAG_INVALID', 'a tag, not a digest: digests never change');
-      const invalidated = await mirror.manifests.invalidate(repository, ref.tag);
-      mirror.log.info({ repository, tag, invalidated }, 'tag invalidated by operator');
-      return c.json({ repository, tag, invalidated });
-    } catch (err) {
-      const e = toRegistryError(err, mirror.upstream.origin);
-      return c.json(e.toJSON(), e.status as 400);
-    }
+    const target = mirror.resolve(c.req.query('repository') ?? '', c.req.query('ns') ?? null);
+    const ref = parseReference(tag);
+    if (ref.kind !== 'tag')
+      throw new RegistryError('TAG_INVALID', 'a tag, not a digest: digests never change');
+    const invalidated = await target.route.manifests.invalidate(target.name, ref.tag);
+    const repository = target.key;
+    mirror.log.info({ repository, tag, invalidated }, 'tag invalidated by operator');
+    return c.json({ repository, tag, invalidated });
   });
   app.get('/', (c) =>
     c.text('hubcache: a pull-through mirror for Docker Hub. The registry API is at /v2/.\n'),
@@ -125,18 +123,11 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
         { errors: [{ code: 'NOT_FOUND', message: 'no authentication configured', detail: null }] },
         404,
       );
-    let issued: Awaited<ReturnType<NonNullable<typeof mirror.tokens>['issue']>>;
-    try {
-      issued = await mirror.tokens.issue(
-        c.req.header('authorization'),
-        c.req.queries('scope') ?? [],
-        c.env.incoming.socket.remoteAddress ?? '',
-      );
-    } catch (err) {
-      const e = toRegistryError(err, mirror.upstream.origin);
-      for (const [k, v] of Object.entries(e.headers)) c.header(k, v);
-      return c.json(e.toJSON(), e.status as 429);
-    }
+    const issued = await mirror.tokens.issue(
+      c.req.header('authorization'),
+      c.req.queries('scope') ?? [],
+      c.env.incoming.socket.remoteAddress ?? '',
+    );
     if (!issued) {
       c.header('WWW-Authenticate', `Basic realm="${mirror.auth?.realm ?? 'hubcache'}"`);
       return c.json({ errors: [{ code: 'UNAUTHORIZED', message: 'wrong credentials', detail: null }] }, 401);
@@ -158,6 +149,18 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
     return c.json(r, r.ready ? 200 : 503);
   });
   app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'not found', detail: null }] }, 404));
+  // The operator routes' one error handler: the same mapping as /v2's (toRegistryError), spec JSON.
+  app.onError((err, c) => {
+    const e = toRegistryError(err, mirror.upstreamLabel);
+    if (e.status >= 500 || !(err instanceof RegistryError)) {
+      mirror.log.warn(
+        { method: c.req.method, path: c.req.path, err: err.message },
+        'operator request failed',
+      );
+    }
+    for (const [k, v] of Object.entries(e.headers)) c.header(k, v);
+    return c.json(e.toJSON(), e.status as ContentfulStatusCode);
+  });
   return app;
 }
 
@@ -208,6 +211,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   // there; a registry that is not configured is refused before any upstream request.
   const target = mirror.resolve(endpoint.name, ns);
   ex.repository = target.key;
+  ex.upstream = target.route.label;
   switch (endpoint.kind) {
     case 'manifest':
       return manifestHandler(ex, mirror, target, endpoint.reference);
@@ -327,7 +331,7 @@ function tokenRealm(ex: Exchange, mirror: Mirror): string {
 
 /** The one place an error becomes a response. */
 function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
-  const registryError = toRegistryError(err, mirror.upstream.origin);
+  const registryError = toRegistryError(err, ex.upstream ?? mirror.upstreamLabel);
   if (registryError.status >= 500 || !(err instanceof RegistryError)) {
     mirror.log.warn({ method: ex.method, path: ex.path, err: (err as Error).message }, 'request failed');
   }
@@ -339,7 +343,12 @@ function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
   sendError(ex, registryError);
 }
 
-/** Upstream failures name the upstream: the operator reading a client's error must know where to look. */
+/**
+ * Upstream failures name the upstream: the operator reading a client's error must know where to
+ * look. `upstream` is the registry the request was routed to (with several registries configured,
+ * a ghcr.io outage must not read as a Docker Hub one); requests that reach no particular registry
+ * name the default.
+ */
 export function toRegistryError(err: unknown, upstream: string): RegistryError {
   if (err instanceof RegistryError) return err;
   if (err instanceof UpstreamUnreachableError) {

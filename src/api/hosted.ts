@@ -1,6 +1,7 @@
 import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
 import type { StoredManifest } from '../hosted/repositories.js';
 import type { Mirror } from '../mirror.js';
+import { ifNoneMatch } from '../oci/conditional.js';
 import { type Digest, lookupDigest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { lookupReference, parseReference } from '../oci/names.js';
@@ -94,7 +95,7 @@ export async function hostedManifestHandler(
     'Docker-Content-Digest': manifest.digest.value,
     ETag: etag,
   };
-  if (ex.req.headers['if-none-match'] === etag) return sendNotModified(ex, headers);
+  if (ifNoneMatch(ex.req.headers['if-none-match'], etag)) return sendNotModified(ex, headers);
   return sendBody(ex, 200, headers, manifest.body);
 }
 

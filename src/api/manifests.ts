@@ -1,5 +1,6 @@
 import type { Manifest } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
+import { ifNoneMatch } from '../oci/conditional.js';
 import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { lookupReference } from '../oci/names.js';
@@ -42,7 +43,7 @@ export async function manifestHandler(
     'Docker-Content-Digest': manifest.digest.value,
     ETag: etag,
   };
-  if (ex.req.headers['if-none-match'] === etag) {
+  if (ifNoneMatch(ex.req.headers['if-none-match'], etag)) {
     sendNotModified(ex, headers);
     return;
   }

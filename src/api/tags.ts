@@ -3,7 +3,7 @@ import type { Mirror, Target } from '../mirror.js';
 import { headerValue, readBody } from '../upstream/client.js';
 import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
-import { paginate } from './paginate.js';
+import { nextPage, paginate } from './paginate.js';
 import { sendBody, sendJson } from './respond.js';
 
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
@@ -35,25 +35,31 @@ export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target):
     ex.outcome = 'MISS';
     const headers: Record<string, string> = { 'Content-Type': 'application/json' };
     const link = headerValue(res.headers.link);
-    if (link) headers.Link = relativeLink(link);
+    if (link) headers.Link = clientLink(link, ex);
     return sendBody(ex, 200, headers, body);
   } catch (err) {
     const local = isUpstreamOutage(err) ? await mirror.tags.tags(target.key) : [];
     if (local.length === 0) throw err;
     ex.outcome = 'STALE';
-    const page = paginate(local, ex.query, `/v2/${name}/tags/list`);
+    const page = paginate(local, ex.query, ex.path);
     return sendJson(ex, 200, { name, tags: page.items }, page.headers);
   }
 }
 
-/** An absolute Link to the upstream host would send the client around the mirror: keep path + query. */
-function relativeLink(link: string): string {
-  return link.replace(/<([^>]+)>/, (_, target: string) => {
-    try {
-      const url = new URL(target, 'http://upstream.invalid');
-      return `<${url.pathname}${url.search}>`;
-    } catch {
-      return `<${target}>`;
-    }
-  });
+/**
+ * The upstream's Link, pointed back at the mirror: the path the client asked for (a registry prefix
+ * such as /v2/ghcr.io/owner/app stays, or page 2 would go to the default registry) and the client's
+ * query (its `ns` too), with the upstream's pagination parameters. An absolute Link to the upstream
+ * host would send the client around the mirror.
+ */
+function clientLink(link: string, ex: Exchange): string {
+  const m = /<([^>]*)>(.*)/s.exec(link);
+  if (!m) return link;
+  let page: URLSearchParams;
+  try {
+    page = new URL(m[1] ?? '', 'http://upstream.invalid').searchParams;
+  } catch {
+    return link;
+  }
+  return `<${nextPage(ex.path, ex.query, page)}>${m[2] ?? ''}`;
 }

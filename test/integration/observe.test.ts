@@ -97,7 +97,12 @@ describe('health', () => {
   it('/healthz answers while the process runs; /readyz reports the upstream without failing on it', async () => {
     expect((await get(`${mirror.url}/healthz`)).status).toBe(200);
     const before = JSON.parse((await get(`${mirror.url}/readyz`)).body.toString());
-    expect(before).toEqual({ ready: true, dataDir: 'writable', upstream: 'not contacted yet' });
+    expect(before).toEqual({
+      ready: true,
+      dataDir: 'writable',
+      upstream: 'not contacted yet',
+      upstreams: { [new URL(upstream.url).host]: 'not contacted yet' },
+    });
     await upstream.close();
     await get(`${mirror.url}/v2/alpine/manifests/1`);
     const down = await get(`${mirror.url}/readyz`);

@@ -70,3 +70,22 @@ describe('toRegistryError: disk failures name the disk', () => {
     },
   );
 });
+
+describe('toRegistryError: upstream failures name the registry they are given', () => {
+  it('unreachable, backing off and token failures all name it', async () => {
+    const { toRegistryError } = await import('../../src/server.js');
+    const { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } = await import(
+      '../../src/upstream/errors.js'
+    );
+    const down = toRegistryError(new UpstreamUnreachableError('refused', 'ECONNREFUSED'), 'ghcr.io');
+    expect([down.status, down.message]).toEqual([503, 'upstream registry ghcr.io unreachable']);
+    const limited = toRegistryError(new UpstreamBackoffError(30), 'ghcr.io');
+    expect([limited.status, limited.message, limited.headers['Retry-After']]).toEqual([
+      429,
+      'upstream registry ghcr.io rate limit: retry later',
+      '30',
+    ]);
+    const token = toRegistryError(new UpstreamAuthError('realm refused'), 'ghcr.io');
+    expect([token.status, token.message]).toEqual([503, 'upstream registry ghcr.io: could not get a token']);
+  });
+});

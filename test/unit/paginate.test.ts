@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { paginate } from '../../src/api/paginate.js';
+import { nextPage, paginate } from '../../src/api/paginate.js';
 import { RegistryError } from '../../src/oci/errors.js';
 
 const TAGS = ['1.0', '1.1', '2.0', 'edge', 'latest'];
@@ -79,5 +79,20 @@ describe('paginate', () => {
 
   it('treats an empty n as no limit, not as n=0 (as distribution does)', () => {
     expect(page('n=')).toEqual({ items: TAGS, headers: {} });
+  });
+});
+
+describe('the Link keeps the path and query the client used', () => {
+  it('keeps a registry prefix in the path and containerd’s ns in the query', () => {
+    const path = '/v2/ghcr.io/owner/app/tags/list';
+    const { headers } = paginate(TAGS, new URLSearchParams('ns=ghcr.io&n=2'), path);
+    expect(headers.Link).toBe(`<${path}?ns=ghcr.io&n=2&last=1.1>; rel="next"`);
+  });
+
+  it('nextPage replaces the pagination parameters, whatever their order', () => {
+    const page = new URLSearchParams('last=x&n=1');
+    expect(nextPage('/v2/a/tags/list', new URLSearchParams('n=5&ns=r.io&last=a'), page)).toBe(
+      '/v2/a/tags/list?ns=r.io&last=x&n=1',
+    );
   });
 });

@@ -93,10 +93,10 @@ export async function blobHandler(
 
 /**
  * A blob the store holds for other names, asked for under one not known to have it: the name's
- * records on disk, else one HEAD upstream under this name, remembered either way. The spec scopes
- * blobs to a repository; the one store underneath stays deduplicated. When the upstream cannot say
- * (down, 429, 5xx) a GET fails with its error, and a HEAD answers 404 (as for a miss: a push asking
- * "do you have it?" then uploads it).
+ * records on disk, else (for a GET) one HEAD upstream under this name, remembered either way. The
+ * spec scopes blobs to a repository; the one store underneath stays deduplicated. When the upstream
+ * cannot say (down, 429, 5xx) a GET fails with its error. A HEAD never asks: it answers 404 (as for
+ * a miss: a push asking "do you have it?" then mounts or uploads it).
  */
 async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest: Digest): Promise<void> {
   const { key, name } = target;
@@ -104,6 +104,10 @@ async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest
     new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
   if (mirror.known.denied(key, digest.hex)) throw unknown();
   if (await mirror.known.fromRecords(key, digest.hex)) return;
+  // A HEAD here is a push's "do you have it?" (docker and skopeo ask it of a name before its first
+  // push): a no costs the client a mount or an upload, while asking would tell the upstream about
+  // names being pushed here. A GET (a pull) asks.
+  if (ex.method === 'HEAD') throw unknown();
   let status: number;
   try {
     const res = await target.route.client.request({

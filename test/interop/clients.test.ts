@@ -61,7 +61,13 @@ describe.skipIf(!bedPrograms())('real clients through the mirror', () => {
     it('pulls an image, a multi-arch index, by digest and the big image, then runs what it pulled', async () => {
       await dockerd.docker(['pull', 'alpine:3.20']);
       await dockerd.docker(['pull', 'busybox']);
-      await dockerd.docker(['pull', `alpine@${bed.images.alpine.digest}`]);
+      // By digest: the digest library/alpine has upstream (skopeo stored it as Docker schema 2, so
+      // not the layout's OCI digest, which only busybox's index names: content is per repository).
+      const tagged = await fetch(`${bed.mirror.url}/v2/library/alpine/manifests/3.20`, {
+        method: 'HEAD',
+        headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+      });
+      await dockerd.docker(['pull', `alpine@${tagged.headers.get('docker-content-digest')}`]);
       await dockerd.docker(['pull', 'big:1']);
       const images = await dockerd.docker(['images', '--format', '{{.Repository}}:{{.Tag}}']);
       expect(images.stdout).toContain('alpine:3.20');

@@ -337,18 +337,15 @@ describe.skipIf(!bedPrograms() || !haveDocker)(
         expect(await copyBack('team/multi:1', true)).toBe(index.digest);
       });
 
-      it('copies team/app:1 to team/app2:1 (and the index to team/multi2:1) uploading nothing (every blob found or mounted)', async () => {
-        // skopeo asks the destination for each blob first (HEAD), and would mount a blob it knows
-        // from another repository of this registry (its blob info cache). Here the HEAD already
-        // answers 200 (one content-addressed store: a not-yet-hosted name is a mirrored name, served
-        // from the store), so skopeo has nothing to mount either. Whichever way: nothing is uploaded
-        // again. Every upload POST must be a mount (201), and no PATCH, upload PUT or pushed byte.
+      it('copies team/app:1 to team/app2:1 (and the index to team/multi2:1) storing nothing twice (blobs mounted, or uploaded and deduplicated)', async () => {
+        // skopeo asks the destination for each blob first (HEAD). Content is scoped to repositories
+        // (spec): a name not hosted yet does not have another repository's blobs, so the HEAD says
+        // no and skopeo mounts what its blob info cache knows a source for, and uploads the rest.
+        // Whichever way, the one content-addressed store holds every blob once: nothing new is stored.
         const uploads = (m: string) => ({
           posts: requestCount(m, { endpoint: 'upload', method: 'POST' }),
           mounts: requestCount(m, { endpoint: 'upload', method: 'POST', outcome: 'hit', code: '201' }),
-          patches: requestCount(m, { endpoint: 'upload', method: 'PATCH' }),
-          puts: requestCount(m, { endpoint: 'upload', method: 'PUT' }),
-          pushedBytes: Number(/^hubcache_pushed_bytes_total (\d+)/m.exec(m)?.[1]),
+          objects: Number(/^hubcache_cache_objects (\d+)/m.exec(m)?.[1]),
         });
         const before = uploads(await metrics());
         const copy = (all: boolean, from: string, to: string) =>
@@ -371,10 +368,8 @@ describe.skipIf(!bedPrograms() || !haveDocker)(
         await copy(true, 'team/multi:1', 'team/multi2:1');
         markHosted('team/multi2');
         const after = uploads(await metrics());
-        expect(after.posts - before.posts).toBe(after.mounts - before.mounts);
-        expect(after.patches).toBe(before.patches);
-        expect(after.puts).toBe(before.puts);
-        expect(after.pushedBytes).toBe(before.pushedBytes);
+        expect(after.mounts - before.mounts).toBeGreaterThan(0);
+        expect(after.objects).toBe(before.objects);
         expect(await headDigest('team/app2', '1')).toBe(image.digest);
         expect(await headDigest('team/multi2', '1')).toBe(index.digest);
         expect(sha256(await inspectRaw(`${REGISTRY}/team/multi2:1`, { env: bed.env }))).toBe(index.digest);

@@ -117,7 +117,8 @@ it('keeps what pushes under way need: uploads in progress, young blobs, blobs a 
   await new Promise((r) => setTimeout(r, 100));
   const past = new Date(Date.now() - 3_600_000);
   utimesSync(blobFile(sha(old)), past, past);
-  expect((await get(`${base}/v2/app/blobs/${sha(old)}`, {}, 'HEAD')).status).toBe(200);
+  // (Content is scoped: the HEAD that answers yes is under the name that has it.)
+  expect((await get(`${base}/v2/library/x/blobs/${sha(old)}`, {}, 'HEAD')).status).toBe(200);
 
   // Ten pushes at once, with collections running all the while.
   let collecting = true;

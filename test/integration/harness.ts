@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { request } from 'undici';
+import type { Readable } from 'node:stream';
+import { type Dispatcher, request } from 'undici';
 import { configWith } from '../../src/config.js';
 import { type RunningMirror, startMirror } from '../../src/listen.js';
 import type { FakeRegistry } from './fake-registry.js';
@@ -118,4 +119,39 @@ export function imageManifest(config: Buffer, layers: Buffer[], extra: object = 
       ...extra,
     }),
   );
+}
+
+/** Any request, its whole answer read (`get` for the rest: pushes, deletes, uploads). */
+export async function send(
+  url: string,
+  method: Dispatcher.HttpMethod,
+  body?: Buffer | string | Readable,
+  headers: Record<string, string> = {},
+  dispatcher?: Dispatcher,
+): Promise<Reply> {
+  const res = await request(url, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body }),
+    ...(dispatcher ? { dispatcher } : {}),
+  });
+  const chunks: Buffer[] = [];
+  for await (const chunk of res.body) chunks.push(chunk as Buffer);
+  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+}
+
+/** The spec error code of an error answer. */
+export const errorCode = (r: { body: Buffer }) =>
+  (JSON.parse(r.body.toString()) as { errors: { code: string }[] }).errors[0]?.code;
+
+/** Pushes a blob in one request (POST ?digest=), as skopeo does for small blobs; throws unless 201. */
+export async function pushBlob(base: string, name: string, bytes: Buffer): Promise<string> {
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const res = await send(`${base}/v2/${name}/blobs/uploads/?digest=${digest}`, 'POST', bytes, {
+    'content-type': 'application/octet-stream',
+  });
+  if (res.status !== 201 || res.headers.location !== `/v2/${name}/blobs/${digest}`) {
+    throw new Error(`blob push answered ${res.status} ${res.headers.location}: ${res.body.toString()}`);
+  }
+  return digest;
 }

@@ -13,7 +13,17 @@ import {
 } from '../../src/hosted/uploads.js';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, get, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+import {
+  addImage,
+  errorCode,
+  get,
+  mirrorFor,
+  OCI_MANIFEST,
+  pushBlob as pushBlobTo,
+  type Reply,
+  send,
+  tempDataDir,
+} from './harness.js';
 
 /**
  * Issue 13, the push side: every input from a client is hostile. Each test is an attack that
@@ -22,37 +32,9 @@ import { addImage, get, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.j
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-interface Sent {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
+const code = errorCode;
 
-async function send(
-  url: string,
-  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET' | 'HEAD',
-  body?: Buffer | string | Readable,
-  headers: Record<string, string> = {},
-  dispatcher?: Agent,
-): Promise<Sent> {
-  const res = await request(url, {
-    method,
-    headers,
-    ...(body === undefined ? {} : { body }),
-    ...(dispatcher ? { dispatcher } : {}),
-  });
-  const chunks: Buffer[] = [];
-  for await (const c of res.body) chunks.push(c as Buffer);
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
-}
-
-const code = (r: Sent) => (JSON.parse(r.body.toString()) as { errors: { code: string }[] }).errors[0]?.code;
-
-async function pushBlob(name: string, bytes: Buffer): Promise<string> {
-  const res = await send(`${base}/v2/${name}/blobs/uploads/?digest=${sha(bytes)}`, 'POST', bytes);
-  expect(res.status, res.body.toString()).toBe(201);
-  return sha(bytes);
-}
+const pushBlob = (name: string, bytes: Buffer) => pushBlobTo(base, name, bytes);
 
 function manifestOf(config: { digest: string; size: number }, layers: { digest: string; size: number }[]) {
   return Buffer.from(
@@ -65,7 +47,7 @@ function manifestOf(config: { digest: string; size: number }, layers: { digest: 
   );
 }
 
-function putManifest(name: string, reference: string, manifest: Buffer): Promise<Sent> {
+function putManifest(name: string, reference: string, manifest: Buffer): Promise<Reply> {
   return send(`${base}/v2/${name}/manifests/${reference}`, 'PUT', manifest, { 'content-type': OCI_MANIFEST });
 }
 
@@ -126,7 +108,7 @@ describe('upload sessions', () => {
     const agents = addresses.map((localAddress) => new Agent({ localAddress, connections: 4 }));
     const outcomes = await Promise.all(
       agents.map(async (agent) => {
-        const results: Sent[] = [];
+        const results: Reply[] = [];
         const lanes = Array.from({ length: 4 }, async () => {
           while (results.length < perAddress) {
             results.push(await send(`${base}/v2/flood/app/blobs/uploads/`, 'POST', undefined, {}, agent));
@@ -359,7 +341,7 @@ describe('retention', () => {
   it('GC racing pushes (--gc-grace 0) never answers 500', async () => {
     await start(['--gc-grace', '0']);
     const statuses: number[] = [];
-    const note = (r: Sent) => {
+    const note = (r: Reply) => {
       statuses.push(r.status);
       return r;
     };

@@ -5,40 +5,21 @@ import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, get, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+import {
+  addImage,
+  errorCode,
+  get,
+  mirrorFor,
+  OCI_MANIFEST,
+  pushBlob,
+  type Reply,
+  send,
+  tempDataDir,
+} from './harness.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-interface Sent {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-async function send(
-  url: string,
-  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET' | 'HEAD',
-  body?: Buffer | string,
-  headers: Record<string, string> = {},
-): Promise<Sent> {
-  const res = await request(url, { method, headers, ...(body === undefined ? {} : { body }) });
-  const chunks: Buffer[] = [];
-  for await (const c of res.body) chunks.push(c as Buffer);
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
-}
-
-const code = (r: Sent) => JSON.parse(r.body.toString()).errors[0].code as string;
-
-/** Pushes a blob in one request (POST ?digest=), as skopeo does for small blobs. */
-async function pushBlob(base: string, name: string, bytes: Buffer): Promise<string> {
-  const digest = sha(bytes);
-  const res = await send(`${base}/v2/${name}/blobs/uploads/?digest=${digest}`, 'POST', bytes, {
-    'content-type': 'application/octet-stream',
-  });
-  expect(res.status, res.body.toString()).toBe(201);
-  expect(res.headers.location).toBe(`/v2/${name}/blobs/${digest}`);
-  return digest;
-}
+const code = errorCode;
 
 function imageManifest(configDigest: string, configSize: number, layers: Buffer[], extra: object = {}) {
   return Buffer.from(

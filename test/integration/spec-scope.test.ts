@@ -3,41 +3,25 @@ import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, get, imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+import {
+  addImage,
+  errorCode,
+  get,
+  imageManifest,
+  mirrorFor,
+  OCI_MANIFEST,
+  pushBlob,
+  type Reply,
+  send,
+  tempDataDir,
+} from './harness.js';
 
 // Issue 14: what a repository answers for is what was pushed, mounted or referenced into it, and
 // a delete takes effect at once (OCI distribution spec: Pulling, Deleting, Listing Tags, end-2/8a/9/10).
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-interface Sent {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-async function send(
-  url: string,
-  method: 'POST' | 'PUT' | 'DELETE' | 'GET' | 'HEAD',
-  body?: Buffer,
-  headers: Record<string, string> = {},
-): Promise<Sent> {
-  const res = await request(url, { method, headers, ...(body === undefined ? {} : { body }) });
-  const chunks: Buffer[] = [];
-  for await (const c of res.body) chunks.push(c as Buffer);
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
-}
-
-const code = (r: Sent) => JSON.parse(r.body.toString()).errors[0].code as string;
-
-async function pushBlob(base: string, name: string, bytes: Buffer): Promise<string> {
-  const digest = sha(bytes);
-  const res = await send(`${base}/v2/${name}/blobs/uploads/?digest=${digest}`, 'POST', bytes, {
-    'content-type': 'application/octet-stream',
-  });
-  expect(res.status, res.body.toString()).toBe(201);
-  return digest;
-}
+const code = errorCode;
 
 /** Blobs, then the manifest under `reference` (a tag, or its own digest for an untagged push). */
 async function pushImage(base: string, name: string, tag: string | undefined, layer = randomBytes(2048)) {

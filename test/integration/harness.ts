@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -154,4 +155,26 @@ export async function pushBlob(base: string, name: string, bytes: Buffer): Promi
     throw new Error(`blob push answered ${res.status} ${res.headers.location}: ${res.body.toString()}`);
   }
   return digest;
+}
+
+/**
+ * The mirror as its own process (what kill -9 and a peak-RSS reading need), started as `npm start`
+ * would, via tsx, on 127.0.0.1:`port`; resolves once /v2/ answers.
+ */
+export async function spawnMirror(port: number, args: string[]): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/main.ts', '--listen', `127.0.0.1:${port}`, ...args],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 200; i++) {
+    const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) return child;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error('mirror process did not start');
 }

@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
+import { addImage, gate, get, mirrorFor, spawnMirror, tempDataDir } from './harness.js';
 
 const MiB = 1024 * 1024;
 let upstream: FakeRegistry;
@@ -26,41 +26,23 @@ afterEach(async () => {
   await data.remove();
 });
 
-/** The mirror as its own process (what kill -9 needs), started as `npm start` would, via tsx. */
-async function spawnMirror(port: number, extra: string[] = []): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/main.ts',
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--upstream',
-      upstream.url,
-      '--data',
-      data.dir,
-      '--log-level',
-      'warn',
-      ...extra,
-    ],
-    { stdio: 'ignore' },
-  );
+async function startMirrorProcess(port: number, extra: string[] = []): Promise<ChildProcess> {
+  const child = await spawnMirror(port, [
+    '--upstream',
+    upstream.url,
+    '--data',
+    data.dir,
+    '--log-level',
+    'warn',
+    ...extra,
+  ]);
   children.push(child);
-  for (let i = 0; i < 200; i++) {
-    const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (up) return child;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('mirror process did not start');
+  return child;
 }
 
 it('kill -9 mid-download: no partial file is ever served, the temp file is cleaned, the next pull is whole', async () => {
   const port = await freePort();
-  const child = await spawnMirror(port);
+  const child = await startMirrorProcess(port);
   const img = addImage(upstream, 'library/big', '1', 8 * MiB);
   const held = gate();
   upstream.fault = (r) =>
@@ -90,7 +72,7 @@ it('kill -9 mid-download: no partial file is ever served, the temp file is clean
   // Time passes: the leftover is older than any live download could leave it.
   const longAgo = Date.now() / 1000 - 3600;
   utimesSync(path.join(tmp, leftovers[0] ?? ''), longAgo, longAgo);
-  await spawnMirror(port);
+  await startMirrorProcess(port);
   await expect.poll(() => readdirSync(tmp)).toEqual([]);
   const res = await get(`http://127.0.0.1:${port}/v2/big/blobs/${img.layerDigest}`);
   expect(res.headers['x-cache']).toBe('MISS');
@@ -127,7 +109,7 @@ it('two mirrors on one data directory fill the same blobs at once and stay consi
 
 it('SIGTERM mid-download: the download finishes and is stored, no temp file is left, the process exits', async () => {
   const port = await freePort();
-  const child = await spawnMirror(port);
+  const child = await startMirrorProcess(port);
   const img = addImage(upstream, 'library/big', '1', 8 * MiB);
   const held = gate();
   upstream.fault = (r) =>

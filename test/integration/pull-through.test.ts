@@ -409,7 +409,7 @@ describe('only the configured upstream is ever contacted', () => {
     for (const url of [
       '/v2/library/alpine/manifests/1?ns=ghcr.io',
       '/v2/ghcr.io/owner/app/manifests/1',
-      '/v2/quay.io/x/y/blobs/sha256:' + 'a'.repeat(64),
+      `/v2/quay.io/x/y/blobs/sha256:${'a'.repeat(64)}`,
     ]) {
       const res = await get(`${mirror.url}${url}`);
       expect(res.status, url).toBe(404);

@@ -1,21 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import {
-  addImage,
-  errorCode,
-  get,
-  mirrorFor,
-  OCI_MANIFEST,
-  pushBlob,
-  type Reply,
-  send,
-  tempDataDir,
-} from './harness.js';
+import { addImage, errorCode, get, mirrorFor, OCI_MANIFEST, pushBlob, send, tempDataDir } from './harness.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -8,7 +8,7 @@ import { request } from 'undici';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, OCI_MANIFEST, tempDataDir } from './harness.js';
+import { addImage, OCI_MANIFEST, spawnMirror, tempDataDir } from './harness.js';
 
 /**
  * The hostile-input suite's siege (docs/SECURITY.md "Bounds"): every kind of attack at once,
@@ -88,39 +88,21 @@ afterEach(async () => {
   await parent.remove();
 });
 
-async function spawnMirror(port: number, extra: string[]): Promise<ChildProcess> {
-  const proc = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/main.ts',
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--upstream',
-      good.url,
-      '--data',
-      dataDir,
-      '--log-level',
-      'error',
-      '--registry',
-      `evil.test=http://127.0.0.1:${evilPort}`,
-      ...extra,
-    ],
-    { stdio: 'ignore' },
-  );
-  child = proc;
-  for (let i = 0; i < 200; i++) {
-    if (
-      await fetch(`http://127.0.0.1:${port}/v2/`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return proc;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('mirror process did not start');
+function startSieged(port: number, extra: string[]): Promise<ChildProcess> {
+  return spawnMirror(port, [
+    '--upstream',
+    good.url,
+    '--data',
+    dataDir,
+    '--log-level',
+    'error',
+    '--registry',
+    `evil.test=http://127.0.0.1:${evilPort}`,
+    ...extra,
+  ]).then((proc) => {
+    child = proc;
+    return proc;
+  });
 }
 
 async function status(url: string, init: Parameters<typeof request>[1] = {}): Promise<number | 'cut'> {
@@ -145,7 +127,7 @@ it('stays up and serves cached pulls whole under every attack at once; writes on
   // Fills stop 256 MiB below today's free space: an endless upstream body can take that much at most.
   const free = statfsSync(dataDir);
   const minFree = Math.max(0, free.bavail * free.bsize - 256 * MiB);
-  const proc = await spawnMirror(port, ['--min-free-space', String(minFree), '--idle-timeout', '5']);
+  const proc = await startSieged(port, ['--min-free-space', String(minFree), '--idle-timeout', '5']);
   const base = `http://127.0.0.1:${port}`;
   const img = addImage(good, 'library/alpine', '1', 256 * 1024);
   const manifestUrl = `${base}/v2/alpine/manifests/1`;

@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
@@ -11,7 +10,6 @@ import {
   mirrorFor,
   OCI_MANIFEST,
   pushBlob,
-  type Reply,
   send,
   tempDataDir,
 } from './harness.js';

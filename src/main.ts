@@ -1,10 +1,10 @@
 #!/usr/bin/env node
+import { runGc } from './commands/gc.js';
+import { runPrefetch } from './commands/prefetch.js';
+import { runStats } from './commands/stats.js';
 import { parseConfig, printableConfig } from './config.js';
-import { runGc } from './gc-command.js';
 import { startMirror } from './listen.js';
 import { createLogger } from './observe/logger.js';
-import { runPrefetch } from './prefetch-command.js';
-import { runStats } from './stats-command.js';
 
 // Subcommands: `serve` (the default), `prefetch`, `gc`, `stats`.
 const [sub, ...rest] = process.argv.slice(2);

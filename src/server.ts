@@ -16,11 +16,11 @@ import { referrersHandler } from './api/referrers.js';
 import { sendError, sendJson } from './api/respond.js';
 import { tagsHandler } from './api/tags.js';
 import { uploadHandler } from './api/uploads.js';
+import { isLoopback } from './auth/loopback.js';
+import type { Action } from './auth/token-service.js';
 import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
 import type { Mirror } from './mirror.js';
 import { DASHBOARD_HTML } from './observe/dashboard.js';
-import { isLoopback } from './observe/loopback.js';
-import type { Action } from './observe/token-service.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path, type V2Route, validateName } from './oci/names.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
@@ -116,7 +116,7 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.post('/_hubcache/gc', async (c) => {
     return c.json(await mirror.collectGarbage());
   });
-  // The token endpoint of --anonymous-pull's token flow (observe/token-service.ts).
+  // The token endpoint of --anonymous-pull's token flow (auth/token-service.ts).
   app.get('/_hubcache/token', async (c) => {
     if (!mirror.tokens)
       return c.json(

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chunkStart } from '../../src/api/uploads.js';
+import { parseScope } from '../../src/auth/token-service.js';
 import { checkManifest } from '../../src/hosted/manifest-check.js';
-import { parseScope } from '../../src/observe/token-service.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 const OCI = 'application/vnd.oci.image.manifest.v1+json';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { Agent, request } from 'undici';
-import { indexEntries, isIndexType, UPSTREAM_ACCEPT } from './oci/media-types.js';
+import { indexEntries, isIndexType, UPSTREAM_ACCEPT } from '../oci/media-types.js';
 
 interface Totals {
   images: number;

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { Command } from 'commander';
-import { BlobStore } from './cache/blob-store.js';
-import { type CollectResult, collectGarbage } from './cache/collect.js';
-import { removeOrphanMarkers, removeStaleTemps } from './cache/gc.js';
-import { positiveInt } from './config.js';
-import { HostedRepositories } from './hosted/repositories.js';
-import { createLogger } from './observe/logger.js';
+import { BlobStore } from '../cache/blob-store.js';
+import { type CollectResult, collectGarbage } from '../cache/collect.js';
+import { removeOrphanMarkers, removeStaleTemps } from '../cache/gc.js';
+import { positiveInt } from '../config.js';
+import { HostedRepositories } from '../hosted/repositories.js';
+import { createLogger } from '../observe/logger.js';
 
 /**
  * `hubcache gc`: what a crash or a hand edit can leave behind, removed while the mirror runs or not:

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
-import { UsageIndex } from './cache/usage-index.js';
+import { UsageIndex } from '../cache/usage-index.js';
 
 /**
  * `hubcache stats`: cache size, object count and hit ratio since start, from a running mirror's

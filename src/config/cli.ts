@@ -1,4 +1,5 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { checked } from './kinds.js';
 import { defaultShown, envNames, OPTION_LIST, type OptionId, type OptionSpec } from './options.js';
 
 /**
@@ -23,15 +24,8 @@ function flagOf(spec: OptionSpec<unknown>): Option {
   const { kind } = spec;
   if (kind.isSwitch) return option;
   return option.argParser((text: string, previous: unknown) =>
-    checked(spec, kind.add ? kind.add(previous, text) : kind.fromText(text)),
+    checked(kind, kind.add ? kind.add(previous, text) : kind.fromText(text)),
   );
-}
-
-/** A value from text, checked by the option's schema; commander reports the error with the flag. */
-export function checked(spec: OptionSpec<unknown>, value: unknown): unknown {
-  const result = spec.kind.schema.safeParse(value);
-  if (!result.success) throw new InvalidArgumentError(result.error.issues[0]?.message ?? 'invalid');
-  return result.data;
 }
 
 /** What the command line set, by option. */

@@ -1,4 +1,4 @@
-import { checked } from './cli.js';
+import { checked } from './kinds.js';
 import { envNames, flagName, OPTION_LIST, type OptionId } from './options.js';
 
 /** What the HUBCACHE_* environment set, by option: the derived name first, then an older alias. */
@@ -12,7 +12,7 @@ export function environmentValues(
     const text = name === undefined ? undefined : env[name];
     if (name === undefined || text === undefined) continue;
     try {
-      values.set(id, checked(spec, spec.kind.fromText(text)));
+      values.set(id, checked(spec.kind, spec.kind.fromText(text)));
     } catch (err) {
       fail(`error: ${name} (${flagName(spec)}): ${(err as Error).message}`);
     }

@@ -36,6 +36,13 @@ function whole(text: string): number {
   return n;
 }
 
+/** A value from a flag or the environment, checked by its schema; the message says what is expected. */
+export function checked<F>(kind: Kind<F>, value: unknown): F {
+  const result = kind.schema.safeParse(value);
+  if (!result.success) throw new InvalidArgumentError(result.error.issues[0]?.message ?? 'invalid');
+  return result.data;
+}
+
 function kind<F>(schema: z.ZodType<F>, fromText: (text: string) => F): Kind<F> {
   return { schema, fromText };
 }
@@ -63,7 +70,7 @@ export function parseBoolean(value: string): boolean | undefined {
 
 // A switch's flag sets it without a value; commander must not read its environment variable, since
 // it would take any value, "false" included, as "set" (the environment is read in sources.ts).
-export const flag: Kind<boolean> = {
+export const toggle: Kind<boolean> = {
   schema: z.boolean(),
   fromText(t) {
     const b = parseBoolean(t);
@@ -120,7 +127,7 @@ export const listen = kind(
   (t) => t,
 );
 
-function httpUrlProblem(value: string): string | undefined {
+function httpUrlProblem(value: string, credentials: string): string | undefined {
   let url: URL;
   try {
     url = new URL(value);
@@ -129,15 +136,21 @@ function httpUrlProblem(value: string): string | undefined {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'the URL must be http:// or https://';
   // Credentials in a URL end up in logs and in --print-config.
-  if (url.username || url.password) return 'put credentials in --upstream-username/password, not the URL';
+  if (url.username || url.password) return credentials;
   return undefined;
 }
-const httpUrlSchema = z.string().superRefine((v, ctx) => {
-  const problem = httpUrlProblem(v);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
-/** An http(s) URL without credentials (upstreams, and where clients reach the mirror). */
-export const httpUrl = kind(httpUrlSchema, (t) => t);
+const urlSchema = (credentials: string) =>
+  z.string().superRefine((v, ctx) => {
+    const problem = httpUrlProblem(v, credentials);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+const upstreamUrlSchema = urlSchema(
+  'put credentials in --upstream-username/password (or username), not the URL',
+);
+/** An upstream's http(s) URL, without credentials. */
+export const upstreamUrl = kind(upstreamUrlSchema, (t) => t);
+/** Where clients reach the mirror: an http(s) URL without credentials. */
+export const mirrorUrl = kind(urlSchema('expected a URL without credentials'), (t) => t);
 
 const TTL_RULE = /^(.+)=(\d+)$/;
 const ruleSchema = z.strictObject({ pattern: z.string().min(1), ttl: count.schema });
@@ -159,7 +172,7 @@ export const tagTtlRules: Kind<TagTtlRuleValue[]> = {
 };
 
 const registrySchema = z.strictObject({
-  url: httpUrlSchema,
+  url: upstreamUrlSchema,
   username: z.string().optional(),
   password: secret.schema.optional(),
   passwordFile: z.string().optional(),

@@ -2,12 +2,11 @@ import type { Config, UpstreamConfig } from '../config.js';
 import {
   choice,
   count,
-  flag,
-  httpUrl,
   type Kind,
   list,
   listen,
   MASK,
+  mirrorUrl,
   nonEmpty,
   type RegistriesValue,
   registries,
@@ -16,6 +15,8 @@ import {
   sizeOrZero,
   tagTtlRules,
   text,
+  toggle,
+  upstreamUrl,
 } from './kinds.js';
 
 /**
@@ -58,7 +59,7 @@ export function envName(path: string): string {
 export const ANONYMOUS_PUSH = ['loopback', 'anywhere', 'never'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** Where Docker Hub sends blob GETs (PROTOCOL.md §1.3): its Cloudflare, CloudFront, R2 and S3 hosts. */
+/** Where Docker Hub sends blob GETs: its Cloudflare, CloudFront, R2 and S3 hosts. */
 export const DOCKER_HUB_REDIRECT_HOSTS = [
   '*.docker.com',
   '*.docker.io',
@@ -102,7 +103,7 @@ export const OPTIONS = {
     path: 'printConfig',
     flag: '--print-config',
     help: 'print the effective configuration as a configuration file (secrets masked) and exit',
-    kind: flag,
+    kind: toggle,
     default: false,
     example: true,
     cliOnly: true,
@@ -130,7 +131,7 @@ export const OPTIONS = {
     path: 'upstream.url',
     flag: '--upstream <url>',
     help: 'the registry to mirror',
-    kind: httpUrl,
+    kind: upstreamUrl,
     default: 'https://registry-1.docker.io',
     example: 'https://mirror.example.com',
     envAliases: ['HUBCACHE_UPSTREAM'],
@@ -165,7 +166,7 @@ export const OPTIONS = {
     path: 'upstream.expandLibrary',
     flag: '--no-expand-library',
     help: 'turn NAME into library/NAME, as Docker Hub names official images (off for other upstreams)',
-    kind: flag,
+    kind: toggle,
     default: true,
     example: false,
     envAliases: ['HUBCACHE_EXPAND_LIBRARY'],
@@ -305,7 +306,7 @@ export const OPTIONS = {
     path: 'offline',
     flag: '--offline',
     help: 'serve only what is cached; never contact the upstream',
-    kind: flag,
+    kind: toggle,
     default: false,
     example: true,
     show: (c) => c.offline,
@@ -340,7 +341,7 @@ export const OPTIONS = {
     path: 'anonymousPull',
     flag: '--anonymous-pull',
     help: 'with htpasswd: pulls need no credentials, pushes still do (token flow)',
-    kind: flag,
+    kind: toggle,
     default: false,
     example: true,
     show: (c) => c.anonymousPull,
@@ -349,7 +350,7 @@ export const OPTIONS = {
     path: 'publicUrl',
     flag: '--public-url <url>',
     help: 'how clients reach the mirror (scheme, host, port): the token realm named in auth challenges',
-    kind: httpUrl,
+    kind: mirrorUrl,
     defaultText: 'the address the client connected to',
     example: 'https://mirror.example:5000',
     show: (c) => c.publicUrl?.origin,
@@ -358,7 +359,7 @@ export const OPTIONS = {
     path: 'hosted.push',
     flag: '--no-push',
     help: 'accept pushes (off: a pull-through mirror only)',
-    kind: flag,
+    kind: toggle,
     default: true,
     example: false,
     envAliases: ['HUBCACHE_PUSH'],
@@ -388,7 +389,7 @@ export const OPTIONS = {
     path: 'hosted.allowDelete',
     flag: '--allow-delete',
     help: 'allow DELETE of hosted manifests, tags and blobs',
-    kind: flag,
+    kind: toggle,
     default: false,
     example: true,
     envAliases: ['HUBCACHE_ALLOW_DELETE'],
@@ -449,7 +450,7 @@ export const OPTIONS = {
     path: 'storage.s3.pathStyle',
     flag: '--s3-path-style',
     help: 'path-style S3 URLs (RGW, MinIO)',
-    kind: flag,
+    kind: toggle,
     default: false,
     example: true,
     envAliases: ['HUBCACHE_S3_PATH_STYLE'],

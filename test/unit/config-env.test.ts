@@ -87,6 +87,14 @@ describe('every option from the environment and from a flag', () => {
     expect(checked).toBe(OPTION_LIST.length - 3);
   });
 
+  it('reads HUBCACHE_CONFIG and HUBCACHE_PRINT_CONFIG, the flags that are no file keys', () => {
+    const file = path.join(dir, 'hubcache.yml');
+    writeFileSync(file, 'listen: 127.0.0.1:5002\n');
+    const config = run([], { HUBCACHE_CONFIG: file, HUBCACHE_PRINT_CONFIG: 'true' });
+    expect(config.listen.port).toBe(5002);
+    expect(config.printConfig).toBe(true);
+  });
+
   it('names each variable HUBCACHE_ and the file key in upper snake case', () => {
     expect(envName('upstream.connectTimeout')).toBe('HUBCACHE_UPSTREAM_CONNECT_TIMEOUT');
     expect(envName('storage.s3.pathStyle')).toBe('HUBCACHE_STORAGE_S3_PATH_STYLE');

@@ -21,19 +21,21 @@ export const MASK = '*****';
 
 const WHOLE = 'expected a whole number ≥ 0';
 
-/** A whole number ≥ 0 from text (the same check `gc` uses for its own flags). */
-export function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
-    return n;
-  };
-}
-
 function whole(text: string): number {
   const n = Number(text);
   if (text.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError(WHOLE);
   return n;
+}
+
+/** The same check for the flags of `hubcache gc`, which are not options of the mirror. */
+export function positiveInt(name: string) {
+  return (value: string): number => {
+    try {
+      return whole(value);
+    } catch {
+      throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
+    }
+  };
 }
 
 /** A value from a flag or the environment, checked by its schema; the message says what is expected. */
@@ -69,7 +71,7 @@ export function parseBoolean(value: string): boolean | undefined {
 }
 
 // A switch's flag sets it without a value; commander must not read its environment variable, since
-// it would take any value, "false" included, as "set" (the environment is read in sources.ts).
+// it would take any value, "false" included, as "set" (environment.ts reads it).
 export const toggle: Kind<boolean> = {
   schema: z.boolean(),
   fromText(t) {
@@ -102,18 +104,16 @@ function sizeKind(zeroAllowed: boolean): Kind<string | number> {
 export const size = sizeKind(false);
 export const sizeOrZero = sizeKind(true);
 
-/** A list: repeat the flag, or separate the items with commas in the environment. */
-export function list(item: z.ZodType<string> = z.string().min(1)): Kind<string[]> {
-  return {
-    schema: z.array(item),
-    fromText: (t) =>
-      t
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean),
-    add: (previous, t) => [...(previous ?? []), t],
-  };
-}
+/** A list of globs: repeat the flag, or separate them with commas in the environment. */
+export const globs: Kind<string[]> = {
+  schema: z.array(z.string().min(1)),
+  fromText: (t) =>
+    t
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+  add: (previous, t) => [...(previous ?? []), t],
+};
 
 /** HOST:PORT, [IPv6]:PORT, :PORT or PORT. */
 export function listenAddress(value: string): { host: string; port: number } | undefined {

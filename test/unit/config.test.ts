@@ -479,6 +479,14 @@ describe('shared storage for replicas', () => {
     expect(parse().shared).toBeUndefined();
   });
 
+  it('refuses the other keys of a section without its required ones (tls, storage.s3), from any source', () => {
+    expect(parseError('--tls-key', 'key.pem').message).toContain(
+      '--tls-key (tls.key) needs --tls-cert (tls.cert)',
+    );
+    process.env.HUBCACHE_S3_REGION = 'eu-west-1';
+    expect(parseError().message).toContain('needs --s3-bucket (storage.s3.bucket)');
+  });
+
   it('refuses Redis without a bucket, and reads HUBCACHE_S3_PATH_STYLE', () => {
     expect(parseError('--redis', 'redis://x').message).toMatch(/--redis needs --s3-bucket/);
     process.env.HUBCACHE_S3_BUCKET = 'b';

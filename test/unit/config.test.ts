@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { OPTIONS } from '../../src/config/options.js';
 import {
   buildCommand,
   type Config,
   configWith,
-  DEFAULTS,
   DOCKER_HUB_REDIRECT_HOSTS,
   parseConfig,
   printableConfig,
@@ -83,7 +83,7 @@ describe('parseConfig defaults', () => {
 
   it('uses the documented defaults for limits, timeouts, memory and logging', () => {
     const config = parse();
-    expect(config.upstream.concurrency).toBe(DEFAULTS.concurrency);
+    expect(config.upstream.concurrency).toBe(OPTIONS.upstreamConcurrency.default);
     expect(config.upstream.connectTimeoutMs).toBe(10_000);
     expect(config.upstream.headersTimeoutMs).toBe(30_000);
     expect(config.upstream.idleTimeoutMs).toBe(30_000);
@@ -416,7 +416,7 @@ describe('the YAML configuration file', () => {
     expect(config.tagTtlRules).toEqual([{ pattern: 'latest', ttlMs: 10_000 }]);
     expect(config.maxSizeBytes).toBe(10 * 1024 ** 3);
     expect(config.offline).toBe(true);
-    expect(config.upstream.concurrency).toBe(DEFAULTS.concurrency);
+    expect(config.upstream.concurrency).toBe(OPTIONS.upstreamConcurrency.default);
   });
 
   it('is overridden by environment variables, and those by flags', () => {
@@ -477,6 +477,14 @@ describe('shared storage for replicas', () => {
       redisUrl: 'redis://127.0.0.1:6379',
     });
     expect(parse().shared).toBeUndefined();
+  });
+
+  it('refuses the other keys of a section without its required ones (tls, storage.s3), from any source', () => {
+    expect(parseError('--tls-key', 'key.pem').message).toContain(
+      '--tls-key (tls.key) needs --tls-cert (tls.cert)',
+    );
+    process.env.HUBCACHE_S3_REGION = 'eu-west-1';
+    expect(parseError().message).toContain('needs --s3-bucket (storage.s3.bucket)');
   });
 
   it('refuses Redis without a bucket, and reads HUBCACHE_S3_PATH_STYLE', () => {

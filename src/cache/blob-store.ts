@@ -16,6 +16,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
+import { blobPath, blobsDir, pinsFile, tempDir, tempPath } from '../storage/layout.js';
 import { Evictor } from './evictor.js';
 import { UsageIndex } from './usage-index.js';
 
@@ -48,8 +49,8 @@ export class SizeMismatchError extends Error {
 }
 
 /**
- * Content-addressed files: `<root>/blobs/sha256/<2 hex>/<hex>`, the layout the reference registry
- * uses under docker/registry/v2/blobs. Everything lands in `<root>/tmp` first and is renamed into
+ * Content-addressed files: `<data>/blobs/sha256/<2 hex>/<hex>` (storage/layout.ts), the layout the
+ * reference registry uses under docker/registry/v2/blobs. Everything lands in `<data>/tmp` first and is renamed into
  * place only after its sha256 and length were checked, so a file at a digest path is always right.
  * Files are immutable, which makes the size and small-body caches safe without invalidation.
  */
@@ -74,17 +75,17 @@ export class BlobStore {
   ) {
     this.#minFreeBytes = minFreeBytes;
     this.root = root;
-    this.tmpDir = path.join(root, 'tmp');
+    this.tmpDir = tempDir(root);
     this.#small = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
-    this.usage = new UsageIndex(path.join(root, 'blobs', 'sha256'));
+    this.usage = new UsageIndex(root);
     this.#evictor = new Evictor(this, maxBytes, log);
   }
 
   async init(): Promise<void> {
-    await mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(blobsDir(this.root), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
     await this.loadPins();
   }
@@ -135,7 +136,7 @@ export class BlobStore {
   readonly #pinned = new Set<string>();
 
   get pinsFile(): string {
-    return path.join(this.root, 'pins.json');
+    return pinsFile(this.root);
   }
 
   async loadPins(): Promise<void> {
@@ -173,7 +174,7 @@ export class BlobStore {
   }
 
   async #savePins(): Promise<void> {
-    const temp = path.join(this.tmpDir, `pins.${randomBytes(4).toString('hex')}`);
+    const temp = tempPath(this.root, `pins.${randomBytes(4).toString('hex')}`);
     await writeFile(temp, JSON.stringify([...this.#pinned]));
     await rename(temp, this.pinsFile);
   }
@@ -189,7 +190,7 @@ export class BlobStore {
   }
 
   pathOf(digest: Digest): string {
-    return path.join(this.root, 'blobs', 'sha256', digest.hex.slice(0, 2), digest.hex);
+    return blobPath(this.root, digest.hex);
   }
 
   /** Size of a stored blob, or undefined when it is not stored. */
@@ -274,9 +275,9 @@ export class BlobStore {
   }
 
   async createWriter(digest: Digest): Promise<BlobWriter> {
-    const tempPath = path.join(this.tmpDir, `${digest.hex}.${randomBytes(6).toString('hex')}`);
-    const handle = await open(tempPath, 'w+');
-    return new BlobWriter(this, digest, tempPath, handle, (size) => {
+    const temp = tempPath(this.root, `${digest.hex}.${randomBytes(6).toString('hex')}`);
+    const handle = await open(temp, 'w+');
+    return new BlobWriter(this, digest, temp, handle, (size) => {
       this.#sizes.set(digest.hex, size);
       this.#used(digest.hex, size, true);
     });

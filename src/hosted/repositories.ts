@@ -1,14 +1,25 @@
-import { access, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import picomatch from 'picomatch';
 import type { BlobStore } from '../cache/blob-store.js';
-import { listDir } from '../cache/gc.js';
 import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { manifestReferences } from '../oci/manifest-refs.js';
+import { exists, listDir } from '../storage/files.js';
+import {
+  deletedMarker,
+  layerLink,
+  layersDir,
+  manifestMarker,
+  manifestsDir,
+  referrerLink,
+  referrersDir,
+  repositoryDir,
+  tagsDir,
+} from '../storage/layout.js';
 import { checkManifest, type PushedManifest } from './manifest-check.js';
 
 export interface HostedRules {
@@ -28,7 +39,7 @@ export interface StoredManifest {
 
 /**
  * Repositories that live here rather than upstream: what clients pushed. On disk beside the
- * mirror's own index, under `<data>/hosted/<name>/`: `_tags/<tag>` (tag → digest),
+ * mirror's own index, under `<data>/hosted/<name>/` (storage/layout.ts): `_tags/<tag>` (tag → digest),
  * `_manifests/<hex>` (the manifests the repository holds; the file holds the media type),
  * `_layers/<hex>` (blobs uploaded or mounted into it, or named by a manifest pushed to it),
  * `_referrers/<subject hex>/<hex>` and `_deleted` (its mtime: the repository's last delete).
@@ -50,7 +61,7 @@ export interface StoredManifest {
  * the mirror (docs/SECURITY.md, "Pushes never take over a mirrored name").
  */
 export class HostedRepositories {
-  readonly root: string;
+  readonly #data: string;
   readonly tags: TagIndex;
   readonly #store: BlobStore;
   readonly #rules: HostedRules;
@@ -67,7 +78,7 @@ export class HostedRepositories {
   readonly #loadingContent = new Map<string, Promise<Set<string>>>();
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
-    this.root = path.join(dataDir, 'hosted');
+    this.#data = dataDir;
     this.tags = new TagIndex(dataDir, 'hosted');
     this.#store = store;
     this.#rules = rules;
@@ -147,7 +158,7 @@ export class HostedRepositories {
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
     if (this.#names.has(name)) return;
-    await this.#writingTo(name, () => mkdir(this.#dir(name), { recursive: true }));
+    await this.#writingTo(name, () => mkdir(repositoryDir(this.#data, 'hosted', name), { recursive: true }));
     this.#names.add(name);
     this.#log.info({ repository: name }, 'hosted repository created by a push');
   }
@@ -166,7 +177,7 @@ export class HostedRepositories {
       content.add(hex);
       return;
     }
-    const file = path.join(this.#dir(name), '_layers', hex);
+    const file = layerLink(this.#data, name, hex);
     const now = new Date();
     try {
       await utimes(file, now, now);
@@ -194,7 +205,7 @@ export class HostedRepositories {
   async unlink(name: string, digest: Digest): Promise<void> {
     this.#linked.delete(`${name}@${digest.hex}`);
     (await this.#contentOf(name)).delete(digest.hex);
-    await rm(path.join(this.#dir(name), '_layers', digest.hex), { force: true });
+    await rm(layerLink(this.#data, name, digest.hex), { force: true });
     await this.#noteDelete(name);
   }
 
@@ -208,9 +219,8 @@ export class HostedRepositories {
     let loading = this.#loadingContent.get(name);
     if (!loading) {
       loading = (async () => {
-        const dir = this.#dir(name);
-        const content = new Set(await listDir(path.join(dir, '_layers')));
-        for (const hex of await listDir(path.join(dir, '_manifests'))) {
+        const content = new Set(await listDir(layersDir(this.#data, name)));
+        for (const hex of await listDir(manifestsDir(this.#data, 'hosted', name))) {
           const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(
             () => undefined,
           );
@@ -227,7 +237,7 @@ export class HostedRepositories {
 
   /** Marks when `name` last deleted something: it stays hosted at least a grace period after. */
   async #noteDelete(name: string): Promise<void> {
-    const file = path.join(this.#dir(name), '_deleted');
+    const file = deletedMarker(this.#data, name);
     const now = new Date();
     await utimes(file, now, now).catch(async () => {
       await mkdir(path.dirname(file), { recursive: true });
@@ -237,7 +247,7 @@ export class HostedRepositories {
 
   /** Whether the repository exists: it holds at least one manifest (tags/list answers 200). */
   async exists(name: string): Promise<boolean> {
-    return (await listDir(path.join(this.#dir(name), '_manifests'))).length > 0;
+    return (await listDir(manifestsDir(this.#data, 'hosted', name))).length > 0;
   }
 
   /**
@@ -261,11 +271,11 @@ export class HostedRepositories {
       await this.create(name);
       // The manifest's blobs are the repository's now (a blob fetched for it, or HEADed as stored).
       for (const d of m.blobs) if (!d.foreign) await this.#link(name, d.digest.hex);
-      const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
+      const marker = manifestMarker(this.#data, 'hosted', name, m.digest.hex);
       await mkdir(path.dirname(marker), { recursive: true });
       await writeFile(marker, m.mediaType);
       if (m.subject) {
-        const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
+        const ref = referrerLink(this.#data, name, m.subject.digest.hex, m.digest.hex);
         await mkdir(path.dirname(ref), { recursive: true });
         await writeFile(ref, '');
       }
@@ -310,7 +320,7 @@ export class HostedRepositories {
   async byDigest(name: string, digest: Digest): Promise<StoredManifest | undefined> {
     let mediaType: string;
     try {
-      mediaType = await readFile(path.join(this.#dir(name), '_manifests', digest.hex), 'utf8');
+      mediaType = await readFile(manifestMarker(this.#data, 'hosted', name, digest.hex), 'utf8');
     } catch {
       return undefined;
     }
@@ -320,7 +330,7 @@ export class HostedRepositories {
 
   /** Removes a manifest and every tag pointing at it. False when the repository does not hold it. */
   async deleteManifest(name: string, digest: Digest): Promise<boolean> {
-    const marker = path.join(this.#dir(name), '_manifests', digest.hex);
+    const marker = manifestMarker(this.#data, 'hosted', name, digest.hex);
     if (!(await exists(marker))) return false;
     const stored = await this.byDigest(name, digest);
     await rm(marker, { force: true });
@@ -331,7 +341,7 @@ export class HostedRepositories {
       try {
         const subject = checkManifest(stored.body, stored.mediaType).subject;
         if (subject) {
-          await rm(path.join(this.#dir(name), '_referrers', subject.digest.hex, digest.hex), { force: true });
+          await rm(referrerLink(this.#data, name, subject.digest.hex, digest.hex), { force: true });
         }
       } catch {
         // not parseable: it has no referrer entry either
@@ -353,7 +363,7 @@ export class HostedRepositories {
   async referrers(name: string, subject: Digest): Promise<Record<string, unknown>[]> {
     let hexes: string[] = [];
     try {
-      hexes = await readdir(path.join(this.#dir(name), '_referrers', subject.hex));
+      hexes = await readdir(referrersDir(this.#data, name, subject.hex));
     } catch {
       return [];
     }
@@ -377,7 +387,7 @@ export class HostedRepositories {
   async repositories(): Promise<string[]> {
     const names: string[] = [];
     for (const name of this.#names) {
-      if ((await listDir(path.join(this.#dir(name), '_manifests'))).length > 0) names.push(name);
+      if ((await listDir(manifestsDir(this.#data, 'hosted', name))).length > 0) names.push(name);
     }
     return names.sort();
   }
@@ -391,8 +401,7 @@ export class HostedRepositories {
   async heldBlobs(expireLinksMs?: number): Promise<Set<string>> {
     const held = new Set<string>();
     for (const name of this.#names) {
-      const dir = this.#dir(name);
-      for (const hex of await listDir(path.join(dir, '_manifests'))) {
+      for (const hex of await listDir(manifestsDir(this.#data, 'hosted', name))) {
         held.add(hex);
         // From disk, not through the store: a collection must not count as a use for the LRU.
         const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
@@ -401,13 +410,13 @@ export class HostedRepositories {
     }
     const cutoff = expireLinksMs === undefined ? undefined : Date.now() - expireLinksMs;
     for (const name of this.#names) {
-      const layers = path.join(this.#dir(name), '_layers');
+      const layers = layersDir(this.#data, name);
       for (const hex of await listDir(layers)) {
         if (held.has(hex) || cutoff === undefined) {
           held.add(hex);
           continue;
         }
-        const mtime = await stat(path.join(layers, hex)).then(
+        const mtime = await stat(layerLink(this.#data, name, hex)).then(
           (s) => s.mtimeMs,
           () => 0,
         );
@@ -415,7 +424,7 @@ export class HostedRepositories {
         else {
           this.#linked.delete(`${name}@${hex}`);
           this.#content.get(name)?.delete(hex);
-          await rm(path.join(layers, hex), { force: true });
+          await rm(layerLink(this.#data, name, hex), { force: true });
         }
       }
     }
@@ -458,7 +467,7 @@ export class HostedRepositories {
 
   async #hasManifest(name: string, digest: Digest): Promise<boolean> {
     return (
-      (await exists(path.join(this.#dir(name), '_manifests', digest.hex))) &&
+      (await exists(manifestMarker(this.#data, 'hosted', name, digest.hex))) &&
       (await this.#store.size(digest)) !== undefined
     );
   }
@@ -483,11 +492,15 @@ export class HostedRepositories {
   }
 
   async #drop(name: string, graceMs: number): Promise<void> {
-    const dir = this.#dir(name);
-    for (const sub of ['_manifests', '_tags', '_layers']) {
-      if ((await listDir(path.join(dir, sub))).length > 0) return;
+    const dir = repositoryDir(this.#data, 'hosted', name);
+    for (const sub of [
+      manifestsDir(this.#data, 'hosted', name),
+      tagsDir(this.#data, 'hosted', name),
+      layersDir(this.#data, name),
+    ]) {
+      if ((await listDir(sub)).length > 0) return;
     }
-    const lastDelete = await stat(path.join(dir, '_deleted')).then(
+    const lastDelete = await stat(deletedMarker(this.#data, name)).then(
       (s) => s.mtimeMs,
       () => 0,
     );
@@ -519,18 +532,5 @@ export class HostedRepositories {
       if (left > 0) this.#writing.set(name, left);
       else this.#writing.delete(name);
     }
-  }
-
-  #dir(name: string): string {
-    return path.join(this.root, name);
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -1,5 +1,4 @@
 import { readFile, stat } from 'node:fs/promises';
-import type { HostedRepositories } from '../hosted/repositories.js';
 import { parseDigest } from '../oci/digest.js';
 import { manifestReferences } from '../oci/manifest-refs.js';
 import { listDir } from '../storage/files.js';
@@ -22,6 +21,22 @@ export interface CollectResult {
 }
 
 /**
+ * What content outside the mirror's own index holds (hosted repositories: hosted/repositories.ts),
+ * as a collection asks it. Declared here so garbage collection needs nothing above cache/.
+ */
+export interface HeldContent {
+  /** A collection starts: from now on, note what gets held, which the snapshot may miss. */
+  beginCollection(): void;
+  /** Every blob held now; with `expireLinksMs`, links older than that which nothing uses go first. */
+  heldBlobs(expireLinksMs?: number): Promise<Set<string>>;
+  /** Drops repositories left with nothing, except `busy` ones. */
+  dropEmptyRepositories(busy: ReadonlySet<string>, graceMs?: number): Promise<void>;
+  heldSinceCollectionBegan(hex: string): boolean;
+  /** A collection ends: what is held now (undefined: the mark phase failed, keep what was held). */
+  endCollection(snapshot: Set<string> | undefined): void;
+}
+
+/**
  * Mark and sweep over the one blob store: a blob stays when a manifest refers to it (a hosted
  * repository's, or a tag or digest the mirror cached), when it is a manifest still named somewhere,
  * when it is pinned, open, or newer than `graceMs`. Everything else goes.
@@ -34,7 +49,7 @@ export interface CollectResult {
  */
 export async function collectGarbage(
   store: BlobStore,
-  hosted: HostedRepositories,
+  hosted: HeldContent,
   dataDir: string,
   graceMs: number,
   running: {

@@ -13,7 +13,7 @@ import {
   OCI_MANIFEST,
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
-import type { Coordinator } from '../shared/coordinator.js';
+import type { FleetLocks as Coordinator } from '../shared/fleet-locks.js';
 import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';

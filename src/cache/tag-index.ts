@@ -3,7 +3,6 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
-import type { Coordinator } from '../shared/coordinator.js';
 import { atomicWrite, listDir } from '../storage/files.js';
 import {
   manifestMarker,
@@ -23,6 +22,18 @@ export interface TagEntry {
 }
 
 /**
+ * The index replicas share (shared/redis-tags.ts, over Redis): asked before this replica's own
+ * files, written through. Declared here, where the tag index lives, so shared/ needs nothing of it.
+ */
+export interface SharedTagIndex {
+  getTag(repository: string, tag: string): Promise<TagEntry | undefined>;
+  setTag(repository: string, tag: string, entry: TagEntry): Promise<void>;
+  tags(repository: string): Promise<string[]>;
+  noteRepository(repository: string): Promise<void>;
+  repositories(): Promise<string[]>;
+}
+
+/**
  * Which repositories the mirror holds, their tags (tag → digest, with when it was last checked
  * upstream) and the manifests pulled by digest. On disk, beside the blobs, in the reference
  * registry's spirit (`repositories/<name>/_tags/<tag>`, `repositories/<name>/_manifests/<hex>`, see
@@ -39,9 +50,9 @@ export class TagIndex {
   readonly #knownManifests = new LRUCache<string, true>({ max: 100_000 });
 
   /** With Redis: the index replicas share (a tag revalidated by one is fresh on all). */
-  readonly #shared: Coordinator | undefined;
+  readonly #shared: SharedTagIndex | undefined;
 
-  constructor(dataDir: string, tree: RepositoryTree = 'repositories', shared?: Coordinator) {
+  constructor(dataDir: string, tree: RepositoryTree = 'repositories', shared?: SharedTagIndex) {
     this.#data = dataDir;
     this.#tree = tree;
     this.#shared = shared;

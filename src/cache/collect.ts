@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { parseDigest } from '../oci/digest.js';
-import { manifestReferences } from '../oci/manifest-refs.js';
+import { manifestReferences } from '../oci/manifest.js';
 import { listDir } from '../storage/files.js';
 import { blobPath, blobPrefixDir, blobsDir } from '../storage/layout.js';
 import type { BlobStore } from './blob-store.js';

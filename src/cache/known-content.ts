@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
-import { manifestReferences } from '../oci/manifest-refs.js';
+import { manifestReferences } from '../oci/manifest.js';
 import type { BlobStore } from './blob-store.js';
 import type { TagIndex } from './tag-index.js';
 

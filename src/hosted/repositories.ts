@@ -7,7 +7,7 @@ import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { manifestReferences } from '../oci/manifest-refs.js';
+import { manifestReferences } from '../oci/manifest.js';
 import { exists, listDir } from '../storage/files.js';
 import {
   deletedMarker,

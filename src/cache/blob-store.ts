@@ -163,8 +163,9 @@ export class BlobStore {
   }
 
   /**
-   * Content the size bound must never remove besides pins: hosted repositories' blobs. Set by the
-   * owner of that knowledge (the Mirror), asked by the evictor and the garbage collector.
+   * Content the size bound must never remove besides pins: hosted repositories' blobs, and blobs a
+   * push was told are here. Set by the owner of that knowledge (the Mirror), asked by the evictor
+   * through `evictable` (garbage collection asks hosted content itself: cache/collect.ts).
    */
   keep: (hex: string) => boolean = () => false;
 
@@ -209,11 +210,6 @@ export class BlobStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-  }
-
-  /** The bytes of a small stored blob from memory, if they are there. */
-  cachedSmall(digest: Digest): Buffer | undefined {
-    return this.#small.get(digest.hex);
   }
 
   /** Reads a stored blob whole (manifests, small blobs); undefined when absent. */

@@ -18,7 +18,6 @@ export class UsageIndex {
     maxSize: Number.MAX_SAFE_INTEGER,
     sizeCalculation: (v) => Math.max(1, v.size),
   });
-  #scanned = false;
 
   /** `data`: the data directory (storage/layout.ts). */
   constructor(data: string) {
@@ -31,10 +30,6 @@ export class UsageIndex {
 
   get count(): number {
     return this.#lru.size;
-  }
-
-  get scanned(): boolean {
-    return this.#scanned;
   }
 
   /** A blob was stored or served. */
@@ -92,6 +87,5 @@ export class UsageIndex {
       if (!this.#lru.has(f.hex)) this.#lru.set(f.hex, { size: f.size, touchedAt: f.mtime });
     }
     for (const [hex, v] of touched) if (this.#lru.has(hex)) this.#lru.set(hex, v);
-    this.#scanned = true;
   }
 }

@@ -1,7 +1,5 @@
 import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
-import picomatch from 'picomatch';
 import type { BlobStore } from '../cache/blob-store.js';
 import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
@@ -11,7 +9,6 @@ import { manifestReferences } from '../oci/manifest.js';
 import { exists, listDir } from '../storage/files.js';
 import {
   deletedMarker,
-  layerLink,
   layersDir,
   manifestMarker,
   manifestsDir,
@@ -20,16 +17,12 @@ import {
   repositoryDir,
   tagsDir,
 } from '../storage/layout.js';
+import { BlobLinks } from './blob-links.js';
+import { HeldBlobs } from './held-blobs.js';
 import { checkManifest, type PushedManifest } from './manifest-check.js';
+import { type HostedRules, PushPolicy } from './push-policy.js';
 
-export interface HostedRules {
-  /** Pushes accepted at all (false: a read-only mirror, as before). */
-  push: boolean;
-  /** Globs over repository names: when given, exactly these names are hosted, and only these take pushes. */
-  patterns: string[];
-  /** Why a name may not be pushed to even so (a registry prefix, Docker Hub's library/), or undefined. */
-  reserved: (name: string) => string | undefined;
-}
+export type { HostedRules };
 
 export interface StoredManifest {
   digest: Digest;
@@ -64,26 +57,26 @@ export class HostedRepositories {
   readonly #data: string;
   readonly tags: TagIndex;
   readonly #store: BlobStore;
-  readonly #rules: HostedRules;
-  readonly #matches: ((name: string) => boolean) | undefined;
+  readonly #policy: PushPolicy;
   readonly #log: Logger;
   /** Repositories on disk. */
   readonly #names = new Set<string>();
-  /** Blobs hosted content needs (eviction never removes them). Grows until the next collection. */
-  #held = new Set<string>();
-  /** Layer links written recently: a link is refreshed (mount, upload) at most this often. */
-  readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
-  /** Per repository, the blobs it answers for (hex), read from disk on first use. */
-  readonly #content = new Map<string, Set<string>>();
-  readonly #loadingContent = new Map<string, Promise<Set<string>>>();
+  /** Blobs hosted content needs (eviction never removes them). */
+  readonly #held = new HeldBlobs();
+  /** Per repository, the blobs it answers for. */
+  readonly #links: BlobLinks;
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
     this.#data = dataDir;
     this.tags = new TagIndex(dataDir, 'hosted');
     this.#store = store;
-    this.#rules = rules;
+    this.#policy = new PushPolicy(rules);
     this.#log = log;
-    this.#matches = rules.patterns.length ? picomatch(rules.patterns) : undefined;
+    this.#links = new BlobLinks(
+      dataDir,
+      (name) => this.#referencedBy(name),
+      (name) => this.#names.has(name),
+    );
   }
 
   /** Learns which repositories are hosted: before serving, or their pulls would go upstream. */
@@ -94,66 +87,35 @@ export class HostedRepositories {
 
   /** Learns the blobs hosted content holds (in the background, before the size bound is applied). */
   async loadHeld(): Promise<void> {
-    const held = await this.heldBlobs();
-    for (const hex of this.#held) held.add(hex);
-    this.#held = held;
+    this.#held.loaded(await this.heldBlobs());
   }
 
   get pushEnabled(): boolean {
-    return this.#rules.push;
+    return this.#policy.pushEnabled;
   }
 
   /** Whether a push may make a hosted repository of a name not hosted yet (no patterns decide). */
   get createsOnPush(): boolean {
-    return this.#rules.push && !this.#matches;
+    return this.#policy.createsOnPush;
   }
 
   isHosted(name: string): boolean {
-    return this.#names.has(name) || (this.#matches?.(name) ?? false);
+    return this.#names.has(name) || this.#policy.matches(name);
   }
 
   /** Throws the spec's error when a push to `name` is not allowed here. */
   checkPushable(name: string): void {
-    if (!this.#rules.push) {
-      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only: pushes are disabled', {});
-    }
-    if (this.#matches) {
-      if (this.#matches(name)) return;
-      throw new RegistryError('DENIED', `${name} is not a hosted repository here`, {
-        hosted: this.#rules.patterns,
-      });
-    }
-    const why = this.#rules.reserved(name);
-    if (why) throw new RegistryError('DENIED', why, { name });
+    this.#policy.checkPushable(name);
   }
 
   holds(hex: string): boolean {
-    return this.#held.has(hex) || this.#pending.has(hex);
+    return this.#held.holds(hex);
   }
 
-  /**
-   * Holds blobs for a manifest PUT under way until the returned function is called: from before
-   * they are checked or fetched (a collection or an eviction cannot take one in between), without
-   * keeping them when the PUT fails (a PUT naming thousands of made-up digests once held every one
-   * in memory until the next collection).
-   */
+  /** Holds blobs for a manifest PUT under way until the returned function is called (held-blobs.ts). */
   reserve(hexes: Iterable<string>): () => void {
-    const mine = [...new Set(hexes)];
-    for (const hex of mine) this.#pending.set(hex, (this.#pending.get(hex) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      for (const hex of mine) {
-        const left = (this.#pending.get(hex) ?? 1) - 1;
-        if (left > 0) this.#pending.set(hex, left);
-        else this.#pending.delete(hex);
-      }
-    };
+    return this.#held.reserve(hexes);
   }
-
-  /** Blobs reserved by manifest PUTs under way, with how many reserve each. */
-  readonly #pending = new Map<string, number>();
 
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
@@ -165,36 +127,16 @@ export class HostedRepositories {
 
   /** Records that a blob was uploaded to or mounted into a repository. */
   async link(name: string, digest: Digest): Promise<void> {
-    this.#hold(digest.hex);
+    this.#held.hold(digest.hex);
     this.#names.add(name);
-    await this.#writingTo(name, () => this.#link(name, digest.hex));
-  }
-
-  async #link(name: string, hex: string): Promise<void> {
-    const content = await this.#contentOf(name);
-    const key = `${name}@${hex}`;
-    if (this.#linked.has(key)) {
-      content.add(hex);
-      return;
-    }
-    const file = layerLink(this.#data, name, hex);
-    const now = new Date();
-    try {
-      await utimes(file, now, now);
-    } catch {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, '');
-    }
-    content.add(hex);
-    this.#linked.set(key, true);
+    await this.#writingTo(name, () => this.#links.link(name, digest.hex));
   }
 
   /** Whether `name` answers for this blob: in memory once the repository's links were read. */
   async hasBlob(name: string, digest: Digest): Promise<boolean> {
     // Names never pushed to (say, under a --hosted pattern) hold nothing, and cost no memory.
     if (!this.#names.has(name)) return false;
-    const content = this.#content.get(name) ?? (await this.#contentOf(name));
-    return content.has(digest.hex);
+    return this.#links.has(name, digest.hex);
   }
 
   async isLinked(name: string, digest: Digest): Promise<boolean> {
@@ -203,36 +145,18 @@ export class HostedRepositories {
 
   /** Removes a blob from a repository: it answers 404 for it at once (the store may keep it for others). */
   async unlink(name: string, digest: Digest): Promise<void> {
-    this.#linked.delete(`${name}@${digest.hex}`);
-    (await this.#contentOf(name)).delete(digest.hex);
-    await rm(layerLink(this.#data, name, digest.hex), { force: true });
+    await this.#links.unlink(name, digest.hex);
     await this.#noteDelete(name);
   }
 
-  /**
-   * The blobs `name` answers for: its links, and (for repositories pushed before manifests linked
-   * their blobs) what its manifests refer to.
-   */
-  async #contentOf(name: string): Promise<Set<string>> {
-    const known = this.#content.get(name);
-    if (known) return known;
-    let loading = this.#loadingContent.get(name);
-    if (!loading) {
-      loading = (async () => {
-        const content = new Set(await listDir(layersDir(this.#data, name)));
-        for (const hex of await listDir(manifestsDir(this.#data, 'hosted', name))) {
-          const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(
-            () => undefined,
-          );
-          if (body) for (const ref of manifestReferences(body)) content.add(ref);
-        }
-        if (this.#names.has(name)) this.#content.set(name, content);
-        this.#loadingContent.delete(name);
-        return content;
-      })();
-      this.#loadingContent.set(name, loading);
+  /** What `name`'s manifests refer to, read from disk (not through the store: not a use for the LRU). */
+  async #referencedBy(name: string): Promise<string[]> {
+    const refs: string[] = [];
+    for (const hex of await listDir(manifestsDir(this.#data, 'hosted', name))) {
+      const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
+      if (body) refs.push(...manifestReferences(body));
     }
-    return loading;
+    return refs;
   }
 
   /** Marks when `name` last deleted something: it stays hosted at least a grace period after. */
@@ -265,12 +189,12 @@ export class HostedRepositories {
     const release = this.reserve([...refs, m.digest.hex]);
     try {
       await this.#checkReferences(name, m);
-      for (const hex of refs) this.#hold(hex);
-      this.#hold(m.digest.hex);
+      for (const hex of refs) this.#held.hold(hex);
+      this.#held.hold(m.digest.hex);
       await this.#store.put(m.digest, m.body);
       await this.create(name);
       // The manifest's blobs are the repository's now (a blob fetched for it, or HEADed as stored).
-      for (const d of m.blobs) if (!d.foreign) await this.#link(name, d.digest.hex);
+      for (const d of m.blobs) if (!d.foreign) await this.#links.link(name, d.digest.hex);
       const marker = manifestMarker(this.#data, 'hosted', name, m.digest.hex);
       await mkdir(path.dirname(marker), { recursive: true });
       await writeFile(marker, m.mediaType);
@@ -409,44 +333,22 @@ export class HostedRepositories {
       }
     }
     const cutoff = expireLinksMs === undefined ? undefined : Date.now() - expireLinksMs;
-    for (const name of this.#names) {
-      const layers = layersDir(this.#data, name);
-      for (const hex of await listDir(layers)) {
-        if (held.has(hex) || cutoff === undefined) {
-          held.add(hex);
-          continue;
-        }
-        const mtime = await stat(layerLink(this.#data, name, hex)).then(
-          (s) => s.mtimeMs,
-          () => 0,
-        );
-        if (mtime > cutoff) held.add(hex);
-        else {
-          this.#linked.delete(`${name}@${hex}`);
-          this.#content.get(name)?.delete(hex);
-          await rm(layerLink(this.#data, name, hex), { force: true });
-        }
-      }
-    }
+    for (const name of this.#names) await this.#links.holdOrExpire(name, held, cutoff);
     return held;
   }
 
   /** A collection starts: from now on, note what gets held, which its snapshot may miss. */
   beginCollection(): void {
-    this.#recent = new Set();
+    this.#held.beginCollection();
   }
 
   heldSinceCollectionBegan(hex: string): boolean {
-    return (this.#recent?.has(hex) ?? false) || this.#pending.has(hex);
+    return this.#held.heldSinceCollectionBegan(hex);
   }
 
   /** A collection ends: what is held now (deleted manifests no longer hold their blobs). */
   endCollection(snapshot: Set<string> | undefined): void {
-    if (snapshot) {
-      for (const hex of this.#recent ?? []) snapshot.add(hex);
-      this.#held = snapshot;
-    }
-    this.#recent = undefined;
+    this.#held.endCollection(snapshot);
   }
 
   /**
@@ -455,14 +357,6 @@ export class HostedRepositories {
    */
   async dropEmptyRepositories(busy: ReadonlySet<string>, graceMs = 0): Promise<void> {
     for (const name of [...this.#names]) if (!busy.has(name)) await this.#dropIfEmpty(name, graceMs);
-  }
-
-  /** Blobs held since the running collection began; undefined when none runs. */
-  #recent: Set<string> | undefined;
-
-  #hold(hex: string): void {
-    this.#held.add(hex);
-    this.#recent?.add(hex);
   }
 
   async #hasManifest(name: string, digest: Digest): Promise<boolean> {
@@ -513,7 +407,7 @@ export class HostedRepositories {
       throw err;
     }
     this.#names.delete(name);
-    this.#content.delete(name);
+    this.#links.forget(name);
   }
 
   /** Writes under way per repository. */

@@ -1,34 +1,19 @@
-import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobStore } from '../cache/blob-store.js';
 import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { manifestReferences } from '../oci/manifest.js';
-import { exists, listDir } from '../storage/files.js';
-import {
-  deletedMarker,
-  layersDir,
-  manifestMarker,
-  manifestsDir,
-  referrerLink,
-  referrersDir,
-  repositoryDir,
-  tagsDir,
-} from '../storage/layout.js';
+import { listDir } from '../storage/files.js';
+import { deletedMarker, layersDir, manifestsDir, repositoryDir, tagsDir } from '../storage/layout.js';
 import { BlobLinks } from './blob-links.js';
 import { HeldBlobs } from './held-blobs.js';
-import { checkManifest, type PushedManifest } from './manifest-check.js';
+import type { PushedManifest } from './manifest-check.js';
+import { ManifestRecords, type StoredManifest } from './manifest-records.js';
 import { type HostedRules, PushPolicy } from './push-policy.js';
 
-export type { HostedRules };
-
-export interface StoredManifest {
-  digest: Digest;
-  mediaType: string;
-  body: Buffer;
-}
+export type { HostedRules, StoredManifest };
 
 /**
  * Repositories that live here rather than upstream: what clients pushed. On disk beside the
@@ -52,6 +37,11 @@ export interface StoredManifest {
  * last delete (`_deleted`, a file whose mtime is that delete) older than the grace period. A name
  * that just deleted a manifest therefore never falls back to serving it, or anything else, from
  * the mirror (docs/SECURITY.md, "Pushes never take over a mirrored name").
+ *
+ * This class owns the names and their folders' lifecycle (create, drop when empty, never under a
+ * write), and puts the pieces together for the handlers; the pieces live beside it: who may push
+ * (push-policy.ts), the manifests each repository holds (manifest-records.ts), the blobs it answers
+ * for (blob-links.ts), and what hosted content holds against eviction and collection (held-blobs.ts).
  */
 export class HostedRepositories {
   readonly #data: string;
@@ -65,6 +55,8 @@ export class HostedRepositories {
   readonly #held = new HeldBlobs();
   /** Per repository, the blobs it answers for. */
   readonly #links: BlobLinks;
+  /** Per repository, the manifests it holds. */
+  readonly #manifests: ManifestRecords;
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
     this.#data = dataDir;
@@ -72,9 +64,10 @@ export class HostedRepositories {
     this.#store = store;
     this.#policy = new PushPolicy(rules);
     this.#log = log;
+    this.#manifests = new ManifestRecords(dataDir, store);
     this.#links = new BlobLinks(
       dataDir,
-      (name) => this.#referencedBy(name),
+      (name) => this.#manifests.referencedBy(name),
       (name) => this.#names.has(name),
     );
   }
@@ -149,16 +142,6 @@ export class HostedRepositories {
     await this.#noteDelete(name);
   }
 
-  /** What `name`'s manifests refer to, read from disk (not through the store: not a use for the LRU). */
-  async #referencedBy(name: string): Promise<string[]> {
-    const refs: string[] = [];
-    for (const hex of await listDir(manifestsDir(this.#data, 'hosted', name))) {
-      const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
-      if (body) refs.push(...manifestReferences(body));
-    }
-    return refs;
-  }
-
   /** Marks when `name` last deleted something: it stays hosted at least a grace period after. */
   async #noteDelete(name: string): Promise<void> {
     const file = deletedMarker(this.#data, name);
@@ -171,7 +154,7 @@ export class HostedRepositories {
 
   /** Whether the repository exists: it holds at least one manifest (tags/list answers 200). */
   async exists(name: string): Promise<boolean> {
-    return (await listDir(manifestsDir(this.#data, 'hosted', name))).length > 0;
+    return (await this.#manifests.list(name)).length > 0;
   }
 
   /**
@@ -195,14 +178,7 @@ export class HostedRepositories {
       await this.create(name);
       // The manifest's blobs are the repository's now (a blob fetched for it, or HEADed as stored).
       for (const d of m.blobs) if (!d.foreign) await this.#links.link(name, d.digest.hex);
-      const marker = manifestMarker(this.#data, 'hosted', name, m.digest.hex);
-      await mkdir(path.dirname(marker), { recursive: true });
-      await writeFile(marker, m.mediaType);
-      if (m.subject) {
-        const ref = referrerLink(this.#data, name, m.subject.digest.hex, m.digest.hex);
-        await mkdir(path.dirname(ref), { recursive: true });
-        await writeFile(ref, '');
-      }
+      await this.#manifests.record(name, m);
       for (const tag of tags) {
         await this.tags.set(name, tag, {
           digest: m.digest.value,
@@ -226,7 +202,7 @@ export class HostedRepositories {
       }
     }
     for (const d of m.manifests) {
-      if (!(await this.#hasManifest(name, d.digest))) {
+      if (!(await this.#manifests.has(name, d.digest))) {
         throw new RegistryError(
           'MANIFEST_BLOB_UNKNOWN',
           `manifest ${d.digest.value} is not in ${name}: push the index's entries first`,
@@ -242,34 +218,14 @@ export class HostedRepositories {
   }
 
   async byDigest(name: string, digest: Digest): Promise<StoredManifest | undefined> {
-    let mediaType: string;
-    try {
-      mediaType = await readFile(manifestMarker(this.#data, 'hosted', name, digest.hex), 'utf8');
-    } catch {
-      return undefined;
-    }
-    const body = await this.#store.read(digest);
-    return body ? { digest, mediaType, body } : undefined;
+    return this.#manifests.byDigest(name, digest);
   }
 
   /** Removes a manifest and every tag pointing at it. False when the repository does not hold it. */
   async deleteManifest(name: string, digest: Digest): Promise<boolean> {
-    const marker = manifestMarker(this.#data, 'hosted', name, digest.hex);
-    if (!(await exists(marker))) return false;
-    const stored = await this.byDigest(name, digest);
-    await rm(marker, { force: true });
+    if (!(await this.#manifests.remove(name, digest))) return false;
     for (const tag of await this.tags.tags(name)) {
       if ((await this.tags.get(name, tag))?.digest === digest.value) await this.tags.delete(name, tag);
-    }
-    if (stored) {
-      try {
-        const subject = checkManifest(stored.body, stored.mediaType).subject;
-        if (subject) {
-          await rm(referrerLink(this.#data, name, subject.digest.hex, digest.hex), { force: true });
-        }
-      } catch {
-        // not parseable: it has no referrer entry either
-      }
     }
     // Not dropped when empty: a collection does that, after the grace period (see the class comment).
     await this.#noteDelete(name);
@@ -285,33 +241,14 @@ export class HostedRepositories {
 
   /** Manifests in `name` whose subject is `subject` (the referrers API), as descriptors. */
   async referrers(name: string, subject: Digest): Promise<Record<string, unknown>[]> {
-    let hexes: string[] = [];
-    try {
-      hexes = await readdir(referrersDir(this.#data, name, subject.hex));
-    } catch {
-      return [];
-    }
-    const out: Record<string, unknown>[] = [];
-    for (const hex of hexes.sort()) {
-      const stored = await this.byDigest(name, parseDigest(`sha256:${hex}`));
-      if (!stored) continue;
-      const m = checkManifest(stored.body, stored.mediaType);
-      out.push({
-        mediaType: m.mediaType,
-        digest: m.digest.value,
-        size: stored.body.length,
-        ...(m.artifactType ? { artifactType: m.artifactType } : {}),
-        ...(m.annotations && Object.keys(m.annotations).length ? { annotations: m.annotations } : {}),
-      });
-    }
-    return out;
+    return this.#manifests.referrers(name, subject);
   }
 
   /** Hosted repositories that hold at least one manifest (what _catalog lists), sorted. */
   async repositories(): Promise<string[]> {
     const names: string[] = [];
     for (const name of this.#names) {
-      if ((await listDir(manifestsDir(this.#data, 'hosted', name))).length > 0) names.push(name);
+      if ((await this.#manifests.list(name)).length > 0) names.push(name);
     }
     return names.sort();
   }
@@ -325,12 +262,8 @@ export class HostedRepositories {
   async heldBlobs(expireLinksMs?: number): Promise<Set<string>> {
     const held = new Set<string>();
     for (const name of this.#names) {
-      for (const hex of await listDir(manifestsDir(this.#data, 'hosted', name))) {
-        held.add(hex);
-        // From disk, not through the store: a collection must not count as a use for the LRU.
-        const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
-        if (body) for (const ref of manifestReferences(body)) held.add(ref);
-      }
+      for (const hex of await this.#manifests.list(name)) held.add(hex);
+      for (const hex of await this.#manifests.referencedBy(name)) held.add(hex);
     }
     const cutoff = expireLinksMs === undefined ? undefined : Date.now() - expireLinksMs;
     for (const name of this.#names) await this.#links.holdOrExpire(name, held, cutoff);
@@ -357,13 +290,6 @@ export class HostedRepositories {
    */
   async dropEmptyRepositories(busy: ReadonlySet<string>, graceMs = 0): Promise<void> {
     for (const name of [...this.#names]) if (!busy.has(name)) await this.#dropIfEmpty(name, graceMs);
-  }
-
-  async #hasManifest(name: string, digest: Digest): Promise<boolean> {
-    return (
-      (await exists(manifestMarker(this.#data, 'hosted', name, digest.hex))) &&
-      (await this.#store.size(digest)) !== undefined
-    );
   }
 
   /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,8 @@ import { type SharedTagIndex, type TagEntry, TagIndex } from '../../src/cache/ta
  */
 export interface TagIndexSubject {
   open(): TagIndex;
+  /** The data directory of the index `open` gave last (to see what is left on disk). */
+  lastDir(): string;
   /** Whether the index is shared with other replicas (then tags set elsewhere show here). */
   shared: boolean;
   close(): Promise<void>;
@@ -21,6 +23,7 @@ export async function localTagIndex(): Promise<TagIndexSubject> {
   const dir = mkdtempSync(path.join(tmpdir(), 'hubcache-tags-'));
   return {
     open: () => new TagIndex(dir, 'repositories'),
+    lastDir: () => dir,
     shared: false,
     close: async () => rmSync(dir, { recursive: true, force: true }),
   };
@@ -38,6 +41,7 @@ export async function sharedTagIndex(
       dirs.push(dir);
       return new TagIndex(dir, 'repositories', shared);
     },
+    lastDir: () => dirs.at(-1) ?? '',
     shared: true,
     close: async () => {
       for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -87,8 +91,15 @@ export function tagIndexContract(name: string, make: () => Promise<TagIndexSubje
     it('lists tags sorted', async () => {
       const index = subject.open();
       const name = repo();
-      for (const tag of ['b', 'A', 'a', '1.0']) await index.set(name, tag, entry());
-      expect(await index.tags(name)).toEqual(['1.0', 'A', 'a', 'b']);
+      const tags = [
+        'b',
+        'A',
+        'a',
+        '1.0',
+        ...Array.from({ length: 12 }, () => randomBytes(3).toString('hex')),
+      ];
+      for (const tag of tags) await index.set(name, tag, entry());
+      expect(await index.tags(name)).toEqual([...tags].sort());
     });
 
     it('applies concurrent moves of one tag in call order: the last one wins, also after a restart', async () => {
@@ -164,6 +175,9 @@ export function tagIndexContract(name: string, make: () => Promise<TagIndexSubje
       expect(await index.markedManifests(gone)).toEqual([]);
       expect(await index.markedManifests(kept)).toEqual([k]);
       if (!subject.shared) expect(await index.repositories()).not.toContain(gone);
+      // `t…/gone` held nothing else: its folders went with the marker (`t…/` too).
+      expect(existsSync(path.join(subject.lastDir(), 'repositories', gone))).toBe(false);
+      expect(existsSync(path.join(subject.lastDir(), 'repositories', kept))).toBe(true);
     });
 
     // Only hosted repositories delete tags, and their index is never shared: a shared entry stays.

@@ -25,7 +25,8 @@ import { Metrics } from './observe/metrics.js';
 import { RegistryError } from './oci/errors.js';
 import { acceptedTypes } from './oci/media-types.js';
 import { validateName } from './oci/names.js';
-import { Coordinator } from './shared/coordinator.js';
+import { FleetLocks } from './shared/fleet-locks.js';
+import { RedisTagIndex } from './shared/redis-tags.js';
 import { S3BlobStore } from './shared/s3-store.js';
 import { UpstreamClient } from './upstream/client.js';
 import { canonicalName, servesNamespace } from './upstream/hub-names.js';
@@ -65,7 +66,7 @@ export class Mirror {
   readonly known: KnownContent;
   /** Replicas: the S3 store they share, and Redis to coordinate (both optional). */
   readonly sharedStore: S3BlobStore | undefined;
-  readonly coordinator: Coordinator | undefined;
+  readonly coordinator: FleetLocks | undefined;
   /** Repositories clients pushed to, and the uploads under way. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
@@ -89,13 +90,17 @@ export class Mirror {
     );
     if (config.shared) {
       this.sharedStore = new S3BlobStore(config.shared.s3, log);
-      if (config.shared.redisUrl) this.coordinator = new Coordinator(config.shared.redisUrl, log);
+      if (config.shared.redisUrl) this.coordinator = new FleetLocks(config.shared.redisUrl, log);
     }
     const sizes = this.sharedStore ? new KnownSizes() : undefined;
     const shared: SharedTier | undefined = this.sharedStore
       ? { store: this.sharedStore, coordinator: this.coordinator, lockTtlMs: LOCK_TTL_MS, sizes }
       : undefined;
-    this.tags = new TagIndex(config.dataDir, 'repositories', this.coordinator);
+    this.tags = new TagIndex(
+      config.dataDir,
+      'repositories',
+      this.coordinator && new RedisTagIndex(this.coordinator.redis),
+    );
     this.known = new KnownContent(store, this.tags);
     this.hosted = new HostedRepositories(
       config.dataDir,

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { tokenKeyFile } from '../storage/layout.js';
 import type { ClientAuth } from './client-auth.js';
 
 export type Action = 'pull' | 'push' | 'delete';
@@ -37,7 +38,7 @@ export class TokenService {
 
   constructor(auth: ClientAuth, dataDir: string, anonymousPull: boolean) {
     this.#auth = auth;
-    this.#keyFile = path.join(dataDir, 'token.key');
+    this.#keyFile = tokenKeyFile(dataDir);
     this.#anonymousPull = anonymousPull;
   }
 

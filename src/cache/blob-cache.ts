@@ -5,7 +5,7 @@ import type { LimitFunction } from 'p-limit';
 import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
-import type { Coordinator } from '../shared/coordinator.js';
+import type { FleetLocks as Coordinator } from '../shared/fleet-locks.js';
 import { isBucketTimeout, type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';

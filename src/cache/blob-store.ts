@@ -1,23 +1,20 @@
-import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
-import {
-  type FileHandle,
-  mkdir,
-  open,
-  readFile,
-  rename,
-  rm,
-  stat,
-  statfs,
-  writeFile,
-} from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
+import { blobPath, blobsDir, tempDir, tempPath } from '../storage/layout.js';
+import { BlobWriter } from './blob-writer.js';
+import { DiskRoom } from './disk-room.js';
 import { Evictor } from './evictor.js';
+import { Pins } from './pins.js';
 import { UsageIndex } from './usage-index.js';
+
+// The writer and its errors live in blob-writer.ts; callers know them as the store's.
+export { BlobWriter, DigestMismatchError, SizeMismatchError, writevAt } from './blob-writer.js';
 
 /**
  * Blobs up to this size are served from memory after their first read (manifests, configs, small
@@ -26,32 +23,16 @@ import { UsageIndex } from './usage-index.js';
  */
 export const SMALL_BLOB_BYTES = 8 * 1024 * 1024;
 
-export class DigestMismatchError extends Error {
-  constructor(
-    readonly expected: string,
-    readonly actual: string,
-    readonly size: number,
-  ) {
-    super(`content does not match its digest: expected ${expected}, got ${actual} (${size} bytes)`);
-    this.name = 'DigestMismatchError';
-  }
-}
-
-export class SizeMismatchError extends Error {
-  constructor(
-    readonly expected: number,
-    readonly actual: number,
-  ) {
-    super(`content length ${actual} does not match the announced ${expected}`);
-    this.name = 'SizeMismatchError';
-  }
-}
-
 /**
- * Content-addressed files: `<root>/blobs/sha256/<2 hex>/<hex>`, the layout the reference registry
- * uses under docker/registry/v2/blobs. Everything lands in `<root>/tmp` first and is renamed into
- * place only after its sha256 and length were checked, so a file at a digest path is always right.
- * Files are immutable, which makes the size and small-body caches safe without invalidation.
+ * Content-addressed files: `<data>/blobs/sha256/<2 hex>/<hex>` (storage/layout.ts), the layout the
+ * reference registry uses under docker/registry/v2/blobs. Everything lands in `<data>/tmp` first
+ * (cache/blob-writer.ts) and is renamed into place only after its sha256 and length were checked,
+ * so a file at a digest path is always right. Files are immutable, which makes the size and
+ * small-body caches here safe without invalidation.
+ *
+ * The rest is owned beside it, and reached through this class so its callers hold one object:
+ * recency and bytes (usage-index.ts), the size bound (evictor.ts), pins (pins.ts), free space
+ * (disk-room.ts).
  */
 export class BlobStore {
   readonly root: string;
@@ -62,8 +43,8 @@ export class BlobStore {
   /** Open file handles per blob: the size bound never removes a blob being served. */
   readonly #inUse = new Map<string, number>();
   readonly #evictor: Evictor;
-  readonly #minFreeBytes: number;
-  #free: { bytes: number; at: number } | undefined;
+  readonly #room: DiskRoom;
+  readonly #pins: Pins;
 
   constructor(
     root: string,
@@ -72,19 +53,20 @@ export class BlobStore {
     minFreeBytes: number,
     log: Logger,
   ) {
-    this.#minFreeBytes = minFreeBytes;
     this.root = root;
-    this.tmpDir = path.join(root, 'tmp');
+    this.#room = new DiskRoom(root, minFreeBytes);
+    this.#pins = new Pins(root);
+    this.tmpDir = tempDir(root);
     this.#small = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
-    this.usage = new UsageIndex(path.join(root, 'blobs', 'sha256'));
+    this.usage = new UsageIndex(root);
     this.#evictor = new Evictor(this, maxBytes, log);
   }
 
   async init(): Promise<void> {
-    await mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(blobsDir(this.root), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
     await this.loadPins();
   }
@@ -95,35 +77,19 @@ export class BlobStore {
     this.#evictor.check();
   }
 
-  /**
-   * Whether `size` more bytes fit while leaving the configured free space: a full disk must turn
-   * misses into uncached pass-through, not into failed pulls. statfs at most once a second on the
-   * request path; a running fill asks with `maxAgeMs` 0, since its own writes move the answer.
-   */
-  async hasRoomFor(size: number, maxAgeMs = 1000): Promise<boolean> {
-    const now = Date.now();
-    if (!this.#free || now - this.#free.at > maxAgeMs) {
-      try {
-        const s = await statfs(this.root);
-        this.#free = { bytes: s.bavail * s.bsize, at: now };
-      } catch {
-        return true; // cannot tell: try, the write path fails cleanly if it must
-      }
-    }
-    return this.#free.bytes - size >= this.#minFreeBytes;
+  /** Whether `size` more bytes fit, leaving --min-free-space (cache/disk-room.ts). */
+  hasRoomFor(size: number, maxAgeMs?: number): Promise<boolean> {
+    return this.#room.hasRoomFor(size, maxAgeMs);
   }
 
-  /**
-   * Bytes written outside the store's own writers (uploads, as they stream): counted off the last
-   * statfs until the next one, so a fast upload cannot outrun the once-a-second check.
-   */
+  /** Bytes written outside the store's own writers (uploads): counted until the next statfs. */
   noteWritten(bytes: number): void {
-    if (this.#free) this.#free.bytes -= bytes;
+    this.#room.noteWritten(bytes);
   }
 
-  /** A write failed: after ENOSPC, treat the disk as full until the next statfs says otherwise. */
+  /** A write failed: after ENOSPC the disk counts as full until the next statfs. */
   noteWriteFailure(err: unknown): void {
-    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') this.#free = { bytes: 0, at: Date.now() };
+    this.#room.noteWriteFailure(err);
   }
 
   /** Blobs and bytes removed by the size bound since start. */
@@ -131,51 +97,37 @@ export class BlobStore {
     return { count: this.#evictor.evicted, bytes: this.#evictor.evictedBytes };
   }
 
-  /** Pinned blobs (prefetch --pin): the size bound never removes them. Persisted in pins.json. */
-  readonly #pinned = new Set<string>();
-
+  /** Pinned blobs (prefetch --pin): the size bound never removes them (cache/pins.ts). */
   get pinsFile(): string {
-    return path.join(this.root, 'pins.json');
+    return this.#pins.file;
   }
 
-  async loadPins(): Promise<void> {
-    try {
-      for (const hex of JSON.parse(await readFile(this.pinsFile, 'utf8')) as string[]) this.#pinned.add(hex);
-    } catch {
-      // no pins yet
-    }
+  loadPins(): Promise<void> {
+    return this.#pins.load();
   }
 
-  async pin(hexes: string[]): Promise<number> {
-    for (const hex of hexes) if (/^[a-f0-9]{64}$/.test(hex)) this.#pinned.add(hex);
-    await this.#savePins();
-    return this.#pinned.size;
+  pin(hexes: string[]): Promise<number> {
+    return this.#pins.pin(hexes);
   }
 
-  async unpinAll(): Promise<void> {
-    this.#pinned.clear();
-    await this.#savePins();
+  unpinAll(): Promise<void> {
+    return this.#pins.unpinAll();
   }
 
   isPinned(hex: string): boolean {
-    return this.#pinned.has(hex);
+    return this.#pins.has(hex);
   }
 
   /**
-   * Content the size bound must never remove besides pins: hosted repositories' blobs. Set by the
-   * owner of that knowledge (the Mirror), asked by the evictor and the garbage collector.
+   * Content the size bound must never remove besides pins: hosted repositories' blobs, and blobs a
+   * push was told are here. Set by the owner of that knowledge (the Mirror), asked by the evictor
+   * through `evictable` (garbage collection asks hosted content itself: cache/collect.ts).
    */
   keep: (hex: string) => boolean = () => false;
 
   /** Whether eviction may remove this blob now. */
   evictable(hex: string): boolean {
     return !this.inUse(hex) && !this.isPinned(hex) && !this.keep(hex);
-  }
-
-  async #savePins(): Promise<void> {
-    const temp = path.join(this.tmpDir, `pins.${randomBytes(4).toString('hex')}`);
-    await writeFile(temp, JSON.stringify([...this.#pinned]));
-    await rename(temp, this.pinsFile);
   }
 
   inUse(hex: string): boolean {
@@ -189,7 +141,7 @@ export class BlobStore {
   }
 
   pathOf(digest: Digest): string {
-    return path.join(this.root, 'blobs', 'sha256', digest.hex.slice(0, 2), digest.hex);
+    return blobPath(this.root, digest.hex);
   }
 
   /** Size of a stored blob, or undefined when it is not stored. */
@@ -208,11 +160,6 @@ export class BlobStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-  }
-
-  /** The bytes of a small stored blob from memory, if they are there. */
-  cachedSmall(digest: Digest): Buffer | undefined {
-    return this.#small.get(digest.hex);
   }
 
   /** Reads a stored blob whole (manifests, small blobs); undefined when absent. */
@@ -274,9 +221,9 @@ export class BlobStore {
   }
 
   async createWriter(digest: Digest): Promise<BlobWriter> {
-    const tempPath = path.join(this.tmpDir, `${digest.hex}.${randomBytes(6).toString('hex')}`);
-    const handle = await open(tempPath, 'w+');
-    return new BlobWriter(this, digest, tempPath, handle, (size) => {
+    const temp = tempPath(this.root, `${digest.hex}.${randomBytes(6).toString('hex')}`);
+    const handle = await open(temp, 'w+');
+    return new BlobWriter(this.pathOf(digest), digest, temp, handle, (size) => {
       this.#sizes.set(digest.hex, size);
       this.#used(digest.hex, size, true);
     });
@@ -304,105 +251,5 @@ export class BlobStore {
     this.#small.delete(digest.hex);
     this.usage.forget(digest.hex);
     await rm(this.pathOf(digest), { force: true });
-  }
-}
-
-/**
- * One blob being written: hashed as it is written; `commit` checks digest and length, then makes
- * it durable and renames it into place. Readers may open `tempPath` while it grows.
- */
-export class BlobWriter {
-  readonly tempPath: string;
-  readonly #store: BlobStore;
-  readonly #digest: Digest;
-  readonly #handle: FileHandle;
-  readonly #hash: Hash = createHash('sha256');
-  readonly #onCommitted: (size: number) => void;
-  #written = 0;
-  #closed = false;
-
-  constructor(
-    store: BlobStore,
-    digest: Digest,
-    tempPath: string,
-    handle: FileHandle,
-    onCommitted: (n: number) => void,
-  ) {
-    this.#store = store;
-    this.#digest = digest;
-    this.tempPath = tempPath;
-    this.#handle = handle;
-    this.#onCommitted = onCommitted;
-  }
-
-  get written(): number {
-    return this.#written;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    await this.writev([chunk]);
-  }
-
-  /** Appends chunks with one writev(2) where possible: upstream chunks are small (16-64 KiB). */
-  async writev(chunks: Uint8Array[]): Promise<void> {
-    let total = 0;
-    for (const chunk of chunks) {
-      this.#hash.update(chunk);
-      total += chunk.length;
-    }
-    await writevAt(this.#handle, chunks, total, this.#written);
-    this.#written += total;
-  }
-
-  /** Checks the content; throws DigestMismatchError / SizeMismatchError (and removes the temp file). */
-  verify(expectedSize: number | undefined): void {
-    if (expectedSize !== undefined && expectedSize !== this.#written) {
-      throw new SizeMismatchError(expectedSize, this.#written);
-    }
-    const actual = `sha256:${this.#hash.digest('hex')}`;
-    if (actual !== this.#digest.value)
-      throw new DigestMismatchError(this.#digest.value, actual, this.#written);
-  }
-
-  /** Verify (unless already done), fsync, rename into place. */
-  async commit(expectedSize?: number, verified = false): Promise<void> {
-    if (!verified) this.verify(expectedSize);
-    // Durable before visible: a crash must never leave a short file at a digest path.
-    await this.#handle.datasync();
-    await this.#close();
-    const final = this.#store.pathOf(this.#digest);
-    await mkdir(path.dirname(final), { recursive: true });
-    await rename(this.tempPath, final);
-    this.#onCommitted(this.#written);
-  }
-
-  async abort(): Promise<void> {
-    await this.#close();
-    await rm(this.tempPath, { force: true });
-  }
-
-  async #close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#handle.close();
-  }
-}
-
-/** Writes `chunks` (`total` bytes) at `position` with one writev(2), finishing a short write. */
-export async function writevAt(
-  handle: FileHandle,
-  chunks: Uint8Array[],
-  total: number,
-  position: number,
-): Promise<void> {
-  let { bytesWritten } = await handle.writev(chunks, position);
-  if (bytesWritten >= total) return;
-  // Short write (rare on regular files): finish with plain writes.
-  const rest = Buffer.concat(chunks).subarray(bytesWritten);
-  let offset = 0;
-  while (offset < rest.length) {
-    const r = await handle.write(rest, offset, rest.length - offset, position + bytesWritten);
-    offset += r.bytesWritten;
-    bytesWritten += r.bytesWritten;
   }
 }

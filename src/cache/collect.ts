@@ -1,11 +1,11 @@
-import type { Dirent } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
-import type { HostedRepositories } from '../hosted/repositories.js';
+import { readFile, stat } from 'node:fs/promises';
 import { parseDigest } from '../oci/digest.js';
-import { manifestReferences } from '../oci/manifest-refs.js';
+import { manifestReferences } from '../oci/manifest.js';
+import { listDir } from '../storage/files.js';
+import { blobPath, blobPrefixDir, blobsDir } from '../storage/layout.js';
 import type { BlobStore } from './blob-store.js';
-import { listDir, removeOrphanMarkers } from './gc.js';
+import { removeOrphanMarkers } from './gc.js';
+import { TagIndex } from './tag-index.js';
 
 export interface CollectResult {
   /** Blobs (and manifests) removed, and their bytes. */
@@ -21,6 +21,22 @@ export interface CollectResult {
 }
 
 /**
+ * What content outside the mirror's own index holds (hosted repositories: hosted/repositories.ts),
+ * as a collection asks it. Declared here so garbage collection needs nothing above cache/.
+ */
+export interface HeldContent {
+  /** A collection starts: from now on, note what gets held, which the snapshot may miss. */
+  beginCollection(): void;
+  /** Every blob held now; with `expireLinksMs`, links older than that which nothing uses go first. */
+  heldBlobs(expireLinksMs?: number): Promise<Set<string>>;
+  /** Drops repositories left with nothing, except `busy` ones. */
+  dropEmptyRepositories(busy: ReadonlySet<string>, graceMs?: number): Promise<void>;
+  heldSinceCollectionBegan(hex: string): boolean;
+  /** A collection ends: what is held now (undefined: the mark phase failed, keep what was held). */
+  endCollection(snapshot: Set<string> | undefined): void;
+}
+
+/**
  * Mark and sweep over the one blob store: a blob stays when a manifest refers to it (a hosted
  * repository's, or a tag or digest the mirror cached), when it is a manifest still named somewhere,
  * when it is pinned, open, or newer than `graceMs`. Everything else goes.
@@ -33,7 +49,7 @@ export interface CollectResult {
  */
 export async function collectGarbage(
   store: BlobStore,
-  hosted: HostedRepositories,
+  hosted: HeldContent,
   dataDir: string,
   graceMs: number,
   running: {
@@ -60,15 +76,14 @@ export async function collectGarbage(
       staleMarkers: 0,
       ms: 0,
     };
-    const root = path.join(dataDir, 'blobs', 'sha256');
-    for (const prefix of await listDir(root)) {
-      for (const hex of await listDir(path.join(root, prefix))) {
+    for (const prefix of await listDir(blobsDir(dataDir))) {
+      for (const hex of await listDir(blobPrefixDir(dataDir, prefix))) {
         if (!/^[a-f0-9]{64}$/.test(hex)) continue;
         if (held?.has(hex)) {
           result.referenced++;
           continue;
         }
-        const file = path.join(root, prefix, hex);
+        const file = blobPath(dataDir, hex);
         const s = await stat(file).catch(() => undefined);
         if (!s) continue;
         // Held since the mark phase began (a manifest pushed meanwhile), promised to a push, open, or pinned.
@@ -98,35 +113,12 @@ export async function collectGarbage(
 
 /**
  * What the mirror's own index still names: every manifest under `repositories/` (tags and
- * manifests pulled by digest), and the blobs and child manifests those refer to.
+ * manifests pulled by digest, found by the tag index's walk), and the blobs and child manifests
+ * those refer to.
  */
 async function mirroredReferences(store: BlobStore, dataDir: string): Promise<Set<string>> {
   const refs = new Set<string>();
-  const manifests = new Set<string>();
-  const walk = async (dir: string): Promise<void> => {
-    let entries: Dirent[];
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const full = path.join(dir, e.name);
-      if (e.name === '_manifests') for (const hex of await listDir(full)) manifests.add(hex);
-      else if (e.name === '_tags') {
-        for (const tag of await listDir(full)) {
-          try {
-            const entry = JSON.parse(await readFile(path.join(full, tag), 'utf8')) as { digest?: string };
-            if (typeof entry.digest === 'string') manifests.add(parseDigest(entry.digest).hex);
-          } catch {
-            // unreadable tag file: it names nothing
-          }
-        }
-      } else if (e.isDirectory()) await walk(full);
-    }
-  };
-  await walk(path.join(dataDir, 'repositories'));
-  for (const hex of manifests) {
+  for (const hex of await new TagIndex(dataDir, 'repositories').namedManifests()) {
     refs.add(hex);
     // Read from disk, not through the store: a collection must not count as a use for the LRU.
     const body = await readFile(store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);

@@ -1,6 +1,15 @@
 import type { Logger } from '../observe/logger.js';
-import { parseDigest } from '../oci/digest.js';
-import type { BlobStore } from './blob-store.js';
+import { type Digest, parseDigest } from '../oci/digest.js';
+import type { UsageIndex } from './usage-index.js';
+
+/** What the size bound needs of the store it bounds (cache/blob-store.ts), and no more. */
+export interface Evictable {
+  /** What is stored, by recency, with the total bytes. */
+  readonly usage: Pick<UsageIndex, 'totalBytes' | 'coldest'>;
+  /** Whether a blob may go now: not open, pinned or held by hosted content. */
+  evictable(hex: string): boolean;
+  remove(digest: Digest): Promise<void>;
+}
 
 /** Evict down to this share of the bound, so one eviction run makes room for a while. */
 const LOW_WATER = 0.9;
@@ -12,14 +21,14 @@ const LOW_WATER = 0.9;
  * its next request, by tag or by digest.
  */
 export class Evictor {
-  readonly #store: BlobStore;
+  readonly #store: Evictable;
   readonly #maxBytes: number | undefined;
   readonly #log: Logger;
   #running = false;
   evicted = 0;
   evictedBytes = 0;
 
-  constructor(store: BlobStore, maxBytes: number | undefined, log: Logger) {
+  constructor(store: Evictable, maxBytes: number | undefined, log: Logger) {
     this.#store = store;
     this.#maxBytes = maxBytes;
     this.#log = log;

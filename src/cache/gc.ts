@@ -1,5 +1,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { blobPath } from '../storage/layout.js';
+import { TagIndex } from './tag-index.js';
 
 /**
  * Temp files a crash (kill -9, power loss) left behind. A live download writes at least once per
@@ -39,51 +41,10 @@ export async function removeStaleTemps(
  * catalog would list a repository that holds nothing. Empty repository folders go with them.
  */
 export async function removeOrphanMarkers(dataDir: string): Promise<number> {
-  const blobs = path.join(dataDir, 'blobs', 'sha256');
-  let removed = 0;
-  const walk = async (dir: string): Promise<boolean> => {
-    let entries: import('node:fs').Dirent[];
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch {
-      return false;
-    }
-    let empty = true;
-    for (const e of entries) {
-      const full = path.join(dir, e.name);
-      if (e.isDirectory() && e.name === '_manifests') {
-        let left = 0;
-        for (const hex of await readdir(full)) {
-          const exists = await stat(path.join(blobs, hex.slice(0, 2), hex)).then(
-            () => true,
-            () => false,
-          );
-          if (exists) left++;
-          else {
-            await rm(path.join(full, hex), { force: true });
-            removed++;
-          }
-        }
-        if (left === 0) await rm(full, { recursive: true, force: true });
-        else empty = false;
-      } else if (e.isDirectory() && !e.name.startsWith('_')) {
-        if (!(await walk(full))) empty = false;
-        else await rm(full, { recursive: true, force: true });
-      } else {
-        empty = false;
-      }
-    }
-    return empty;
-  };
-  await walk(path.join(dataDir, 'repositories'));
-  return removed;
-}
-
-/** A folder's entries without dot files (temp files); empty when the folder does not exist. */
-export async function listDir(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter((n) => !n.startsWith('.'));
-  } catch {
-    return [];
-  }
+  return new TagIndex(dataDir, 'repositories').removeOrphanMarkers((hex) =>
+    stat(blobPath(dataDir, hex)).then(
+      () => true,
+      () => false,
+    ),
+  );
 }

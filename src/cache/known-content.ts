@@ -1,10 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
-import { manifestReferences } from '../oci/manifest-refs.js';
+import { manifestReferences } from '../oci/manifest.js';
 import type { BlobStore } from './blob-store.js';
-import { listDir } from './gc.js';
 import type { TagIndex } from './tag-index.js';
 
 /**
@@ -61,8 +59,7 @@ export class KnownContent {
   async fromRecords(key: string, hex: string): Promise<boolean> {
     if (this.#read.has(key)) return false;
     this.#read.set(key, true);
-    const dir = path.join(this.#tags.root, key);
-    const manifests = new Set(await listDir(path.join(dir, '_manifests')));
+    const manifests = new Set(await this.#tags.markedManifests(key));
     for (const tag of await this.#tags.tags(key)) {
       const entry = await this.#tags.get(key, tag);
       if (entry) manifests.add(entry.digest.replace(/^sha256:/, ''));

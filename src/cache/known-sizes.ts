@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
+import { imageBlobs, manifestObject } from '../oci/manifest.js';
 
 /**
  * Blobs' sizes as the image manifests this replica served give them (config and layers). A manifest
@@ -17,14 +18,7 @@ export class KnownSizes {
   noteManifest(digestHex: string, body: Buffer): void {
     if (this.#read.has(digestHex)) return;
     this.#read.set(digestHex, true);
-    let doc: { config?: unknown; layers?: unknown };
-    try {
-      doc = JSON.parse(body.toString('utf8')) as typeof doc;
-    } catch {
-      return;
-    }
-    if (doc === null || typeof doc !== 'object') return;
-    for (const d of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])]) this.#note(d);
+    for (const d of imageBlobs(manifestObject(body))) this.#note(d);
   }
 
   get(digestHex: string): number | undefined {

@@ -3,6 +3,7 @@ import type { LimitFunction } from 'p-limit';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, digestOf, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import { parseManifestJson } from '../oci/manifest.js';
 import {
   bareMediaType,
   DOCKER_SCHEMA1,
@@ -13,7 +14,7 @@ import {
   OCI_MANIFEST,
   UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
-import type { Coordinator } from '../shared/coordinator.js';
+import type { FleetLocks as Coordinator } from '../shared/fleet-locks.js';
 import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
@@ -348,7 +349,7 @@ export function manifestMediaType(body: Buffer, contentType: string): string {
   if (MANIFEST_TYPES.has(contentType)) return contentType;
   let doc: { manifests?: unknown; config?: unknown; layers?: unknown };
   try {
-    doc = JSON.parse(body.toString('utf8'));
+    doc = parseManifestJson(body) as typeof doc;
   } catch {
     throw new RegistryError('MANIFEST_UNKNOWN', 'upstream manifest is not JSON');
   }

@@ -1,8 +1,18 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { Coordinator } from '../shared/coordinator.js';
+import { parseDigest } from '../oci/digest.js';
+import { atomicWrite, listDir } from '../storage/files.js';
+import {
+  manifestMarker,
+  manifestsDir,
+  type RepositoryTree,
+  repositoryDir,
+  tagPath,
+  tagsDir,
+  treeRoot,
+} from '../storage/layout.js';
 
 export interface TagEntry {
   digest: string;
@@ -12,21 +22,39 @@ export interface TagEntry {
 }
 
 /**
+ * The index replicas share (shared/redis-tags.ts, over Redis): asked before this replica's own
+ * files, written through. Declared here, where the tag index lives, so shared/ needs nothing of it.
+ */
+export interface SharedTagIndex {
+  getTag(repository: string, tag: string): Promise<TagEntry | undefined>;
+  setTag(repository: string, tag: string, entry: TagEntry): Promise<void>;
+  tags(repository: string): Promise<string[]>;
+  noteRepository(repository: string): Promise<void>;
+  repositories(): Promise<string[]>;
+}
+
+/**
  * Which repositories the mirror holds, their tags (tag → digest, with when it was last checked
  * upstream) and the manifests pulled by digest. On disk, beside the blobs, in the reference
- * registry's spirit (`repositories/<name>/_tags/<tag>`, `repositories/<name>/_manifests/<hex>`), so an
- * operator can see what is cached with `ls`; in memory, an LRU of the entries in use.
+ * registry's spirit (`repositories/<name>/_tags/<tag>`, `repositories/<name>/_manifests/<hex>`, see
+ * storage/layout.ts), so an operator can see what is cached with `ls`; in memory, an LRU of the
+ * entries in use. Hosted repositories keep their tags with one of these over `hosted/`.
+ *
+ * The index owns its tree: the one walk over it (#walk) lists the repositories, finds what they
+ * name for garbage collection, and removes markers of manifests no longer stored.
  */
 export class TagIndex {
-  readonly root: string;
+  readonly #data: string;
+  readonly #tree: RepositoryTree;
   readonly #entries = new LRUCache<string, TagEntry>({ max: 50_000 });
   readonly #knownManifests = new LRUCache<string, true>({ max: 100_000 });
 
   /** With Redis: the index replicas share (a tag revalidated by one is fresh on all). */
-  readonly #shared: Coordinator | undefined;
+  readonly #shared: SharedTagIndex | undefined;
 
-  constructor(dataDir: string, folder = 'repositories', shared?: Coordinator) {
-    this.root = path.join(dataDir, folder);
+  constructor(dataDir: string, tree: RepositoryTree = 'repositories', shared?: SharedTagIndex) {
+    this.#data = dataDir;
+    this.#tree = tree;
     this.#shared = shared;
   }
 
@@ -95,7 +123,7 @@ export class TagIndex {
   async noteManifest(repository: string, digestHex: string): Promise<void> {
     const key = `${repository}@${digestHex}`;
     if (this.#knownManifests.has(key)) return;
-    const file = path.join(this.root, repository, '_manifests', digestHex);
+    const file = manifestMarker(this.#data, this.#tree, repository, digestHex);
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, '');
     this.#knownManifests.set(key, true);
@@ -107,7 +135,7 @@ export class TagIndex {
     const key = `${repository}@${digestHex}`;
     if (this.#knownManifests.has(key)) return true;
     try {
-      await readFile(path.join(this.root, repository, '_manifests', digestHex));
+      await readFile(manifestMarker(this.#data, this.#tree, repository, digestHex));
     } catch {
       return false;
     }
@@ -115,27 +143,93 @@ export class TagIndex {
     return true;
   }
 
+  /** The manifests noted for `repository` on disk (hex digests, unsorted). */
+  async markedManifests(repository: string): Promise<string[]> {
+    return listDir(manifestsDir(this.#data, this.#tree, repository));
+  }
+
   /** Repositories holding at least one manifest, sorted (the catalog's order). */
   async repositories(): Promise<string[]> {
     const found: string[] = [];
-    const walk = async (dir: string, prefix: string): Promise<void> => {
-      let entries: import('node:fs').Dirent[];
+    await this.#walk(async (name) => {
+      found.push(name);
+    });
+    const shared = this.#shared ? await this.#shared.repositories().catch(() => []) : [];
+    return [...new Set([...found, ...shared])].sort();
+  }
+
+  /**
+   * Every manifest this tree names on disk, tagged or noted (hex digests): what a garbage
+   * collection must keep, with what these refer to. Tag files are read from disk, not through the
+   * memory or the shared index: a collection is about this data directory.
+   */
+  async namedManifests(): Promise<Set<string>> {
+    const manifests = new Set<string>();
+    await this.#walk(async (name) => {
+      for (const hex of await this.markedManifests(name)) manifests.add(hex);
+      for (const tag of await listDir(tagsDir(this.#data, this.#tree, name))) {
+        try {
+          const entry = JSON.parse(await readFile(this.#tagPath(name, tag), 'utf8')) as { digest?: string };
+          if (typeof entry.digest === 'string') manifests.add(parseDigest(entry.digest).hex);
+        } catch {
+          // unreadable tag file: it names nothing
+        }
+      }
+    });
+    return manifests;
+  }
+
+  /**
+   * Removes `_manifests/<hex>` markers whose manifest is no longer stored (evicted, or removed by
+   * hand): the catalog would list a repository that holds nothing. Folders left empty go with them.
+   */
+  async removeOrphanMarkers(stored: (hex: string) => Promise<boolean>): Promise<number> {
+    let removed = 0;
+    await this.#walk(async (name) => {
+      const dir = manifestsDir(this.#data, this.#tree, name);
+      let hexes: string[];
+      try {
+        hexes = await readdir(dir);
+      } catch {
+        return;
+      }
+      let left = 0;
+      for (const hex of hexes) {
+        if (await stored(hex)) left++;
+        else {
+          await rm(manifestMarker(this.#data, this.#tree, name, hex), { force: true });
+          removed++;
+        }
+      }
+      if (left === 0) await rm(dir, { recursive: true, force: true });
+    }, true);
+    return removed;
+  }
+
+  /**
+   * The one walk over this tree: `visit` for every repository (a folder holding `_`-named
+   * entries: `_tags`, `_manifests`, and for hosted ones `_layers`, `_deleted`), depth first. Name
+   * components never start with `_`, so every other folder is a namespace or a repository below.
+   * With `prune`, a folder below the root that is empty once visited is removed.
+   */
+  async #walk(visit: (name: string) => Promise<void>, prune = false): Promise<void> {
+    const walk = async (name: string): Promise<void> => {
+      const dir = name ? repositoryDir(this.#data, this.#tree, name) : treeRoot(this.#data, this.#tree);
+      let entries: Dirent[];
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch {
         return;
       }
-      // `_tags`, `_manifests` (and, for hosted repositories, `_layers`): a repository's own folders.
-      if (entries.some((e) => e.name.startsWith('_'))) found.push(prefix);
+      if (name && entries.some((e) => e.name.startsWith('_'))) await visit(name);
       for (const e of entries) {
-        if (e.isDirectory() && !e.name.startsWith('_')) {
-          await walk(path.join(dir, e.name), prefix ? `${prefix}/${e.name}` : e.name);
-        }
+        if (e.isDirectory() && !e.name.startsWith('_')) await walk(name ? `${name}/${e.name}` : e.name);
+      }
+      if (prune && name && (await readdir(dir).catch(() => [dir])).length === 0) {
+        await rm(dir, { recursive: true, force: true });
       }
     };
-    await walk(this.root, '');
-    const shared = this.#shared ? await this.#shared.repositories().catch(() => []) : [];
-    return [...new Set([...found.filter(Boolean), ...shared])].sort();
+    await walk('');
   }
 
   /**
@@ -145,7 +239,7 @@ export class TagIndex {
   async knows(repository: string): Promise<boolean> {
     if ((await this.tags(repository)).length > 0) return true;
     try {
-      return (await readdir(path.join(this.root, repository, '_manifests'))).length > 0;
+      return (await readdir(manifestsDir(this.#data, this.#tree, repository))).length > 0;
     } catch {
       return false;
     }
@@ -159,7 +253,7 @@ export class TagIndex {
     }
     try {
       return (
-        (await readdir(path.join(this.root, repository, '_tags')))
+        (await readdir(tagsDir(this.#data, this.#tree, repository)))
           // Temp files start with '.', which no tag can (tag grammar: [a-zA-Z0-9_] first).
           .filter((t) => !t.startsWith('.'))
           .sort()
@@ -170,19 +264,6 @@ export class TagIndex {
   }
 
   #tagPath(repository: string, tag: string): string {
-    return path.join(this.root, repository, '_tags', tag);
-  }
-}
-
-async function atomicWrite(file: string, content: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}`);
-  try {
-    await writeFile(temp, content);
-    await rename(temp, file);
-  } catch (err) {
-    // A full disk may leave a partial temp file: it must not stay behind.
-    await rm(temp, { force: true }).catch(() => {});
-    throw err;
+    return tagPath(this.#data, this.#tree, repository, tag);
   }
 }

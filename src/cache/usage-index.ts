@@ -1,6 +1,6 @@
 import { readdir, stat, utimes } from 'node:fs/promises';
-import path from 'node:path';
 import { LRUCache } from 'lru-cache';
+import { blobPath, blobPrefixDir, blobsDir } from '../storage/layout.js';
 
 /** A blob served this long after its last recorded use gets its mtime bumped (one utimes, not per hit). */
 const TOUCH_EVERY_MS = 60 * 60 * 1000;
@@ -12,16 +12,16 @@ const TOUCH_EVERY_MS = 60 * 60 * 1000;
  * scan before serving: the scan runs in the background.
  */
 export class UsageIndex {
-  readonly #blobsDir: string;
+  readonly #data: string;
   // No automatic eviction: the bound is applied by the Evictor, which must skip blobs in use.
   readonly #lru = new LRUCache<string, { size: number; touchedAt: number }>({
     maxSize: Number.MAX_SAFE_INTEGER,
     sizeCalculation: (v) => Math.max(1, v.size),
   });
-  #scanned = false;
 
-  constructor(blobsDir: string) {
-    this.#blobsDir = blobsDir;
+  /** `data`: the data directory (storage/layout.ts). */
+  constructor(data: string) {
+    this.#data = data;
   }
 
   get totalBytes(): number {
@@ -32,10 +32,6 @@ export class UsageIndex {
     return this.#lru.size;
   }
 
-  get scanned(): boolean {
-    return this.#scanned;
-  }
-
   /** A blob was stored or served. */
   touch(hex: string, size: number): void {
     const now = Date.now();
@@ -43,8 +39,7 @@ export class UsageIndex {
     if (entry && now - entry.touchedAt < TOUCH_EVERY_MS) return;
     this.#lru.set(hex, { size, touchedAt: now });
     if (entry) {
-      const file = path.join(this.#blobsDir, hex.slice(0, 2), hex);
-      utimes(file, now / 1000, now / 1000).catch(() => {});
+      utimes(blobPath(this.#data, hex), now / 1000, now / 1000).catch(() => {});
     }
   }
 
@@ -65,20 +60,20 @@ export class UsageIndex {
     const found: { hex: string; size: number; mtime: number }[] = [];
     let prefixes: string[] = [];
     try {
-      prefixes = await readdir(this.#blobsDir);
+      prefixes = await readdir(blobsDir(this.#data));
     } catch {
       // nothing stored yet
     }
     for (const prefix of prefixes) {
       let names: string[];
       try {
-        names = await readdir(path.join(this.#blobsDir, prefix));
+        names = await readdir(blobPrefixDir(this.#data, prefix));
       } catch {
         continue;
       }
       for (const hex of names) {
         try {
-          const s = await stat(path.join(this.#blobsDir, prefix, hex));
+          const s = await stat(blobPath(this.#data, hex));
           found.push({ hex, size: s.size, mtime: s.mtimeMs });
         } catch {
           // removed meanwhile
@@ -92,6 +87,5 @@ export class UsageIndex {
       if (!this.#lru.has(f.hex)) this.#lru.set(f.hex, { size: f.size, touchedAt: f.mtime });
     }
     for (const [hex, v] of touched) if (this.#lru.has(hex)) this.#lru.set(hex, v);
-    this.#scanned = true;
   }
 }

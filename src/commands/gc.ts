@@ -6,6 +6,7 @@ import { removeOrphanMarkers, removeStaleTemps } from '../cache/gc.js';
 import { positiveInt } from '../config.js';
 import { HostedRepositories } from '../hosted/repositories.js';
 import { createLogger } from '../observe/logger.js';
+import { tempDir } from '../storage/layout.js';
 
 /**
  * `hubcache gc`: what a crash or a hand edit can leave behind, removed while the mirror runs or not:
@@ -34,7 +35,7 @@ export async function runGc(argv: string[]): Promise<void> {
   command.parse(argv, { from: 'user' });
   const opts = command.opts<{ data: string; tempAge: number; blobs?: boolean; grace: number }>();
   const data = path.resolve(opts.data);
-  const temps = await removeStaleTemps(path.join(data, 'tmp'), opts.tempAge * 1000);
+  const temps = await removeStaleTemps(tempDir(data), opts.tempAge * 1000);
   const markers = await removeOrphanMarkers(data);
   let blobs: CollectResult | undefined;
   if (opts.blobs) {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { Agent, request } from 'undici';
+import { imageBlobs, parseManifestJson } from '../oci/manifest.js';
 import { indexEntries, isIndexType, UPSTREAM_ACCEPT } from '../oci/media-types.js';
 
 interface Totals {
@@ -79,12 +80,8 @@ export async function runPrefetch(argv: string[]): Promise<void> {
       manifests.push(top.body);
     }
     for (const manifest of manifests) {
-      const doc = JSON.parse(manifest.toString()) as {
-        config?: { digest: string };
-        layers?: { digest: string }[];
-      };
-      const blobs = [doc.config, ...(doc.layers ?? [])].filter((b): b is { digest: string } =>
-        Boolean(b?.digest),
+      const blobs = imageBlobs(parseManifestJson(manifest)).filter((b): b is { digest: string } =>
+        Boolean((b as { digest?: unknown } | undefined)?.digest),
       );
       await Promise.all(
         blobs.map(async (b) => {

@@ -14,7 +14,7 @@ export async function runStats(argv: string[]): Promise<void> {
   command.parse(argv, { from: 'user' });
   const opts = command.opts<{ url: string; data?: string }>();
   if (opts.data) {
-    const usage = new UsageIndex(path.join(path.resolve(opts.data), 'blobs', 'sha256'));
+    const usage = new UsageIndex(path.resolve(opts.data));
     await usage.scan();
     print({ source: path.resolve(opts.data), cacheBytes: usage.totalBytes, cacheObjects: usage.count });
     return;

@@ -1,5 +1,6 @@
 import { type Digest, digestOf, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import { type Descriptor, parseDescriptor, parseManifestJson, stringMap } from '../oci/manifest.js';
 import {
   bareMediaType,
   DOCKER_LIST,
@@ -14,13 +15,7 @@ import {
 /** distribution refuses manifests over 4 MiB (its default `validation.manifests.maxsize`). */
 export const MAX_PUSHED_MANIFEST_BYTES = 4 * 1024 * 1024;
 
-export interface Descriptor {
-  mediaType: string;
-  digest: Digest;
-  size: number;
-  /** Foreign (non-distributable) layers live elsewhere: their blobs are not required here. */
-  foreign: boolean;
-}
+export type { Descriptor };
 
 /** A manifest a client pushed, checked for shape, with what it refers to. */
 export interface PushedManifest {
@@ -50,7 +45,7 @@ export function checkManifest(body: Buffer, contentType: string | undefined): Pu
   }
   let doc: Record<string, unknown>;
   try {
-    doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+    doc = parseManifestJson(body) as Record<string, unknown>;
   } catch {
     throw new RegistryError('MANIFEST_INVALID', 'manifest is not JSON', {});
   }
@@ -86,14 +81,14 @@ export function checkManifest(body: Buffer, contentType: string | undefined): Pu
   const manifests: Descriptor[] = [];
   if (isIndexType(mediaType)) {
     if (!Array.isArray(doc.manifests)) throw invalid('an index needs a manifests array');
-    for (const [i, d] of doc.manifests.entries()) manifests.push(descriptor(d, `manifests[${i}]`));
+    for (const [i, d] of doc.manifests.entries()) manifests.push(parseDescriptor(d, `manifests[${i}]`));
   } else {
     if (doc.config === undefined) throw invalid('an image manifest needs a config');
-    blobs.push(descriptor(doc.config, 'config'));
+    blobs.push(parseDescriptor(doc.config, 'config'));
     if (!Array.isArray(doc.layers)) throw invalid('an image manifest needs a layers array');
-    for (const [i, d] of doc.layers.entries()) blobs.push(descriptor(d, `layers[${i}]`));
+    for (const [i, d] of doc.layers.entries()) blobs.push(parseDescriptor(d, `layers[${i}]`));
   }
-  const subject = doc.subject === undefined ? undefined : descriptor(doc.subject, 'subject');
+  const subject = doc.subject === undefined ? undefined : parseDescriptor(doc.subject, 'subject');
   const artifactType =
     typeof doc.artifactType === 'string'
       ? doc.artifactType
@@ -116,32 +111,6 @@ export function checkManifest(body: Buffer, contentType: string | undefined): Pu
 function configType(config: unknown): string | undefined {
   const type = (config as { mediaType?: unknown } | undefined)?.mediaType;
   return typeof type === 'string' ? type : undefined;
-}
-
-function descriptor(value: unknown, where: string): Descriptor {
-  const d = value as { mediaType?: unknown; digest?: unknown; size?: unknown; urls?: unknown };
-  if (d === null || typeof d !== 'object') throw invalid(`${where} is not a descriptor`);
-  if (typeof d.mediaType !== 'string' || d.mediaType.length === 0)
-    throw invalid(`${where}.mediaType missing`);
-  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
-    throw invalid(`${where}.size must be a whole number ≥ 0`);
-  }
-  if (typeof d.digest !== 'string') throw invalid(`${where}.digest missing`);
-  let digest: Digest;
-  try {
-    digest = parseDigest(d.digest);
-  } catch {
-    throw invalid(`${where}.digest is not a sha256 digest`);
-  }
-  const foreign = Array.isArray(d.urls) && d.urls.length > 0;
-  return { mediaType: d.mediaType, digest, size: d.size, foreign };
-}
-
-function stringMap(value: unknown): Record<string, string> | undefined {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) if (typeof v === 'string') out[k] = v;
-  return out;
 }
 
 function invalid(message: string): RegistryError {

@@ -1,34 +1,23 @@
-import { access, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
-import picomatch from 'picomatch';
 import type { BlobStore } from '../cache/blob-store.js';
-import { listDir } from '../cache/gc.js';
 import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { manifestReferences } from '../oci/manifest-refs.js';
-import { checkManifest, type PushedManifest } from './manifest-check.js';
+import { listDir } from '../storage/files.js';
+import { deletedMarker, layersDir, manifestsDir, repositoryDir, tagsDir } from '../storage/layout.js';
+import { BlobLinks } from './blob-links.js';
+import { HeldBlobs } from './held-blobs.js';
+import type { PushedManifest } from './manifest-check.js';
+import { ManifestRecords, type StoredManifest } from './manifest-records.js';
+import { type HostedRules, PushPolicy } from './push-policy.js';
 
-export interface HostedRules {
-  /** Pushes accepted at all (false: a read-only mirror, as before). */
-  push: boolean;
-  /** Globs over repository names: when given, exactly these names are hosted, and only these take pushes. */
-  patterns: string[];
-  /** Why a name may not be pushed to even so (a registry prefix, Docker Hub's library/), or undefined. */
-  reserved: (name: string) => string | undefined;
-}
-
-export interface StoredManifest {
-  digest: Digest;
-  mediaType: string;
-  body: Buffer;
-}
+export type { HostedRules, StoredManifest };
 
 /**
  * Repositories that live here rather than upstream: what clients pushed. On disk beside the
- * mirror's own index, under `<data>/hosted/<name>/`: `_tags/<tag>` (tag → digest),
+ * mirror's own index, under `<data>/hosted/<name>/` (storage/layout.ts): `_tags/<tag>` (tag → digest),
  * `_manifests/<hex>` (the manifests the repository holds; the file holds the media type),
  * `_layers/<hex>` (blobs uploaded or mounted into it, or named by a manifest pushed to it),
  * `_referrers/<subject hex>/<hex>` and `_deleted` (its mtime: the repository's last delete).
@@ -48,31 +37,39 @@ export interface StoredManifest {
  * last delete (`_deleted`, a file whose mtime is that delete) older than the grace period. A name
  * that just deleted a manifest therefore never falls back to serving it, or anything else, from
  * the mirror (docs/SECURITY.md, "Pushes never take over a mirrored name").
+ *
+ * This class owns the names and their folders' lifecycle (create, drop when empty, never under a
+ * write), and puts the pieces together for the handlers; the pieces live beside it: who may push
+ * (push-policy.ts), the manifests each repository holds (manifest-records.ts), the blobs it answers
+ * for (blob-links.ts), and what hosted content holds against eviction and collection (held-blobs.ts).
  */
 export class HostedRepositories {
-  readonly root: string;
+  readonly #data: string;
   readonly tags: TagIndex;
   readonly #store: BlobStore;
-  readonly #rules: HostedRules;
-  readonly #matches: ((name: string) => boolean) | undefined;
+  readonly #policy: PushPolicy;
   readonly #log: Logger;
   /** Repositories on disk. */
   readonly #names = new Set<string>();
-  /** Blobs hosted content needs (eviction never removes them). Grows until the next collection. */
-  #held = new Set<string>();
-  /** Layer links written recently: a link is refreshed (mount, upload) at most this often. */
-  readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
-  /** Per repository, the blobs it answers for (hex), read from disk on first use. */
-  readonly #content = new Map<string, Set<string>>();
-  readonly #loadingContent = new Map<string, Promise<Set<string>>>();
+  /** Blobs hosted content needs (eviction never removes them). */
+  readonly #held = new HeldBlobs();
+  /** Per repository, the blobs it answers for. */
+  readonly #links: BlobLinks;
+  /** Per repository, the manifests it holds. */
+  readonly #manifests: ManifestRecords;
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
-    this.root = path.join(dataDir, 'hosted');
+    this.#data = dataDir;
     this.tags = new TagIndex(dataDir, 'hosted');
     this.#store = store;
-    this.#rules = rules;
+    this.#policy = new PushPolicy(rules);
     this.#log = log;
-    this.#matches = rules.patterns.length ? picomatch(rules.patterns) : undefined;
+    this.#manifests = new ManifestRecords(dataDir, store);
+    this.#links = new BlobLinks(
+      dataDir,
+      (name) => this.#manifests.referencedBy(name),
+      (name) => this.#names.has(name),
+    );
   }
 
   /** Learns which repositories are hosted: before serving, or their pulls would go upstream. */
@@ -83,107 +80,56 @@ export class HostedRepositories {
 
   /** Learns the blobs hosted content holds (in the background, before the size bound is applied). */
   async loadHeld(): Promise<void> {
-    const held = await this.heldBlobs();
-    for (const hex of this.#held) held.add(hex);
-    this.#held = held;
+    this.#held.loaded(await this.heldBlobs());
   }
 
   get pushEnabled(): boolean {
-    return this.#rules.push;
+    return this.#policy.pushEnabled;
   }
 
   /** Whether a push may make a hosted repository of a name not hosted yet (no patterns decide). */
   get createsOnPush(): boolean {
-    return this.#rules.push && !this.#matches;
+    return this.#policy.createsOnPush;
   }
 
   isHosted(name: string): boolean {
-    return this.#names.has(name) || (this.#matches?.(name) ?? false);
+    return this.#names.has(name) || this.#policy.matches(name);
   }
 
   /** Throws the spec's error when a push to `name` is not allowed here. */
   checkPushable(name: string): void {
-    if (!this.#rules.push) {
-      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only: pushes are disabled', {});
-    }
-    if (this.#matches) {
-      if (this.#matches(name)) return;
-      throw new RegistryError('DENIED', `${name} is not a hosted repository here`, {
-        hosted: this.#rules.patterns,
-      });
-    }
-    const why = this.#rules.reserved(name);
-    if (why) throw new RegistryError('DENIED', why, { name });
+    this.#policy.checkPushable(name);
   }
 
   holds(hex: string): boolean {
-    return this.#held.has(hex) || this.#pending.has(hex);
+    return this.#held.holds(hex);
   }
 
-  /**
-   * Holds blobs for a manifest PUT under way until the returned function is called: from before
-   * they are checked or fetched (a collection or an eviction cannot take one in between), without
-   * keeping them when the PUT fails (a PUT naming thousands of made-up digests once held every one
-   * in memory until the next collection).
-   */
+  /** Holds blobs for a manifest PUT under way until the returned function is called (held-blobs.ts). */
   reserve(hexes: Iterable<string>): () => void {
-    const mine = [...new Set(hexes)];
-    for (const hex of mine) this.#pending.set(hex, (this.#pending.get(hex) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      for (const hex of mine) {
-        const left = (this.#pending.get(hex) ?? 1) - 1;
-        if (left > 0) this.#pending.set(hex, left);
-        else this.#pending.delete(hex);
-      }
-    };
+    return this.#held.reserve(hexes);
   }
-
-  /** Blobs reserved by manifest PUTs under way, with how many reserve each. */
-  readonly #pending = new Map<string, number>();
 
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
     if (this.#names.has(name)) return;
-    await this.#writingTo(name, () => mkdir(this.#dir(name), { recursive: true }));
+    await this.#writingTo(name, () => mkdir(repositoryDir(this.#data, 'hosted', name), { recursive: true }));
     this.#names.add(name);
     this.#log.info({ repository: name }, 'hosted repository created by a push');
   }
 
   /** Records that a blob was uploaded to or mounted into a repository. */
   async link(name: string, digest: Digest): Promise<void> {
-    this.#hold(digest.hex);
+    this.#held.hold(digest.hex);
     this.#names.add(name);
-    await this.#writingTo(name, () => this.#link(name, digest.hex));
-  }
-
-  async #link(name: string, hex: string): Promise<void> {
-    const content = await this.#contentOf(name);
-    const key = `${name}@${hex}`;
-    if (this.#linked.has(key)) {
-      content.add(hex);
-      return;
-    }
-    const file = path.join(this.#dir(name), '_layers', hex);
-    const now = new Date();
-    try {
-      await utimes(file, now, now);
-    } catch {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, '');
-    }
-    content.add(hex);
-    this.#linked.set(key, true);
+    await this.#writingTo(name, () => this.#links.link(name, digest.hex));
   }
 
   /** Whether `name` answers for this blob: in memory once the repository's links were read. */
   async hasBlob(name: string, digest: Digest): Promise<boolean> {
     // Names never pushed to (say, under a --hosted pattern) hold nothing, and cost no memory.
     if (!this.#names.has(name)) return false;
-    const content = this.#content.get(name) ?? (await this.#contentOf(name));
-    return content.has(digest.hex);
+    return this.#links.has(name, digest.hex);
   }
 
   async isLinked(name: string, digest: Digest): Promise<boolean> {
@@ -192,42 +138,13 @@ export class HostedRepositories {
 
   /** Removes a blob from a repository: it answers 404 for it at once (the store may keep it for others). */
   async unlink(name: string, digest: Digest): Promise<void> {
-    this.#linked.delete(`${name}@${digest.hex}`);
-    (await this.#contentOf(name)).delete(digest.hex);
-    await rm(path.join(this.#dir(name), '_layers', digest.hex), { force: true });
+    await this.#links.unlink(name, digest.hex);
     await this.#noteDelete(name);
-  }
-
-  /**
-   * The blobs `name` answers for: its links, and (for repositories pushed before manifests linked
-   * their blobs) what its manifests refer to.
-   */
-  async #contentOf(name: string): Promise<Set<string>> {
-    const known = this.#content.get(name);
-    if (known) return known;
-    let loading = this.#loadingContent.get(name);
-    if (!loading) {
-      loading = (async () => {
-        const dir = this.#dir(name);
-        const content = new Set(await listDir(path.join(dir, '_layers')));
-        for (const hex of await listDir(path.join(dir, '_manifests'))) {
-          const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(
-            () => undefined,
-          );
-          if (body) for (const ref of manifestReferences(body)) content.add(ref);
-        }
-        if (this.#names.has(name)) this.#content.set(name, content);
-        this.#loadingContent.delete(name);
-        return content;
-      })();
-      this.#loadingContent.set(name, loading);
-    }
-    return loading;
   }
 
   /** Marks when `name` last deleted something: it stays hosted at least a grace period after. */
   async #noteDelete(name: string): Promise<void> {
-    const file = path.join(this.#dir(name), '_deleted');
+    const file = deletedMarker(this.#data, name);
     const now = new Date();
     await utimes(file, now, now).catch(async () => {
       await mkdir(path.dirname(file), { recursive: true });
@@ -237,7 +154,7 @@ export class HostedRepositories {
 
   /** Whether the repository exists: it holds at least one manifest (tags/list answers 200). */
   async exists(name: string): Promise<boolean> {
-    return (await listDir(path.join(this.#dir(name), '_manifests'))).length > 0;
+    return (await this.#manifests.list(name)).length > 0;
   }
 
   /**
@@ -255,20 +172,13 @@ export class HostedRepositories {
     const release = this.reserve([...refs, m.digest.hex]);
     try {
       await this.#checkReferences(name, m);
-      for (const hex of refs) this.#hold(hex);
-      this.#hold(m.digest.hex);
+      for (const hex of refs) this.#held.hold(hex);
+      this.#held.hold(m.digest.hex);
       await this.#store.put(m.digest, m.body);
       await this.create(name);
       // The manifest's blobs are the repository's now (a blob fetched for it, or HEADed as stored).
-      for (const d of m.blobs) if (!d.foreign) await this.#link(name, d.digest.hex);
-      const marker = path.join(this.#dir(name), '_manifests', m.digest.hex);
-      await mkdir(path.dirname(marker), { recursive: true });
-      await writeFile(marker, m.mediaType);
-      if (m.subject) {
-        const ref = path.join(this.#dir(name), '_referrers', m.subject.digest.hex, m.digest.hex);
-        await mkdir(path.dirname(ref), { recursive: true });
-        await writeFile(ref, '');
-      }
+      for (const d of m.blobs) if (!d.foreign) await this.#links.link(name, d.digest.hex);
+      await this.#manifests.record(name, m);
       for (const tag of tags) {
         await this.tags.set(name, tag, {
           digest: m.digest.value,
@@ -292,7 +202,7 @@ export class HostedRepositories {
       }
     }
     for (const d of m.manifests) {
-      if (!(await this.#hasManifest(name, d.digest))) {
+      if (!(await this.#manifests.has(name, d.digest))) {
         throw new RegistryError(
           'MANIFEST_BLOB_UNKNOWN',
           `manifest ${d.digest.value} is not in ${name}: push the index's entries first`,
@@ -308,34 +218,14 @@ export class HostedRepositories {
   }
 
   async byDigest(name: string, digest: Digest): Promise<StoredManifest | undefined> {
-    let mediaType: string;
-    try {
-      mediaType = await readFile(path.join(this.#dir(name), '_manifests', digest.hex), 'utf8');
-    } catch {
-      return undefined;
-    }
-    const body = await this.#store.read(digest);
-    return body ? { digest, mediaType, body } : undefined;
+    return this.#manifests.byDigest(name, digest);
   }
 
   /** Removes a manifest and every tag pointing at it. False when the repository does not hold it. */
   async deleteManifest(name: string, digest: Digest): Promise<boolean> {
-    const marker = path.join(this.#dir(name), '_manifests', digest.hex);
-    if (!(await exists(marker))) return false;
-    const stored = await this.byDigest(name, digest);
-    await rm(marker, { force: true });
+    if (!(await this.#manifests.remove(name, digest))) return false;
     for (const tag of await this.tags.tags(name)) {
       if ((await this.tags.get(name, tag))?.digest === digest.value) await this.tags.delete(name, tag);
-    }
-    if (stored) {
-      try {
-        const subject = checkManifest(stored.body, stored.mediaType).subject;
-        if (subject) {
-          await rm(path.join(this.#dir(name), '_referrers', subject.digest.hex, digest.hex), { force: true });
-        }
-      } catch {
-        // not parseable: it has no referrer entry either
-      }
     }
     // Not dropped when empty: a collection does that, after the grace period (see the class comment).
     await this.#noteDelete(name);
@@ -351,33 +241,14 @@ export class HostedRepositories {
 
   /** Manifests in `name` whose subject is `subject` (the referrers API), as descriptors. */
   async referrers(name: string, subject: Digest): Promise<Record<string, unknown>[]> {
-    let hexes: string[] = [];
-    try {
-      hexes = await readdir(path.join(this.#dir(name), '_referrers', subject.hex));
-    } catch {
-      return [];
-    }
-    const out: Record<string, unknown>[] = [];
-    for (const hex of hexes.sort()) {
-      const stored = await this.byDigest(name, parseDigest(`sha256:${hex}`));
-      if (!stored) continue;
-      const m = checkManifest(stored.body, stored.mediaType);
-      out.push({
-        mediaType: m.mediaType,
-        digest: m.digest.value,
-        size: stored.body.length,
-        ...(m.artifactType ? { artifactType: m.artifactType } : {}),
-        ...(m.annotations && Object.keys(m.annotations).length ? { annotations: m.annotations } : {}),
-      });
-    }
-    return out;
+    return this.#manifests.referrers(name, subject);
   }
 
   /** Hosted repositories that hold at least one manifest (what _catalog lists), sorted. */
   async repositories(): Promise<string[]> {
     const names: string[] = [];
     for (const name of this.#names) {
-      if ((await listDir(path.join(this.#dir(name), '_manifests'))).length > 0) names.push(name);
+      if ((await this.#manifests.list(name)).length > 0) names.push(name);
     }
     return names.sort();
   }
@@ -391,53 +262,26 @@ export class HostedRepositories {
   async heldBlobs(expireLinksMs?: number): Promise<Set<string>> {
     const held = new Set<string>();
     for (const name of this.#names) {
-      const dir = this.#dir(name);
-      for (const hex of await listDir(path.join(dir, '_manifests'))) {
-        held.add(hex);
-        // From disk, not through the store: a collection must not count as a use for the LRU.
-        const body = await readFile(this.#store.pathOf(parseDigest(`sha256:${hex}`))).catch(() => undefined);
-        if (body) for (const ref of manifestReferences(body)) held.add(ref);
-      }
+      for (const hex of await this.#manifests.list(name)) held.add(hex);
+      for (const hex of await this.#manifests.referencedBy(name)) held.add(hex);
     }
     const cutoff = expireLinksMs === undefined ? undefined : Date.now() - expireLinksMs;
-    for (const name of this.#names) {
-      const layers = path.join(this.#dir(name), '_layers');
-      for (const hex of await listDir(layers)) {
-        if (held.has(hex) || cutoff === undefined) {
-          held.add(hex);
-          continue;
-        }
-        const mtime = await stat(path.join(layers, hex)).then(
-          (s) => s.mtimeMs,
-          () => 0,
-        );
-        if (mtime > cutoff) held.add(hex);
-        else {
-          this.#linked.delete(`${name}@${hex}`);
-          this.#content.get(name)?.delete(hex);
-          await rm(path.join(layers, hex), { force: true });
-        }
-      }
-    }
+    for (const name of this.#names) await this.#links.holdOrExpire(name, held, cutoff);
     return held;
   }
 
   /** A collection starts: from now on, note what gets held, which its snapshot may miss. */
   beginCollection(): void {
-    this.#recent = new Set();
+    this.#held.beginCollection();
   }
 
   heldSinceCollectionBegan(hex: string): boolean {
-    return (this.#recent?.has(hex) ?? false) || this.#pending.has(hex);
+    return this.#held.heldSinceCollectionBegan(hex);
   }
 
   /** A collection ends: what is held now (deleted manifests no longer hold their blobs). */
   endCollection(snapshot: Set<string> | undefined): void {
-    if (snapshot) {
-      for (const hex of this.#recent ?? []) snapshot.add(hex);
-      this.#held = snapshot;
-    }
-    this.#recent = undefined;
+    this.#held.endCollection(snapshot);
   }
 
   /**
@@ -446,21 +290,6 @@ export class HostedRepositories {
    */
   async dropEmptyRepositories(busy: ReadonlySet<string>, graceMs = 0): Promise<void> {
     for (const name of [...this.#names]) if (!busy.has(name)) await this.#dropIfEmpty(name, graceMs);
-  }
-
-  /** Blobs held since the running collection began; undefined when none runs. */
-  #recent: Set<string> | undefined;
-
-  #hold(hex: string): void {
-    this.#held.add(hex);
-    this.#recent?.add(hex);
-  }
-
-  async #hasManifest(name: string, digest: Digest): Promise<boolean> {
-    return (
-      (await exists(path.join(this.#dir(name), '_manifests', digest.hex))) &&
-      (await this.#store.size(digest)) !== undefined
-    );
   }
 
   /**
@@ -483,11 +312,15 @@ export class HostedRepositories {
   }
 
   async #drop(name: string, graceMs: number): Promise<void> {
-    const dir = this.#dir(name);
-    for (const sub of ['_manifests', '_tags', '_layers']) {
-      if ((await listDir(path.join(dir, sub))).length > 0) return;
+    const dir = repositoryDir(this.#data, 'hosted', name);
+    for (const sub of [
+      manifestsDir(this.#data, 'hosted', name),
+      tagsDir(this.#data, 'hosted', name),
+      layersDir(this.#data, name),
+    ]) {
+      if ((await listDir(sub)).length > 0) return;
     }
-    const lastDelete = await stat(path.join(dir, '_deleted')).then(
+    const lastDelete = await stat(deletedMarker(this.#data, name)).then(
       (s) => s.mtimeMs,
       () => 0,
     );
@@ -500,7 +333,7 @@ export class HostedRepositories {
       throw err;
     }
     this.#names.delete(name);
-    this.#content.delete(name);
+    this.#links.forget(name);
   }
 
   /** Writes under way per repository. */
@@ -519,18 +352,5 @@ export class HostedRepositories {
       if (left > 0) this.#writing.set(name, left);
       else this.#writing.delete(name);
     }
-  }
-
-  #dir(name: string): string {
-    return path.join(this.root, name);
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -1,11 +1,11 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { type BlobStore, writevAt } from '../cache/blob-store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import { uploadPath, uploadsDir } from '../storage/layout.js';
 
 /**
  * Upload sessions open at once, in all. Each costs memory (its hash state) and, until it ends or
@@ -66,6 +66,7 @@ export interface UploadSession {
  */
 export class UploadSessions {
   readonly dir: string;
+  readonly #data: string;
   readonly #store: BlobStore;
   readonly #expiryMs: number;
   readonly #log: Logger;
@@ -75,7 +76,8 @@ export class UploadSessions {
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(dataDir: string, store: BlobStore, expiryMs: number, log: Logger) {
-    this.dir = path.join(dataDir, 'uploads');
+    this.#data = dataDir;
+    this.dir = uploadsDir(dataDir);
     this.#store = store;
     this.#expiryMs = expiryMs;
     this.#log = log;
@@ -85,7 +87,7 @@ export class UploadSessions {
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      await rm(path.join(this.dir, name), { force: true });
+      await rm(uploadPath(this.#data, name), { force: true });
     }
     this.#sweeper = setInterval(() => void this.sweep(), Math.min(60_000, this.#expiryMs)).unref();
   }
@@ -113,7 +115,7 @@ export class UploadSessions {
       id,
       name,
       client,
-      file: path.join(this.dir, id),
+      file: uploadPath(this.#data, id),
       offset: 0,
       touchedAt: Date.now(),
       hash: createHash('sha256'),

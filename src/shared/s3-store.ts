@@ -159,19 +159,6 @@ export class S3BlobStore {
     return `${this.#config.prefix}blobs/sha256/${digest.hex.slice(0, 2)}/${digest.hex}`;
   }
 
-  /** The size of a published blob, or undefined when there is none. */
-  async size(digest: Digest): Promise<number | undefined> {
-    try {
-      const res = await this.#call(() =>
-        this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }), this.#read),
-      );
-      return res.ContentLength;
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-  }
-
   /**
    * A published blob's bytes from `start` on (a ranged GET), or undefined when there is none. The
    * size is the object's, not a checked one; the ETag names this object for `discard`.

@@ -3,7 +3,7 @@ import { Redis as IORedis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { createLogger } from '../../src/observe/logger.js';
-import { Coordinator } from '../../src/shared/coordinator.js';
+import { FleetLocks } from '../../src/shared/fleet-locks.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { freePort } from '../fixtures/upstream-process.js';
@@ -109,7 +109,7 @@ describe.skipIf(!requireProgram('redis-server'))('a hostile Redis', () => {
       const holder = randomUUID();
       await client.set(key, holder, 'PX', 10_000);
       const refresh = setInterval(() => void client.pexpire(key, 10_000), 300);
-      const coordinator = new Coordinator(redis.url, createLogger('silent'), 1_500);
+      const coordinator = new FleetLocks(redis.url, createLogger('silent'), 1_500);
       try {
         await coordinator.init();
         let looks = 0;

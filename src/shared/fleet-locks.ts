@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { TagEntry } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
-import { parseDigest } from '../oci/digest.js';
 
 const PUBLISHED = 'hubcache:published';
 /**
@@ -11,12 +9,6 @@ const PUBLISHED = 'hubcache:published';
  * another. Replicas that do not know it wake at the plain announcement that follows.
  */
 const UNSHARED = 'unshared:';
-
-/**
- * How far in the future a tag's `checkedAt` in Redis may be (replicas' clocks differ a little).
- * Beyond it the entry is not trusted: it would keep the tag "fresh" for ever.
- */
-export const TAG_CLOCK_SKEW_MS = 60_000;
 
 /**
  * A replica waits for another's work (a blob's download, a tag's check) at most this long in all,
@@ -46,14 +38,15 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
 const REFRESH = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 /**
- * What replicas agree on through Redis: one download per cold blob for the whole fleet (a lock
- * per digest, `SET NX PX`, refreshed while the download runs; the others wait for the holder's
- * announcement, or for the lock to expire if the holder died), and one tag index (tag → digest
- * with when it was last checked upstream), so a tag revalidated by one replica is fresh on all.
+ * The fleet's locks, through Redis: one download per cold blob for the whole fleet (a lock per
+ * digest, `SET NX PX`, refreshed while the download runs; the others wait for the holder's
+ * announcement, or for the lock to expire if the holder died), and one upstream check per tag.
+ * The tag index replicas share is shared/redis-tags.ts, over this object's connection.
  */
-export class Coordinator {
+export class FleetLocks {
   readonly replica = randomUUID();
-  readonly #redis: Redis;
+  /** Commands (locks, and the shared tag index's: one connection per replica); not subscribed. */
+  readonly redis: Redis;
   readonly #subscriber: Redis;
   readonly #waiting = new Map<string, Set<(shared: boolean) => void>>();
   readonly #log: Logger;
@@ -67,9 +60,9 @@ export class Coordinator {
     // Commands fail at once while Redis is unreachable (no offline queue): a replica then works
     // alone instead of waiting on every request. The subscriber keeps its queue: ioredis
     // subscribes again whenever it reconnects.
-    this.#redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    this.redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.#subscriber = new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
-    for (const r of [this.#redis, this.#subscriber]) {
+    for (const r of [this.redis, this.#subscriber]) {
       r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
     }
     this.#subscriber.on('message', (_channel: string, message: string) => {
@@ -91,8 +84,8 @@ export class Coordinator {
       this.#log.warn({ err: err.message }, 'redis: not subscribed to announcements');
     });
     const ready = new Promise<void>((resolve) => {
-      if (this.#redis.status === 'ready') resolve();
-      else this.#redis.once('ready', () => resolve());
+      if (this.redis.status === 'ready') resolve();
+      else this.redis.once('ready', () => resolve());
     });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -126,8 +119,7 @@ export class Coordinator {
       }
       let taken: boolean;
       try {
-        taken =
-          (await this.#redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs))) === 1;
+        taken = (await this.redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs))) === 1;
       } catch (err) {
         this.#log.warn({ err: (err as Error).message }, 'redis unavailable: working without the fleet lock');
         return undefined;
@@ -163,15 +155,15 @@ export class Coordinator {
   #hold(id: string, ttlMs: number): (shared?: boolean) => Promise<void> {
     const key = `hubcache:lock:${id}`;
     const timer = setInterval(
-      () => void this.#redis.eval(REFRESH, 1, key, this.replica, String(ttlMs)).catch(() => {}),
+      () => void this.redis.eval(REFRESH, 1, key, this.replica, String(ttlMs)).catch(() => {}),
       ttlMs / 3,
     );
     timer.unref();
     return async (shared = true) => {
       clearInterval(timer);
-      await this.#redis.eval(RELEASE, 1, key, this.replica).catch(() => {});
-      if (!shared) await this.#redis.publish(PUBLISHED, `${UNSHARED}${id}`).catch(() => {});
-      await this.#redis.publish(PUBLISHED, id).catch(() => {});
+      await this.redis.eval(RELEASE, 1, key, this.replica).catch(() => {});
+      if (!shared) await this.redis.publish(PUBLISHED, `${UNSHARED}${id}`).catch(() => {});
+      await this.redis.publish(PUBLISHED, id).catch(() => {});
     };
   }
 
@@ -195,49 +187,9 @@ export class Coordinator {
     });
   }
 
-  /**
-   * The fleet's entry for a tag, if it can be right: Redis is checked like any other input (issue
-   * 13). Not a sha256 digest, or checked "in the future" (which would keep it fresh for ever): none.
-   */
-  async getTag(repository: string, tag: string): Promise<TagEntry | undefined> {
-    const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);
-    if (!raw) return undefined;
-    let entry: Partial<TagEntry>;
-    try {
-      entry = JSON.parse(raw) as Partial<TagEntry>;
-      if (typeof entry.digest !== 'string' || typeof entry.mediaType !== 'string') return undefined;
-      parseDigest(entry.digest);
-    } catch {
-      return undefined;
-    }
-    const { checkedAt } = entry;
-    if (typeof checkedAt !== 'number' || !(checkedAt <= Date.now() + TAG_CLOCK_SKEW_MS)) return undefined;
-    return { digest: entry.digest, mediaType: entry.mediaType, checkedAt };
-  }
-
-  async setTag(repository: string, tag: string, entry: TagEntry): Promise<void> {
-    await this.#redis
-      .multi()
-      .hset(`hubcache:tags:${repository}`, tag, JSON.stringify(entry))
-      .sadd('hubcache:repositories', repository)
-      .exec();
-  }
-
-  async tags(repository: string): Promise<string[]> {
-    return (await this.#redis.hkeys(`hubcache:tags:${repository}`)).sort();
-  }
-
-  async noteRepository(repository: string): Promise<void> {
-    await this.#redis.sadd('hubcache:repositories', repository);
-  }
-
-  async repositories(): Promise<string[]> {
-    return (await this.#redis.smembers('hubcache:repositories')).sort();
-  }
-
   async close(): Promise<void> {
     this.#subscriber.disconnect();
-    if (this.#redis.status === 'ready') await this.#redis.quit().catch(() => this.#redis.disconnect());
-    else this.#redis.disconnect();
+    if (this.redis.status === 'ready') await this.redis.quit().catch(() => this.redis.disconnect());
+    else this.redis.disconnect();
   }
 }

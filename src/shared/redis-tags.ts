@@ -1,0 +1,69 @@
+import type { Redis } from 'ioredis';
+import { parseDigest } from '../oci/digest.js';
+
+/**
+ * How far in the future a tag's `checkedAt` in Redis may be (replicas' clocks differ a little).
+ * Beyond it the entry is not trusted: it would keep the tag "fresh" for ever.
+ */
+export const TAG_CLOCK_SKEW_MS = 60_000;
+
+/** A tag as replicas share it: the shape of the tag index's entries (cache/tag-index.ts). */
+export interface SharedTagEntry {
+  digest: string;
+  mediaType: string;
+  checkedAt: number;
+}
+
+/**
+ * The tag index replicas share, in Redis: tag → digest with when it was last checked upstream
+ * (a hash per repository), and the repositories any replica cached. A tag revalidated by one
+ * replica is fresh on all. The tag index (cache/tag-index.ts) asks it before its own files.
+ */
+export class RedisTagIndex {
+  readonly #redis: Redis;
+
+  /** `redis`: a command connection (shared/fleet-locks.ts's: one per replica). */
+  constructor(redis: Redis) {
+    this.#redis = redis;
+  }
+
+  /**
+   * The fleet's entry for a tag, if it can be right: Redis is checked like any other input (issue
+   * 13). Not a sha256 digest, or checked "in the future" (which would keep it fresh for ever): none.
+   */
+  async getTag(repository: string, tag: string): Promise<SharedTagEntry | undefined> {
+    const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);
+    if (!raw) return undefined;
+    let entry: Partial<SharedTagEntry>;
+    try {
+      entry = JSON.parse(raw) as Partial<SharedTagEntry>;
+      if (typeof entry.digest !== 'string' || typeof entry.mediaType !== 'string') return undefined;
+      parseDigest(entry.digest);
+    } catch {
+      return undefined;
+    }
+    const { checkedAt } = entry;
+    if (typeof checkedAt !== 'number' || !(checkedAt <= Date.now() + TAG_CLOCK_SKEW_MS)) return undefined;
+    return { digest: entry.digest, mediaType: entry.mediaType, checkedAt };
+  }
+
+  async setTag(repository: string, tag: string, entry: SharedTagEntry): Promise<void> {
+    await this.#redis
+      .multi()
+      .hset(`hubcache:tags:${repository}`, tag, JSON.stringify(entry))
+      .sadd('hubcache:repositories', repository)
+      .exec();
+  }
+
+  async tags(repository: string): Promise<string[]> {
+    return (await this.#redis.hkeys(`hubcache:tags:${repository}`)).sort();
+  }
+
+  async noteRepository(repository: string): Promise<void> {
+    await this.#redis.sadd('hubcache:repositories', repository);
+  }
+
+  async repositories(): Promise<string[]> {
+    return (await this.#redis.smembers('hubcache:repositories')).sort();
+  }
+}

@@ -29,6 +29,7 @@ import { Coordinator } from './shared/coordinator.js';
 import { S3BlobStore } from './shared/s3-store.js';
 import { UpstreamClient } from './upstream/client.js';
 import { canonicalName, servesNamespace } from './upstream/hub-names.js';
+import { RegistryApi } from './upstream/registry-api.js';
 
 /** A replica's download lock lapses this long after its last refresh (a killed replica's, say). */
 const LOCK_TTL_MS = 10_000;
@@ -43,6 +44,8 @@ export interface Route {
   /** How errors name it: its URL, after its configured name when that differs (`ghcr.io (https://…)`). */
   label: string;
   client: UpstreamClient;
+  /** The registry API spoken over `client`: every upstream request of this route goes through it. */
+  api: RegistryApi;
   manifests: ManifestCache;
   referrers: ReferrersCache;
 }
@@ -78,6 +81,7 @@ export class Mirror {
     this.config = config;
     this.log = log;
     this.upstream = new UpstreamClient(config.upstream, log, config.offline);
+    const api = new RegistryApi(this.upstream, config.upstream.url.origin);
     // Separate budgets: a manifest check must never queue behind long blob downloads.
     const concurrency = config.upstream.concurrency;
     const store = new BlobStore(
@@ -111,15 +115,16 @@ export class Mirror {
     store.keep = (hex) => this.hosted.holds(hex) || this.headPromises.holds(hex);
     this.takeover = new TakeoverGuard({
       cached: (name) => this.tags.knows(name),
-      servedUpstream: (name) => this.#servedUpstream(name),
+      // Offline, nothing is served upstream: a push may take any name.
+      servedUpstream: async (name) => (config.offline ? false : api.servesRepository(name)),
       neverUpstream: (name) => config.upstream.expandLibrary && !name.includes('/'),
     });
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
-    this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log, shared);
+    this.blobs = new BlobCache(store, api, pLimit(concurrency), log, shared);
     this.manifests = new ManifestCache(
       store,
       this.tags,
-      this.upstream,
+      api,
       pLimit(concurrency),
       tagTtl(config.tagTtlRules, config.tagTtlMs),
       log,
@@ -131,9 +136,9 @@ export class Mirror {
     this.metrics = this.#wireMetrics();
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     this.tokens = this.auth ? new TokenService(this.auth, config.dataDir, config.anonymousPull) : undefined;
-    const referrers = (client: UpstreamClient, manifests: ManifestCache, prefix: string) =>
+    const referrers = (registry: RegistryApi, manifests: ManifestCache, prefix: string) =>
       new ReferrersCache(
-        client,
+        registry,
         manifests,
         pLimit(concurrency),
         tagTtl(config.tagTtlRules, config.tagTtlMs),
@@ -142,18 +147,24 @@ export class Mirror {
       );
     this.#default = {
       host: config.upstream.url.host,
-      label: config.upstream.url.origin,
+      label: api.label,
       client: this.upstream,
+      api,
       manifests: this.manifests,
-      referrers: referrers(this.upstream, this.manifests, ''),
+      referrers: referrers(api, this.manifests, ''),
     };
     this.#watch(this.#default);
     for (const r of config.registries) {
       const client = new UpstreamClient(r.upstream, log, config.offline);
+      const origin = r.upstream.url.origin;
+      const registry = new RegistryApi(
+        client,
+        r.upstream.url.host === r.host ? origin : `${r.host} (${origin})`,
+      );
       const manifests = new ManifestCache(
         store,
         this.tags,
-        client,
+        registry,
         pLimit(concurrency),
         tagTtl(config.tagTtlRules, config.tagTtlMs),
         log,
@@ -162,14 +173,13 @@ export class Mirror {
         this.coordinator,
         sizes,
       );
-      const origin = r.upstream.url.origin;
-      const label = r.upstream.url.host === r.host ? origin : `${r.host} (${origin})`;
       const route = {
         host: r.host,
-        label,
+        label: registry.label,
         client,
+        api: registry,
         manifests,
-        referrers: referrers(client, manifests, `${r.host}/`),
+        referrers: referrers(registry, manifests, `${r.host}/`),
       };
       this.#routes.set(r.host, route);
       this.#watch(route);
@@ -253,27 +263,6 @@ export class Mirror {
 
   /** Whether a push may create `name` (the takeover rule, hosted/takeover.ts). */
   readonly takeover: TakeoverGuard;
-
-  /**
-   * Whether the default upstream serves exactly `name`: its tag list answers. 401, 403 and 404 all
-   * mean "not to us" (Docker Hub answers 401 for a repository that does not exist, PROTOCOL.md §1.2).
-   */
-  async #servedUpstream(name: string): Promise<boolean | undefined> {
-    if (this.config.offline) return false;
-    try {
-      const res = await this.upstream.request({
-        method: 'GET',
-        path: `/v2/${name}/tags/list?n=1`,
-        repository: name,
-      });
-      res.body.destroy();
-      if (res.status === 200) return true;
-      if (res.status === 401 || res.status === 403 || res.status === 404) return false;
-      return undefined;
-    } catch {
-      return undefined;
-    }
-  }
 
   /** Names a push may not take without an explicit hosted pattern. */
   #reserved(name: string): string | undefined {

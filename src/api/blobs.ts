@@ -8,9 +8,8 @@ import type { Mirror, Target } from '../mirror.js';
 import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { type ByteRange, parseRanges } from '../oci/range.js';
-import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';
-import { upstreamFailure } from '../upstream/status.js';
+import { type RegistryApi, UpstreamStatusError } from '../upstream/registry-api.js';
 import type { Exchange } from './exchange.js';
 import { fileBytes } from './file-sender.js';
 import {
@@ -32,7 +31,7 @@ export async function blobHandler(
   rawDigest: string,
 ): Promise<void> {
   const { name } = target;
-  const upstream = target.route.client;
+  const upstream = target.route.api;
   const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
   const store = mirror.blobs.store;
 
@@ -108,22 +107,13 @@ async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest
   // push): a no costs the client a mount or an upload, while asking would tell the upstream about
   // names being pushed here. A GET (a pull) asks.
   if (ex.method === 'HEAD') throw unknown();
-  let status: number;
   try {
-    const res = await target.route.client.request({
-      method: 'HEAD',
-      path: `/v2/${name}/blobs/${digest.value}`,
-      repository: name,
-    });
-    res.body.destroy();
-    status = res.status;
-    if (status !== 200) {
-      const failure = upstreamFailure(status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
-      if (status === 404 || status === 401 || status === 403) {
-        mirror.known.deny(key, digest.hex);
-        throw unknown();
-      }
-      throw failure;
+    try {
+      await target.route.api.headBlob(name, digest);
+    } catch (err) {
+      if (!(err instanceof UpstreamStatusError && err.missing)) throw err;
+      mirror.known.deny(key, digest.hex);
+      throw unknown();
     }
   } catch (err) {
     ex.outcome = 'MISS';
@@ -197,16 +187,6 @@ async function serveStoredByteranges(
   return true;
 }
 
-/** A blob request to the upstream that must succeed (200), else the spec's error for its status. */
-async function upstreamBlob(upstream: UpstreamClient, method: 'GET' | 'HEAD', name: string, digest: Digest) {
-  const res = await upstream.request({ method, path: `/v2/${name}/blobs/${digest.value}`, repository: name });
-  if (res.status !== 200) {
-    res.body.destroy();
-    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
-  }
-  return res;
-}
-
 /**
  * HEAD of a blob we don't hold: ask the upstream (a HEAD costs nothing against Docker Hub's limit)
  * rather than start a download nobody asked for. A running fill already knows the size.
@@ -217,7 +197,7 @@ async function upstreamBlob(upstream: UpstreamClient, method: 'GET' | 'HEAD', na
 async function headMiss(
   ex: Exchange,
   mirror: Mirror,
-  upstream: UpstreamClient,
+  upstream: RegistryApi,
   name: string,
   digest: Digest,
 ): Promise<void> {
@@ -235,9 +215,9 @@ async function headMiss(
     }
   }
   ex.outcome = 'MISS';
-  let res: Awaited<ReturnType<typeof upstreamBlob>>;
+  let size: number | undefined;
   try {
-    res = await upstreamBlob(upstream, 'HEAD', name, digest);
+    ({ size } = await upstream.headBlob(name, digest));
   } catch (err) {
     if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') throw err;
     throw new RegistryError('BLOB_UNKNOWN', 'blob unknown here, and the upstream could not say', {
@@ -245,14 +225,12 @@ async function headMiss(
       upstream: err instanceof RegistryError ? err.code : (err as Error).name,
     });
   }
-  res.body.destroy();
   promise();
-  const length = Number(headerValue(res.headers['content-length']));
-  if (!Number.isFinite(length)) {
+  if (size === undefined) {
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
     return sendBody(ex, 200, headers, undefined);
   }
-  return sendBody(ex, 200, blobHeaders(digest.value, length, undefined)[1], undefined);
+  return sendBody(ex, 200, blobHeaders(digest.value, size, undefined)[1], undefined);
 }
 
 /**
@@ -263,20 +241,19 @@ async function headMiss(
 async function passThrough(
   ex: Exchange,
   mirror: Mirror,
-  upstream: UpstreamClient,
+  upstream: RegistryApi,
   name: string,
   digest: Digest,
 ): Promise<void> {
   ex.outcome = 'MISS';
   mirror.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
-  const res = await upstreamBlob(upstream, 'GET', name, digest);
-  const length = Number(headerValue(res.headers['content-length']));
-  const headers = blobHeaders(digest.value, length, undefined)[1];
-  if (!Number.isFinite(length)) delete headers['Content-Length'];
-  const verified = verifyingHoldback(digest, Number.isFinite(length) ? length : MAX_UNSIZED_BLOB_BYTES);
+  const { body, size } = await upstream.getBlob(name, digest);
+  const headers = blobHeaders(digest.value, size ?? Number.NaN, undefined)[1];
+  if (size === undefined) delete headers['Content-Length'];
+  const verified = verifyingHoldback(digest, size ?? MAX_UNSIZED_BLOB_BYTES);
   // Either end failing ends both: a client that leaves closes the upstream connection too.
-  pipeline(res.body, verified, () => {});
-  return sendStream(ex, 200, headers, verified, length);
+  pipeline(body, verified, () => {});
+  return sendStream(ex, 200, headers, verified, size ?? Number.NaN);
 }
 
 /** Hashes what passes, holding back the last byte until the digest matched; at most `limit` bytes. */

@@ -115,7 +115,7 @@ async function fetchMissingFromUpstream(mirror: Mirror, name: string, blobs: Des
   }
   for (const digest of mirror.headPromises.fetchable(target.name, missing)) {
     try {
-      const { fill } = mirror.blobs.fill(target.name, digest, target.route.client);
+      const { fill } = mirror.blobs.fill(target.name, digest, target.route.api);
       await fill.finished;
     } catch {
       // Not upstream after all: putManifest answers MANIFEST_BLOB_UNKNOWN.

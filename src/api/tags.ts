@@ -1,12 +1,8 @@
 import { isUpstreamOutage } from '../cache/manifest-cache.js';
 import type { Mirror, Target } from '../mirror.js';
-import { headerValue, readBody } from '../upstream/client.js';
-import { upstreamFailure } from '../upstream/status.js';
 import type { Exchange } from './exchange.js';
 import { nextPage, paginate } from './paginate.js';
 import { sendBody, sendJson } from './respond.js';
-
-const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 
 /**
  * GET /v2/<name>/tags/list: the upstream's answer passed through (its `n`/`last` and Link header
@@ -15,26 +11,10 @@ const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
  */
 export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target): Promise<void> {
   const { name } = target;
-  const query = new URLSearchParams();
-  const n = ex.query.get('n');
-  const last = ex.query.get('last');
-  if (n !== null) query.set('n', n);
-  if (last !== null) query.set('last', last);
-  const qs = query.size ? `?${query}` : '';
   try {
-    const res = await target.route.client.request({
-      method: 'GET',
-      path: `/v2/${name}/tags/list${qs}`,
-      repository: name,
-    });
-    if (res.status !== 200) {
-      res.body.destroy();
-      throw upstreamFailure(res.status, res.headers, 'NAME_UNKNOWN', { name });
-    }
-    const body = await readBody(res.body, MAX_TAG_LIST_BYTES);
+    const { body, link } = await target.route.api.tags(name, ex.query.get('n'), ex.query.get('last'));
     ex.outcome = 'MISS';
     const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    const link = headerValue(res.headers.link);
     if (link) headers.Link = clientLink(link, ex);
     return sendBody(ex, 200, headers, body);
   } catch (err) {

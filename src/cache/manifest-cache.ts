@@ -11,13 +11,11 @@ import {
   MANIFEST_TYPES,
   OCI_INDEX,
   OCI_MANIFEST,
-  UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
 import type { Coordinator } from '../shared/coordinator.js';
 import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
-import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
-import { upstreamFailure } from '../upstream/status.js';
+import { MAX_MANIFEST_BYTES, type RegistryApi } from '../upstream/registry-api.js';
 import type { BlobStore } from './blob-store.js';
 import type { KnownSizes } from './known-sizes.js';
 import type { TagEntry, TagIndex } from './tag-index.js';
@@ -35,9 +33,6 @@ export interface Manifest {
 /** A replica checking a tag upstream holds the fleet's turn at most this long. */
 const MANIFEST_LOCK_MS = 10_000;
 
-/** distribution refuses manifests over 4 MiB; so do we, instead of buffering whatever comes. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
 /**
  * Manifests by digest (immutable: stored once, never revalidated) and by tag (tag → digest with a
  * TTL; after it, one HEAD upstream, which Docker Hub does not count as a pull; a GET only when the
@@ -47,7 +42,7 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export class ManifestCache {
   readonly #store: BlobStore;
   readonly #tags: TagIndex;
-  readonly #upstream: UpstreamClient;
+  readonly #upstream: RegistryApi;
   /** Tag-index keys of a non-default upstream live under its host: `ghcr.io/owner/app`. */
   readonly #prefix: string;
   readonly #limit: LimitFunction;
@@ -66,7 +61,7 @@ export class ManifestCache {
   constructor(
     store: BlobStore,
     tags: TagIndex,
-    upstream: UpstreamClient,
+    upstream: RegistryApi,
     limit: LimitFunction,
     ttlMs: (repository: string, tag: string) => number,
     log: Logger,
@@ -102,11 +97,7 @@ export class ManifestCache {
         return { ...local, outcome: 'HIT' };
       }
       return this.#singleFlight(`${this.#key(repository)}@${digest.value}?`, async () => {
-        const res = await this.#ask('HEAD', repository, digest.value);
-        res.body.destroy();
-        if (res.status !== 200) {
-          throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference: digest.value });
-        }
+        await this.#upstream.headManifest(repository, digest.value, this.#limit);
         await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
         return { ...local, outcome: 'HIT' };
       });
@@ -182,10 +173,7 @@ export class ManifestCache {
 
   /** Tag past its TTL: HEAD upstream; same digest → keep, refresh the TTL; new digest → GET it. */
   async #revalidate(repository: string, tag: string, cached: Omit<Manifest, 'outcome'>): Promise<Manifest> {
-    const res = await this.#ask('HEAD', repository, tag);
-    res.body.destroy();
-    if (res.status !== 200) throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { tag });
-    const upstreamDigest = headerValue(res.headers['docker-content-digest']);
+    const { digest: upstreamDigest } = await this.#upstream.headManifest(repository, tag, this.#limit);
     if (upstreamDigest === cached.digest.value) {
       // Not persisted on a full disk: the in-memory entry still refreshes the TTL.
       await this.#bookkeep(() =>
@@ -203,14 +191,11 @@ export class ManifestCache {
 
   /** GET from upstream, verify, store; by tag also records tag → digest. */
   async #fetch(repository: string, reference: string, expected: Digest | undefined): Promise<Manifest> {
-    const res = await this.#ask('GET', repository, reference);
-    if (res.status !== 200) {
-      res.body.destroy();
-      throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference });
-    }
-    const body = await readBody(res.body, MAX_MANIFEST_BYTES);
+    // Within the manifest budget: a manifest check must never queue behind long blob downloads.
+    const res = await this.#upstream.getManifest(repository, reference, this.#limit);
+    const body = res.body;
     const digest = parseDigest(digestOf(body));
-    const claimed = headerValue(res.headers['docker-content-digest']);
+    const claimed = res.digest;
     if ((expected && expected.value !== digest.value) || (claimed && claimed !== digest.value)) {
       this.#log.error(
         { repository, reference, expected: expected?.value ?? claimed, actual: digest.value },
@@ -220,7 +205,7 @@ export class ManifestCache {
         reference,
       });
     }
-    const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
+    const mediaType = manifestMediaType(body, bareMediaType(res.contentType));
     // Verified bytes in hand: a store that cannot take them (full disk) means served uncached.
     const stored = await this.#bookkeep(() => this.#store.put(digest, body));
     this.#sizes?.noteManifest(digest.hex, body);
@@ -264,18 +249,6 @@ export class ManifestCache {
 
   #key(repository: string): string {
     return `${this.#prefix}${repository}`;
-  }
-
-  /** One upstream manifest request, always with the full Accept list, within the manifest budget. */
-  #ask(method: 'GET' | 'HEAD', repository: string, reference: string) {
-    return this.#limit(() =>
-      this.#upstream.request({
-        method,
-        path: `/v2/${repository}/manifests/${reference}`,
-        repository,
-        headers: { accept: UPSTREAM_ACCEPT },
-      }),
-    );
   }
 
   /**

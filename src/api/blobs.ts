@@ -4,12 +4,13 @@ import { MAX_UNSIZED_BLOB_BYTES, NoRoomError } from '../cache/blob-cache.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
-import type { Mirror, Target } from '../mirror.js';
 import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { type ByteRange, parseRanges } from '../oci/range.js';
+import type { Target } from '../routing.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';
 import { type RegistryApi, UpstreamStatusError } from '../upstream/registry-api.js';
+import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { fileBytes } from './file-sender.js';
 import {
@@ -26,50 +27,50 @@ import {
 /** GET/HEAD /v2/<name>/blobs/<digest> */
 export async function blobHandler(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   target: Target,
   rawDigest: string,
 ): Promise<void> {
   const { name } = target;
   const upstream = target.route.api;
   const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
-  const store = mirror.blobs.store;
+  const store = ctx.store;
 
   // Stored (or arriving) for another name: this name must be known to have it (cache/known-content.ts).
   if (
-    !mirror.known.has(target.key, digest.hex) &&
-    (mirror.blobs.inflight(digest) || (await store.size(digest)) !== undefined)
+    !ctx.known.has(target.key, digest.hex) &&
+    (ctx.blobs.inflight(digest) || (await store.size(digest)) !== undefined)
   ) {
-    await confirmScope(ex, mirror, target, digest);
+    await confirmScope(ex, ctx, target, digest);
   }
 
-  if (await serveStoredBlob(ex, mirror, digest)) {
+  if (await serveStoredBlob(ex, ctx, digest)) {
     // A first push to a name HEADs its blobs here, before the name is hosted (hosted/head-promises.ts).
-    if (ex.method === 'HEAD' && mirror.hosted.createsOnPush) mirror.headPromises.storedConfirmed(digest.hex);
+    if (ex.method === 'HEAD' && ctx.hosted.createsOnPush) ctx.headPromises.storedConfirmed(digest.hex);
     return;
   }
 
-  if (ex.method === 'HEAD') return headMiss(ex, mirror, upstream, name, digest);
+  if (ex.method === 'HEAD') return headMiss(ex, ctx, upstream, name, digest);
 
   // Disk (nearly) full: serve from upstream without caching rather than fail the pull.
-  if (!mirror.blobs.inflight(digest) && !(await store.hasRoomFor(0)))
-    return passThrough(ex, mirror, upstream, name, digest);
+  if (!ctx.blobs.inflight(digest) && !(await store.hasRoomFor(0)))
+    return passThrough(ex, ctx, upstream, name, digest);
 
   // Miss: join the running fill or start one; headers go out as soon as the upstream answered.
-  const { fill, joined } = mirror.blobs.fill(name, digest, upstream);
+  const { fill, joined } = ctx.blobs.fill(name, digest, upstream);
   // A fill already verified (only its rename is pending) is local, verified bytes: a hit.
   ex.outcome = !joined ? 'MISS' : fill.complete ? 'HIT' : 'COALESCED';
   if (ex.outcome === 'COALESCED') {
-    mirror.blobs.waiters++;
-    ex.res.once('close', () => mirror.blobs.waiters--);
+    ctx.blobs.waiters++;
+    ex.res.once('close', () => ctx.blobs.waiters--);
   }
   try {
     await fill.started;
   } catch (err) {
-    if (err instanceof NoRoomError) return passThrough(ex, mirror, upstream, name, digest);
+    if (err instanceof NoRoomError) return passThrough(ex, ctx, upstream, name, digest);
     throw err;
   }
-  if (!joined) mirror.known.note(target.key, digest.hex);
+  if (!joined) ctx.known.note(target.key, digest.hex);
   if (fill.size === undefined) {
     // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).
     const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
@@ -97,12 +98,17 @@ export async function blobHandler(
  * cannot say (down, 429, 5xx) a GET fails with its error. A HEAD never asks: it answers 404 (as for
  * a miss: a push asking "do you have it?" then mounts or uploads it).
  */
-async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest: Digest): Promise<void> {
+async function confirmScope(
+  ex: Exchange,
+  ctx: HandlerContext,
+  target: Target,
+  digest: Digest,
+): Promise<void> {
   const { key, name } = target;
   const unknown = () =>
     new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
-  if (mirror.known.denied(key, digest.hex)) throw unknown();
-  if (await mirror.known.fromRecords(key, digest.hex)) return;
+  if (ctx.known.denied(key, digest.hex)) throw unknown();
+  if (await ctx.known.fromRecords(key, digest.hex)) return;
   // A HEAD here is a push's "do you have it?" (docker and skopeo ask it of a name before its first
   // push): a no costs the client a mount or an upload, while asking would tell the upstream about
   // names being pushed here. A GET (a pull) asks.
@@ -112,7 +118,7 @@ async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest
       await target.route.api.headBlob(name, digest);
     } catch (err) {
       if (!(err instanceof UpstreamStatusError && err.missing)) throw err;
-      mirror.known.deny(key, digest.hex);
+      ctx.known.deny(key, digest.hex);
       throw unknown();
     }
   } catch (err) {
@@ -121,7 +127,7 @@ async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest
       throw unknown();
     throw err;
   }
-  mirror.known.note(key, digest.hex);
+  ctx.known.note(key, digest.hex);
 }
 
 /**
@@ -130,16 +136,16 @@ async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest
  */
 export async function serveStoredBlob(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   digest: Digest,
   outcome: CacheOutcome = 'HIT',
 ): Promise<boolean> {
-  const store = mirror.blobs.store;
+  const store = ctx.store;
   const size = await store.size(digest);
   if (size === undefined) return false;
   ex.outcome = outcome;
   const range = parseRanges(ex.req.headers.range, size);
-  if (Array.isArray(range)) return serveStoredByteranges(ex, mirror, digest, size, range);
+  if (Array.isArray(range)) return serveStoredByteranges(ex, ctx, digest, size, range);
   const [status, headers] = blobHeaders(digest.value, size, range);
   if (ex.method === 'HEAD') {
     sendBody(ex, status, headers, undefined);
@@ -152,19 +158,19 @@ export async function serveStoredBlob(
   }
   const file = await store.open(digest);
   if (!file) return false;
-  await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, mirror.buffers);
+  await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, ctx.buffers);
   return true;
 }
 
 /** Several ranges of a stored blob as multipart/byteranges (podman's zstd:chunked partial pulls). */
 async function serveStoredByteranges(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   digest: Digest,
   size: number,
   ranges: ByteRange[],
 ): Promise<boolean> {
-  const store = mirror.blobs.store;
+  const store = ctx.store;
   const body = blobByteranges(ranges, size);
   const [status, headers] = byterangesHeaders(digest.value, body);
   if (ex.method === 'HEAD') {
@@ -196,15 +202,15 @@ async function serveStoredByteranges(
  */
 async function headMiss(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   upstream: RegistryApi,
   name: string,
   digest: Digest,
 ): Promise<void> {
-  const running = mirror.blobs.inflight(digest);
+  const running = ctx.blobs.inflight(digest);
   // A push that hears yes skips the upload; its manifest PUT may then fetch the blob (api/hosted.ts).
   const promise = () => {
-    if (mirror.hosted.createsOnPush) mirror.headPromises.upstreamConfirmed(name, digest.hex);
+    if (ctx.hosted.createsOnPush) ctx.headPromises.upstreamConfirmed(name, digest.hex);
   };
   if (running) {
     await running.started;
@@ -240,13 +246,13 @@ async function headMiss(
  */
 async function passThrough(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   upstream: RegistryApi,
   name: string,
   digest: Digest,
 ): Promise<void> {
   ex.outcome = 'MISS';
-  mirror.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
+  ctx.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
   const { body, size } = await upstream.getBlob(name, digest);
   const headers = blobHeaders(digest.value, size ?? Number.NaN, undefined)[1];
   if (size === undefined) delete headers['Content-Length'];

@@ -1,5 +1,6 @@
 import { isUpstreamOutage } from '../cache/manifest-cache.js';
-import type { Mirror, Target } from '../mirror.js';
+import type { Target } from '../routing.js';
+import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { nextPage, paginate } from './paginate.js';
 import { sendBody, sendJson } from './respond.js';
@@ -9,7 +10,7 @@ import { sendBody, sendJson } from './respond.js';
  * kept), since a tag list is only as good as it is current. When the upstream is down, the tags
  * this mirror holds, marked STALE.
  */
-export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target): Promise<void> {
+export async function tagsHandler(ex: Exchange, ctx: HandlerContext, target: Target): Promise<void> {
   const { name } = target;
   try {
     const { body, link } = await target.route.api.tags(name, ex.query.get('n'), ex.query.get('last'));
@@ -18,7 +19,7 @@ export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target):
     if (link) headers.Link = clientLink(link, ex);
     return sendBody(ex, 200, headers, body);
   } catch (err) {
-    const local = isUpstreamOutage(err) ? await mirror.tags.tags(target.key) : [];
+    const local = isUpstreamOutage(err) ? await ctx.tags.tags(target.key) : [];
     if (local.length === 0) throw err;
     ex.outcome = 'STALE';
     const page = paginate(local, ex.query, ex.path);
@@ -30,7 +31,7 @@ export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target):
  * The upstream's Link, pointed back at the mirror: the path the client asked for (a registry prefix
  * such as /v2/ghcr.io/owner/app stays, or page 2 would go to the default registry) and the client's
  * query (its `ns` too), with the upstream's pagination parameters. An absolute Link to the upstream
- * host would send the client around the mirror.
+ * host would send the client around the ctx.
  */
 function clientLink(link: string, ex: Exchange): string {
   const m = /<([^>]*)>(.*)/s.exec(link);

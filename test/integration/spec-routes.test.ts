@@ -87,6 +87,18 @@ describe('an outage of a second registry names that registry', () => {
   });
 });
 
+describe('/_hubcache/summary', () => {
+  it('reports every registry by host, the default one as `upstream` too', async () => {
+    addImage(ghcr, 'owner/app', '1');
+    expect((await get(`${mirror.url}/v2/ghcr.test/owner/app/manifests/1`)).status).toBe(200);
+    const summary = json((await get(`${mirror.url}/_hubcache/summary`)).body);
+    expect(summary.upstream).toMatchObject({ url: hub.url, reachable: null });
+    expect(Object.keys(summary.upstreams).sort()).toEqual([hubHost(), 'ghcr.test'].sort());
+    expect(summary.upstreams[hubHost()]).toMatchObject({ url: hub.url, reachable: null });
+    expect(summary.upstreams['ghcr.test']).toMatchObject({ url: ghcr.url, reachable: true, offline: false });
+  });
+});
+
 describe('POST /_hubcache/invalidate', () => {
   it("resolves the repository like a request does and rechecks that registry's tag", async () => {
     addImage(ghcr, 'owner/app', '1');

@@ -4,6 +4,7 @@ import { ClientAuth } from './auth/client-auth.js';
 import { TokenService } from './auth/token-service.js';
 import { BufferPool } from './buffer-pool.js';
 import { BlobCache, type SharedTier } from './cache/blob-cache.js';
+import { BlobReads } from './cache/blob-reads.js';
 import { BlobStore } from './cache/blob-store.js';
 import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
@@ -12,6 +13,7 @@ import { KnownSizes } from './cache/known-sizes.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { ReferrersCache } from './cache/referrers-cache.js';
 import { TagIndex } from './cache/tag-index.js';
+import { TagLists } from './cache/tag-lists.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config, UpstreamConfig } from './config.js';
 import { HeadPromises } from './hosted/head-promises.js';
@@ -106,6 +108,7 @@ export class Mirror {
         this.sharedStore,
         this.coordinator,
         sizes,
+        this.known,
       );
       const referrers = new ReferrersCache(api, manifests, pLimit(concurrency), ttl, log, prefix);
       const r: Route = { host, api, manifests, referrers, seen: undefined };
@@ -151,13 +154,28 @@ export class Mirror {
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     this.tokens = this.auth ? new TokenService(this.auth, config.dataDir, config.anonymousPull) : undefined;
     const metrics = this.metrics;
+    const hosted = this.hosted;
+    const headPromises = this.headPromises;
+    const blobReads = new BlobReads(
+      this.blobs,
+      this.known,
+      {
+        get createsOnPush() {
+          return hosted.createsOnPush;
+        },
+        storedConfirmed: (hex) => headPromises.storedConfirmed(hex),
+        upstreamConfirmed: (name, hex) => headPromises.upstreamConfirmed(name, hex),
+      },
+      log,
+    );
     this.context = {
       log,
       routes: this.routes,
-      blobs: this.blobs,
+      blobs: blobReads,
       store,
       known: this.known,
       tags: this.tags,
+      tagLists: new TagLists(this.tags),
       hosted: this.hosted,
       uploads: this.uploads,
       headPromises: this.headPromises,

@@ -214,7 +214,7 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   ex.upstream = target.route.api.label;
   switch (endpoint.kind) {
     case 'manifest':
-      return manifestHandler(ex, ctx, target, endpoint.reference);
+      return manifestHandler(ex, target, endpoint.reference);
     case 'blob':
       return blobHandler(ex, ctx, target, endpoint.digest);
     case 'tags':

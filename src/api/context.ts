@@ -1,8 +1,9 @@
 import type { BufferPool } from '../buffer-pool.js';
-import type { BlobCache } from '../cache/blob-cache.js';
+import type { BlobReads } from '../cache/blob-reads.js';
 import type { BlobStore } from '../cache/blob-store.js';
 import type { KnownContent } from '../cache/known-content.js';
 import type { TagIndex } from '../cache/tag-index.js';
+import type { TagLists } from '../cache/tag-lists.js';
 import type { HeadPromises } from '../hosted/head-promises.js';
 import type { HostedRepositories } from '../hosted/repositories.js';
 import type { UploadSessions } from '../hosted/uploads.js';
@@ -17,14 +18,15 @@ export interface HandlerContext {
   readonly log: Logger;
   /** Every registry mirrored here, and which one a name means. */
   readonly routes: Pick<Routes, 'resolve' | 'onDefault'>;
-  /** Blobs: served from the store, filled from the upstream once per digest. */
-  readonly blobs: BlobCache;
+  /** Mirrored blobs not (yet) known to be served from the store: the miss policy. */
+  readonly blobs: BlobReads;
   /** The one content-addressed store (blobs and manifests, mirrored and hosted). */
   readonly store: BlobStore;
   /** Which mirrored names are known to have which stored content. */
   readonly known: KnownContent;
-  /** Mirrored tags (the stale tag list when the upstream is down, the catalog). */
-  readonly tags: Pick<TagIndex, 'tags' | 'repositories'>;
+  /** Mirrored repositories (the catalog) and their tag lists. */
+  readonly tags: Pick<TagIndex, 'repositories'>;
+  readonly tagLists: TagLists;
   /** Repositories pushed here, their uploads, and the blob HEADs a push may rely on. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;

@@ -1,18 +1,15 @@
 import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
-import type { StoredManifest } from '../hosted/repositories.js';
-import { ifNoneMatch } from '../oci/conditional.js';
-import { type Digest, lookupDigest, parseDigest } from '../oci/digest.js';
+import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { lookupReference, parseReference } from '../oci/names.js';
-import { negotiate } from '../oci/negotiation.js';
-import { accepted } from './accept.js';
 import { serveStoredBlob } from './blobs.js';
 import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
+import { sendManifest } from './manifest-response.js';
 import { paginate } from './paginate.js';
 import { referrersSubject, sendReferrers } from './referrers.js';
 import { BodyTooLargeError, readRequestBody } from './request-body.js';
-import { sendBody, sendJson, sendNotModified } from './respond.js';
+import { sendBody, sendJson } from './respond.js';
 
 /**
  * Hosted repositories' endpoints: content pushed here, served from here, never from upstream.
@@ -75,29 +72,8 @@ export async function hostedManifestHandler(
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
     return sendBody(ex, 202, {}, undefined);
   }
-  let manifest: StoredManifest | undefined =
-    ref.kind === 'digest' ? await hosted.byDigest(name, ref.digest) : await hosted.byTag(name, ref.tag);
-  if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
-  if (ref.kind === 'tag') {
-    // The same negotiation as for mirrored tags: a client that cannot read an index gets its platform's manifest.
-    const choice = negotiate(manifest.mediaType, manifest.body, accepted(ex.req.headers.accept));
-    if (choice.kind === 'none')
-      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
-    if (choice.kind === 'child') {
-      manifest = await hosted.byDigest(name, parseDigest(choice.digest));
-      if (!manifest)
-        throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
-    }
-  }
-  ex.outcome = 'HOSTED';
-  const etag = `"${manifest.digest.value}"`;
-  const headers = {
-    'Content-Type': manifest.mediaType,
-    'Docker-Content-Digest': manifest.digest.value,
-    ETag: etag,
-  };
-  if (ifNoneMatch(ex.req.headers['if-none-match'], etag)) return sendNotModified(ex, headers);
-  return sendBody(ex, 200, headers, manifest.body);
+  // Hosted repositories answer the manifest read interface as they are (api/manifest-response.ts).
+  return sendManifest(ex, ctx.hosted, name, ref, rawReference);
 }
 
 /**
@@ -120,8 +96,7 @@ async function fetchMissingFromUpstream(
   }
   for (const digest of ctx.headPromises.fetchable(target.name, missing)) {
     try {
-      const { fill } = ctx.blobs.fill(target.name, digest, target.route.api);
-      await fill.finished;
+      await ctx.blobs.fetch(target.name, digest, target.route.api);
     } catch {
       // Not upstream after all: putManifest answers MANIFEST_BLOB_UNKNOWN.
     }

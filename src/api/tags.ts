@@ -1,4 +1,3 @@
-import { isUpstreamOutage } from '../cache/manifest-cache.js';
 import type { Target } from '../routing.js';
 import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
@@ -6,25 +5,21 @@ import { nextPage, paginate } from './paginate.js';
 import { sendBody, sendJson } from './respond.js';
 
 /**
- * GET /v2/<name>/tags/list: the upstream's answer passed through (its `n`/`last` and Link header
- * kept), since a tag list is only as good as it is current. When the upstream is down, the tags
- * this mirror holds, marked STALE.
+ * GET /v2/<name>/tags/list of a mirrored repository: the upstream's page with its Link pointed back
+ * at the mirror, or, while the upstream is down, the tags held here, paginated here and marked
+ * STALE (cache/tag-lists.ts decides which).
  */
 export async function tagsHandler(ex: Exchange, ctx: HandlerContext, target: Target): Promise<void> {
-  const { name } = target;
-  try {
-    const { body, link } = await target.route.api.tags(name, ex.query.get('n'), ex.query.get('last'));
-    ex.outcome = 'MISS';
-    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    if (link) headers.Link = clientLink(link, ex);
-    return sendBody(ex, 200, headers, body);
-  } catch (err) {
-    const local = isUpstreamOutage(err) ? await ctx.tags.tags(target.key) : [];
-    if (local.length === 0) throw err;
+  const list = await ctx.tagLists.list(target, ex.query.get('n'), ex.query.get('last'));
+  if (list.kind === 'stale') {
     ex.outcome = 'STALE';
-    const page = paginate(local, ex.query, ex.path);
-    return sendJson(ex, 200, { name, tags: page.items }, page.headers);
+    const page = paginate(list.tags, ex.query, ex.path);
+    return sendJson(ex, 200, { name: target.name, tags: page.items }, page.headers);
   }
+  ex.outcome = 'MISS';
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (list.link) headers.Link = clientLink(list.link, ex);
+  return sendBody(ex, 200, headers, list.body);
 }
 
 /**

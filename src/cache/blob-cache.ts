@@ -91,7 +91,7 @@ export class BlobCache {
     await Promise.all(running);
   }
 
-  /** Clients currently served from a download another request started (single-flight waiters). */
+  /** Clients served from a download another request started (single-flight waiters, cache/blob-reads.ts). */
   waiters = 0;
 
   /** Upstream bodies that did not match their digest, since start (nothing of them was stored). */
@@ -132,7 +132,10 @@ export class BlobCache {
     return this.#inflight.size;
   }
 
-  /** The fill for this digest: the running one (joined: false → coalesced) or a new one. */
+  /**
+   * The fill for this digest: the running one (joined: true; its client is coalesced, or served a
+   * hit once the fill was verified) or a new one (joined: false; its client is the miss).
+   */
   fill(
     repository: string,
     digest: Digest,

@@ -17,6 +17,7 @@ import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
 import { MAX_MANIFEST_BYTES, type RegistryApi } from '../upstream/registry-api.js';
 import type { BlobStore } from './blob-store.js';
+import type { KnownContent } from './known-content.js';
 import type { KnownSizes } from './known-sizes.js';
 import type { TagEntry, TagIndex } from './tag-index.js';
 
@@ -55,6 +56,8 @@ export class ManifestCache {
   readonly #coordinator: Coordinator | undefined;
   /** Replicas: the blob sizes manifests give, to refuse a shared copy of another size unread. */
   readonly #sizes: KnownSizes | undefined;
+  /** Which names are known to have which content: what is served for a name becomes its. */
+  readonly #known: KnownContent | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
@@ -69,7 +72,9 @@ export class ManifestCache {
     shared?: S3BlobStore,
     coordinator?: Coordinator,
     sizes?: KnownSizes,
+    known?: KnownContent,
   ) {
+    this.#known = known;
     this.#sizes = sizes;
     this.#shared = shared;
     this.#coordinator = coordinator;
@@ -83,36 +88,66 @@ export class ManifestCache {
   }
 
   /**
-   * By digest. A stored manifest is served under `repository` only when it is known to be that
-   * name's (`known`: the caller's memory; else the name's records), or the upstream confirms it
-   * with a HEAD, asked once and recorded: the store is shared by every name, and content belongs
-   * to a repository (spec "Pulling Manifests"). Served from the store, nothing is written under
-   * the name: only what the upstream served for it makes it a repository here (the catalog, the
-   * takeover check).
+   * By digest, as served to a client. A stored manifest is served under `repository` only when it
+   * is known to be that name's (in memory, cache/known-content.ts; else the name's records), or the
+   * upstream confirms it with a HEAD, asked once and recorded: the store is shared by every name,
+   * and content belongs to a repository (spec "Pulling Manifests"). Served from the store, nothing
+   * is written under the name: only what the upstream served for it makes it a repository here
+   * (the catalog, the takeover check). What a served manifest refers to becomes the name's.
    */
-  async byDigest(repository: string, digest: Digest, known = false): Promise<Manifest> {
+  async byDigest(repository: string, digest: Digest): Promise<Manifest> {
+    const key = this.#key(repository);
     const local = await this.#local(digest);
     if (local) {
-      if (known || (await this.#tags.hasManifest(this.#key(repository), digest.hex))) {
-        return { ...local, outcome: 'HIT' };
+      if (this.#known?.has(key, digest.hex) || (await this.#tags.hasManifest(key, digest.hex))) {
+        return this.#served(key, { ...local, outcome: 'HIT' });
       }
-      return this.#singleFlight(`${this.#key(repository)}@${digest.value}?`, async () => {
+      const confirmed = await this.#singleFlight(`${key}@${digest.value}?`, async () => {
         await this.#upstream.headManifest(repository, digest.value, this.#limit);
-        await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
+        await this.#bookkeep(() => this.#tags.noteManifest(key, digest.hex));
         return { ...local, outcome: 'HIT' };
       });
+      return this.#served(key, confirmed);
     }
-    return this.#singleFlight(`${this.#key(repository)}@${digest.value}`, () =>
+    const fetched = await this.#singleFlight(`${key}@${digest.value}`, () =>
       this.#fetch(repository, digest.value, digest),
     );
+    return this.#served(key, fetched);
   }
 
+  /** By tag, as served to a client: the manifest and what it refers to become the name's. */
   async byTag(repository: string, tag: string): Promise<Manifest> {
+    const key = this.#key(repository);
+    const entry = await this.#tags.get(key, tag);
+    const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
+    if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
+      return this.#served(key, { ...cached, outcome: 'HIT' });
+    }
+    return this.#served(key, await this.#checkTag(repository, tag, entry, cached));
+  }
+
+  /** By tag, for the mirror's own reading (the referrers tag schema): nothing is noted for the name. */
+  async tagged(repository: string, tag: string): Promise<Manifest> {
     const entry = await this.#tags.get(this.#key(repository), tag);
     const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
     if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
       return { ...cached, outcome: 'HIT' };
     }
+    return this.#checkTag(repository, tag, entry, cached);
+  }
+
+  #served(key: string, manifest: Manifest): Manifest {
+    this.#known?.noteManifest(key, manifest.digest.hex, manifest.body);
+    return manifest;
+  }
+
+  /** A tag not fresh here: asked upstream once however many ask (single flight, and across replicas). */
+  #checkTag(
+    repository: string,
+    tag: string,
+    entry: TagEntry | undefined,
+    cached: Omit<Manifest, 'outcome'> | undefined,
+  ): Promise<Manifest> {
     const flight = `${this.#key(repository)}:${tag}`;
     return this.#singleFlight(flight, async () => {
       // With replicas, one asks the upstream about a tag at a time; the others take its answer.

@@ -122,7 +122,7 @@ export class ReferrersCache {
   /** The referrers tag schema: the tag `sha256-<hex>` is an index of the referrers, or there are none. */
   async #fromTag(repository: string, subject: Digest): Promise<Descriptor[]> {
     try {
-      const index = await this.#manifests.byTag(repository, tagOf(subject));
+      const index = await this.#manifests.tagged(repository, tagOf(subject));
       return descriptorsOf(index.body);
     } catch (err) {
       // No such tag (404; Docker Hub's 401 for "not there"): no referrers.

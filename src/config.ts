@@ -1,121 +1,22 @@
-import type { ANONYMOUS_PUSH } from './config/options.js';
-
 // The options themselves (flag, environment variable, file key, default, check, help) are the
-// table in config/options.ts; this file is the Config they make, which the rest of the mirror reads.
+// table in config/options.ts; config/types.ts is the Config they make, which the rest of the mirror reads.
 export { buildCommand } from './config/cli.js';
 export { positiveInt } from './config/kinds.js';
-export { ANONYMOUS_PUSH, DOCKER_HUB_REDIRECT_HOSTS } from './config/options.js';
+export { DOCKER_HUB_REDIRECT_HOSTS } from './config/options.js';
 export { parseConfig } from './config/parse.js';
 export { printableConfig } from './config/print.js';
+export {
+  ANONYMOUS_PUSH,
+  type AnonymousPush,
+  type Config,
+  type HostedConfig,
+  type S3Config,
+  type TagTtlRule,
+  type UpstreamConfig,
+} from './config/types.js';
 
 import { parseConfig } from './config/parse.js';
-
-/** The one configuration object: read once at start, validated, passed down. */
-export interface Config {
-  listen: { host: string; port: number };
-  dataDir: string;
-  upstream: UpstreamConfig;
-  /** How long a tag → digest mapping is trusted before it is revalidated with a HEAD. */
-  tagTtlMs: number;
-  /** Per-pattern TTLs, first match wins (e.g. `latest` short, `v*` long); else tagTtlMs. */
-  tagTtlRules: TagTtlRule[];
-  /** Serve only what is cached; never contact the upstream. */
-  offline: boolean;
-  /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
-  maxSizeBytes: number | undefined;
-  /** TLS for clients (Docker requires it for a mirror that is not on loopback). */
-  tls?: { cert: string; key: string };
-  /** htpasswd file (bcrypt) that clients must authenticate against. */
-  htpasswd?: string;
-  /** With htpasswd: pulls need no credentials, pushes and deletes still do. */
-  anonymousPull: boolean;
-  /**
-   * The URL clients reach this mirror at (scheme, host, port): the token realm the Bearer challenge
-   * names. Unset: the address the client's connection arrived on, never its Host header.
-   */
-  publicUrl: URL | undefined;
-  /** Repositories clients push to (the push side of the spec). */
-  hosted: HostedConfig;
-  /** Replicas sharing one cache: blobs and manifests in S3, with Redis for locks and tags. */
-  shared: { s3: S3Config; redisUrl: string | undefined } | undefined;
-  /** Where Prometheus scrapes (on the main listener). */
-  metricsPath: string;
-  /** More registries mirrored beside the default one, by host (`ghcr.io`): reached by ?ns= or path prefix. */
-  registries: { host: string; upstream: UpstreamConfig }[];
-  /** --print-config: print and exit instead of serving. */
-  printConfig?: true;
-  /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
-  minFreeBytes: number;
-  /** A client must send its request headers within this (slowloris protection). */
-  clientHeaderTimeoutMs: number;
-  /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
-  memoryCacheBytes: number;
-  logLevel: string;
-}
-
-export interface S3Config {
-  bucket: string;
-  /** Another S3 than AWS (Ceph RGW, MinIO): its URL. */
-  endpoint?: string;
-  region: string;
-  /** `http://host/bucket/key` instead of `http://bucket.host/key` (RGW, MinIO). */
-  pathStyle: boolean;
-  /** Key prefix, so several mirrors can share a bucket. */
-  prefix: string;
-}
-
-export interface HostedConfig {
-  /** Accept pushes at all. */
-  push: boolean;
-  /** Globs over names: when given, exactly these are hosted (and pushable); else a push creates one. */
-  patterns: string[];
-  /** DELETE of manifests, tags and blobs in hosted repositories. */
-  allowDelete: boolean;
-  /** An upload session idle this long is dropped with its bytes. */
-  uploadExpiryMs: number;
-  /** The garbage collector keeps anything newer than this (uploads whose manifest is still to come). */
-  gcGraceMs: number;
-  /**
-   * Who may push and delete without credentials (docs/SECURITY.md): clients on the mirror host
-   * (`loopback`, the default without --htpasswd), any client (`anywhere`), or nobody (`never`, the
-   * default with --htpasswd).
-   */
-  anonymousPush: AnonymousPush;
-}
-
-export type AnonymousPush = (typeof ANONYMOUS_PUSH)[number];
-
-export interface UpstreamConfig {
-  url: URL;
-  username?: string;
-  password?: string;
-  /** Docker Hub names official images `library/NAME`; a one-component name is expanded to it. */
-  expandLibrary: boolean;
-  /** Concurrent upstream fetches (blob fills and manifest requests) at most. */
-  concurrency: number;
-  connectTimeoutMs: number;
-  /** Upstream sends no headers within this → failure (stale is served if there is one). */
-  headersTimeoutMs: number;
-  /** Upstream body idle for this long → the fill fails, nothing is stored. */
-  idleTimeoutMs: number;
-  /**
-   * Hosts (globs) the upstream may redirect to besides itself: Docker Hub's blob CDNs. A redirect
-   * anywhere else is refused, so the mirror cannot be steered to an arbitrary host.
-   */
-  redirectHosts: string[];
-  /**
-   * Hosts (globs) the upstream's token challenge may name as its realm besides its own origin and
-   * registrable domain (a Keycloak elsewhere): any other realm is refused without a request, so an
-   * upstream cannot make the mirror fetch an arbitrary URL (upstream/realm-trust.ts).
-   */
-  realmHosts: string[];
-}
-
-export interface TagTtlRule {
-  /** A glob over the tag (`latest`, `v*`), or over `repository:tag` when it contains ':' or '/'. */
-  pattern: string;
-  ttlMs: number;
-}
+import type { Config } from './config/types.js';
 
 /** Config for embedding (tests, benchmarks): defaults with overrides. */
 export function configWith(overrides: {

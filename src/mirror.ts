@@ -1,11 +1,10 @@
-import { rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
-import { BufferPool } from './api/file-sender.js';
+import type { HandlerContext } from './api/context.js';
 import { ClientAuth } from './auth/client-auth.js';
 import { TokenService } from './auth/token-service.js';
+import { BufferPool } from './buffer-pool.js';
 import { BlobCache, type SharedTier } from './cache/blob-cache.js';
+import { BlobReads } from './cache/blob-reads.js';
 import { BlobStore } from './cache/blob-store.js';
 import { type CollectResult, collectGarbage } from './cache/collect.js';
 import { removeStaleTemps } from './cache/gc.js';
@@ -14,53 +13,39 @@ import { KnownSizes } from './cache/known-sizes.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { ReferrersCache } from './cache/referrers-cache.js';
 import { TagIndex } from './cache/tag-index.js';
+import { TagLists } from './cache/tag-lists.js';
 import { tagTtl } from './cache/tag-ttl.js';
-import type { Config } from './config.js';
+import type { Config, UpstreamConfig } from './config.js';
 import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
 import { TakeoverGuard } from './hosted/takeover.js';
 import { UploadSessions } from './hosted/uploads.js';
 import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
-import { RegistryError } from './oci/errors.js';
-import { acceptedTypes } from './oci/media-types.js';
-import { validateName } from './oci/names.js';
+import { type Readiness, readiness } from './observe/readiness.js';
+import { RepositoryCounts } from './observe/repositories.js';
+import { summary } from './observe/summary.js';
+import { type Route, Routes } from './routing.js';
 import { FleetLocks } from './shared/fleet-locks.js';
 import { RedisTagIndex } from './shared/redis-tags.js';
 import { S3BlobStore } from './shared/s3-store.js';
 import { UpstreamClient } from './upstream/client.js';
-import { canonicalName, servesNamespace } from './upstream/hub-names.js';
+import { RegistryApi } from './upstream/registry-api.js';
 
 /** A replica's download lock lapses this long after its last refresh (a killed replica's, say). */
 const LOCK_TTL_MS = 10_000;
 
 /**
- * The one object that owns the mirror's state: the upstream client, the stores and the in-flight
- * maps. Built from the Config, handed to every handler; nothing else holds mutable state.
+ * The composition root: builds the stores, the routes (one per registry, the default upstream's
+ * included) and the handlers' context from the Config; starts them (init) and stops them (close).
+ * The state lives in the objects it builds; what the mirror reports lives in observe/.
  */
-/** One mirrored registry: its client and its manifests (tags kept apart per registry). */
-export interface Route {
-  host: string;
-  /** How errors name it: its URL, after its configured name when that differs (`ghcr.io (https://…)`). */
-  label: string;
-  client: UpstreamClient;
-  manifests: ManifestCache;
-  referrers: ReferrersCache;
-}
-
-/** A request's registry, its repository name there, and the name the cache lists it under. */
-export interface Target {
-  route: Route;
-  name: string;
-  key: string;
-}
-
 export class Mirror {
   readonly config: Config;
   readonly log: Logger;
-  readonly upstream: UpstreamClient;
+  /** Every registry mirrored here: the default upstream first, then the configured ones. */
+  readonly routes: Routes;
   readonly blobs: BlobCache;
-  readonly manifests: ManifestCache;
   readonly tags: TagIndex;
   /** Which mirrored names are known to have which stored content (cache/known-content.ts). */
   readonly known: KnownContent;
@@ -72,13 +57,21 @@ export class Mirror {
   readonly uploads: UploadSessions;
   /** Blob HEADs answered yes, which a push may still rely on (in memory only). */
   readonly headPromises: HeadPromises;
-  /** Read buffers for the blob hit path (reused: no allocation per chunk). */
-  readonly buffers = new BufferPool();
+  /** Whether a push may create `name` (the takeover rule, hosted/takeover.ts). */
+  readonly takeover: TakeoverGuard;
+  readonly metrics: Metrics;
+  /** Client authentication, when an htpasswd file is configured. */
+  readonly auth: ClientAuth | undefined;
+  /** The token flow for --anonymous-pull (Bearer tokens are accepted whenever auth is on). */
+  readonly tokens: TokenService | undefined;
+  /** Requests and bytes per repository since start (the dashboard's top repositories). */
+  readonly repositories = new RepositoryCounts();
+  /** What the /v2 handlers get (api/context.ts). */
+  readonly context: HandlerContext;
 
   constructor(config: Config, log: Logger) {
     this.config = config;
     this.log = log;
-    this.upstream = new UpstreamClient(config.upstream, log, config.offline);
     // Separate budgets: a manifest check must never queue behind long blob downloads.
     const concurrency = config.upstream.concurrency;
     const store = new BlobStore(
@@ -102,13 +95,54 @@ export class Mirror {
       this.coordinator && new RedisTagIndex(this.coordinator.redis),
     );
     this.known = new KnownContent(store, this.tags);
+    this.metrics = this.#wireMetrics(store);
+
+    // One route per registry. Tag-index keys of a registry other than the default live under its
+    // host (`ghcr.io/owner/app`); its errors name it by URL, after its configured name when that differs.
+    const route = (host: string, upstream: UpstreamConfig, label: string, prefix: string): Route => {
+      const api = new RegistryApi(new UpstreamClient(upstream, log, config.offline), label);
+      const ttl = tagTtl(config.tagTtlRules, config.tagTtlMs);
+      const manifests = new ManifestCache(
+        store,
+        this.tags,
+        api,
+        pLimit(concurrency),
+        ttl,
+        log,
+        prefix,
+        this.sharedStore,
+        this.coordinator,
+        sizes,
+        this.known,
+      );
+      const referrers = new ReferrersCache(api, manifests, pLimit(concurrency), ttl, log, prefix);
+      const r: Route = { host, api, manifests, referrers, seen: undefined };
+      // Every exchange with a registry is counted, and remembered with its route for /readyz.
+      api.client.onExchange = (method, status, seconds) => {
+        this.metrics.upstream(method, status, seconds);
+        r.seen = { reachable: status !== 'error' && status < 500, at: Date.now() };
+      };
+      return r;
+    };
+    const url = config.upstream.url;
+    this.routes = new Routes(
+      route(url.host, config.upstream, url.origin, ''),
+      config.registries.map((r) => {
+        const origin = r.upstream.url.origin;
+        const label = r.upstream.url.host === r.host ? origin : `${r.host} (${origin})`;
+        return route(r.host, r.upstream, label, `${r.host}/`);
+      }),
+      config.upstream,
+    );
+    const hub = this.routes.default.api;
+
     this.hosted = new HostedRepositories(
       config.dataDir,
       store,
       {
         push: config.hosted.push,
         patterns: config.hosted.patterns,
-        reserved: (name) => this.#reserved(name),
+        reserved: (name) => this.routes.reserved(name),
       },
       log,
     );
@@ -116,126 +150,45 @@ export class Mirror {
     store.keep = (hex) => this.hosted.holds(hex) || this.headPromises.holds(hex);
     this.takeover = new TakeoverGuard({
       cached: (name) => this.tags.knows(name),
-      servedUpstream: (name) => this.#servedUpstream(name),
+      // Offline, nothing is served upstream: a push may take any name.
+      servedUpstream: async (name) => (config.offline ? false : hub.servesRepository(name)),
       neverUpstream: (name) => config.upstream.expandLibrary && !name.includes('/'),
     });
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
-    this.blobs = new BlobCache(store, this.upstream, pLimit(concurrency), log, shared);
-    this.manifests = new ManifestCache(
-      store,
-      this.tags,
-      this.upstream,
-      pLimit(concurrency),
-      tagTtl(config.tagTtlRules, config.tagTtlMs),
-      log,
-      '',
-      this.sharedStore,
-      this.coordinator,
-      sizes,
-    );
-    this.metrics = this.#wireMetrics();
+    this.blobs = new BlobCache(store, hub, pLimit(concurrency), log, shared);
     this.auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     this.tokens = this.auth ? new TokenService(this.auth, config.dataDir, config.anonymousPull) : undefined;
-    const referrers = (client: UpstreamClient, manifests: ManifestCache, prefix: string) =>
-      new ReferrersCache(
-        client,
-        manifests,
-        pLimit(concurrency),
-        tagTtl(config.tagTtlRules, config.tagTtlMs),
-        log,
-        prefix,
-      );
-    this.#default = {
-      host: config.upstream.url.host,
-      label: config.upstream.url.origin,
-      client: this.upstream,
-      manifests: this.manifests,
-      referrers: referrers(this.upstream, this.manifests, ''),
+    const metrics = this.metrics;
+    const hosted = this.hosted;
+    const headPromises = this.headPromises;
+    const blobReads = new BlobReads(
+      this.blobs,
+      this.known,
+      {
+        get createsOnPush() {
+          return hosted.createsOnPush;
+        },
+        storedConfirmed: (hex) => headPromises.storedConfirmed(hex),
+        upstreamConfirmed: (name, hex) => headPromises.upstreamConfirmed(name, hex),
+      },
+      log,
+    );
+    this.context = {
+      log,
+      routes: this.routes,
+      blobs: blobReads,
+      store,
+      known: this.known,
+      tags: this.tags,
+      tagLists: new TagLists(this.tags),
+      hosted: this.hosted,
+      uploads: this.uploads,
+      headPromises: this.headPromises,
+      buffers: new BufferPool(),
+      allowDelete: config.hosted.allowDelete,
+      offline: config.offline,
+      pushedBytes: (bytes) => metrics.pushedBytes(bytes),
     };
-    this.#watch(this.#default);
-    for (const r of config.registries) {
-      const client = new UpstreamClient(r.upstream, log, config.offline);
-      const manifests = new ManifestCache(
-        store,
-        this.tags,
-        client,
-        pLimit(concurrency),
-        tagTtl(config.tagTtlRules, config.tagTtlMs),
-        log,
-        `${r.host}/`,
-        this.sharedStore,
-        this.coordinator,
-        sizes,
-      );
-      const origin = r.upstream.url.origin;
-      const label = r.upstream.url.host === r.host ? origin : `${r.host} (${origin})`;
-      const route = {
-        host: r.host,
-        label,
-        client,
-        manifests,
-        referrers: referrers(client, manifests, `${r.host}/`),
-      };
-      this.#routes.set(r.host, route);
-      this.#watch(route);
-    }
-  }
-
-  /** How errors name the default upstream: requests that reach no particular registry name it. */
-  get upstreamLabel(): string {
-    return this.#default.label;
-  }
-
-  /** Every exchange with a registry is counted, and remembered per registry for /readyz. */
-  #watch(route: Route): void {
-    route.client.onExchange = (method, status, seconds) => {
-      this.metrics.upstream(method, status, seconds);
-      this.#seen.set(route.host, { reachable: status !== 'error' && status < 500, at: Date.now() });
-    };
-  }
-
-  readonly #default: Route;
-  readonly #routes = new Map<string, Route>();
-
-  /**
-   * Which upstream a request means, and the repository's name there. containerd's `?ns=` decides
-   * first, then a path prefix naming a configured registry (`ghcr.io/owner/app`), else the default
-   * upstream. A registry that is not configured is refused: only configured upstreams are contacted.
-   */
-  resolve(rawName: string, ns: string | null): Target {
-    const { url, expandLibrary } = this.config.upstream;
-    if (ns && !servesNamespace(ns, url, expandLibrary)) {
-      const route = this.#routes.get(ns);
-      if (!route) throw new RegistryError('NAME_UNKNOWN', `registry ${ns} is not mirrored here`, { ns });
-      return { route, name: validateName(rawName), key: `${ns}/${rawName}` };
-    }
-    const slash = rawName.indexOf('/');
-    const route = slash > 0 ? this.#routes.get(rawName.slice(0, slash)) : undefined;
-    if (route) {
-      const name = validateName(rawName.slice(slash + 1));
-      return { route, name, key: `${route.host}/${name}` };
-    }
-    const name = this.repositoryName(rawName);
-    return { route: this.#default, name, key: name };
-  }
-
-  /**
-   * The hosted repository a request names, if it names one. containerd's `?ns=` naming another
-   * registry means that registry; otherwise the name exactly as written (no library/ expansion):
-   * a pushed `busybox` is this registry's `busybox`, while Docker's mirror requests for the
-   * official image arrive as `library/busybox`.
-   */
-  hostedName(rawName: string, ns: string | null): string | undefined {
-    if (ns && !servesNamespace(ns, this.config.upstream.url, this.config.upstream.expandLibrary))
-      return undefined;
-    if (!this.hosted.isHosted(rawName)) return undefined;
-    return validateName(rawName);
-  }
-
-  /** Where a name would be mirrored from, ignoring hosting (undefined for another registry's prefix). */
-  mirroredTarget(rawName: string): Target | undefined {
-    const target = this.resolve(rawName, null);
-    return target.route === this.#default ? target : undefined;
   }
 
   /** One garbage collection (POST /_hubcache/gc); one at a time. */
@@ -256,133 +209,25 @@ export class Mirror {
 
   #collecting: Promise<CollectResult> | undefined;
 
-  /** Whether a push may create `name` (the takeover rule, hosted/takeover.ts). */
-  readonly takeover: TakeoverGuard;
-
-  /**
-   * Whether the default upstream serves exactly `name`: its tag list answers. 401, 403 and 404 all
-   * mean "not to us" (Docker Hub answers 401 for a repository that does not exist, PROTOCOL.md §1.2).
-   */
-  async #servedUpstream(name: string): Promise<boolean | undefined> {
-    if (this.config.offline) return false;
-    try {
-      const res = await this.upstream.request({
-        method: 'GET',
-        path: `/v2/${name}/tags/list?n=1`,
-        repository: name,
-      });
-      res.body.destroy();
-      if (res.status === 200) return true;
-      if (res.status === 401 || res.status === 403 || res.status === 404) return false;
-      return undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Names a push may not take without an explicit hosted pattern. */
-  #reserved(name: string): string | undefined {
-    const slash = name.indexOf('/');
-    const host = slash > 0 ? name.slice(0, slash) : '';
-    if (this.#routes.has(host)) return `names under ${host}/ are mirrored from ${host}`;
-    if (this.config.upstream.expandLibrary && name.startsWith('library/')) {
-      return "library/ is Docker Hub's namespace for official images: push under another name, or list it in hosted repositories";
-    }
-    return undefined;
-  }
-
-  readonly metrics: Metrics;
-  /** Client authentication, when an htpasswd file is configured. */
-  readonly auth: ClientAuth | undefined;
-  /** The token flow for --anonymous-pull (Bearer tokens are accepted whenever auth is on). */
-  readonly tokens: TokenService | undefined;
-  /** Requests and bytes per repository since start (the dashboard's top repositories). */
-  readonly #repositories = new LRUCache<string, { requests: number; bytes: number }>({ max: 1000 });
-
-  countRepository(repository: string, bytes: number): void {
-    const entry = this.#repositories.get(repository) ?? { requests: 0, bytes: 0 };
-    entry.requests++;
-    entry.bytes += bytes;
-    this.#repositories.set(repository, entry);
-  }
-
-  /** What the dashboard shows, in one JSON document (the same figures as /metrics). */
+  /** What the dashboard shows (observe/summary.ts): every registry, the default one as `upstream` too. */
   summary() {
-    const t = this.metrics.totals;
-    const store = this.blobs.store;
-    return {
-      requests: t.requests,
-      hits: t.hits,
-      hitRatio: t.requests ? t.hits / t.requests : null,
-      bytesFromCache: t.bytesFromCache,
-      bytesFromUpstream: t.bytesFromUpstream,
-      cacheBytes: store.usage.totalBytes,
-      cacheObjects: store.usage.count,
-      maxSizeBytes: this.config.maxSizeBytes ?? null,
-      upstream: {
-        url: this.config.upstream.url.origin,
-        offline: this.config.offline,
-        reachable: this.upstreamSeen?.reachable ?? null,
-        rateLimit: this.upstream.rateLimit ?? null,
-      },
-      topRepositories: [...this.#repositories.entries()]
-        .map(([repository, v]) => ({ repository, ...v }))
-        .sort((a, b) => b.requests - a.requests)
-        .slice(0, 10),
-    };
+    return summary({
+      totals: this.metrics.totals,
+      usage: this.blobs.store.usage,
+      maxSizeBytes: this.config.maxSizeBytes,
+      routes: this.routes.all,
+      offline: this.config.offline,
+      repositories: this.repositories,
+    });
   }
 
-  /** The last exchange with each registry (by host): /readyz reports it (it does not decide readiness). */
-  readonly #seen = new Map<string, { reachable: boolean; at: number }>();
-
-  /** The last exchange with the default upstream. */
-  get upstreamSeen(): { reachable: boolean; at: number } | undefined {
-    return this.#seen.get(this.#default.host);
+  /** /readyz (observe/readiness.ts). */
+  readiness(): Promise<Readiness> {
+    return readiness(this.blobs.store.tmpDir, this.routes.all, this.config.offline);
   }
 
-  /**
-   * Readiness: the data directory takes a write. The upstream is reported, not required. A full
-   * disk (ENOSPC) is reported but ready: everything cached is still served and misses pass
-   * through uncached, which beats being taken out of the load balancer.
-   */
-  async readiness(): Promise<{
-    ready: boolean;
-    dataDir: string;
-    upstream: string;
-    upstreams: Record<string, string>;
-  }> {
-    const probe = path.join(this.blobs.store.tmpDir, `.readyz-${process.pid}`);
-    let dataDir = 'writable';
-    let ready = true;
-    try {
-      await writeFile(probe, 'ok');
-      await rm(probe, { force: true });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      await rm(probe, { force: true }).catch(() => {});
-      ready = code === 'ENOSPC';
-      dataDir = ready
-        ? 'full (ENOSPC): serving the cache, not caching'
-        : `not writable: ${code ?? (err as Error).message}`;
-    }
-    // `upstream` is the default registry's state (kept for existing probes); `upstreams` every one's.
-    const routes = [this.#default, ...this.#routes.values()];
-    const upstreams = Object.fromEntries(routes.map((r) => [r.host, this.#upstreamState(r)]));
-    return { ready, dataDir, upstream: this.#upstreamState(this.#default), upstreams };
-  }
-
-  #upstreamState(route: Route): string {
-    if (this.config.offline) return 'offline mode';
-    const retryIn = route.client.retryInSeconds;
-    if (retryIn !== undefined) return `unreachable, retrying in ${retryIn} s (serving from cache)`;
-    const seen = this.#seen.get(route.host);
-    if (seen === undefined) return 'not contacted yet';
-    return seen.reachable ? 'reachable' : 'unreachable (serving from cache)';
-  }
-
-  #wireMetrics(): Metrics {
-    const store = this.blobs.store;
-    const metrics = new Metrics({
+  #wireMetrics(store: BlobStore): Metrics {
+    return new Metrics({
       cacheBytes: () => store.usage.totalBytes,
       cacheObjects: () => store.usage.count,
       maxSizeBytes: () => this.config.maxSizeBytes,
@@ -390,7 +235,7 @@ export class Mirror {
       waiters: () => this.blobs.waiters,
       evictions: () => store.evictions,
       digestMismatches: () => this.blobs.digestMismatches,
-      rateLimit: () => this.upstream.rateLimit,
+      rateLimit: () => this.routes.default.api.client.rateLimit,
       uploadSessions: () => this.uploads.count,
       shared: () => ({
         fills: this.blobs.sharedFills,
@@ -399,7 +244,6 @@ export class Mirror {
         discarded: this.blobs.sharedDiscarded,
       }),
     });
-    return metrics;
   }
 
   async init(): Promise<void> {
@@ -426,32 +270,6 @@ export class Mirror {
     }
   }
 
-  /** Validates a repository name from a URL and gives the upstream's spelling of it. */
-  repositoryName(raw: string): string {
-    let name = this.#names.get(raw);
-    if (name === undefined) {
-      name = canonicalName(raw, this.config.upstream.expandLibrary);
-      this.#names.set(raw, name);
-    }
-    return name;
-  }
-
-  /** Valid spellings seen → canonical name: the hit path validates a name once, not per request. */
-  readonly #names = new LRUCache<string, string>({ max: 10_000 });
-
-  /** The media types an Accept header allows, parsed once per distinct header (clients repeat theirs). */
-  accepted(accept: string | string[] | undefined): ReadonlySet<string> {
-    const key = Array.isArray(accept) ? accept.join(',') : (accept ?? '');
-    let types = this.#accepts.get(key);
-    if (!types) {
-      types = acceptedTypes(accept);
-      this.#accepts.set(key, types);
-    }
-    return types;
-  }
-
-  readonly #accepts = new LRUCache<string, Set<string>>({ max: 1000 });
-
   #closed = false;
 
   async close(): Promise<void> {
@@ -462,7 +280,6 @@ export class Mirror {
     await this.uploads.close();
     await this.coordinator?.close();
     this.sharedStore?.close();
-    await this.upstream.close();
-    for (const r of this.#routes.values()) await r.client.close();
+    for (const r of this.routes.all) await r.api.client.close();
   }
 }

@@ -18,12 +18,11 @@ import { tagsHandler } from './api/tags.js';
 import { uploadHandler } from './api/uploads.js';
 import { isLoopback } from './auth/loopback.js';
 import type { Action } from './auth/token-service.js';
-import { DigestMismatchError, SizeMismatchError } from './cache/blob-store.js';
+import { toRegistryError } from './errors.js';
 import type { Mirror } from './mirror.js';
 import { DASHBOARD_HTML } from './observe/dashboard.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path, type V2Route, validateName } from './oci/names.js';
-import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from './upstream/errors.js';
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
@@ -87,7 +86,7 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   // as a request's name is: a registry's path prefix (ghcr.io/owner/app) or `ns`, else the default.
   app.post('/_hubcache/invalidate', async (c) => {
     const tag = c.req.query('tag') ?? '';
-    const target = mirror.resolve(c.req.query('repository') ?? '', c.req.query('ns') ?? null);
+    const target = mirror.routes.resolve(c.req.query('repository') ?? '', c.req.query('ns') ?? null);
     const ref = parseReference(tag);
     if (ref.kind !== 'tag')
       throw new RegistryError('TAG_INVALID', 'a tag, not a digest: digests never change');
@@ -151,7 +150,7 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
   app.notFound((c) => c.json({ errors: [{ code: 'NOT_FOUND', message: 'not found', detail: null }] }, 404));
   // The operator routes' one error handler: the same mapping as /v2's (toRegistryError), spec JSON.
   app.onError((err, c) => {
-    const e = toRegistryError(err, mirror.upstreamLabel);
+    const e = toRegistryError(err, mirror.routes.default.api.label);
     if (e.status >= 500 || !(err instanceof RegistryError)) {
       mirror.log.warn(
         { method: c.req.method, path: c.req.path, err: err.message },
@@ -189,39 +188,51 @@ async function route(ex: Exchange, mirror: Mirror): Promise<void> {
   if (endpoint.kind === 'base') return sendJson(ex, 200, {});
   if (endpoint.kind === 'catalog') {
     if (write) throw readOnly(ex);
-    return catalogHandler(ex, mirror);
+    return catalogHandler(ex, mirror.context);
   }
   // Pushed here, served from here: hosted repositories (hosted/repositories.ts says which names).
   if (write) return routeWrite(ex, mirror, endpoint);
-  const hosted = mirror.hostedName(endpoint.name, ns);
+  const ctx = mirror.context;
+  const hosted = hostedName(mirror, endpoint.name, ns);
   if (hosted !== undefined) {
     ex.repository = hosted;
     switch (endpoint.kind) {
       case 'manifest':
-        return hostedManifestHandler(ex, mirror, hosted, endpoint.reference);
+        return hostedManifestHandler(ex, ctx, hosted, endpoint.reference);
       case 'blob':
-        return hostedBlobHandler(ex, mirror, hosted, endpoint.digest);
+        return hostedBlobHandler(ex, ctx, hosted, endpoint.digest);
       case 'tags':
-        return hostedTagsHandler(ex, mirror, hosted);
+        return hostedTagsHandler(ex, ctx, hosted);
       case 'referrers':
-        return hostedReferrersHandler(ex, mirror, hosted, endpoint.digest);
+        return hostedReferrersHandler(ex, ctx, hosted, endpoint.digest);
     }
   }
   // Mirrored: which registry (containerd's ?ns=, a path prefix, or the default) and which repository
   // there; a registry that is not configured is refused before any upstream request.
-  const target = mirror.resolve(endpoint.name, ns);
+  const target = mirror.routes.resolve(endpoint.name, ns);
   ex.repository = target.key;
-  ex.upstream = target.route.label;
+  ex.upstream = target.route.api.label;
   switch (endpoint.kind) {
     case 'manifest':
-      return manifestHandler(ex, mirror, target, endpoint.reference);
+      return manifestHandler(ex, target, endpoint.reference);
     case 'blob':
-      return blobHandler(ex, mirror, target, endpoint.digest);
+      return blobHandler(ex, ctx, target, endpoint.digest);
     case 'tags':
-      return tagsHandler(ex, mirror, target);
+      return tagsHandler(ex, ctx, target);
     case 'referrers':
       return referrersHandler(ex, target, endpoint.digest);
   }
+}
+
+/**
+ * The hosted repository a request names, if it names one. containerd's `?ns=` naming another
+ * registry means that registry; otherwise the name exactly as written (no library/ expansion): a
+ * pushed `busybox` is this registry's `busybox`, while Docker's mirror requests for the official
+ * image arrive as `library/busybox`.
+ */
+function hostedName(mirror: Mirror, rawName: string, ns: string | null): string | undefined {
+  if (!mirror.routes.namesDefault(ns) || !mirror.hosted.isHosted(rawName)) return undefined;
+  return validateName(rawName);
 }
 
 /** Pushes, uploads and deletes: only hosted repositories take them. */
@@ -240,13 +251,13 @@ async function routeWrite(ex: Exchange, mirror: Mirror, endpoint: NamedRoute): P
   }
   switch (endpoint.kind) {
     case 'upload':
-      return uploadHandler(ex, mirror, name, endpoint.session);
+      return uploadHandler(ex, mirror.context, name, endpoint.session);
     case 'manifest':
       if (ex.method !== 'PUT' && ex.method !== 'DELETE') throw readOnly(ex);
-      return hostedManifestHandler(ex, mirror, name, endpoint.reference);
+      return hostedManifestHandler(ex, mirror.context, name, endpoint.reference);
     case 'blob':
       if (ex.method !== 'DELETE') throw readOnly(ex);
-      return hostedBlobHandler(ex, mirror, name, endpoint.digest);
+      return hostedBlobHandler(ex, mirror.context, name, endpoint.digest);
     default:
       throw readOnly(ex);
   }
@@ -331,7 +342,7 @@ function tokenRealm(ex: Exchange, mirror: Mirror): string {
 
 /** The one place an error becomes a response. */
 function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
-  const registryError = toRegistryError(err, ex.upstream ?? mirror.upstreamLabel);
+  const registryError = toRegistryError(err, ex.upstream ?? mirror.routes.default.api.label);
   if (registryError.status >= 500 || !(err instanceof RegistryError)) {
     mirror.log.warn({ method: ex.method, path: ex.path, err: (err as Error).message }, 'request failed');
   }
@@ -343,56 +354,10 @@ function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
   sendError(ex, registryError);
 }
 
-/**
- * Upstream failures name the upstream: the operator reading a client's error must know where to
- * look. `upstream` is the registry the request was routed to (with several registries configured,
- * a ghcr.io outage must not read as a Docker Hub one); requests that reach no particular registry
- * name the default.
- */
-export function toRegistryError(err: unknown, upstream: string): RegistryError {
-  if (err instanceof RegistryError) return err;
-  if (err instanceof UpstreamUnreachableError) {
-    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream} unreachable`, {
-      reason: err.code,
-    });
-  }
-  if (err instanceof UpstreamBackoffError) {
-    return new RegistryError(
-      'TOOMANYREQUESTS',
-      `upstream registry ${upstream} rate limit: retry later`,
-      null,
-      {
-        'Retry-After': String(err.retryAfterSeconds),
-      },
-    );
-  }
-  if (err instanceof UpstreamAuthError) {
-    return new RegistryError('UNAVAILABLE', `upstream registry ${upstream}: could not get a token`, {
-      reason: err.message,
-    });
-  }
-  if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
-    return new RegistryError('UNAVAILABLE', 'upstream sent content that does not match its digest', {});
-  }
-  // The spec has no code for a full disk; 503 says "not now" and the message says why.
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new RegistryError('UNAVAILABLE', "the mirror's data disk is full: nothing can be stored now", {
-      reason: code,
-    });
-  }
-  if (code === 'EROFS' || code === 'EACCES') {
-    return new RegistryError('UNAVAILABLE', "the mirror's data directory cannot be written", {
-      reason: code,
-    });
-  }
-  return new RegistryError('UNKNOWN', 'internal error', {});
-}
-
 function logRequest(mirror: Mirror, ex: Exchange, started: number): void {
   const sent = ex.res.writableFinished ? ex.bytes : 0;
   mirror.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
-  if (ex.repository && ex.outcome) mirror.countRepository(ex.repository, sent);
+  if (ex.repository && ex.outcome) mirror.repositories.count(ex.repository, sent);
   mirror.log.info({
     method: ex.method,
     path: ex.path,

@@ -1,22 +1,17 @@
-import { createHash } from 'node:crypto';
-import { pipeline, Transform } from 'node:stream';
-import { MAX_UNSIZED_BLOB_BYTES, NoRoomError } from '../cache/blob-cache.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
-import { FillReader } from '../cache/fill.js';
+import { type BlobFill, FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
-import type { Mirror, Target } from '../mirror.js';
 import { type Digest, lookupDigest } from '../oci/digest.js';
-import { RegistryError } from '../oci/errors.js';
 import { type ByteRange, parseRanges } from '../oci/range.js';
-import { headerValue, type UpstreamClient } from '../upstream/client.js';
-import { UpstreamUnreachableError } from '../upstream/errors.js';
-import { upstreamFailure } from '../upstream/status.js';
+import type { Target } from '../routing.js';
+import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { fileBytes } from './file-sender.js';
 import {
   blobByteranges,
   blobHeaders,
   byterangesHeaders,
+  type Headers,
   joinByteranges,
   sendBody,
   sendByteranges,
@@ -24,57 +19,47 @@ import {
   sendStream,
 } from './respond.js';
 
-/** GET/HEAD /v2/<name>/blobs/<digest> */
+/**
+ * GET/HEAD /v2/<name>/blobs/<digest>: parse, ask the cache, write what it gives. A stored blob is
+ * served straight from the store (the hit path); a miss is the cache's to decide (cache/blob-reads.ts).
+ */
 export async function blobHandler(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   target: Target,
   rawDigest: string,
 ): Promise<void> {
-  const { name } = target;
-  const upstream = target.route.client;
   const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
-  const store = mirror.blobs.store;
-
-  // Stored (or arriving) for another name: this name must be known to have it (cache/known-content.ts).
-  if (
-    !mirror.known.has(target.key, digest.hex) &&
-    (mirror.blobs.inflight(digest) || (await store.size(digest)) !== undefined)
-  ) {
-    await confirmScope(ex, mirror, target, digest);
-  }
-
-  if (await serveStoredBlob(ex, mirror, digest)) {
-    // A first push to a name HEADs its blobs here, before the name is hosted (hosted/head-promises.ts).
-    if (ex.method === 'HEAD' && mirror.hosted.createsOnPush) mirror.headPromises.storedConfirmed(digest.hex);
+  const head = ex.method === 'HEAD';
+  const scoping = ctx.blobs.scope(ex, target, digest, head);
+  if (scoping) await scoping;
+  if (await serveStoredBlob(ex, ctx, digest)) {
+    ctx.blobs.servedStored(digest, head);
     return;
   }
-
-  if (ex.method === 'HEAD') return headMiss(ex, mirror, upstream, name, digest);
-
-  // Disk (nearly) full: serve from upstream without caching rather than fail the pull.
-  if (!mirror.blobs.inflight(digest) && !(await store.hasRoomFor(0)))
-    return passThrough(ex, mirror, upstream, name, digest);
-
-  // Miss: join the running fill or start one; headers go out as soon as the upstream answered.
-  const { fill, joined } = mirror.blobs.fill(name, digest, upstream);
-  // A fill already verified (only its rename is pending) is local, verified bytes: a hit.
-  ex.outcome = !joined ? 'MISS' : fill.complete ? 'HIT' : 'COALESCED';
-  if (ex.outcome === 'COALESCED') {
-    mirror.blobs.waiters++;
-    ex.res.once('close', () => mirror.blobs.waiters--);
+  const miss = await ctx.blobs.miss(ex, target, digest, head);
+  switch (miss.kind) {
+    case 'head':
+      return sendBody(ex, 200, unsizedBlobHeaders(digest, miss.size), undefined);
+    case 'stream':
+      return sendStream(ex, 200, unsizedBlobHeaders(digest, miss.size), miss.body, miss.size ?? Number.NaN);
+    case 'fill':
+      return sendFill(ex, digest, miss.fill);
   }
-  try {
-    await fill.started;
-  } catch (err) {
-    if (err instanceof NoRoomError) return passThrough(ex, mirror, upstream, name, digest);
-    throw err;
-  }
-  if (!joined) mirror.known.note(target.key, digest.hex);
+}
+
+/** A 200's headers, without Content-Length when the size is not known. */
+function unsizedBlobHeaders(digest: Digest, size: number | undefined): Headers {
+  const headers = blobHeaders(digest.value, size ?? 0, undefined)[1];
+  if (size === undefined) delete headers['Content-Length'];
+  return headers;
+}
+
+/** A blob arriving: each client tails the fill (FillReader), Range aware once the size is known. */
+function sendFill(ex: Exchange, digest: Digest, fill: BlobFill): Promise<void> {
   if (fill.size === undefined) {
     // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).
-    const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
-    return sendStream(ex, 200, headers, new FillReader(fill, 0, undefined), 0);
+    return sendStream(ex, 200, unsizedBlobHeaders(digest, undefined), new FillReader(fill, 0, undefined), 0);
   }
   const range = parseRanges(ex.req.headers.range, fill.size);
   if (Array.isArray(range)) {
@@ -92,64 +77,21 @@ export async function blobHandler(
 }
 
 /**
- * A blob the store holds for other names, asked for under one not known to have it: the name's
- * records on disk, else (for a GET) one HEAD upstream under this name, remembered either way. The
- * spec scopes blobs to a repository; the one store underneath stays deduplicated. When the upstream
- * cannot say (down, 429, 5xx) a GET fails with its error. A HEAD never asks: it answers 404 (as for
- * a miss: a push asking "do you have it?" then mounts or uploads it).
- */
-async function confirmScope(ex: Exchange, mirror: Mirror, target: Target, digest: Digest): Promise<void> {
-  const { key, name } = target;
-  const unknown = () =>
-    new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
-  if (mirror.known.denied(key, digest.hex)) throw unknown();
-  if (await mirror.known.fromRecords(key, digest.hex)) return;
-  // A HEAD here is a push's "do you have it?" (docker and skopeo ask it of a name before its first
-  // push): a no costs the client a mount or an upload, while asking would tell the upstream about
-  // names being pushed here. A GET (a pull) asks.
-  if (ex.method === 'HEAD') throw unknown();
-  let status: number;
-  try {
-    const res = await target.route.client.request({
-      method: 'HEAD',
-      path: `/v2/${name}/blobs/${digest.value}`,
-      repository: name,
-    });
-    res.body.destroy();
-    status = res.status;
-    if (status !== 200) {
-      const failure = upstreamFailure(status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
-      if (status === 404 || status === 401 || status === 403) {
-        mirror.known.deny(key, digest.hex);
-        throw unknown();
-      }
-      throw failure;
-    }
-  } catch (err) {
-    ex.outcome = 'MISS';
-    if (ex.method === 'HEAD' && !(err instanceof RegistryError && err.code === 'BLOB_UNKNOWN'))
-      throw unknown();
-    throw err;
-  }
-  mirror.known.note(key, digest.hex);
-}
-
-/**
  * A hit: memory for small blobs, else the file straight to the socket. No upstream, no hashing.
  * False when the blob is not stored (or was removed between stat and open by eviction).
  */
 export async function serveStoredBlob(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   digest: Digest,
   outcome: CacheOutcome = 'HIT',
 ): Promise<boolean> {
-  const store = mirror.blobs.store;
+  const store = ctx.store;
   const size = await store.size(digest);
   if (size === undefined) return false;
   ex.outcome = outcome;
   const range = parseRanges(ex.req.headers.range, size);
-  if (Array.isArray(range)) return serveStoredByteranges(ex, mirror, digest, size, range);
+  if (Array.isArray(range)) return serveStoredByteranges(ex, ctx, digest, size, range);
   const [status, headers] = blobHeaders(digest.value, size, range);
   if (ex.method === 'HEAD') {
     sendBody(ex, status, headers, undefined);
@@ -162,19 +104,19 @@ export async function serveStoredBlob(
   }
   const file = await store.open(digest);
   if (!file) return false;
-  await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, mirror.buffers);
+  await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, ctx.buffers);
   return true;
 }
 
 /** Several ranges of a stored blob as multipart/byteranges (podman's zstd:chunked partial pulls). */
 async function serveStoredByteranges(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   digest: Digest,
   size: number,
   ranges: ByteRange[],
 ): Promise<boolean> {
-  const store = mirror.blobs.store;
+  const store = ctx.store;
   const body = blobByteranges(ranges, size);
   const [status, headers] = byterangesHeaders(digest.value, body);
   if (ex.method === 'HEAD') {
@@ -195,115 +137,4 @@ async function serveStoredByteranges(
     await file.handle.close().catch(() => {});
   }
   return true;
-}
-
-/** A blob request to the upstream that must succeed (200), else the spec's error for its status. */
-async function upstreamBlob(upstream: UpstreamClient, method: 'GET' | 'HEAD', name: string, digest: Digest) {
-  const res = await upstream.request({ method, path: `/v2/${name}/blobs/${digest.value}`, repository: name });
-  if (res.status !== 200) {
-    res.body.destroy();
-    throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
-  }
-  return res;
-}
-
-/**
- * HEAD of a blob we don't hold: ask the upstream (a HEAD costs nothing against Docker Hub's limit)
- * rather than start a download nobody asked for. A running fill already knows the size.
- * When the upstream cannot say (down, rate-limited, refusing), the answer is 404: a HEAD asks "do
- * you have it?", and the client asking is often a push to a name not hosted yet (docker and skopeo
- * HEAD every blob before uploading it), which must not fail because Docker Hub is unreachable.
- */
-async function headMiss(
-  ex: Exchange,
-  mirror: Mirror,
-  upstream: UpstreamClient,
-  name: string,
-  digest: Digest,
-): Promise<void> {
-  const running = mirror.blobs.inflight(digest);
-  // A push that hears yes skips the upload; its manifest PUT may then fetch the blob (api/hosted.ts).
-  const promise = () => {
-    if (mirror.hosted.createsOnPush) mirror.headPromises.upstreamConfirmed(name, digest.hex);
-  };
-  if (running) {
-    await running.started;
-    if (running.size !== undefined) {
-      promise();
-      ex.outcome = 'COALESCED';
-      return sendBody(ex, 200, blobHeaders(digest.value, running.size, undefined)[1], undefined);
-    }
-  }
-  ex.outcome = 'MISS';
-  let res: Awaited<ReturnType<typeof upstreamBlob>>;
-  try {
-    res = await upstreamBlob(upstream, 'HEAD', name, digest);
-  } catch (err) {
-    if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') throw err;
-    throw new RegistryError('BLOB_UNKNOWN', 'blob unknown here, and the upstream could not say', {
-      digest: digest.value,
-      upstream: err instanceof RegistryError ? err.code : (err as Error).name,
-    });
-  }
-  res.body.destroy();
-  promise();
-  const length = Number(headerValue(res.headers['content-length']));
-  if (!Number.isFinite(length)) {
-    const { 'Content-Length': _, ...headers } = blobHeaders(digest.value, 0, undefined)[1];
-    return sendBody(ex, 200, headers, undefined);
-  }
-  return sendBody(ex, 200, blobHeaders(digest.value, length, undefined)[1], undefined);
-}
-
-/**
- * Uncached: the upstream's body straight to the client, hashed on the way with the last byte held
- * back until the digest matched, so even this path never completes a wrong body. Range is not
- * honoured here (a 200 is allowed, RFC 9110 §14.2): a partial response could not be verified.
- */
-async function passThrough(
-  ex: Exchange,
-  mirror: Mirror,
-  upstream: UpstreamClient,
-  name: string,
-  digest: Digest,
-): Promise<void> {
-  ex.outcome = 'MISS';
-  mirror.log.warn({ digest: digest.value }, 'low disk space: serving from upstream without caching');
-  const res = await upstreamBlob(upstream, 'GET', name, digest);
-  const length = Number(headerValue(res.headers['content-length']));
-  const headers = blobHeaders(digest.value, length, undefined)[1];
-  if (!Number.isFinite(length)) delete headers['Content-Length'];
-  const verified = verifyingHoldback(digest, Number.isFinite(length) ? length : MAX_UNSIZED_BLOB_BYTES);
-  // Either end failing ends both: a client that leaves closes the upstream connection too.
-  pipeline(res.body, verified, () => {});
-  return sendStream(ex, 200, headers, verified, length);
-}
-
-/** Hashes what passes, holding back the last byte until the digest matched; at most `limit` bytes. */
-function verifyingHoldback(digest: Digest, limit: number): Transform {
-  const hash = createHash('sha256');
-  let last: Buffer | undefined;
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length;
-      if (seen > limit) {
-        callback(new UpstreamUnreachableError(`upstream blob body larger than ${limit} bytes`, 'ETOOBIG'));
-        return;
-      }
-      hash.update(chunk);
-      if (last) this.push(last);
-      // Keep the final byte of what we have so far; everything before it can go.
-      if (chunk.length > 1) this.push(chunk.subarray(0, chunk.length - 1));
-      last = chunk.subarray(chunk.length - 1);
-      callback();
-    },
-    flush(callback) {
-      if (`sha256:${hash.digest('hex')}` !== digest.value) {
-        callback(new Error(`upstream bytes do not match ${digest.value}`));
-        return;
-      }
-      callback(null, last);
-    },
-  });
 }

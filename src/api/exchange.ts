@@ -16,7 +16,7 @@ export interface Exchange {
   endpoint: string;
   /** The canonical repository, once validated (for the dashboard's top repositories). */
   repository?: string;
-  /** The registry a mirrored request was routed to (Route.label): its errors name that registry. */
+  /** The registry a mirrored request was routed to (its RegistryApi.label): its errors name that registry. */
   upstream?: string;
   /** Filled in by handlers for the request log and X-Cache. */
   outcome?: CacheOutcome;

@@ -1,17 +1,15 @@
 import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../hosted/manifest-check.js';
-import type { StoredManifest } from '../hosted/repositories.js';
-import type { Mirror } from '../mirror.js';
-import { ifNoneMatch } from '../oci/conditional.js';
-import { type Digest, lookupDigest, parseDigest } from '../oci/digest.js';
+import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { lookupReference, parseReference } from '../oci/names.js';
-import { negotiate } from '../oci/negotiation.js';
 import { serveStoredBlob } from './blobs.js';
+import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
+import { sendManifest } from './manifest-response.js';
 import { paginate } from './paginate.js';
 import { referrersSubject, sendReferrers } from './referrers.js';
 import { BodyTooLargeError, readRequestBody } from './request-body.js';
-import { sendBody, sendJson, sendNotModified } from './respond.js';
+import { sendBody, sendJson } from './respond.js';
 
 /**
  * Hosted repositories' endpoints: content pushed here, served from here, never from upstream.
@@ -19,13 +17,13 @@ import { sendBody, sendJson, sendNotModified } from './respond.js';
  */
 export async function hostedManifestHandler(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   name: string,
   rawReference: string,
 ): Promise<void> {
   // A push by a sha512 digest is DIGEST_INVALID (400); a lookup of one is MANIFEST_UNKNOWN (oci/digest.ts).
   const ref = ex.method === 'PUT' ? parseReference(rawReference) : lookupReference(rawReference);
-  const hosted = mirror.hosted;
+  const hosted = ctx.hosted;
   if (ex.method === 'PUT') {
     const body = await readRequestBody(ex.req, MAX_PUSHED_MANIFEST_BYTES).catch((err: unknown) => {
       if (err instanceof BodyTooLargeError) {
@@ -51,7 +49,7 @@ export async function hostedManifestHandler(
     // Held from before a fetch: the eviction a fetched blob's arrival starts must not take it.
     const release = hosted.reserve(manifest.blobs.map((d) => d.digest.hex));
     try {
-      await fetchMissingFromUpstream(mirror, name, manifest.blobs);
+      await fetchMissingFromUpstream(ctx, name, manifest.blobs);
       await hosted.putManifest(name, manifest, tags);
     } finally {
       release();
@@ -65,7 +63,7 @@ export async function hostedManifestHandler(
     return sendBody(ex, 201, headers, undefined);
   }
   if (ex.method === 'DELETE') {
-    requireDelete(mirror);
+    requireDelete(ctx);
     const deleted =
       ref.kind === 'digest'
         ? await hosted.deleteManifest(name, ref.digest)
@@ -74,29 +72,8 @@ export async function hostedManifestHandler(
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
     return sendBody(ex, 202, {}, undefined);
   }
-  let manifest: StoredManifest | undefined =
-    ref.kind === 'digest' ? await hosted.byDigest(name, ref.digest) : await hosted.byTag(name, ref.tag);
-  if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
-  if (ref.kind === 'tag') {
-    // The same negotiation as for mirrored tags: a client that cannot read an index gets its platform's manifest.
-    const choice = negotiate(manifest.mediaType, manifest.body, mirror.accepted(ex.req.headers.accept));
-    if (choice.kind === 'none')
-      throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reason: choice.reason });
-    if (choice.kind === 'child') {
-      manifest = await hosted.byDigest(name, parseDigest(choice.digest));
-      if (!manifest)
-        throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { reference: rawReference });
-    }
-  }
-  ex.outcome = 'HOSTED';
-  const etag = `"${manifest.digest.value}"`;
-  const headers = {
-    'Content-Type': manifest.mediaType,
-    'Docker-Content-Digest': manifest.digest.value,
-    ETag: etag,
-  };
-  if (ifNoneMatch(ex.req.headers['if-none-match'], etag)) return sendNotModified(ex, headers);
-  return sendBody(ex, 200, headers, manifest.body);
+  // Hosted repositories answer the manifest read interface as they are (api/manifest-response.ts).
+  return sendManifest(ex, ctx.hosted, name, ref, rawReference);
 }
 
 /**
@@ -106,17 +83,20 @@ export async function hostedManifestHandler(
  * manifest naming digests nobody HEADed costs no upstream request, and one PUT fetches a bounded
  * number (hosted/head-promises.ts).
  */
-async function fetchMissingFromUpstream(mirror: Mirror, name: string, blobs: Descriptor[]): Promise<void> {
-  const target = mirror.mirroredTarget(name);
-  if (!target || mirror.config.offline) return;
+async function fetchMissingFromUpstream(
+  ctx: HandlerContext,
+  name: string,
+  blobs: Descriptor[],
+): Promise<void> {
+  const target = ctx.routes.onDefault(name);
+  if (!target || ctx.offline) return;
   const missing: Digest[] = [];
   for (const d of blobs) {
-    if (!d.foreign && (await mirror.blobs.store.size(d.digest)) === undefined) missing.push(d.digest);
+    if (!d.foreign && (await ctx.store.size(d.digest)) === undefined) missing.push(d.digest);
   }
-  for (const digest of mirror.headPromises.fetchable(target.name, missing)) {
+  for (const digest of ctx.headPromises.fetchable(target.name, missing)) {
     try {
-      const { fill } = mirror.blobs.fill(target.name, digest, target.route.client);
-      await fill.finished;
+      await ctx.blobs.fetch(target.name, digest, target.route.api);
     } catch {
       // Not upstream after all: putManifest answers MANIFEST_BLOB_UNKNOWN.
     }
@@ -125,37 +105,34 @@ async function fetchMissingFromUpstream(mirror: Mirror, name: string, blobs: Des
 
 export async function hostedBlobHandler(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   name: string,
   rawDigest: string,
 ): Promise<void> {
   const digest = lookupDigest(rawDigest, 'BLOB_UNKNOWN');
   if (ex.method === 'DELETE') {
-    requireDelete(mirror);
-    if (!(await mirror.hosted.isLinked(name, digest))) {
+    requireDelete(ctx);
+    if (!(await ctx.hosted.isLinked(name, digest))) {
       throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
     }
     // The link goes now; the bytes when the collector finds nothing else uses them.
-    await mirror.hosted.unlink(name, digest);
+    await ctx.hosted.unlink(name, digest);
     return sendBody(ex, 202, {}, undefined);
   }
   // Only what was pushed, mounted or referenced into this repository (spec "Pulling Blobs"), not
   // whatever the shared store holds for others. A push's HEAD that hears 404 uploads or mounts.
-  if (
-    !(await mirror.hosted.hasBlob(name, digest)) ||
-    !(await serveStoredBlob(ex, mirror, digest, 'HOSTED'))
-  ) {
+  if (!(await ctx.hosted.hasBlob(name, digest)) || !(await serveStoredBlob(ex, ctx, digest, 'HOSTED'))) {
     throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
   }
   // A HEAD is how a push asks "do you have it?": the yes holds (in memory) until the manifest arrives.
-  if (ex.method === 'HEAD' && mirror.hosted.pushEnabled) mirror.headPromises.storedConfirmed(digest.hex);
+  if (ex.method === 'HEAD' && ctx.hosted.pushEnabled) ctx.headPromises.storedConfirmed(digest.hex);
 }
 
-export async function hostedTagsHandler(ex: Exchange, mirror: Mirror, name: string): Promise<void> {
-  const tags = await mirror.hosted.tags.tags(name);
+export async function hostedTagsHandler(ex: Exchange, ctx: HandlerContext, name: string): Promise<void> {
+  const tags = await ctx.hosted.tags.tags(name);
   // end-8a: a repository holding only untagged manifests exists, with no tags; only a repository
   // holding nothing (never pushed, or emptied by deletes) is unknown.
-  if (tags.length === 0 && !(await mirror.hosted.exists(name))) {
+  if (tags.length === 0 && !(await ctx.hosted.exists(name))) {
     throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { name });
   }
   ex.outcome = 'HOSTED';
@@ -166,19 +143,19 @@ export async function hostedTagsHandler(ex: Exchange, mirror: Mirror, name: stri
 /** GET /v2/<name>/referrers/<digest>[?artifactType=]: an OCI index of the manifests whose subject it is. */
 export async function hostedReferrersHandler(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   name: string,
   rawDigest: string,
 ): Promise<void> {
   const subject = referrersSubject(ex, rawDigest);
   // A hosted name before its first push has no referrers yet: an empty index (spec end-12a).
-  const manifests = subject ? await mirror.hosted.referrers(name, subject) : [];
+  const manifests = subject ? await ctx.hosted.referrers(name, subject) : [];
   ex.outcome = 'HOSTED';
   return sendReferrers(ex, manifests);
 }
 
-function requireDelete(mirror: Mirror): void {
-  if (!mirror.config.hosted.allowDelete) {
+function requireDelete(ctx: HandlerContext): void {
+  if (!ctx.allowDelete) {
     throw new RegistryError('UNSUPPORTED', 'deletion is disabled (start with --allow-delete)', {});
   }
 }

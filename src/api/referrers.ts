@@ -1,8 +1,8 @@
 import type { Descriptor } from '../cache/referrers-cache.js';
-import type { Target } from '../mirror.js';
 import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { OCI_INDEX } from '../oci/media-types.js';
+import type { Target } from '../routing.js';
 import type { Exchange } from './exchange.js';
 import { sendBody } from './respond.js';
 

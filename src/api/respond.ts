@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { BufferPool } from '../buffer-pool.js';
 import { type Byteranges, byteranges } from '../oci/byteranges.js';
 import type { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../oci/range.js';
 import type { Exchange } from './exchange.js';
-import { type BufferPool, sendFileRange } from './file-sender.js';
+import { sendFileRange } from './file-sender.js';
 import { MAX_DISCARDED_BODY_BYTES } from './request-body.js';
 
 const API_VERSION = 'registry/2.0';

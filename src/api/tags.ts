@@ -1,56 +1,32 @@
-import { isUpstreamOutage } from '../cache/manifest-cache.js';
-import type { Mirror, Target } from '../mirror.js';
-import { headerValue, readBody } from '../upstream/client.js';
-import { upstreamFailure } from '../upstream/status.js';
+import type { Target } from '../routing.js';
+import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { nextPage, paginate } from './paginate.js';
 import { sendBody, sendJson } from './respond.js';
 
-const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-
 /**
- * GET /v2/<name>/tags/list: the upstream's answer passed through (its `n`/`last` and Link header
- * kept), since a tag list is only as good as it is current. When the upstream is down, the tags
- * this mirror holds, marked STALE.
+ * GET /v2/<name>/tags/list of a mirrored repository: the upstream's page with its Link pointed back
+ * at the mirror, or, while the upstream is down, the tags held here, paginated here and marked
+ * STALE (cache/tag-lists.ts decides which).
  */
-export async function tagsHandler(ex: Exchange, mirror: Mirror, target: Target): Promise<void> {
-  const { name } = target;
-  const query = new URLSearchParams();
-  const n = ex.query.get('n');
-  const last = ex.query.get('last');
-  if (n !== null) query.set('n', n);
-  if (last !== null) query.set('last', last);
-  const qs = query.size ? `?${query}` : '';
-  try {
-    const res = await target.route.client.request({
-      method: 'GET',
-      path: `/v2/${name}/tags/list${qs}`,
-      repository: name,
-    });
-    if (res.status !== 200) {
-      res.body.destroy();
-      throw upstreamFailure(res.status, res.headers, 'NAME_UNKNOWN', { name });
-    }
-    const body = await readBody(res.body, MAX_TAG_LIST_BYTES);
-    ex.outcome = 'MISS';
-    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    const link = headerValue(res.headers.link);
-    if (link) headers.Link = clientLink(link, ex);
-    return sendBody(ex, 200, headers, body);
-  } catch (err) {
-    const local = isUpstreamOutage(err) ? await mirror.tags.tags(target.key) : [];
-    if (local.length === 0) throw err;
+export async function tagsHandler(ex: Exchange, ctx: HandlerContext, target: Target): Promise<void> {
+  const list = await ctx.tagLists.list(target, ex.query.get('n'), ex.query.get('last'));
+  if (list.kind === 'stale') {
     ex.outcome = 'STALE';
-    const page = paginate(local, ex.query, ex.path);
-    return sendJson(ex, 200, { name, tags: page.items }, page.headers);
+    const page = paginate(list.tags, ex.query, ex.path);
+    return sendJson(ex, 200, { name: target.name, tags: page.items }, page.headers);
   }
+  ex.outcome = 'MISS';
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (list.link) headers.Link = clientLink(list.link, ex);
+  return sendBody(ex, 200, headers, list.body);
 }
 
 /**
  * The upstream's Link, pointed back at the mirror: the path the client asked for (a registry prefix
  * such as /v2/ghcr.io/owner/app stays, or page 2 would go to the default registry) and the client's
  * query (its `ns` too), with the upstream's pagination parameters. An absolute Link to the upstream
- * host would send the client around the mirror.
+ * host would send the client around the ctx.
  */
 function clientLink(link: string, ex: Exchange): string {
   const m = /<([^>]*)>(.*)/s.exec(link);

@@ -1,8 +1,8 @@
 import { rangeHeader, type UploadSession, uploadLocation } from '../hosted/uploads.js';
-import type { Mirror } from '../mirror.js';
 import { type Digest, parseDigest, SUPPORTED_ALGORITHM, UnsupportedAlgorithmError } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { validateName } from '../oci/names.js';
+import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { sendBody } from './respond.js';
 
@@ -13,30 +13,30 @@ import { sendBody } from './respond.js';
  */
 export async function uploadHandler(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   name: string,
   sessionId: string | undefined,
 ): Promise<void> {
-  const uploads = mirror.uploads;
+  const uploads = ctx.uploads;
   if (sessionId === undefined) {
     if (ex.method !== 'POST') throw unsupported(ex);
-    return startUpload(ex, mirror, name);
+    return startUpload(ex, ctx, name);
   }
   const session = uploads.get(name, sessionId);
   switch (ex.method) {
     case 'GET':
       return progress(ex, session, 204);
     case 'PATCH':
-      await needRoom(mirror, ex);
+      await needRoom(ctx, ex);
       await uploads.append(session, requestBody(ex), chunkOf(ex));
       return progress(ex, session, 202);
     case 'PUT': {
       const digest = digestParam(ex);
       if (hasBody(ex)) {
-        await needRoom(mirror, ex);
+        await needRoom(ctx, ex);
         await uploads.append(session, requestBody(ex), chunkOf(ex));
       }
-      return finished(ex, mirror, name, digest, session);
+      return finished(ex, ctx, name, digest, session);
     }
     case 'DELETE':
       await uploads.cancel(session);
@@ -46,8 +46,8 @@ export async function uploadHandler(
   }
 }
 
-async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<void> {
-  const store = mirror.blobs.store;
+async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Promise<void> {
+  const store = ctx.store;
   // Spec end-4c: a registry that does not support the asked algorithm SHOULD answer 400. Only
   // sha256 is stored (oci/digest.ts says why).
   const algorithm = ex.query.get('digest-algorithm');
@@ -67,28 +67,28 @@ async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<
     const digest = parseDigest(mount);
     const from = ex.query.get('from');
     const source = from === null ? undefined : validateName(from);
-    if (source && (await store.size(digest)) !== undefined && (await holds(mirror, source, digest))) {
-      await mirror.hosted.create(name);
-      await mirror.hosted.link(name, digest);
+    if (source && (await store.size(digest)) !== undefined && (await holds(ctx, source, digest))) {
+      await ctx.hosted.create(name);
+      await ctx.hosted.link(name, digest);
       ex.outcome = 'HIT';
       return sendBody(ex, 201, blobCreated(name, digest), undefined);
     }
   }
-  await needRoom(mirror, ex);
+  await needRoom(ctx, ex);
   const digestText = ex.query.get('digest');
   const digest = digestText === null ? undefined : parseDigest(digestText);
   // Sessions count toward the address that opens them (hosted/uploads.ts caps them).
-  const session = mirror.uploads.start(name, ex.req.socket.remoteAddress ?? 'unknown');
+  const session = ctx.uploads.start(name, ex.req.socket.remoteAddress ?? 'unknown');
   try {
-    await mirror.hosted.create(name);
+    await ctx.hosted.create(name);
     // Monolithic: the whole blob in this one request.
-    if (digest) await mirror.uploads.append(session, requestBody(ex), chunkOf(ex));
+    if (digest) await ctx.uploads.append(session, requestBody(ex), chunkOf(ex));
   } catch (err) {
-    await mirror.uploads.cancel(session);
+    await ctx.uploads.cancel(session);
     throw err;
   }
-  if (digest) return finished(ex, mirror, name, digest, session);
-  if (hasBody(ex)) await mirror.uploads.append(session, requestBody(ex), chunkOf(ex));
+  if (digest) return finished(ex, ctx, name, digest, session);
+  if (hasBody(ex)) await ctx.uploads.append(session, requestBody(ex), chunkOf(ex));
   return progress(ex, session, 202);
 }
 
@@ -98,21 +98,21 @@ async function startUpload(ex: Exchange, mirror: Mirror, name: string): Promise<
  * could remove it before the 201 and the manifest that names it.
  */
 /** Whether repository `name` holds the blob: hosted content, or a mirrored name known to have it. */
-async function holds(mirror: Mirror, name: string, digest: Digest): Promise<boolean> {
-  if (mirror.hosted.isHosted(name)) return mirror.hosted.hasBlob(name, digest);
-  const key = mirror.resolve(name, null).key;
-  return mirror.known.has(key, digest.hex) || (await mirror.known.fromRecords(key, digest.hex));
+async function holds(ctx: HandlerContext, name: string, digest: Digest): Promise<boolean> {
+  if (ctx.hosted.isHosted(name)) return ctx.hosted.hasBlob(name, digest);
+  const key = ctx.routes.resolve(name, null).key;
+  return ctx.known.has(key, digest.hex) || (await ctx.known.fromRecords(key, digest.hex));
 }
 
 async function finished(
   ex: Exchange,
-  mirror: Mirror,
+  ctx: HandlerContext,
   name: string,
   digest: Digest,
   session: UploadSession,
 ): Promise<void> {
-  const size = await mirror.uploads.finish(session, digest, () => mirror.hosted.link(name, digest));
-  mirror.metrics.pushedBytes(size);
+  const size = await ctx.uploads.finish(session, digest, () => ctx.hosted.link(name, digest));
+  ctx.pushedBytes(size);
   return sendBody(ex, 201, blobCreated(name, digest), undefined);
 }
 
@@ -185,9 +185,9 @@ function hasBody(ex: Exchange): boolean {
 }
 
 /** Refuses an upload that would take the disk below the configured free space. */
-async function needRoom(mirror: Mirror, ex: Exchange): Promise<void> {
+async function needRoom(ctx: HandlerContext, ex: Exchange): Promise<void> {
   const length = Number(ex.req.headers['content-length'] ?? 0);
-  if (!(await mirror.blobs.store.hasRoomFor(Number.isFinite(length) ? length : 0))) {
+  if (!(await ctx.store.hasRoomFor(Number.isFinite(length) ? length : 0))) {
     throw new RegistryError('UNAVAILABLE', 'not enough free disk space for uploads', {});
   }
 }

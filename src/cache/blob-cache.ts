@@ -7,9 +7,8 @@ import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import type { FleetLocks as Coordinator } from '../shared/fleet-locks.js';
 import { isBucketTimeout, type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
-import { headerValue, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';
-import { upstreamFailure } from '../upstream/status.js';
+import type { RegistryApi } from '../upstream/registry-api.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
 import type { KnownSizes } from './known-sizes.js';
@@ -65,7 +64,7 @@ export const SHARED_MAX_BLOB_BYTES = 16 * 1024 * 1024 * 1024;
  */
 export class BlobCache {
   readonly store: BlobStore;
-  readonly #upstream: UpstreamClient;
+  readonly #upstream: RegistryApi;
   readonly #limit: LimitFunction;
   readonly #log: Logger;
   readonly #inflight = new Map<string, BlobFill>();
@@ -92,7 +91,7 @@ export class BlobCache {
     await Promise.all(running);
   }
 
-  /** Clients currently served from a download another request started (single-flight waiters). */
+  /** Clients served from a download another request started (single-flight waiters, cache/blob-reads.ts). */
   waiters = 0;
 
   /** Upstream bodies that did not match their digest, since start (nothing of them was stored). */
@@ -113,7 +112,7 @@ export class BlobCache {
 
   constructor(
     store: BlobStore,
-    upstream: UpstreamClient,
+    upstream: RegistryApi,
     limit: LimitFunction,
     log: Logger,
     shared?: SharedTier,
@@ -133,11 +132,14 @@ export class BlobCache {
     return this.#inflight.size;
   }
 
-  /** The fill for this digest: the running one (joined: false → coalesced) or a new one. */
+  /**
+   * The fill for this digest: the running one (joined: true; its client is coalesced, or served a
+   * hit once the fill was verified) or a new one (joined: false; its client is the miss).
+   */
   fill(
     repository: string,
     digest: Digest,
-    upstream: UpstreamClient = this.#upstream,
+    upstream: RegistryApi = this.#upstream,
   ): { fill: BlobFill; joined: boolean } {
     const running = this.#inflight.get(digest.hex);
     if (running) return { fill: running, joined: true };
@@ -153,27 +155,7 @@ export class BlobCache {
     return { fill, joined: false };
   }
 
-  /** A ranged GET from `offset`; undefined unless the upstream answers 206 from exactly there. */
-  async #resume(
-    upstream: UpstreamClient,
-    repository: string,
-    digest: Digest,
-    offset: number,
-    size: number,
-  ): Promise<Readable | undefined> {
-    const res = await upstream.request({
-      method: 'GET',
-      path: `/v2/${repository}/blobs/${digest.value}`,
-      repository,
-      headers: { range: `bytes=${offset}-` },
-    });
-    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(headerValue(res.headers['content-range']) ?? '');
-    if (res.status === 206 && Number(range?.[1]) === offset && Number(range?.[3]) === size) return res.body;
-    res.body.destroy();
-    return undefined;
-  }
-
-  async #run(fill: BlobFill, repository: string, upstream: UpstreamClient): Promise<void> {
+  async #run(fill: BlobFill, repository: string, upstream: RegistryApi): Promise<void> {
     const digest = fill.digest;
     const started = Date.now();
     // Committed by another fill between the caller's look at the store and this one starting.
@@ -207,22 +189,13 @@ export class BlobCache {
     }
   }
 
-  async #fromUpstream(upstream: UpstreamClient, repository: string, digest: Digest): Promise<Source> {
-    const res = await upstream.request({
-      method: 'GET',
-      path: `/v2/${repository}/blobs/${digest.value}`,
-      repository,
-    });
-    if (res.status !== 200) {
-      res.body.destroy();
-      throw upstreamFailure(res.status, res.headers, 'BLOB_UNKNOWN', { digest: digest.value });
-    }
-    const length = res.headers['content-length'];
+  async #fromUpstream(upstream: RegistryApi, repository: string, digest: Digest): Promise<Source> {
+    const { body, size } = await upstream.getBlob(repository, digest);
     return {
       origin: 'upstream',
-      body: res.body,
-      size: length === undefined ? undefined : Number(length),
-      resume: (offset, size) => this.#resume(upstream, repository, digest, offset, size),
+      body,
+      size,
+      resume: (offset, size) => upstream.getBlobFrom(repository, digest, offset, size),
     };
   }
 

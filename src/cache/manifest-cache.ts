@@ -12,14 +12,13 @@ import {
   MANIFEST_TYPES,
   OCI_INDEX,
   OCI_MANIFEST,
-  UPSTREAM_ACCEPT,
 } from '../oci/media-types.js';
 import type { FleetLocks as Coordinator } from '../shared/fleet-locks.js';
 import { type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
-import { headerValue, readBody, type UpstreamClient } from '../upstream/client.js';
 import { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } from '../upstream/errors.js';
-import { upstreamFailure } from '../upstream/status.js';
+import { MAX_MANIFEST_BYTES, type RegistryApi } from '../upstream/registry-api.js';
 import type { BlobStore } from './blob-store.js';
+import type { KnownContent } from './known-content.js';
 import type { KnownSizes } from './known-sizes.js';
 import type { TagEntry, TagIndex } from './tag-index.js';
 
@@ -36,9 +35,6 @@ export interface Manifest {
 /** A replica checking a tag upstream holds the fleet's turn at most this long. */
 const MANIFEST_LOCK_MS = 10_000;
 
-/** distribution refuses manifests over 4 MiB; so do we, instead of buffering whatever comes. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
 /**
  * Manifests by digest (immutable: stored once, never revalidated) and by tag (tag → digest with a
  * TTL; after it, one HEAD upstream, which Docker Hub does not count as a pull; a GET only when the
@@ -48,7 +44,7 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export class ManifestCache {
   readonly #store: BlobStore;
   readonly #tags: TagIndex;
-  readonly #upstream: UpstreamClient;
+  readonly #upstream: RegistryApi;
   /** Tag-index keys of a non-default upstream live under its host: `ghcr.io/owner/app`. */
   readonly #prefix: string;
   readonly #limit: LimitFunction;
@@ -61,13 +57,15 @@ export class ManifestCache {
   readonly #coordinator: Coordinator | undefined;
   /** Replicas: the blob sizes manifests give, to refuse a shared copy of another size unread. */
   readonly #sizes: KnownSizes | undefined;
+  /** Which names are known to have which content: what is served for a name becomes its. */
+  readonly #known: KnownContent | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
   constructor(
     store: BlobStore,
     tags: TagIndex,
-    upstream: UpstreamClient,
+    upstream: RegistryApi,
     limit: LimitFunction,
     ttlMs: (repository: string, tag: string) => number,
     log: Logger,
@@ -75,7 +73,9 @@ export class ManifestCache {
     shared?: S3BlobStore,
     coordinator?: Coordinator,
     sizes?: KnownSizes,
+    known?: KnownContent,
   ) {
+    this.#known = known;
     this.#sizes = sizes;
     this.#shared = shared;
     this.#coordinator = coordinator;
@@ -89,40 +89,66 @@ export class ManifestCache {
   }
 
   /**
-   * By digest. A stored manifest is served under `repository` only when it is known to be that
-   * name's (`known`: the caller's memory; else the name's records), or the upstream confirms it
-   * with a HEAD, asked once and recorded: the store is shared by every name, and content belongs
-   * to a repository (spec "Pulling Manifests"). Served from the store, nothing is written under
-   * the name: only what the upstream served for it makes it a repository here (the catalog, the
-   * takeover check).
+   * By digest, as served to a client. A stored manifest is served under `repository` only when it
+   * is known to be that name's (in memory, cache/known-content.ts; else the name's records), or the
+   * upstream confirms it with a HEAD, asked once and recorded: the store is shared by every name,
+   * and content belongs to a repository (spec "Pulling Manifests"). Served from the store, nothing
+   * is written under the name: only what the upstream served for it makes it a repository here
+   * (the catalog, the takeover check). What a served manifest refers to becomes the name's.
    */
-  async byDigest(repository: string, digest: Digest, known = false): Promise<Manifest> {
+  async byDigest(repository: string, digest: Digest): Promise<Manifest> {
+    const key = this.#key(repository);
     const local = await this.#local(digest);
     if (local) {
-      if (known || (await this.#tags.hasManifest(this.#key(repository), digest.hex))) {
-        return { ...local, outcome: 'HIT' };
+      if (this.#known?.has(key, digest.hex) || (await this.#tags.hasManifest(key, digest.hex))) {
+        return this.#served(key, { ...local, outcome: 'HIT' });
       }
-      return this.#singleFlight(`${this.#key(repository)}@${digest.value}?`, async () => {
-        const res = await this.#ask('HEAD', repository, digest.value);
-        res.body.destroy();
-        if (res.status !== 200) {
-          throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference: digest.value });
-        }
-        await this.#bookkeep(() => this.#tags.noteManifest(this.#key(repository), digest.hex));
+      const confirmed = await this.#singleFlight(`${key}@${digest.value}?`, async () => {
+        await this.#upstream.headManifest(repository, digest.value, this.#limit);
+        await this.#bookkeep(() => this.#tags.noteManifest(key, digest.hex));
         return { ...local, outcome: 'HIT' };
       });
+      return this.#served(key, confirmed);
     }
-    return this.#singleFlight(`${this.#key(repository)}@${digest.value}`, () =>
+    const fetched = await this.#singleFlight(`${key}@${digest.value}`, () =>
       this.#fetch(repository, digest.value, digest),
     );
+    return this.#served(key, fetched);
   }
 
+  /** By tag, as served to a client: the manifest and what it refers to become the name's. */
   async byTag(repository: string, tag: string): Promise<Manifest> {
+    const key = this.#key(repository);
+    const entry = await this.#tags.get(key, tag);
+    const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
+    if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
+      return this.#served(key, { ...cached, outcome: 'HIT' });
+    }
+    return this.#served(key, await this.#checkTag(repository, tag, entry, cached));
+  }
+
+  /** By tag, for the mirror's own reading (the referrers tag schema): nothing is noted for the name. */
+  async tagged(repository: string, tag: string): Promise<Manifest> {
     const entry = await this.#tags.get(this.#key(repository), tag);
     const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
     if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
       return { ...cached, outcome: 'HIT' };
     }
+    return this.#checkTag(repository, tag, entry, cached);
+  }
+
+  #served(key: string, manifest: Manifest): Manifest {
+    this.#known?.noteManifest(key, manifest.digest.hex, manifest.body);
+    return manifest;
+  }
+
+  /** A tag not fresh here: asked upstream once however many ask (single flight, and across replicas). */
+  #checkTag(
+    repository: string,
+    tag: string,
+    entry: TagEntry | undefined,
+    cached: Omit<Manifest, 'outcome'> | undefined,
+  ): Promise<Manifest> {
     const flight = `${this.#key(repository)}:${tag}`;
     return this.#singleFlight(flight, async () => {
       // With replicas, one asks the upstream about a tag at a time; the others take its answer.
@@ -183,10 +209,7 @@ export class ManifestCache {
 
   /** Tag past its TTL: HEAD upstream; same digest → keep, refresh the TTL; new digest → GET it. */
   async #revalidate(repository: string, tag: string, cached: Omit<Manifest, 'outcome'>): Promise<Manifest> {
-    const res = await this.#ask('HEAD', repository, tag);
-    res.body.destroy();
-    if (res.status !== 200) throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { tag });
-    const upstreamDigest = headerValue(res.headers['docker-content-digest']);
+    const { digest: upstreamDigest } = await this.#upstream.headManifest(repository, tag, this.#limit);
     if (upstreamDigest === cached.digest.value) {
       // Not persisted on a full disk: the in-memory entry still refreshes the TTL.
       await this.#bookkeep(() =>
@@ -204,14 +227,11 @@ export class ManifestCache {
 
   /** GET from upstream, verify, store; by tag also records tag → digest. */
   async #fetch(repository: string, reference: string, expected: Digest | undefined): Promise<Manifest> {
-    const res = await this.#ask('GET', repository, reference);
-    if (res.status !== 200) {
-      res.body.destroy();
-      throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { reference });
-    }
-    const body = await readBody(res.body, MAX_MANIFEST_BYTES);
+    // Within the manifest budget: a manifest check must never queue behind long blob downloads.
+    const res = await this.#upstream.getManifest(repository, reference, this.#limit);
+    const body = res.body;
     const digest = parseDigest(digestOf(body));
-    const claimed = headerValue(res.headers['docker-content-digest']);
+    const claimed = res.digest;
     if ((expected && expected.value !== digest.value) || (claimed && claimed !== digest.value)) {
       this.#log.error(
         { repository, reference, expected: expected?.value ?? claimed, actual: digest.value },
@@ -221,7 +241,7 @@ export class ManifestCache {
         reference,
       });
     }
-    const mediaType = manifestMediaType(body, bareMediaType(headerValue(res.headers['content-type'])));
+    const mediaType = manifestMediaType(body, bareMediaType(res.contentType));
     // Verified bytes in hand: a store that cannot take them (full disk) means served uncached.
     const stored = await this.#bookkeep(() => this.#store.put(digest, body));
     this.#sizes?.noteManifest(digest.hex, body);
@@ -265,18 +285,6 @@ export class ManifestCache {
 
   #key(repository: string): string {
     return `${this.#prefix}${repository}`;
-  }
-
-  /** One upstream manifest request, always with the full Accept list, within the manifest budget. */
-  #ask(method: 'GET' | 'HEAD', repository: string, reference: string) {
-    return this.#limit(() =>
-      this.#upstream.request({
-        method,
-        path: `/v2/${repository}/manifests/${reference}`,
-        repository,
-        headers: { accept: UPSTREAM_ACCEPT },
-      }),
-    );
   }
 
   /**

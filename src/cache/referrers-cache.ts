@@ -3,9 +3,7 @@ import type { LimitFunction } from 'p-limit';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { OCI_INDEX } from '../oci/media-types.js';
-import { readBody, type UpstreamClient } from '../upstream/client.js';
-import { upstreamFailure } from '../upstream/status.js';
+import type { RegistryApi } from '../upstream/registry-api.js';
 import { type CacheOutcome, isUpstreamOutage, type ManifestCache } from './manifest-cache.js';
 
 /** One descriptor of a referrers index (spec "Listing Referrers"), as the upstream gave it. */
@@ -15,9 +13,6 @@ export interface Referrers {
   manifests: Descriptor[];
   outcome: CacheOutcome;
 }
-
-/** An upstream referrers page is an index: bounded like a manifest (distribution refuses > 4 MiB). */
-export const MAX_REFERRERS_BYTES = 4 * 1024 * 1024;
 
 /** Pages of an upstream referrers answer followed (`Link: <…>; rel="next"`); beyond, the list is cut. */
 export const MAX_REFERRERS_PAGES = 8;
@@ -44,7 +39,7 @@ interface Entry {
  * Upstream down → the last answer, stale.
  */
 export class ReferrersCache {
-  readonly #upstream: UpstreamClient;
+  readonly #upstream: RegistryApi;
   readonly #manifests: ManifestCache;
   readonly #limit: LimitFunction;
   readonly #ttlMs: (repository: string, tag: string) => number;
@@ -57,7 +52,7 @@ export class ReferrersCache {
   });
 
   constructor(
-    upstream: UpstreamClient,
+    upstream: RegistryApi,
     manifests: ManifestCache,
     limit: LimitFunction,
     ttlMs: (repository: string, tag: string) => number,
@@ -114,26 +109,10 @@ export class ReferrersCache {
     const out: Descriptor[] = [];
     let path: string | undefined = `/v2/${repository}/referrers/${subject.value}`;
     for (let page = 0; path && page < MAX_REFERRERS_PAGES; page++) {
-      const res = await this.#limit(() =>
-        this.#upstream.request({
-          method: 'GET',
-          path: path as string,
-          repository,
-          headers: { accept: OCI_INDEX },
-        }),
-      );
-      // 404: no referrers API (distribution 2.8). 405: some registries answer UNSUPPORTED for it.
-      if (page === 0 && (res.status === 404 || res.status === 405)) {
-        res.body.destroy();
-        return undefined;
-      }
-      if (res.status !== 200) {
-        res.body.destroy();
-        throw upstreamFailure(res.status, res.headers, 'MANIFEST_UNKNOWN', { referrers: subject.value });
-      }
-      const body = await readBody(res.body, MAX_REFERRERS_BYTES);
-      out.push(...descriptorsOf(body));
-      path = nextPage(res.headers.link, repository);
+      const res = await this.#upstream.referrers(repository, subject, path, page === 0, this.#limit);
+      if (!res) return undefined;
+      out.push(...descriptorsOf(res.body));
+      path = nextPage(res.link, repository);
     }
     if (path)
       this.#log.warn({ repository, subject: subject.value }, 'upstream referrers list cut: too many pages');
@@ -143,7 +122,7 @@ export class ReferrersCache {
   /** The referrers tag schema: the tag `sha256-<hex>` is an index of the referrers, or there are none. */
   async #fromTag(repository: string, subject: Digest): Promise<Descriptor[]> {
     try {
-      const index = await this.#manifests.byTag(repository, tagOf(subject));
+      const index = await this.#manifests.tagged(repository, tagOf(subject));
       return descriptorsOf(index.body);
     } catch (err) {
       // No such tag (404; Docker Hub's 401 for "not there"): no referrers.

@@ -1,4 +1,3 @@
-import type { Config, UpstreamConfig } from '../config.js';
 import {
   choice,
   count,
@@ -18,6 +17,7 @@ import {
   toggle,
   upstreamUrl,
 } from './kinds.js';
+import { ANONYMOUS_PUSH, type Config, type UpstreamConfig } from './types.js';
 
 /**
  * One option, written once: the commander flags, the environment, the YAML file's schema,
@@ -56,7 +56,6 @@ export function envName(path: string): string {
     .toUpperCase()}`;
 }
 
-export const ANONYMOUS_PUSH = ['loopback', 'anywhere', 'never'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Where Docker Hub sends blob GETs: its Cloudflare, CloudFront, R2 and S3 hosts. */

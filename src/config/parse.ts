@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { Config, UpstreamConfig } from '../config.js';
 import { buildCommand, commandLineValues } from './cli.js';
 import { environmentValues, unknownEnvironmentNames } from './environment.js';
 import { readConfigFile } from './file.js';
@@ -14,6 +13,7 @@ import {
   type OptionSpec,
   type OptionValue,
 } from './options.js';
+import type { Config, UpstreamConfig } from './types.js';
 
 /**
  * Flags, the HUBCACHE_* environment, the YAML file and the defaults, in that order of precedence,

@@ -1,8 +1,8 @@
 import { stringify } from 'yaml';
-import type { Config } from '../config.js';
 import { MASK } from './kinds.js';
 import { OPTION_LIST } from './options.js';
 import { type Doc, setAt } from './paths.js';
+import type { Config } from './types.js';
 
 /**
  * The effective configuration as a configuration file (--print-config): every key of the table,

@@ -79,7 +79,7 @@ describe('rate limits', () => {
     addImage(upstream, 'library/alpine', '1');
     upstream.manifestHeaders = { 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '42;w=21600' };
     await get(`${mirror.url}/v2/alpine/manifests/1`);
-    expect(mirror.mirror.upstream.rateLimit).toMatchObject({
+    expect(mirror.mirror.routes.default.api.client.rateLimit).toMatchObject({
       limit: 100,
       remaining: 42,
       windowSeconds: 21600,
@@ -87,7 +87,7 @@ describe('rate limits', () => {
     upstream.manifestHeaders = { 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '41;w=21600' };
     expect((await get(`${mirror.url}/v2/alpine/manifests/1`)).headers['x-cache']).toBe('REVALIDATED');
     expect(upstream.count('HEAD', /manifests\/1$/)).toBe(1);
-    expect(mirror.mirror.upstream.rateLimit?.remaining).toBe(41);
+    expect(mirror.mirror.routes.default.api.client.rateLimit?.remaining).toBe(41);
   });
 
   it('backs off after a 429 for Retry-After: no upstream request meanwhile, stale served, 429 passed on', async () => {

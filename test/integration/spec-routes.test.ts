@@ -60,6 +60,18 @@ describe('an outage of a second registry names that registry', () => {
     ghcr = await startFakeRegistry();
   });
 
+  it('an upstream 429 passed through names the registry that answered it, with its Retry-After', async () => {
+    ghcr.fault = () => ({ kind: 'status', status: 429, headers: { 'Retry-After': '120' } });
+    addImage(ghcr, 'owner/app', '1');
+    const res = await get(`${mirror.url}/v2/ghcr.test/owner/app/manifests/1`);
+    expect(res.status).toBe(429);
+    expect(res.headers['retry-after']).toBe('120');
+    const error = json(res.body).errors[0];
+    expect(error.code).toBe('TOOMANYREQUESTS');
+    expect(error.message).toBe(`upstream registry ghcr.test (${ghcr.url}) rate limit: retry later`);
+    expect(error.message).not.toContain(hubHost());
+  });
+
   it("a registry's rate limit names that registry", async () => {
     ghcr.fault = () => ({ kind: 'status', status: 429, headers: { 'Retry-After': '120' } });
     addImage(ghcr, 'owner/app', '1');
@@ -72,6 +84,18 @@ describe('an outage of a second registry names that registry', () => {
     );
     addImage(hub, 'owner/app', '1');
     expect((await get(`${mirror.url}/v2/owner/app/manifests/1`)).status).toBe(200);
+  });
+});
+
+describe('/_hubcache/summary', () => {
+  it('reports every registry by host, the default one as `upstream` too', async () => {
+    addImage(ghcr, 'owner/app', '1');
+    expect((await get(`${mirror.url}/v2/ghcr.test/owner/app/manifests/1`)).status).toBe(200);
+    const summary = json((await get(`${mirror.url}/_hubcache/summary`)).body);
+    expect(summary.upstream).toMatchObject({ url: hub.url, reachable: null });
+    expect(Object.keys(summary.upstreams).sort()).toEqual([hubHost(), 'ghcr.test'].sort());
+    expect(summary.upstreams[hubHost()]).toMatchObject({ url: hub.url, reachable: null });
+    expect(summary.upstreams['ghcr.test']).toMatchObject({ url: ghcr.url, reachable: true, offline: false });
   });
 });
 

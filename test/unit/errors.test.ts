@@ -63,7 +63,7 @@ describe('toRegistryError: disk failures name the disk', () => {
   it.each(['ENOSPC', 'EDQUOT'])(
     '%s is 503 UNAVAILABLE saying the data disk is full, not 500 UNKNOWN',
     async (code) => {
-      const { toRegistryError } = await import('../../src/server.js');
+      const { toRegistryError } = await import('../../src/errors.js');
       const e = toRegistryError(Object.assign(new Error('no space left on device'), { code }), 'https://x');
       expect(e.code).toBe('UNAVAILABLE');
       expect(e.message).toMatch(/data disk is full/);
@@ -73,7 +73,7 @@ describe('toRegistryError: disk failures name the disk', () => {
 
 describe('toRegistryError: upstream failures name the registry they are given', () => {
   it('unreachable, backing off and token failures all name it', async () => {
-    const { toRegistryError } = await import('../../src/server.js');
+    const { toRegistryError } = await import('../../src/errors.js');
     const { UpstreamAuthError, UpstreamBackoffError, UpstreamUnreachableError } = await import(
       '../../src/upstream/errors.js'
     );

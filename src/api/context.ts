@@ -1,0 +1,42 @@
+import type { BufferPool } from '../buffer-pool.js';
+import type { BlobReads } from '../cache/blob-reads.js';
+import type { BlobStore } from '../cache/blob-store.js';
+import type { KnownContent } from '../cache/known-content.js';
+import type { TagIndex } from '../cache/tag-index.js';
+import type { TagLists } from '../cache/tag-lists.js';
+import type { HeadPromises } from '../hosted/head-promises.js';
+import type { HostedRepositories } from '../hosted/repositories.js';
+import type { UploadSessions } from '../hosted/uploads.js';
+import type { Logger } from '../observe/logger.js';
+import type { Routes } from '../routing.js';
+
+/**
+ * What the /v2 handlers work with, and nothing more: built once by the Mirror (the composition
+ * root), handed to every handler. Handlers translate HTTP into calls on these; the stores decide.
+ */
+export interface HandlerContext {
+  readonly log: Logger;
+  /** Every registry mirrored here, and which one a name means. */
+  readonly routes: Pick<Routes, 'resolve' | 'onDefault'>;
+  /** Mirrored blobs not (yet) known to be served from the store: the miss policy. */
+  readonly blobs: BlobReads;
+  /** The one content-addressed store (blobs and manifests, mirrored and hosted). */
+  readonly store: BlobStore;
+  /** Which mirrored names are known to have which stored content. */
+  readonly known: KnownContent;
+  /** Mirrored repositories (the catalog) and their tag lists. */
+  readonly tags: Pick<TagIndex, 'repositories'>;
+  readonly tagLists: TagLists;
+  /** Repositories pushed here, their uploads, and the blob HEADs a push may rely on. */
+  readonly hosted: HostedRepositories;
+  readonly uploads: UploadSessions;
+  readonly headPromises: HeadPromises;
+  /** Read buffers of the blob hit path. */
+  readonly buffers: BufferPool;
+  /** --allow-delete */
+  readonly allowDelete: boolean;
+  /** --offline: no upstream is ever contacted. */
+  readonly offline: boolean;
+  /** Counts bytes pushed (metrics). */
+  pushedBytes(bytes: number): void;
+}

@@ -460,4 +460,10 @@ export class Mirror {
     await this.upstream.close();
     for (const r of this.#routes.values()) await r.client.close();
   }
+
+  /** Resolves once the start-up scan is done and no blob fill is running (tests wait on it, not on time). */
+  async settled(): Promise<void> {
+    await this.started;
+    await this.blobs.settled();
+  }
 }

@@ -429,6 +429,21 @@ export class BlobCache {
       throw err;
     }
   }
+
+  /**
+   * Resolves once no fill is running: every fill started before or while waiting has committed
+   * (renamed into place, after the last byte went out) or failed. Tests and benchmarks wait on it
+   * instead of sleeping.
+   */
+  async settled(): Promise<void> {
+    for (;;) {
+      const running = [...this.#inflight.values()].filter(
+        (f) => f.state !== 'committed' && f.state !== 'failed',
+      );
+      if (running.length === 0) return;
+      await Promise.all(running.map((f) => f.finished.catch(() => {})));
+    }
+  }
 }
 
 /** Where a fill's bytes come from: the upstream registry, or another replica's copy in the shared store. */

@@ -107,7 +107,7 @@ export interface UpstreamConfig {
   realmHosts: string[];
 }
 
-/** Where Docker Hub sends blob GETs (PROTOCOL.md §1.3): its Cloudflare, CloudFront, R2 and S3 hosts. */
+/** Where Docker Hub sends blob GETs (docs/PROTOCOL.md §1.3): its Cloudflare, CloudFront, R2 and S3 hosts. */
 export const DOCKER_HUB_REDIRECT_HOSTS = [
   '*.docker.com',
   '*.docker.io',

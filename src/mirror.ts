@@ -256,7 +256,7 @@ export class Mirror {
 
   /**
    * Whether the default upstream serves exactly `name`: its tag list answers. 401, 403 and 404 all
-   * mean "not to us" (Docker Hub answers 401 for a repository that does not exist, PROTOCOL.md §1.2).
+   * mean "not to us" (Docker Hub answers 401 for a repository that does not exist, docs/PROTOCOL.md §1.2).
    */
   async #servedUpstream(name: string): Promise<boolean | undefined> {
     if (this.config.offline) return false;

@@ -27,7 +27,7 @@ const MAX_RESUMES = 3;
 
 /**
  * A shared-store copy up to this size is copied into the store and checked before any client sees
- * a byte of it: a bad one (hostile or corrupt, issue 13) then costs its clients nothing, the
+ * a byte of it: a bad one (hostile or corrupt, docs/SECURITY.md) then costs its clients nothing, the
  * upstream is asked in the same request. A bigger one is served as it is read, like an upstream
  * body, and a bad one cuts its clients' connections once: holding back the first byte until a
  * layer of gigabytes is read whole would trip clients' and load balancers' idle timeouts. At S3's
@@ -53,7 +53,7 @@ export const MAX_UNSIZED_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
  * A shared object claiming more than this is not read, and no bigger blob is published. Without a
  * size from a manifest (KnownSizes), a wrong copy is only found wrong once read in full: this
  * bounds what a hostile object can make a replica read, write to disk and stream to its clients
- * before then (issue 13). Blobs this big are rare; each replica fetches them itself from the
+ * before then (docs/SECURITY.md). Blobs this big are rare; each replica fetches them itself from the
  * upstream, which costs traffic, never correctness.
  */
 export const SHARED_MAX_BLOB_BYTES = 16 * 1024 * 1024 * 1024;
@@ -457,7 +457,7 @@ interface Source {
   resume(offset: number, size: number): Promise<Readable | undefined>;
 }
 
-/** Storage and coordination shared by replicas (issue: scaling out). */
+/** Storage and coordination shared by replicas (README.md, "Scaling out"). */
 export interface SharedTier {
   store: S3BlobStore;
   coordinator: Coordinator | undefined;

@@ -30,7 +30,7 @@ export const LOCK_WAIT_MAX_MS = 30_000;
 /**
  * Takes a lock, or says who holds it. A key is a lock only if this code could have written it: a
  * replica id (a UUID) that expires within the lock's TTL (set and refreshed with PX ttl). Anything
- * else (another value, no expiry, a longer one: a hostile or broken Redis, issue 13) is treated as
+ * else (another value, no expiry, a longer one: a hostile or broken Redis, docs/SECURITY.md) is treated as
  * an expired lock, and taken.
  */
 const ACQUIRE = `local v = redis.call('get', KEYS[1])
@@ -196,8 +196,8 @@ export class Coordinator {
   }
 
   /**
-   * The fleet's entry for a tag, if it can be right: Redis is checked like any other input (issue
-   * 13). Not a sha256 digest, or checked "in the future" (which would keep it fresh for ever): none.
+   * The fleet's entry for a tag, if it can be right: Redis is checked like any other input
+   * (docs/SECURITY.md). Not a sha256 digest, or checked "in the future" (fresh for ever): none.
    */
   async getTag(repository: string, tag: string): Promise<TagEntry | undefined> {
     const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);

@@ -4,7 +4,7 @@ import { type ErrorCode, RegistryError } from '../oci/errors.js';
 /**
  * What a client is told when the upstream answered something other than success and nothing
  * cached can stand in. 404 keeps its meaning, so dockerd and containerd report "not found". Docker
- * Hub answers 401 for repositories that do not exist or are private (PROTOCOL.md §1.2): that is a
+ * Hub answers 401 for repositories that do not exist or are private (docs/PROTOCOL.md §1.2): that is a
  * "not found" for our anonymous clients too. 429 keeps Retry-After; anything else is 503.
  */
 export function upstreamFailure(

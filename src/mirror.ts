@@ -308,7 +308,7 @@ export class Mirror {
     return {
       requests: t.requests,
       hits: t.hits,
-      hitRatio: t.requests ? t.hits / t.requests : null,
+      hitRatio: this.metrics.hitRatio(),
       bytesFromCache: t.bytesFromCache,
       bytesFromUpstream: t.bytesFromUpstream,
       cacheBytes: store.usage.totalBytes,

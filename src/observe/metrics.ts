@@ -97,16 +97,10 @@ export class Metrics {
       help: 'Blob bytes clients pushed to hosted repositories (verified and stored)',
       registers,
     });
+    // A value not known (no rate-limit header seen yet, no size bound) is no sample at all: a
+    // gauge without labels would show 0, which an alert reads as "rate-limited" or "bound 0".
     const gauge = (name: string, help: string, read: () => number | undefined) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const v = read();
-          if (v !== undefined) this.set(v);
-        },
-      });
+      new KnownGauge(read, { name, help, registers });
     gauge('hubcache_cache_size_bytes', 'Bytes stored (blobs and manifests)', () => source.cacheBytes());
     gauge('hubcache_cache_objects', 'Blobs and manifests stored', () => source.cacheObjects());
     gauge('hubcache_cache_max_size_bytes', 'The configured size bound (absent when unbounded)', () =>
@@ -170,12 +164,12 @@ export class Metrics {
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
     gauge(
       'hubcache_upstream_ratelimit_limit',
-      "Docker Hub's ratelimit-limit, last seen",
+      "Docker Hub's ratelimit-limit, last seen (absent until the upstream sent one)",
       () => source.rateLimit()?.limit,
     );
     gauge(
       'hubcache_upstream_ratelimit_remaining',
-      "Docker Hub's ratelimit-remaining, last seen",
+      "Docker Hub's ratelimit-remaining, last seen (absent until the upstream sent one)",
       () => source.rateLimit()?.remaining,
     );
   }
@@ -228,5 +222,22 @@ export class Metrics {
   upstream(method: string, status: number | 'error', seconds: number): void {
     this.#upstreamRequests.inc({ method, code: String(status) });
     this.#upstreamSeconds.observe({ method }, seconds);
+  }
+}
+
+/** A gauge read at scrape time that has no sample while its value is unknown (undefined). */
+class KnownGauge extends Gauge {
+  readonly #read: () => number | undefined;
+
+  constructor(read: () => number | undefined, config: { name: string; help: string; registers: Registry[] }) {
+    super(config);
+    this.#read = read;
+  }
+
+  override async get(): ReturnType<Gauge['get']> {
+    const v = this.#read();
+    if (v === undefined) return { ...(await super.get()), values: [] };
+    this.set(v);
+    return super.get();
   }
 }

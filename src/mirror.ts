@@ -213,6 +213,7 @@ export class Mirror {
   summary() {
     return summary({
       totals: this.metrics.totals,
+      hitRatio: this.metrics.hitRatio(),
       usage: this.blobs.store.usage,
       maxSizeBytes: this.config.maxSizeBytes,
       routes: this.routes.all,
@@ -281,5 +282,11 @@ export class Mirror {
     await this.coordinator?.close();
     this.sharedStore?.close();
     for (const r of this.routes.all) await r.api.client.close();
+  }
+
+  /** Resolves once the start-up scan is done and no blob fill is running (tests wait on it, not on time). */
+  async settled(): Promise<void> {
+    await this.started;
+    await this.blobs.settled();
   }
 }

@@ -32,7 +32,7 @@ type NamedRoute = Extract<V2Route, { name: string }>;
  * The request listener. The registry API (/v2) goes straight to `dispatch` on Node's request and
  * response: hono answers HEAD by running the GET handler and wrapping its Response, which breaks a
  * handler that already wrote to the socket, and the blob hit path must stay free of per-request
- * layers (PERFORMANCE.md lessons 1, 4, 5). Everything else (operator endpoints) is a hono app.
+ * layers (docs/PERFORMANCE.md lessons 1, 4, 5). Everything else (operator endpoints) is a hono app.
  */
 export function createListener(mirror: Mirror): (req: IncomingMessage, res: ServerResponse) => void {
   const hono = getRequestListener(createOperatorApp(mirror).fetch);

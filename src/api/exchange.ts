@@ -3,7 +3,7 @@ import type { CacheOutcome } from '../cache/manifest-cache.js';
 
 /**
  * One request and its response, as the handlers see them. Handlers write to Node's response
- * directly: a web-stream Response body measured ~3× slower on big blobs (PERFORMANCE.md lesson 1),
+ * directly: a web-stream Response body measured ~3× slower on big blobs (docs/PERFORMANCE.md lesson 1),
  * and one writing path for every endpoint keeps headers and logging uniform.
  */
 export interface Exchange {

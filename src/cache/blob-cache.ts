@@ -26,7 +26,7 @@ const MAX_RESUMES = 3;
 
 /**
  * A shared-store copy up to this size is copied into the store and checked before any client sees
- * a byte of it: a bad one (hostile or corrupt, issue 13) then costs its clients nothing, the
+ * a byte of it: a bad one (hostile or corrupt, docs/SECURITY.md) then costs its clients nothing, the
  * upstream is asked in the same request. A bigger one is served as it is read, like an upstream
  * body, and a bad one cuts its clients' connections once: holding back the first byte until a
  * layer of gigabytes is read whole would trip clients' and load balancers' idle timeouts. At S3's
@@ -52,7 +52,7 @@ export const MAX_UNSIZED_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
  * A shared object claiming more than this is not read, and no bigger blob is published. Without a
  * size from a manifest (KnownSizes), a wrong copy is only found wrong once read in full: this
  * bounds what a hostile object can make a replica read, write to disk and stream to its clients
- * before then (issue 13). Blobs this big are rare; each replica fetches them itself from the
+ * before then (docs/SECURITY.md). Blobs this big are rare; each replica fetches them itself from the
  * upstream, which costs traffic, never correctness.
  */
 export const SHARED_MAX_BLOB_BYTES = 16 * 1024 * 1024 * 1024;
@@ -402,6 +402,21 @@ export class BlobCache {
       throw err;
     }
   }
+
+  /**
+   * Resolves once no fill is running: every fill started before or while waiting has committed
+   * (renamed into place, after the last byte went out) or failed. Tests and benchmarks wait on it
+   * instead of sleeping.
+   */
+  async settled(): Promise<void> {
+    for (;;) {
+      const running = [...this.#inflight.values()].filter(
+        (f) => f.state !== 'committed' && f.state !== 'failed',
+      );
+      if (running.length === 0) return;
+      await Promise.all(running.map((f) => f.finished.catch(() => {})));
+    }
+  }
 }
 
 /** Where a fill's bytes come from: the upstream registry, or another replica's copy in the shared store. */
@@ -415,7 +430,7 @@ interface Source {
   resume(offset: number, size: number): Promise<Readable | undefined>;
 }
 
-/** Storage and coordination shared by replicas (issue: scaling out). */
+/** Storage and coordination shared by replicas (README.md, "Scaling out"). */
 export interface SharedTier {
   store: S3BlobStore;
   coordinator: Coordinator | undefined;

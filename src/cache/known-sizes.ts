@@ -6,7 +6,7 @@ import { imageBlobs, manifestObject } from '../oci/manifest.js';
  * Blobs' sizes as the image manifests this replica served give them (config and layers). A manifest
  * is checked against its digest, and clients check each blob's size against it, so this is the size
  * to expect: a shared copy of another size is not the blob, and is refused before a byte of it is
- * read (issue 13), instead of being streamed in full before its digest shows it wrong. A manifest
+ * read (docs/SECURITY.md), instead of being streamed in full before its digest shows it wrong. A manifest
  * served by another replica leaves nothing here; SHARED_MAX_BLOB_BYTES bounds those.
  */
 export class KnownSizes {

@@ -289,7 +289,7 @@ export class ManifestCache {
 
   /**
    * Another replica's copy, checked against its digest before it is stored here. One that does not
-   * match (hostile or corrupt, issue 13) is never served and is removed from the bucket; the
+   * match (hostile or corrupt, docs/SECURITY.md) is never served and is removed from the bucket; the
    * upstream's copy, fetched instead, takes its place.
    */
   async #fromShared(digest: Digest): Promise<Buffer | undefined> {

@@ -30,7 +30,7 @@ interface Entry {
 }
 
 /**
- * Referrers of a mirrored repository's manifest (issue 14 item 4). Asked of the upstream's
+ * Referrers of a mirrored repository's manifest (docs/PROTOCOL.md §1.1, §3 item 12). Asked of the upstream's
  * referrers API once per TTL (the TTL of the referrers tag `sha256-<hex>`, so tag TTL rules apply)
  * and kept, unfiltered; `artifactType` is applied here. An upstream without the API answers 404
  * (the spec forbids a 404 for a valid digest from a registry that has it): then the referrers tag

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { UsageIndex } from '../cache/usage-index.js';
+import { hitRatio, hitRatioCount } from '../observe/metrics.js';
 
 /**
  * `hubcache stats`: cache size, object count and hit ratio since start, from a running mirror's
@@ -27,18 +28,23 @@ export async function runStats(argv: string[]): Promise<void> {
       .split('\n')
       .filter((l) => l.startsWith(name) && filter(l))
       .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-  const served = (l: string) => /endpoint="(blob|manifest)"/.test(l);
-  const hits = sum(
-    'hubcache_requests_total{',
-    (l) => served(l) && /outcome="(hit|revalidated|stale)"/.test(l),
-  );
-  const all = sum('hubcache_requests_total{', (l) => served(l) && !/outcome="none"/.test(l));
+  // The hit ratio as the dashboard computes it (observe/metrics.ts HIT_RATIO), over the counter.
+  const counts = { hits: 0, requests: 0 };
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('hubcache_requests_total{')) continue;
+    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1];
+    const counted = hitRatioCount(label('endpoint') ?? '', label('outcome'));
+    if (!counted) continue;
+    const n = Number(line.slice(line.lastIndexOf(' ') + 1));
+    counts.requests += n;
+    if (counted === 'hit') counts.hits += n;
+  }
   print({
     source: opts.url,
     cacheBytes: sum('hubcache_cache_size_bytes'),
     cacheObjects: sum('hubcache_cache_objects'),
-    requests: all,
-    hitRatio: all ? Number((hits / all).toFixed(4)) : null,
+    requests: counts.requests,
+    hitRatio: hitRatio(counts),
     bytesFromCache: sum('hubcache_served_bytes_total{', (l) => l.includes('source="cache"')),
     bytesFromUpstream: sum('hubcache_served_bytes_total{', (l) => l.includes('source="upstream"')),
   });

@@ -16,6 +16,42 @@ export interface MetricsSource {
 }
 
 /**
+ * The hit ratio, the one definition the dashboard (/_hubcache/summary), `hubcache stats` and the
+ * README's PromQL share: of the blob and manifest requests (GET and HEAD) the cache answered,
+ * the share it answered from what it already held.
+ * - Hits: `hit`, `revalidated` (a tag past its TTL confirmed by one upstream HEAD, which moves no
+ *   body and is free under Docker Hub's pull limit: the bytes come from the cache) and `stale` (the
+ *   cached copy served while the upstream failed).
+ * - Misses: `miss` and `coalesced` (a client served from a download another request started: the
+ *   bytes were not in the cache when it asked, and it waits on the upstream like the first one).
+ * - Neither: `hosted` (pushed content is not a cache), and requests without a cache outcome
+ *   (`error`, `none`: refused or invalid before the cache was asked). Tags, referrers and
+ *   uploads are not content by digest and are left out.
+ * HEADs count: containerd resolves with a HEAD and dockerd revalidates with one, and a HEAD is
+ * answered from the cache or by asking the upstream just as a GET is.
+ */
+export const HIT_RATIO = {
+  endpoints: ['blob', 'manifest'],
+  hits: ['hit', 'revalidated', 'stale'],
+  misses: ['miss', 'coalesced'],
+} as const;
+
+/** How one request counts for the hit ratio (outcome as in the metric's label: lower case). */
+export function hitRatioCount(endpoint: string, outcome: string | undefined): 'hit' | 'miss' | undefined {
+  if (!(HIT_RATIO.endpoints as readonly string[]).includes(endpoint) || outcome === undefined)
+    return undefined;
+  const o = outcome.toLowerCase();
+  if ((HIT_RATIO.hits as readonly string[]).includes(o)) return 'hit';
+  if ((HIT_RATIO.misses as readonly string[]).includes(o)) return 'miss';
+  return undefined;
+}
+
+/** The hit ratio from the counts: hits over hits and misses; null before the first request that counts. */
+export function hitRatio(counts: { hits: number; requests: number }): number | null {
+  return counts.requests > 0 ? counts.hits / counts.requests : null;
+}
+
+/**
  * Prometheus metrics (prom-client) in a registry of the mirror's own, not the library's global
  * one. Request and upstream figures are counted as they happen; cache state is read at scrape
  * time from the objects that own it. Names follow Prometheus conventions (_total, _bytes, _seconds).
@@ -61,16 +97,10 @@ export class Metrics {
       help: 'Blob bytes clients pushed to hosted repositories (verified and stored)',
       registers,
     });
+    // A value not known (no rate-limit header seen yet, no size bound) is no sample at all: a
+    // gauge without labels would show 0, which an alert reads as "rate-limited" or "bound 0".
     const gauge = (name: string, help: string, read: () => number | undefined) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const v = read();
-          if (v !== undefined) this.set(v);
-        },
-      });
+      new KnownGauge(read, { name, help, registers });
     gauge('hubcache_cache_size_bytes', 'Bytes stored (blobs and manifests)', () => source.cacheBytes());
     gauge('hubcache_cache_objects', 'Blobs and manifests stored', () => source.cacheObjects());
     gauge('hubcache_cache_max_size_bytes', 'The configured size bound (absent when unbounded)', () =>
@@ -134,17 +164,20 @@ export class Metrics {
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
     gauge(
       'hubcache_upstream_ratelimit_limit',
-      "Docker Hub's ratelimit-limit, last seen",
+      "Docker Hub's ratelimit-limit, last seen (absent until the upstream sent one)",
       () => source.rateLimit()?.limit,
     );
     gauge(
       'hubcache_upstream_ratelimit_remaining',
-      "Docker Hub's ratelimit-remaining, last seen",
+      "Docker Hub's ratelimit-remaining, last seen (absent until the upstream sent one)",
       () => source.rateLimit()?.remaining,
     );
   }
 
-  /** Plain running totals for the dashboard's summary (the same events as the counters). */
+  /**
+   * Plain running totals for the dashboard's summary (the same events as the counters). `requests`
+   * and `hits` are those that count for the hit ratio (HIT_RATIO): `hitRatio(totals)`.
+   */
   readonly totals = { requests: 0, hits: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
 
   request(
@@ -156,9 +189,10 @@ export class Metrics {
   ): void {
     // Hosted content is not a cache: it counts neither as a hit nor as a miss.
     const hosted = outcome === 'HOSTED';
-    if ((endpoint === 'blob' || endpoint === 'manifest') && outcome && !hosted) {
+    const counts = hitRatioCount(endpoint, outcome);
+    if (counts) {
       this.totals.requests++;
-      if (outcome === 'HIT' || outcome === 'REVALIDATED' || outcome === 'STALE') this.totals.hits++;
+      if (counts === 'hit') this.totals.hits++;
     }
     if (bytes > 0 && !hosted) {
       if (outcome === 'MISS' || outcome === 'COALESCED') this.totals.bytesFromUpstream += bytes;
@@ -176,6 +210,11 @@ export class Metrics {
     }
   }
 
+  /** The hit ratio since start (HIT_RATIO), what /_hubcache/summary reports. */
+  hitRatio(): number | null {
+    return hitRatio(this.totals);
+  }
+
   pushedBytes(bytes: number): void {
     this.#pushedBytes.inc(bytes);
   }
@@ -183,5 +222,22 @@ export class Metrics {
   upstream(method: string, status: number | 'error', seconds: number): void {
     this.#upstreamRequests.inc({ method, code: String(status) });
     this.#upstreamSeconds.observe({ method }, seconds);
+  }
+}
+
+/** A gauge read at scrape time that has no sample while its value is unknown (undefined). */
+class KnownGauge extends Gauge {
+  readonly #read: () => number | undefined;
+
+  constructor(read: () => number | undefined, config: { name: string; help: string; registers: Registry[] }) {
+    super(config);
+    this.#read = read;
+  }
+
+  override async get(): ReturnType<Gauge['get']> {
+    const v = this.#read();
+    if (v === undefined) return { ...(await super.get()), values: [] };
+    this.set(v);
+    return super.get();
   }
 }

@@ -3,6 +3,8 @@ import type { RepositoryCounts } from './repositories.js';
 
 export interface SummarySources {
   totals: { requests: number; hits: number; bytesFromCache: number; bytesFromUpstream: number };
+  /** The one hit ratio (observe/metrics.ts HIT_RATIO), null before any request it counts. */
+  hitRatio: number | null;
   usage: { totalBytes: number; count: number };
   maxSizeBytes: number | undefined;
   routes: readonly WatchedRegistry[];
@@ -21,7 +23,7 @@ export function summary(s: SummarySources) {
   return {
     requests: t.requests,
     hits: t.hits,
-    hitRatio: t.requests ? t.hits / t.requests : null,
+    hitRatio: s.hitRatio,
     bytesFromCache: t.bytesFromCache,
     bytesFromUpstream: t.bytesFromUpstream,
     cacheBytes: s.usage.totalBytes,

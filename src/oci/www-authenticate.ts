@@ -1,7 +1,7 @@
 /**
  * RFC 9110 §11.6.1 / RFC 6750 §3 challenges: `Bearer realm="…",service="…",scope="a:b:pull,push"`.
  * Quoted values may contain commas and escaped quotes, so a plain split(',') is wrong (the bug
- * PROTOCOL.md §1.2 names in other proxies).
+ * docs/PROTOCOL.md §1.2 names in other proxies).
  */
 export interface Challenge {
   scheme: string;

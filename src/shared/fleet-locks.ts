@@ -22,7 +22,7 @@ export const LOCK_WAIT_MAX_MS = 30_000;
 /**
  * Takes a lock, or says who holds it. A key is a lock only if this code could have written it: a
  * replica id (a UUID) that expires within the lock's TTL (set and refreshed with PX ttl). Anything
- * else (another value, no expiry, a longer one: a hostile or broken Redis, issue 13) is treated as
+ * else (another value, no expiry, a longer one: a hostile or broken Redis, docs/SECURITY.md) is treated as
  * an expired lock, and taken.
  */
 const ACQUIRE = `local v = redis.call('get', KEYS[1])

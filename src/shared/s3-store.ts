@@ -17,7 +17,7 @@ import type { Digest } from '../oci/digest.js';
 const PART_BYTES = 16 * 1024 * 1024;
 
 /**
- * Bounds on the bucket (issue 13: it is not trusted, and it must not stall the mirror). The SDK's
+ * Bounds on the bucket (docs/SECURITY.md: it is not trusted, and it must not stall the mirror). The SDK's
  * defaults wait for ever: a bucket that accepts connections and never answers held every lookup.
  *
  * A TCP connection to the bucket takes this long at most: S3 and an RGW on the LAN answer in
@@ -78,7 +78,7 @@ const BOUNDS: S3Bounds = {
  * (`<prefix>blobs/sha256/<2 hex>/<hex>`), in an S3 bucket. Replicas only ever write verified content
  * under a digest's key: a replica publishes a blob after its own fill checked the sha256, and an S3
  * object (multipart included) becomes visible whole or not at all. What they read is still checked
- * like an upstream body (issue 13: anything else with write access, or a corruption, may have put
+ * like an upstream body (docs/SECURITY.md: anything else with write access, or a corruption, may have put
  * other bytes there), and a copy that is not the blob is discarded. Credentials come from the usual
  * AWS chain (environment, shared config and credentials files, instance roles).
  */

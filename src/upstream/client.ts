@@ -67,7 +67,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /**
  * Talks to one upstream registry: keep-alive pool, the registry token flow, and redirects followed
  * by hand so Authorization never crosses to another host (Docker Hub answers blob GETs with 307 to a
- * signed CDN URL that refuses double auth, PROTOCOL.md §1.3).
+ * signed CDN URL that refuses double auth, docs/PROTOCOL.md §1.3).
  */
 export class UpstreamClient {
   readonly #config: UpstreamConfig;

@@ -10,7 +10,7 @@ export type RealmTrust = 'credentials' | 'anonymous' | 'refused';
 /**
  * The realm is the upstream's to choose, so a hostile upstream could make the mirror GET anything
  * it can reach: the cloud metadata service (169.254.169.254), Redis on 127.0.0.1:6379, a host in
- * the operator's network. The rule (PROTOCOL.md §1.2 "Realm trust"):
+ * the operator's network. The rule (docs/PROTOCOL.md §1.2 "Realm trust"):
  *
  * - A realm is http(s). It is contacted only when it is inside the upstream's trust boundary: the
  *   upstream's own origin (scheme, host and port), or, for a named upstream, a host of the same

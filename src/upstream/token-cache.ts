@@ -1,7 +1,7 @@
 /**
  * Bearer tokens cached per (realm, service, scope) until `issued_at + expires_in` minus a skew, with
  * one token request in flight per key however many upstream requests need it at once (re-asking
- * per request is what got adevinta/noe rate-limited, PROTOCOL.md §2 item 16).
+ * per request is what got adevinta/noe rate-limited, docs/PROTOCOL.md §2 item 16).
  */
 export interface TokenKey {
   realm: string;

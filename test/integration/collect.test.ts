@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, get, mirrorFor, OCI_MANIFEST, tempDataDir } from './harness.js';
+import { addImage, get, mirrorFor, OCI_MANIFEST, tempDataDir, waitFor } from './harness.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -85,7 +85,7 @@ it('removes blobs no manifest refers to, hosted or cached; keeps everything refe
   const stray = randomBytes(2000);
   hub.addBlob(stray);
   await get(`${base}/v2/library/alpine/blobs/${sha(stray)}`);
-  await new Promise((r) => setTimeout(r, 100));
+  await running.mirror.settled(); // the fills are renamed into place after their last byte
 
   const result = await gc(base);
   expect(result.removed).toBe(2);
@@ -114,7 +114,7 @@ it('keeps what pushes under way need: uploads in progress, young blobs, blobs a 
   const old = randomBytes(3000);
   hub.addBlob(old);
   await get(`${base}/v2/library/x/blobs/${sha(old)}`);
-  await new Promise((r) => setTimeout(r, 100));
+  await running.mirror.settled();
   const past = new Date(Date.now() - 3_600_000);
   utimesSync(blobFile(sha(old)), past, past);
   // (Content is scoped: the HEAD that answers yes is under the name that has it.)
@@ -122,14 +122,19 @@ it('keeps what pushes under way need: uploads in progress, young blobs, blobs a 
 
   // Ten pushes at once, with collections running all the while.
   let collecting = true;
+  let collected = 0;
   const collections = (async () => {
-    let n = 0;
     while (collecting) {
       await gc(base);
-      n++;
+      collected++;
     }
-    return n;
+    return collected;
   })();
+  // A whole collection that starts after this call (the one running now may have begun before).
+  const collection = () => {
+    const after = collected + 2;
+    return waitFor(() => collected >= after, 'a collection', { timeoutMs: 30_000 });
+  };
   const pushes = Array.from({ length: 10 }, async (_, i) => {
     const name = `team/app${i}`;
     const config = Buffer.from(`{"n":${i}}`);
@@ -138,7 +143,7 @@ it('keeps what pushes under way need: uploads in progress, young blobs, blobs a 
     const start = await send(`${base}/v2/${name}/blobs/uploads/`, 'POST');
     const location = start.headers.location as string;
     await send(`${base}${location}`, 'PATCH', layer.subarray(0, 100_000));
-    await new Promise((r) => setTimeout(r, 30));
+    await collection();
     const done = await send(`${base}${location}?digest=${sha(layer)}`, 'PUT', layer.subarray(100_000));
     expect(done.status, done.text).toBe(201);
     await pushBlob(base, name, config);

@@ -167,14 +167,45 @@ export async function spawnMirror(port: number, args: string[]): Promise<ChildPr
     ['--import', 'tsx', 'src/main.ts', '--listen', `127.0.0.1:${port}`, ...args],
     { stdio: 'ignore' },
   );
-  for (let i = 0; i < 200; i++) {
-    const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(
-      (r) => r.ok,
-      () => false,
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  try {
+    // Starting through tsx takes seconds, many more while other suites load the machine.
+    await waitFor(
+      () => {
+        if (exited) throw new Error('mirror process exited before it answered /v2/');
+        return fetch(`http://127.0.0.1:${port}/v2/`).then(
+          (r) => r.ok,
+          () => false,
+        );
+      },
+      'the mirror process to answer /v2/',
+      { timeoutMs: 30_000, everyMs: 50 },
     );
-    if (up) return child;
-    await new Promise((r) => setTimeout(r, 50));
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
   }
-  child.kill('SIGKILL');
-  throw new Error('mirror process did not start');
+  return child;
+}
+
+/**
+ * Waits for a condition the code under test reaches on its own, with nothing to await: another
+ * process coming up or handling a signal, a background eviction, a publish to the bucket after a
+ * fill committed. Checked every `everyMs`; throws naming `what` after `timeoutMs`. For fills, await
+ * `mirror.settled()` instead; for a TTL or cool-down, move the clock (`vi.setSystemTime`).
+ */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  { timeoutMs = 5000, everyMs = 20 }: { timeoutMs?: number; everyMs?: number } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

@@ -23,6 +23,7 @@ import {
   type Reply,
   send,
   tempDataDir,
+  waitFor,
 } from './harness.js';
 
 /**
@@ -49,15 +50,6 @@ function manifestOf(config: { digest: string; size: number }, layers: { digest: 
 
 function putManifest(name: string, reference: string, manifest: Buffer): Promise<Reply> {
   return send(`${base}/v2/${name}/manifests/${reference}`, 'PUT', manifest, { 'content-type': OCI_MANIFEST });
-}
-
-/** Waits (bounded) for something the mirror does just after answering, e.g. a fill's rename. */
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 250; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 const blobFile = (digest: string) =>
@@ -97,7 +89,7 @@ describe('upload sessions', () => {
     await start([]);
     const img = addImage(hub, 'library/alpine', '3.20', 4096);
     expect((await get(`${base}/v2/library/alpine/blobs/${img.layerDigest}`)).status).toBe(200);
-    await until(() => existsSync(blobFile(img.layerDigest)), 'the pulled blob to be stored');
+    await (running as RunningMirror).mirror.settled(); // the fill is renamed into place after the last byte
     const server = (running as RunningMirror).server;
     const connections = () => new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
     const fdsBefore = readdirSync('/proc/self/fd').length;
@@ -145,7 +137,7 @@ describe('upload sessions', () => {
     // A thousand sessions, and no file descriptor held for any of them (only sockets come and go).
     await Promise.all(agents.map((a) => a.close()));
     // Only this test's own client (the global dispatcher) stays connected: a connection or two.
-    await until(async () => (await connections()) <= 2, 'the flood connections to close');
+    await waitFor(async () => (await connections()) <= 2, 'the flood connections to close');
     // (A margin for what else this process opens meanwhile: one fd per session would be 1,000 more.)
     expect(readdirSync('/proc/self/fd').length - fdsBefore).toBeLessThan(100);
 
@@ -329,7 +321,7 @@ describe('retention', () => {
     const pulled = randomBytes(3000);
     hub.addBlob(pulled);
     expect((await get(`${base}/v2/library/x/blobs/${sha(pulled)}`)).status).toBe(200);
-    await until(() => existsSync(blobFile(sha(pulled))), 'the pulled blob to be stored');
+    await (running as RunningMirror).mirror.settled();
     // An anonymous HEAD on the hosted name: not its blob (issue 14: content is scoped), and no link either.
     expect((await get(`${base}/v2/mine/blobs/${sha(pulled)}`, {}, 'HEAD')).status).toBe(404);
     expect(existsSync(path.join(data.dir, 'hosted', 'mine', '_layers', sha(pulled).slice(7)))).toBe(false);

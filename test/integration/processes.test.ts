@@ -1,11 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, gate, get, mirrorFor, spawnMirror, tempDataDir } from './harness.js';
+import { addImage, gate, get, mirrorFor, spawnMirror, tempDataDir, waitFor } from './harness.js';
 
 const MiB = 1024 * 1024;
 let upstream: FakeRegistry;
@@ -121,7 +122,9 @@ it('SIGTERM mid-download: the download finishes and is stored, no temp file is l
   await expect.poll(() => readdirSync(tmp).length).toBe(1);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 300));
+  // The process has taken the signal once its listener is closed (the first step of stopping):
+  // only then may the download go on, so that it is one a stopping mirror finishes.
+  await waitFor(() => refusesConnections(port), 'the stopping mirror to close its listener');
   held.open();
   expect(await exited).toBe(0);
   expect(readdirSync(tmp)).toEqual([]);
@@ -134,3 +137,15 @@ it('SIGTERM mid-download: the download finishes and is stored, no temp file is l
   );
   expect(existsSync(stored)).toBe(true);
 });
+
+/** Whether a new connection to 127.0.0.1:`port` is refused (nothing listens there any more). */
+function refusesConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+}

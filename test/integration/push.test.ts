@@ -4,7 +4,17 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, errorCode, get, mirrorFor, OCI_MANIFEST, pushBlob, send, tempDataDir } from './harness.js';
+import {
+  addImage,
+  errorCode,
+  get,
+  mirrorFor,
+  OCI_MANIFEST,
+  pushBlob,
+  send,
+  tempDataDir,
+  waitFor,
+} from './harness.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -223,7 +233,7 @@ describe('pushing to a hosted repository', () => {
     // A blob the mirror cached from upstream mounts too: one store.
     const pulled = addImage(hub, 'library/alpine', '3.20');
     await get(`${base}/v2/library/alpine/blobs/${pulled.layerDigest}`);
-    await new Promise((r) => setTimeout(r, 100)); // the fill is renamed into place just after the last byte
+    await running.mirror.settled(); // the fill is renamed into place just after the last byte
     const fromCache = await send(
       `${base}/v2/target/blobs/uploads/?mount=${pulled.layerDigest}&from=library/alpine`,
       'POST',
@@ -373,10 +383,10 @@ describe('hosted content and the size bound', () => {
     for (let i = 0; i < 4; i++) {
       const img = addImage(hub, `library/c${i}`, '1', 60 * 1024);
       await get(`${base}/v2/library/c${i}/blobs/${img.layerDigest}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await running.mirror.settled(); // stored, in this order: the least recently used go first
     }
-    await new Promise((r) => setTimeout(r, 200));
-    expect(running.mirror.blobs.store.evictions.count).toBeGreaterThan(0);
+    // Eviction runs in the background once a commit goes over the bound.
+    await waitFor(() => running.mirror.blobs.store.evictions.count > 0, 'an eviction');
     const blob = await get(`${base}/v2/mine/blobs/${sha(hosted.layer)}`);
     expect(blob.status).toBe(200);
     expect(blob.body.equals(hosted.layer)).toBe(true);

@@ -52,7 +52,7 @@ it('shares blobs by digest across registries: a layer cached from one is served 
   const img = addImage(hub, 'library/base', '1', 50_000);
   ghcr.addBlob(img.layer);
   await get(`${mirror.url}/v2/base/blobs/${img.layerDigest}`);
-  await new Promise((r) => setTimeout(r, 100));
+  await mirror.mirror.settled(); // the fill is renamed into place after the last byte
   const res = await get(`${mirror.url}/v2/ghcr.io/x/y/blobs/${img.layerDigest}`);
   expect(res.headers['x-cache']).toBe('HIT');
   expect(res.body.equals(img.layer)).toBe(true);

@@ -151,6 +151,8 @@ it('stays up and serves cached pulls whole under every attack at once; writes on
           ? 'ok'
           : `${m.statusCode}/${b.statusCode}`,
       );
+      // Not a wait for anything: a node's think time between pulls, so the honest client is one
+      // node pulling now and then, not a second flood competing with the siege for the two cores.
       await new Promise((r) => setTimeout(r, 20));
     }
   })();

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, sha256, startFakeRegistry } from './fake-registry.js';
 import { addImage, get, mirrorFor, OCI_INDEX, OCI_MANIFEST, tempDataDir } from './harness.js';
@@ -109,9 +109,13 @@ describe('referrers of a mirrored repository, upstream with the referrers API', 
     expect(up.requests.filter((r) => r.includes('/referrers/'))).toHaveLength(2);
     expect(filtered.headers['x-cache']).toBe('HIT');
 
-    await new Promise((r) => setTimeout(r, 1100));
+    // Past the 1 s TTL: the clock moves (Date only; timers and I/O run as they do).
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    vi.setSystemTime(Date.now() + 1100);
     up.down = true;
-    const stale = await get(`${mirror.url}/v2/team/app/referrers/${subject}`);
+    const stale = await get(`${mirror.url}/v2/team/app/referrers/${subject}`).finally(() =>
+      vi.useRealTimers(),
+    );
     expect(stale.status).toBe(200);
     expect(stale.headers['x-cache']).toBe('STALE');
     expect(JSON.parse(stale.body.toString()).manifests).toEqual([sig, sbom]);

@@ -430,7 +430,7 @@ interface Source {
   resume(offset: number, size: number): Promise<Readable | undefined>;
 }
 
-/** Storage and coordination shared by replicas (README.md, "Scaling out"). */
+/** Storage and coordination shared by replicas (docs/scaling-out.md, "Scaling out"). */
 export interface SharedTier {
   store: S3BlobStore;
   coordinator: Coordinator | undefined;

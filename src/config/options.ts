@@ -21,7 +21,7 @@ import { ANONYMOUS_PUSH, type Config, type UpstreamConfig } from './types.js';
 
 /**
  * One option, written once: the commander flags, the environment, the YAML file's schema,
- * --print-config and README's reference (docs:options) are all made from these entries.
+ * --print-config and docs/configuration.md's reference (docs:options) are all made from these entries.
  */
 export interface OptionSpec<F> {
   /** The key in the YAML file; its environment variable is derived from it (see `envName`). */
@@ -30,11 +30,11 @@ export interface OptionSpec<F> {
   flag: string;
   help: string;
   kind: Kind<F>;
-  /** Absent: unset unless given (an optional key, shown commented out in README). */
+  /** Absent: unset unless given (an optional key, shown commented out in docs/configuration.md). */
   default?: NoInfer<F>;
-  /** README's default when the plain default does not tell it. */
+  /** docs/configuration.md's default when the plain default does not tell it. */
   defaultText?: string;
-  /** A value that is not the default: README's commented-out keys, and the round-trip test's config. */
+  /** A value that is not the default: docs/configuration.md's commented-out keys, and the round-trip test's config. */
   example: NoInfer<F>;
   /** Environment names from before they were derived from the path: still read, documented. */
   envAliases?: string[];
@@ -87,7 +87,7 @@ function showRegistries(config: Config): RegistriesValue {
 /** Typed by its value, so the code that reads an option gets the right type. */
 const option = <F>(spec: OptionSpec<F>): OptionSpec<F> => spec;
 
-/** Every option, in the order of --help, README and the file. */
+/** Every option, in the order of --help, docs/configuration.md and the file. */
 export const OPTIONS = {
   config: option({
     path: 'config',
@@ -519,7 +519,7 @@ export function flagName(spec: OptionSpec<unknown>): string {
   return spec.flag.split(' ')[0] ?? spec.flag;
 }
 
-/** The default as --help and README tell it; undefined when the option is unset by default. */
+/** The default as --help and docs/configuration.md tell it; undefined when the option is unset by default. */
 export function defaultShown(spec: OptionSpec<unknown>): string | undefined {
   if (spec.defaultText) return spec.defaultText;
   if (spec.default === undefined) return undefined;

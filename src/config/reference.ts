@@ -4,10 +4,11 @@ import { defaultShown, envNames, isEmpty, OPTION_LIST, type OptionSpec } from '.
 import { type Doc, setAt } from './paths.js';
 
 /**
- * README's option reference and its YAML file of defaults, made from the table: `npm run
- * docs:options` writes them between their markers, and test/unit/config-readme.test.ts fails when
- * README differs.
+ * The option reference and its YAML file of defaults in docs/configuration.md, made from the table:
+ * `npm run docs:options` writes them between their markers, and test/unit/config-readme.test.ts
+ * fails when the page differs.
  */
+export const REFERENCE_PAGE = 'docs/configuration.md';
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 const code = (s: string) => `\`${cell(s)}\``;
 
@@ -84,22 +85,22 @@ const BLOCKS: [string, () => string][] = [
   ['defaults', () => `\`\`\`yaml\n${defaultsYaml()}\n\`\`\``],
 ];
 
-/** README with its generated blocks replaced by what the table makes now. */
-export function withReference(readme: string): string {
-  let text = readme;
+/** The reference page with its generated blocks replaced by what the table makes now. */
+export function withReference(page: string): string {
+  let text = page;
   for (const [name, make] of BLOCKS) {
     const begin = `<!-- ${name}: made by npm run docs:options from src/config/options.ts -->\n`;
     const end = `\n<!-- ${name} end -->`;
     const from = text.indexOf(begin);
     const to = text.indexOf(end, from);
     if (from < 0 || to < 0)
-      throw new Error(`README has no ${name} block (${begin.trim()} ... ${end.trim()})`);
+      throw new Error(`${REFERENCE_PAGE} has no ${name} block (${begin.trim()} ... ${end.trim()})`);
     text = text.slice(0, from + begin.length) + make() + text.slice(to);
   }
   return text;
 }
 
 /** npm run docs:options */
-export function updateReadme(file: string): void {
+export function updateReference(file: string = REFERENCE_PAGE): void {
   writeFileSync(file, withReference(readFileSync(file, 'utf8')));
 }

@@ -17,7 +17,7 @@ export interface MetricsSource {
 
 /**
  * The hit ratio, the one definition the dashboard (/_hubcache/summary), `hubcache stats` and the
- * README's PromQL share: of the blob and manifest requests (GET and HEAD) the cache answered,
+ * docs/observing.md's PromQL share: of the blob and manifest requests (GET and HEAD) the cache answered,
  * the share it answered from what it already held.
  * - Hits: `hit`, `revalidated` (a tag past its TTL confirmed by one upstream HEAD, which moves no
  *   body and is free under Docker Hub's pull limit: the bytes come from the cache) and `stale` (the

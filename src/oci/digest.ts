@@ -3,7 +3,7 @@ import { RegistryError } from './errors.js';
 
 /**
  * Only sha256 is stored and verified: it is what Docker Hub and every client use, and no peer
- * registry here stores sha512 (README.md, "Pushing", end-4c: a documented choice, not half support). A sha512
+ * registry here stores sha512 (docs/pushing.md, "Pushing", end-4c: a documented choice, not half support). A sha512
  * digest is grammatically valid (spec "Digests"), so it is never NAME_INVALID or a 405:
  * - a lookup (GET/HEAD/DELETE of a blob or manifest, a referrers subject) of a well-formed digest
  *   of another algorithm is content this store cannot hold: 404 BLOB_UNKNOWN / MANIFEST_UNKNOWN

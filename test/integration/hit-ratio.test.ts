@@ -54,13 +54,13 @@ function samples(text: string): Sample[] {
 }
 
 /**
- * The README's hit-ratio PromQL, `sum(rate(A[5m])) / sum(rate(B[5m]))`, evaluated over counters
+ * docs/observing.md's hit-ratio PromQL, `sum(rate(A[5m])) / sum(rate(B[5m]))`, evaluated over counters
  * that start at zero: what Prometheus computes over a window holding all of them, A / B.
  */
-function evaluateReadmePromql(metrics: Sample[]): number {
-  const readme = readFileSync('README.md', 'utf8');
+function evaluateDocsPromql(metrics: Sample[]): number {
+  const readme = readFileSync('docs/observing.md', 'utf8');
   const block = /\*\*Hit ratio\*\*[\s\S]*?```promql\n([\s\S]*?)```/.exec(readme)?.[1];
-  if (!block) throw new Error('README has no hit-ratio PromQL block');
+  if (!block) throw new Error('docs/observing.md has no hit-ratio PromQL block');
   const query = block.replace(/\s+/g, ' ').trim();
   const shape = /^sum\(rate\((\w+)\{([^}]*)\}\[5m\]\)\) \/ sum\(rate\((\w+)\{([^}]*)\}\[5m\]\)\)$/.exec(
     query,
@@ -102,7 +102,7 @@ async function stats(url: string): Promise<{ hitRatio: number | null; requests: 
 }
 
 describe('the hit ratio', () => {
-  it('is the same number in the summary, in `hubcache stats` and in the README PromQL over /metrics', async () => {
+  it('is the same number in the summary, in `hubcache stats` and in the PromQL of docs/observing.md over /metrics', async () => {
     mirror = await mirrorFor(upstream, data.dir);
     const base = mirror.url;
     const img = addImage(upstream, 'library/alpine', '1', 300_000);
@@ -171,6 +171,6 @@ describe('the hit ratio', () => {
     const printed = await stats(base);
     expect(printed).toMatchObject({ requests: 10, hitRatio: expected });
     const metrics = samples((await get(`${base}/metrics`)).body.toString());
-    expect(evaluateReadmePromql(metrics)).toBe(expected);
+    expect(evaluateDocsPromql(metrics)).toBe(expected);
   });
 });

@@ -4,22 +4,22 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { fileValues } from '../../src/config/file.js';
-import { withReference } from '../../src/config/reference.js';
+import { REFERENCE_PAGE, withReference } from '../../src/config/reference.js';
 import { buildCommand, type Config, parseConfig } from '../../src/config.js';
 
-// README's option reference and its YAML file of defaults are made from the option table
-// (npm run docs:options), so the documentation cannot drift from the options.
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+// docs/configuration.md's option reference and its YAML file of defaults are made from the option
+// table (npm run docs:options), so the documentation cannot drift from the options.
+const readme = readFileSync(new URL(`../../${REFERENCE_PAGE}`, import.meta.url), 'utf8');
 const section = (heading: string) => {
   const from = readme.indexOf(heading);
   return readme.slice(from, readme.indexOf('\n#', from + heading.length));
 };
 /** The first ```yaml block of the "Configuration file" section. */
-const defaultsBlock = () => /```yaml\n([\s\S]*?)```/.exec(section('### Configuration file'))?.[1] ?? '';
+const defaultsBlock = () => /```yaml\n([\s\S]*?)```/.exec(section('## Configuration file'))?.[1] ?? '';
 
 let dir: string;
 beforeEach(() => {
-  dir = mkdtempSync(path.join(tmpdir(), 'hubcache-readme-'));
+  dir = mkdtempSync(path.join(tmpdir(), 'hubcache-reference-'));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -29,7 +29,7 @@ const quietCommand = () =>
     .configureOutput({ writeErr: () => {}, writeOut: () => {} });
 const plain = (config: Config) => JSON.parse(JSON.stringify(config));
 
-describe("README's configuration reference", () => {
+describe("docs/configuration.md's configuration reference", () => {
   it('is what the option table makes (run npm run docs:options after changing an option)', () => {
     expect(readme).toBe(withReference(readme));
   });

@@ -90,6 +90,20 @@ function sectionOfTitle(doc: string, title: RegExp): string[] | undefined {
   return end < 0 ? rest : rest.slice(0, end);
 }
 
+/** What is wrong with a citation by section name (undefined: the page has a heading starting so). */
+function namedSectionMissing(c: { file: string; page: string; section: string }): string | undefined {
+  const file = path.join(root, c.page);
+  if (!existsSync(file)) return `${c.file}: ${c.page} does not exist`;
+  const headings = readFileSync(file, 'utf8')
+    .replace(/^```[\s\S]*?^```/gm, '')
+    .split('\n')
+    .filter((l) => /^#+ /.test(l))
+    .map((l) => l.replace(/^#+ /, ''));
+  if (!headings.some((h) => h.startsWith(c.section)))
+    return `${c.file}: ${c.page} has no heading "${c.section}"`;
+  return undefined;
+}
+
 describe('citations of docs/ in src/', () => {
   const all = citations();
 
@@ -111,18 +125,27 @@ describe('citations of docs/ in src/', () => {
     expect(check({ where: 'x', doc: 'PROTOCOL.md', refs: ['§1.2', '§3 item 12'] })).toBeUndefined();
   });
 
-  it('every README section cited (`README.md, "Scaling out"`) is a heading of README.md', () => {
-    const headings = readFileSync(path.join(root, 'README.md'), 'utf8')
-      .split('\n')
-      .filter((l) => /^#+ /.test(l));
+  it('every section cited by name (`README.md, "Quick start"`, `docs/scaling-out.md, "Scaling out"`) is a heading of that page', () => {
     const cited = files.flatMap(({ file, text }) =>
-      [...text.matchAll(/README\.md, "([^"]+)"/g)].map((m) => ({ file, section: m[1] as string })),
+      [...text.matchAll(/\b((?:docs\/[\w-]+|README)\.md), "([^"]+)"/g)].map((m) => ({
+        file,
+        page: m[1] as string,
+        section: m[2] as string,
+      })),
     );
     expect(cited.length).toBeGreaterThan(0);
-    const missing = cited.filter(
-      ({ section }) => !headings.some((h) => h.replace(/^#+ /, '').startsWith(section)),
+    expect(cited.some((c) => c.page.startsWith('docs/'))).toBe(true);
+    expect(cited.map(namedSectionMissing).filter((e) => e !== undefined)).toEqual([]);
+  });
+
+  it('a citation by name of a missing page or heading is caught', () => {
+    expect(namedSectionMissing({ file: 'x', page: 'README.md', section: 'Quick start' })).toBeUndefined();
+    expect(namedSectionMissing({ file: 'x', page: 'README.md', section: 'No such section' })).toMatch(
+      /no heading/,
     );
-    expect(missing).toEqual([]);
+    expect(namedSectionMissing({ file: 'x', page: 'docs/nope.md', section: 'Any' })).toMatch(
+      /does not exist/,
+    );
   });
 
   it('a doc is cited by its path in the repository, and nothing points outside it', () => {

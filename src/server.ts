@@ -200,15 +200,25 @@ function fail(ex: Exchange, ctx: ServerContext, err: unknown): void {
   sendError(ex, registryError);
 }
 
+/** A query logged at most (clients choose it; registry queries carry no secrets: ns, n, last, digest, mount). */
+const MAX_LOGGED_QUERY = 512;
+
+/** The request target as the client sent it, its query bounded. */
+function target(ex: Exchange): string {
+  const url = ex.req.url ?? ex.path;
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q + 1 + MAX_LOGGED_QUERY);
+}
+
 function logRequest(ctx: ServerContext, ex: Exchange, started: number): void {
   const sent = ex.res.writableFinished ? ex.bytes : 0;
   ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
   if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent);
   ctx.log.info({
     method: ex.method,
-    path: ex.path,
+    path: target(ex),
     status: ex.res.statusCode,
-    bytes: ex.bytes,
+    bytes: ex.sent,
     complete: ex.res.writableFinished,
     ms: Math.round((performance.now() - started) * 10) / 10,
     cache: ex.outcome,

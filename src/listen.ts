@@ -44,9 +44,9 @@ export async function startMirror(
   const server = config.tls
     ? createHttpsServer(
         { ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) },
-        createListener(mirror),
+        createListener(mirror.serverContext),
       )
-    : createServer(options, createListener(mirror));
+    : createServer(options, createListener(mirror.serverContext));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());

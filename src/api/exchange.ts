@@ -20,7 +20,13 @@ export interface Exchange {
   upstream?: string;
   /** Filled in by handlers for the request log and X-Cache. */
   outcome?: CacheOutcome;
+  /** Body bytes of the response, as announced (metrics count them once it completed). */
   bytes: number;
+  /**
+   * Body bytes the socket took (counted in the write callbacks): what the request log reports, the
+   * same as `bytes` for a complete response, less when the client went away mid-body.
+   */
+  sent: number;
 }
 
 export function exchangeOf(req: IncomingMessage, res: ServerResponse): Exchange {
@@ -33,6 +39,7 @@ export function exchangeOf(req: IncomingMessage, res: ServerResponse): Exchange 
     path: q === -1 ? url : url.slice(0, q),
     query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
     bytes: 0,
+    sent: 0,
     endpoint: 'unknown',
   };
 }

@@ -5,8 +5,8 @@ import { type BufferPool, CHUNK } from '../buffer-pool.js';
 /**
  * Bytes [start, end] of an open file to the response, double-buffered: the next chunk is read
  * while the previous one is written, and a buffer is reused only once the socket took its bytes
- * (write callback). At most two chunks per response are in memory. Closes the handle; resolves
- * false if the client went away.
+ * (write callback), and its bytes are counted in `sent` then. At most two chunks per response are in
+ * memory. Closes the handle; resolves false if the client went away.
  */
 export async function sendFileRange(
   handle: FileHandle,
@@ -14,6 +14,7 @@ export async function sendFileRange(
   start: number,
   end: number,
   pool: BufferPool,
+  sent: (bytes: number) => void,
 ): Promise<boolean> {
   const buffers = [pool.take(), pool.take()] as const;
   const writes: (Promise<boolean> | undefined)[] = [undefined, undefined];
@@ -35,7 +36,13 @@ export async function sendFileRange(
         ok = false;
         break;
       }
-      writes[i] = new Promise((resolve) => res.write(buf.subarray(0, bytesRead), (err) => resolve(!err)));
+      const chunk = buf.subarray(0, bytesRead);
+      writes[i] = new Promise((resolve) =>
+        res.write(chunk, (err) => {
+          if (!err) sent(chunk.length);
+          resolve(!err);
+        }),
+      );
     }
     const results = await Promise.all(writes.map((w) => w ?? Promise.resolve(true)));
     ok = ok && results.every(Boolean);

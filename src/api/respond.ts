@@ -28,7 +28,14 @@ export function sendBody(ex: Exchange, status: number, headers: Headers, body: B
     return;
   }
   ex.bytes = body.length;
-  ex.res.end(body);
+  endWith(ex, body);
+}
+
+/** The last (or only) chunk of a body, counted in `ex.sent` once the socket took it all. */
+function endWith(ex: Exchange, body: Buffer): void {
+  ex.res.end(body, () => {
+    ex.sent += body.length;
+  });
 }
 
 /** 304: the validators, no Content-Length (a 304 has no body, and clients check the length). */
@@ -64,7 +71,8 @@ export function sendError(ex: Exchange, err: RegistryError): void {
     ...err.headers,
   });
   // HEAD gets the status and headers only (RFC 9110 §9.3.2).
-  ex.res.end(ex.method === 'HEAD' ? undefined : body);
+  if (ex.method === 'HEAD') ex.res.end();
+  else endWith(ex, body);
 }
 
 const BLOB_TYPE = 'application/octet-stream';
@@ -163,7 +171,9 @@ export async function sendFile(
     return;
   }
   ex.bytes = end - start + 1;
-  await sendFileRange(handle, ex.res, start, end, pool);
+  await sendFileRange(handle, ex.res, start, end, pool, (bytes) => {
+    ex.sent += bytes;
+  });
 }
 
 /** Streams any readable as the body, after headers. */
@@ -181,12 +191,48 @@ export async function sendStream(
 
 /**
  * A client that goes away mid-body is normal (docker cancels pulls); the pipeline destroys the
- * source (closing its file) and the request log records the response as incomplete.
+ * source (closing its file) and the request log records the response as incomplete, with the bytes
+ * the socket took (each chunk counted in its write callback).
  */
 async function pipeAndSwallow(body: Readable, ex: Exchange): Promise<void> {
+  const res = ex.res;
+  // The client leaving stops the pipeline at once, even while the source waits on an upstream.
+  const gone = new AbortController();
+  const leave = () => gone.abort();
+  res.once('close', leave);
   try {
-    await pipeline(body, ex.res);
+    await pipeline(
+      body,
+      async (source: AsyncIterable<Buffer>) => {
+        for await (const chunk of source) {
+          if (res.destroyed) throw new Error('the client went away');
+          const more = res.write(chunk, (err) => {
+            if (!err) ex.sent += chunk.length;
+          });
+          if (!more) await drained(res);
+        }
+        await new Promise<void>((resolve) => res.end(resolve));
+      },
+      { signal: gone.signal },
+    );
   } catch {
-    ex.res.destroy();
+    res.destroy();
+  } finally {
+    res.off('close', leave);
   }
+}
+
+/** Resolves when the response can take more, rejects when it closed first. */
+function drained(res: Exchange['res']): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      if (res.destroyed) reject(new Error('the client went away'));
+      else resolve();
+    };
+    if (res.destroyed) reject(new Error('the client went away'));
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

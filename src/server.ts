@@ -357,7 +357,7 @@ function fail(ex: Exchange, mirror: Mirror, err: unknown): void {
 function logRequest(mirror: Mirror, ex: Exchange, started: number): void {
   const sent = ex.res.writableFinished ? ex.bytes : 0;
   mirror.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
-  if (ex.repository && ex.outcome) mirror.repositories.count(ex.repository, sent);
+  if (ex.repository && ex.outcome) mirror.repositories.count(ex.repository, sent, ex.res.statusCode);
   mirror.log.info({
     method: ex.method,
     path: ex.path,

@@ -235,6 +235,7 @@ export class Mirror {
       inflightFills: () => this.blobs.inflightCount,
       waiters: () => this.blobs.waiters,
       evictions: () => store.evictions,
+      blobsTooBig: () => store.tooBig,
       digestMismatches: () => this.blobs.digestMismatches,
       rateLimit: () => this.routes.default.api.client.rateLimit,
       uploadSessions: () => this.uploads.count,

@@ -8,6 +8,8 @@ export interface MetricsSource {
   inflightFills(): number;
   waiters(): number;
   evictions(): { count: number; bytes: number };
+  /** Fetched blobs larger than --max-size on their own, each time one was stored (cache/evictor.ts). */
+  blobsTooBig(): number;
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
@@ -135,6 +137,11 @@ export class Metrics {
       'hubcache_evicted_bytes_total',
       'Bytes removed by the size bound',
       () => source.evictions().bytes,
+    );
+    counter(
+      'hubcache_blobs_too_big_total',
+      'Blobs fetched from the upstream that are larger than --max-size on their own, counted each time one is stored: it is evicted, and its next pull fetches it again (raise --max-size; the log warns once per digest)',
+      () => source.blobsTooBig(),
     );
     counter(
       'hubcache_digest_mismatches_total',

@@ -24,7 +24,7 @@ import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
 import { type Readiness, readiness } from './observe/readiness.js';
 import { RepositoryCounts } from './observe/repositories.js';
-import { summary } from './observe/summary.js';
+import { type Summary, summary } from './observe/summary.js';
 import { type Route, Routes } from './routing.js';
 import { FleetLocks } from './shared/fleet-locks.js';
 import { RedisTagIndex } from './shared/redis-tags.js';
@@ -210,15 +210,15 @@ export class Mirror {
   #collecting: Promise<CollectResult> | undefined;
 
   /** What the dashboard shows (observe/summary.ts): every registry, the default one as `upstream` too. */
-  summary() {
+  async summary(): Promise<Summary> {
     return summary({
-      totals: this.metrics.totals,
-      hitRatio: this.metrics.hitRatio(),
+      metrics: this.metrics,
       usage: this.blobs.store.usage,
       maxSizeBytes: this.config.maxSizeBytes,
       routes: this.routes.all,
       offline: this.config.offline,
       repositories: this.repositories,
+      hostedRepositories: (await this.hosted.repositories()).length,
     });
   }
 

@@ -20,7 +20,7 @@ import { isLoopback } from './auth/loopback.js';
 import type { Action } from './auth/token-service.js';
 import { toRegistryError } from './errors.js';
 import type { Mirror } from './mirror.js';
-import { DASHBOARD_HTML } from './observe/dashboard.js';
+import { dashboardHtml } from './observe/dashboard.js';
 import { RegistryError } from './oci/errors.js';
 import { parseReference, parseV2Path, type V2Route, validateName } from './oci/names.js';
 
@@ -134,8 +134,8 @@ export function createOperatorApp(mirror: Mirror): Hono<{ Bindings: HttpBindings
     return c.json(issued);
   });
   app.get('/ui', (c) => c.redirect('/ui/'));
-  app.get('/ui/', (c) => c.html(DASHBOARD_HTML));
-  app.get('/_hubcache/summary', (c) => c.json(mirror.summary()));
+  app.get('/ui/', async (c) => c.html(dashboardHtml(await mirror.summary())));
+  app.get('/_hubcache/summary', async (c) => c.json(await mirror.summary()));
   app.get(mirror.config.metricsPath, async (c) => {
     c.header('Content-Type', mirror.metrics.registry.contentType);
     return c.body(await mirror.metrics.registry.metrics());

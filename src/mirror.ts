@@ -202,15 +202,15 @@ export class Mirror {
         { uploading: () => uploads.repositories, promised: (hex) => headPromises.holds(hex) },
         log,
       ),
-      summary: () =>
+      summary: async () =>
         summary({
-          totals: metrics.totals,
-          hitRatio: metrics.hitRatio(),
+          metrics,
           usage: store.usage,
           maxSizeBytes: config.maxSizeBytes,
           routes: routes.all,
           offline: config.offline,
           repositories,
+          hostedRepositories: (await hosted.repositories()).length,
         }),
       readiness: () => readiness(store.tmpDir, routes.all, config.offline),
       metricsPath: config.metricsPath,
@@ -246,6 +246,7 @@ export class Mirror {
       inflightFills: () => this.blobs.inflightCount,
       waiters: () => this.blobs.waiters,
       evictions: () => store.evictions,
+      blobsTooBig: () => store.tooBig,
       digestMismatches: () => this.blobs.digestMismatches,
       rateLimit: () => this.routes.default.api.client.rateLimit,
       uploadSessions: () => this.uploads.count,

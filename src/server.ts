@@ -213,7 +213,7 @@ function target(ex: Exchange): string {
 function logRequest(ctx: ServerContext, ex: Exchange, started: number): void {
   const sent = ex.res.writableFinished ? ex.bytes : 0;
   ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
-  if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent);
+  if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent, ex.res.statusCode);
   ctx.log.info({
     method: ex.method,
     path: target(ex),

@@ -7,10 +7,10 @@ import type { TokenService } from '../auth/token-service.js';
 import type { BlobStore } from '../cache/blob-store.js';
 import type { GarbageCollection } from '../cache/garbage-collection.js';
 import { toRegistryError } from '../errors.js';
-import { DASHBOARD_HTML } from '../observe/dashboard.js';
+import { dashboardHtml } from '../observe/dashboard.js';
 import type { Logger } from '../observe/logger.js';
 import type { Readiness } from '../observe/readiness.js';
-import type { summary } from '../observe/summary.js';
+import type { Summary } from '../observe/summary.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseReference } from '../oci/names.js';
 import type { Routes } from '../routing.js';
@@ -34,7 +34,7 @@ export interface OperatorContext {
   /** Garbage collection of blobs nothing refers to, one at a time (cache/garbage-collection.ts). */
   readonly gc: Pick<GarbageCollection, 'run'>;
   /** What the dashboard shows (observe/summary.ts). */
-  summary(): ReturnType<typeof summary>;
+  summary(): Promise<Summary>;
   /** /readyz (observe/readiness.ts). */
   readiness(): Promise<Readiness>;
   /** Where Prometheus scrapes, and what it gets there. */
@@ -129,8 +129,8 @@ export function createOperatorApp(ctx: OperatorContext): Hono<Env> {
     return c.json(issued);
   });
   app.get('/ui', (c) => c.redirect('/ui/'));
-  app.get('/ui/', (c) => c.html(DASHBOARD_HTML));
-  app.get('/_hubcache/summary', (c) => c.json(ctx.summary()));
+  app.get('/ui/', async (c) => c.html(dashboardHtml(await ctx.summary())));
+  app.get('/_hubcache/summary', async (c) => c.json(await ctx.summary()));
   app.get(ctx.metricsPath, async (c) => {
     c.header('Content-Type', ctx.metrics.contentType);
     return c.body(await ctx.metrics.metrics());

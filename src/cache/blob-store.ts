@@ -97,6 +97,11 @@ export class BlobStore {
     return { count: this.#evictor.evicted, bytes: this.#evictor.evictedBytes };
   }
 
+  /** Fetched blobs larger than the size bound on their own, since start (cache/evictor.ts `stored`). */
+  get tooBig(): number {
+    return this.#evictor.tooBig;
+  }
+
   /** Pinned blobs (prefetch --pin): the size bound never removes them (cache/pins.ts). */
   get pinsFile(): string {
     return this.#pins.file;
@@ -225,6 +230,7 @@ export class BlobStore {
     const handle = await open(temp, 'w+');
     return new BlobWriter(this.pathOf(digest), digest, temp, handle, (size) => {
       this.#sizes.set(digest.hex, size);
+      this.#evictor.stored(digest.hex, size, this.isPinned(digest.hex) || this.keep(digest.hex));
       this.#used(digest.hex, size, true);
     });
   }

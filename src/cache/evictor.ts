@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import type { UsageIndex } from './usage-index.js';
@@ -27,11 +28,32 @@ export class Evictor {
   #running = false;
   evicted = 0;
   evictedBytes = 0;
+  /** Blobs stored that were larger than the bound on their own, each time one was (a refetch counts again). */
+  tooBig = 0;
+  /** The digests already warned about: one warning per digest, not per pull (bounded). */
+  readonly #warned = new LRUCache<string, true>({ max: 10_000 });
 
   constructor(store: Evictable, maxBytes: number | undefined, log: Logger) {
     this.#store = store;
     this.#maxBytes = maxBytes;
     this.#log = log;
+  }
+
+  /**
+   * A blob was just stored from a fill. One larger than the bound cannot stay: the next eviction
+   * run removes it (it is the only way back under the bound), and every later pull fetches it from
+   * the upstream again. Nothing breaks, so say it: once per digest in the log, every time in
+   * hubcache_blobs_too_big_total. `kept`: pinned or held by hosted content, so it does stay.
+   */
+  stored(hex: string, size: number, kept: boolean): void {
+    if (this.#maxBytes === undefined || size <= this.#maxBytes || kept) return;
+    this.tooBig++;
+    if (this.#warned.has(hex)) return;
+    this.#warned.set(hex, true);
+    this.#log.warn(
+      { digest: `sha256:${hex}`, size, maxBytes: this.#maxBytes },
+      'blob larger than --max-size: it cannot be kept, so every pull fetches it from the upstream again; raise --max-size above its size',
+    );
   }
 
   check(): void {

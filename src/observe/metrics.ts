@@ -8,6 +8,8 @@ export interface MetricsSource {
   inflightFills(): number;
   waiters(): number;
   evictions(): { count: number; bytes: number };
+  /** Fetched blobs larger than --max-size on their own, each time one was stored (cache/evictor.ts). */
+  blobsTooBig(): number;
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
@@ -63,8 +65,11 @@ export class Metrics {
   readonly #upstreamRequests: Counter<'method' | 'code'>;
   readonly #upstreamSeconds: Histogram<'method'>;
   readonly #pushedBytes: Counter;
+  /** What the gauges read; the summary reads the same (observe/summary.ts). */
+  readonly source: MetricsSource;
 
   constructor(source: MetricsSource) {
+    this.source = source;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'hubcache_' });
     this.#requests = new Counter({
@@ -137,6 +142,11 @@ export class Metrics {
       () => source.evictions().bytes,
     );
     counter(
+      'hubcache_blobs_too_big_total',
+      'Blobs fetched from the upstream that are larger than --max-size on their own, counted each time one is stored: it is evicted, and its next pull fetches it again (raise --max-size; the log warns once per digest)',
+      () => source.blobsTooBig(),
+    );
+    counter(
       'hubcache_digest_mismatches_total',
       'Upstream or shared-store bodies that did not match their digest (not stored)',
       () => source.digestMismatches(),
@@ -180,6 +190,15 @@ export class Metrics {
    */
   readonly totals = { requests: 0, hits: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
 
+  /**
+   * Pushes for the summary: manifests stored by a PUT (201; an image push ends with one, an index
+   * push with one per image and one for the index) and the blob bytes pushed.
+   */
+  readonly pushes = { manifests: 0, bytes: 0 };
+
+  /** Registry API requests answered 4xx or 5xx, by status (hubcache_requests_total's `code`). */
+  readonly errors = new Map<number, number>();
+
   request(
     endpoint: string,
     method: string,
@@ -198,6 +217,8 @@ export class Metrics {
       if (outcome === 'MISS' || outcome === 'COALESCED') this.totals.bytesFromUpstream += bytes;
       else this.totals.bytesFromCache += bytes;
     }
+    if (status >= 400) this.errors.set(status, (this.errors.get(status) ?? 0) + 1);
+    else if (endpoint === 'manifest' && method === 'PUT' && status === 201) this.pushes.manifests++;
     this.#requests.inc({
       endpoint,
       method,
@@ -216,6 +237,7 @@ export class Metrics {
   }
 
   pushedBytes(bytes: number): void {
+    this.pushes.bytes += bytes;
     this.#pushedBytes.inc(bytes);
   }
 

@@ -6,11 +6,23 @@ export interface RepositoryCount {
   bytes: number;
 }
 
-/** Requests and bytes per repository since start (the dashboard's top repositories), bounded. */
+/** Whether a response status means the request was served (2xx, or 3xx such as a redirect). */
+export function served(status: number): boolean {
+  return status >= 200 && status < 400;
+}
+
+/**
+ * Requests and bytes per repository since start (the dashboard's top repositories), bounded.
+ * Only requests that were served count: a refused push, a 404 for a blob a push probes, a name the
+ * upstream does not know, or a failure is not what the repository is used for, and an operator
+ * reading the list must not see a name nobody could pull (those show in /metrics as errors).
+ */
 export class RepositoryCounts {
   readonly #counts = new LRUCache<string, { requests: number; bytes: number }>({ max: 1000 });
 
-  count(repository: string, bytes: number): void {
+  /** One request for `repository` answered with `status`, `bytes` of body sent; ignored unless served. */
+  count(repository: string, bytes: number, status: number): void {
+    if (!served(status)) return;
     const entry = this.#counts.get(repository) ?? { requests: 0, bytes: 0 };
     entry.requests++;
     entry.bytes += bytes;

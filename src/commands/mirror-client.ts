@@ -46,8 +46,8 @@ export function mirrorUrl(text: string): URL {
 export async function mirrorRequest(
   base: URL,
   path: string,
-  options: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> | undefined = undefined,
-): Promise<Dispatcher.ResponseData> {
+  options: Parameters<typeof request>[1] = undefined,
+): Promise<Dispatcher.ResponseData<unknown>> {
   try {
     return await request(new URL(path, base), options);
   } catch (err) {

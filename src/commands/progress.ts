@@ -26,7 +26,7 @@ function lineProgress(out: NodeJS.WritableStream): Progress {
   return {
     bytes() {},
     blobDone(image, digest, size, layer) {
-      out.write(`${image}: ${layer ? 'layer' : 'blob'} ${digest.slice(0, 19)} ${mib(size)}\n`);
+      out.write(`${image}: ${layer ? 'layer' : 'config'} ${digest.slice(0, 19)} ${mib(size)}\n`);
     },
     imageStarted() {},
     imageDone(image) {
@@ -55,7 +55,7 @@ function barProgress(out: NodeJS.WriteStream, images: number): Progress {
     const filled = Math.round((done / Math.max(1, images)) * WIDTH);
     const bar = `${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}`;
     const line = `[${bar}] ${done}/${images} images  ${layers} layers  ${mib(bytes)}  ${current}`;
-    out.write(`\r\x1b[K${line.slice(0, Math.max(20, (out.columns ?? 80) - 1))}`);
+    out.write(`\r\x1b[K${line.slice(0, Math.max(20, (out.columns || 80) - 1))}`);
   };
   /** A line that stays, above the bar. */
   const say = (line: string) => {

@@ -1,7 +1,8 @@
-import path from 'node:path';
 import { Command } from 'commander';
 import { UsageIndex } from '../cache/usage-index.js';
 import { hitRatio, hitRatioCount } from '../observe/metrics.js';
+import { DEFAULT_MIRROR_URL, mirrorRequest, mirrorUrl } from './mirror-client.js';
+import { existingDataDir } from './options.js';
 
 /**
  * `hubcache stats`: cache size, object count and hit ratio since start, from a running mirror's
@@ -10,19 +11,21 @@ import { hitRatio, hitRatioCount } from '../observe/metrics.js';
 export async function runStats(argv: string[]): Promise<void> {
   const command = new Command('hubcache stats')
     .description('cache size, objects and hit ratio (from a running mirror, or from --data)')
-    .option('--url <url>', 'the running mirror', 'http://127.0.0.1:5000')
+    .option('--url <url>', 'the running mirror', DEFAULT_MIRROR_URL)
     .option('--data <dir>', 'read the cache folder instead of asking a running mirror');
   command.parse(argv, { from: 'user' });
   const opts = command.opts<{ url: string; data?: string }>();
   if (opts.data) {
-    const usage = new UsageIndex(path.resolve(opts.data));
+    const data = existingDataDir(opts.data);
+    const usage = new UsageIndex(data);
     await usage.scan();
-    print({ source: path.resolve(opts.data), cacheBytes: usage.totalBytes, cacheObjects: usage.count });
+    print({ source: data, cacheBytes: usage.totalBytes, cacheObjects: usage.count });
     return;
   }
-  const res = await fetch(new URL('/metrics', opts.url));
-  if (!res.ok) throw new Error(`${opts.url}/metrics answered ${res.status}`);
-  const text = await res.text();
+  const url = mirrorUrl(opts.url);
+  const res = await mirrorRequest(url, '/metrics');
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${new URL('/metrics', url).href} answered ${res.statusCode}`);
   const sum = (name: string, filter: (labels: string) => boolean = () => true) =>
     text
       .split('\n')

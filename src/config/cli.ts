@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { checked } from './kinds.js';
 import { defaultShown, envNames, OPTION_LIST, type OptionId, type OptionSpec } from './options.js';
@@ -26,6 +27,28 @@ function flagOf(spec: OptionSpec<unknown>): Option {
   return option.argParser((text: string, previous: unknown) =>
     checked(kind, kind.add ? kind.add(previous, text) : kind.fromText(text)),
   );
+}
+
+/** The version in package.json (two folders up from src/config/ and from dist/config/ alike). */
+export function packageVersion(): string {
+  const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+/**
+ * `-V, --version` and a Commands section in --help, one line each. Not commander subcommands: with
+ * those, commander would answer a bare `hubcache` (serve, no operands) with its help.
+ */
+export function withCommands(command: Command, commands: [name: string, summary: string][]): Command {
+  const width = Math.max(...commands.map(([name]) => name.length)) + 2;
+  const lines = commands.map(([name, summary]) => `  ${name.padEnd(width)}${summary}`);
+  return command
+    .usage('[command] [options]')
+    .version(packageVersion())
+    .addHelpText(
+      'after',
+      `\nCommands:\n${lines.join('\n')}\n\nRun \`hubcache <command> --help\` for a command's options.`,
+    );
 }
 
 /** What the command line set, by option. */

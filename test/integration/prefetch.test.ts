@@ -110,3 +110,26 @@ it('prefetch --pin keeps an image through the size bound, also across a restart'
     .toBe(true);
   expect(existsSync(blobFile(a.layerDigest))).toBe(true);
 });
+
+it('an image that fails is reported in one line, the others are still fetched, and the exit code says so', async () => {
+  const before = addImage(upstream, 'library/before', '1', 4_000);
+  const after = addImage(upstream, 'library/after', '1', 6_000);
+  const { runCli } = await import('./cli-harness.js');
+  const run = await runCli(['prefetch', '--url', mirror.url, 'before:1', 'missing:1', 'after:1']);
+  expect(run.code).not.toBe(0);
+  const summary = JSON.parse(run.stdout);
+  expect(summary).toMatchObject({ images: 2, layers: 2, blobs: 4 });
+  expect(summary.failed).toEqual([{ image: 'missing:1', error: expect.stringContaining('404') }]);
+  expect(upstream.count('GET', new RegExp(after.layerDigest))).toBe(1);
+  expect(upstream.count('GET', new RegExp(before.layerDigest))).toBe(1);
+  const lines = run.stderr.trim().split('\n');
+  expect(lines.filter((l) => l.includes('missing:1'))).toEqual([
+    expect.stringMatching(/^FAILED missing:1: 404/),
+    expect.stringMatching(/^prefetch: 2 of 3 images ok, 1 failed \(missing:1\); 2 layers/),
+  ]);
+  // Not a terminal: one plain line per blob and per image, no control characters.
+  expect(run.stderr.includes('\u001b')).toBe(false);
+  expect(run.stderr.includes('\r')).toBe(false);
+  expect(lines).toContain('ok before:1');
+  expect(lines.filter((l) => l.startsWith('after:1: layer sha256:'))).toHaveLength(1);
+});

@@ -5,6 +5,7 @@ import { runStats } from './commands/stats.js';
 import { parseConfig, printableConfig } from './config.js';
 import { startMirror } from './listen.js';
 import { createLogger } from './observe/logger.js';
+import { exitOnStartupError } from './startup-errors.js';
 
 // Subcommands: `serve` (the default), `prefetch`, `gc`, `stats`.
 const [sub, ...rest] = process.argv.slice(2);
@@ -28,7 +29,7 @@ if (config.printConfig) {
   process.exit(0);
 }
 const log = createLogger(config.logLevel);
-const running = await startMirror(config, log);
+const running = await startMirror(config, log).catch(exitOnStartupError);
 log.info(
   {
     listen: `${config.listen.host}:${config.listen.port}`,

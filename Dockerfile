@@ -21,7 +21,10 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 5000
-# /healthz answers while the process runs (readiness, incl. a writable cache, is /readyz).
+# /healthz answers while the process runs (readiness, incl. a writable cache, is /readyz). The check
+# reads the configuration the server reads (HUBCACHE_* environment, HUBCACHE_CONFIG file): another
+# HUBCACHE_LISTEN port, or TLS, is followed. Options given as `docker run` arguments are not seen by
+# it: give them as HUBCACHE_* variables or in the file.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "dist/main.js", "healthcheck"]
 ENTRYPOINT ["node", "--enable-source-maps", "dist/main.js"]

@@ -17,6 +17,8 @@ if (sub === 'prefetch') {
   await runPrefetch(rest);
   process.exit(0);
 }
+if (sub === 'healthcheck')
+  process.exit(await (await import('./commands/healthcheck.js')).runHealthcheck(rest));
 if (sub === 'stats') {
   await runStats(rest);
   process.exit(0);

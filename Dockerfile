@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t hubcache .
 # Run:   docker run -d -p 5000:5000 -v hubcache-data:/data hubcache
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +9,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     HUBCACHE_LISTEN=0.0.0.0:5000 \
     HUBCACHE_DATA=/data

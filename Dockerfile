@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t hubcache .
 # Run:   docker run -d -p 5000:5000 -v hubcache-data:/data hubcache
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +9,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     HUBCACHE_LISTEN=0.0.0.0:5000 \
     HUBCACHE_DATA=/data
@@ -21,7 +21,10 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 5000
-# /healthz answers while the process runs (readiness, incl. a writable cache, is /readyz).
+# /healthz answers while the process runs (readiness, incl. a writable cache, is /readyz). The check
+# reads the configuration the server reads (HUBCACHE_* environment, HUBCACHE_CONFIG file): another
+# HUBCACHE_LISTEN port, or TLS, is followed. Options given as `docker run` arguments are not seen by
+# it: give them as HUBCACHE_* variables or in the file.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "dist/main.js", "healthcheck"]
 ENTRYPOINT ["node", "--enable-source-maps", "dist/main.js"]

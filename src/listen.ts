@@ -1,11 +1,17 @@
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { parseHtpasswd } from './auth/client-auth.js';
 import type { Config } from './config.js';
 import { Mirror } from './mirror.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createListener } from './server.js';
+import { fileCause, fileError, listenError, StartupError } from './startup-errors.js';
 
 export interface RunningMirror {
   mirror: Mirror;
@@ -27,6 +33,11 @@ export async function startMirror(
   config: Config,
   log: Logger = createLogger(config.logLevel),
 ): Promise<RunningMirror> {
+  // The operator's mistakes first, each as one line naming the option (startup-errors.ts), before
+  // anything is built: the data folder, then the files read at start.
+  await checkDataDir(config.dataDir);
+  const tls = config.tls && readTls(config.tls);
+  if (config.htpasswd) checkHtpasswd(config.htpasswd);
   const mirror = new Mirror(config, log);
   await mirror.init();
   // dockerd sends Connection: close on every request, others keep-alive: allow both without
@@ -41,16 +52,19 @@ export async function startMirror(
   };
   // HTTP/1.1 over TLS when a certificate is configured (Docker insists on TLS for mirrors that are
   // not on loopback); the same listener either way.
-  const server = config.tls
-    ? createHttpsServer(
-        { ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) },
-        createListener(mirror.serverContext),
-      )
+  const server = tls
+    ? createHttpsServer({ ...options, ...tls }, createListener(mirror.serverContext))
     : createServer(options, createListener(mirror.serverContext));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => resolve());
+    });
+  } catch (err) {
+    await mirror.close();
+    const { host, port } = config.listen;
+    throw listenError(`${host.includes(':') ? `[${host}]` : host}:${port}`, err);
+  }
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
@@ -66,4 +80,141 @@ export async function startMirror(
       log.flush();
     },
   };
+}
+
+/** How long the data folder's probe may take: a hung network mount fails the start instead of hanging it. */
+export const DATA_PROBE_TIMEOUT_MS = 10_000;
+
+/**
+ * Creates the data folder if needed and proves it takes a write, an fsync and a rename (what every
+ * stored blob needs), with a probe file under a temporary name, in at most `timeoutMs`. Without
+ * it, a read-only mount surfaced as ENOENT from deep in the blob store, and `--data /proc/x`
+ * hung for ever: Node's recursive mkdir retries without end when mkdir answers ENOENT under a
+ * parent that exists (procfs and sysfs do), so the folders are made one level at a time here.
+ */
+export async function checkDataDir(dir: string, timeoutMs = DATA_PROBE_TIMEOUT_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StartupError(
+            '--data',
+            dir,
+            `no answer to a write within ${timeoutMs / 1000} s (a hung mount?)`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([probeDataDir(dir), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function probeDataDir(dir: string): Promise<void> {
+  const cause = (text: string, err?: unknown) => new StartupError('--data', dir, text, { cause: err });
+  await makeFolder(dir, cause);
+  const probe = path.join(dir, `.hubcache-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const file = await open(probe, 'wx');
+    try {
+      await file.writeFile('hubcache start-up probe\n');
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(probe, `${probe}.done`);
+  } catch (err) {
+    throw cause(`cannot write in it: ${fileCause(err)}`, err);
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined);
+    await rm(`${probe}.done`, { force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * mkdir -p, one level at a time: an ENOENT under a parent that exists is an answer, not a retry.
+ * `cause` makes the StartupError for `--data`, naming the folder that failed when it is a parent.
+ */
+async function makeFolder(dir: string, cause: (text: string, err?: unknown) => StartupError, root = dir) {
+  const which = dir === root ? 'it' : dir;
+  const create = async (): Promise<'made' | 'exists' | 'no parent'> => {
+    try {
+      await mkdir(dir);
+      return 'made';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return 'exists';
+      if (code === 'ENOENT' && path.dirname(dir) !== dir) return 'no parent';
+      throw cause(`cannot create ${which}: ${fileCause(err)}`, err);
+    }
+  };
+  let outcome = await create();
+  if (outcome === 'no parent') {
+    await makeFolder(path.dirname(dir), cause, root);
+    outcome = await create();
+    // procfs and sysfs answer ENOENT to a new folder under one that exists.
+    if (outcome === 'no parent') {
+      throw cause(`cannot create ${which}: its parent refuses new folders (ENOENT, as /proc and /sys do)`);
+    }
+  }
+  if (outcome === 'exists' && !(await stat(dir)).isDirectory()) {
+    throw cause(`${which} is a file, not a directory`);
+  }
+}
+
+/** The certificate and key, read and checked: each mistake names its own option. */
+function readTls(files: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (option: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw fileError(option, file, err);
+    }
+  };
+  const cert = read('--tls-cert', files.cert);
+  const key = read('--tls-key', files.key);
+  try {
+    new X509Certificate(cert);
+  } catch (err) {
+    throw new StartupError('--tls-cert', files.cert, 'not a PEM certificate', { cause: err });
+  }
+  try {
+    createPrivateKey(key);
+  } catch (err) {
+    throw new StartupError('--tls-key', files.key, 'not a PEM private key without passphrase', {
+      cause: err,
+    });
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new StartupError('--tls-key', files.key, `does not match the certificate ${files.cert}`, {
+      cause: err,
+    });
+  }
+  return { cert, key };
+}
+
+/** The htpasswd file exists and parses (ClientAuth reads it again: a few lines). */
+function checkHtpasswd(file: string): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw fileError('--htpasswd', file, err);
+  }
+  try {
+    parseHtpasswd(text, file);
+  } catch (err) {
+    // parseHtpasswd names the file and line (`FILE:3: ...`); the option's value already names the file.
+    const message = (err as Error).message;
+    const rest = message.startsWith(file)
+      ? message.slice(file.length).replace(/^:(\d+):/, 'line $1:')
+      : message;
+    throw new StartupError('--htpasswd', file, rest.replace(/^: /, ''), { cause: err });
+  }
 }

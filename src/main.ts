@@ -23,6 +23,10 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     summary: 'cache size, objects and hit ratio, from a running mirror or --data',
     load: async () => (await import('./commands/stats.js')).runStats,
   },
+  healthcheck: {
+    summary: "exit 0 if the configured mirror answers /healthz (the container image's HEALTHCHECK)",
+    load: async () => (await import('./commands/healthcheck.js')).runHealthcheck,
+  },
 };
 
 const [sub, ...rest] = process.argv.slice(2);
@@ -50,8 +54,9 @@ if (config.printConfig) {
 }
 const { createLogger } = await import('./observe/logger.js');
 const { startMirror } = await import('./listen.js');
+const { exitOnStartupError } = await import('./startup-errors.js');
 const log = createLogger(config.logLevel);
-const running = await startMirror(config, log);
+const running = await startMirror(config, log).catch(exitOnStartupError);
 log.info(
   {
     listen: `${config.listen.host}:${config.listen.port}`,

@@ -17,8 +17,13 @@ import { addImage, OCI_MANIFEST, spawnMirror, tempDataDir } from './harness.js';
  * its peak RSS (VmHWM) under PEAK_RSS_BOUND.
  */
 const MiB = 1024 * 1024;
-/** The bound docs/SECURITY.md states for this siege (measured: 215 MiB peak for this siege, mirror run through tsx). */
-const PEAK_RSS_BOUND = 320 * MiB;
+/**
+ * The bound docs/SECURITY.md states for this siege. Measured, mirror run through tsx: 218 MiB peak on
+ * Node 20, 321-338 MiB on Node 24, whose V8 keeps a young generation twice as big (64 MiB; with
+ * --max-semi-space-size=16, as Node 20's, 244 MiB). The bound is there to catch memory that grows
+ * with the attack, which would pass it by far.
+ */
+const PEAK_RSS_BOUND = 384 * MiB;
 
 let good: FakeRegistry;
 let evil: Server;

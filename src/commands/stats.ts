@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { UsageIndex } from '../cache/usage-index.js';
-import { hitRatio, hitRatioCount } from '../observe/metrics.js';
+import { hitCountsOf, hitRatio } from '../observe/metrics.js';
 import { DEFAULT_MIRROR_URL, mirrorRequest, mirrorUrl } from './mirror-client.js';
 import { existingDataDir } from './options.js';
 
@@ -32,16 +32,7 @@ export async function runStats(argv: string[]): Promise<void> {
       .filter((l) => l.startsWith(name) && filter(l))
       .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   // The hit ratio as the dashboard computes it (observe/metrics.ts HIT_RATIO), over the counter.
-  const counts = { hits: 0, requests: 0 };
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('hubcache_requests_total{')) continue;
-    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1];
-    const counted = hitRatioCount(label('endpoint') ?? '', label('outcome'));
-    if (!counted) continue;
-    const n = Number(line.slice(line.lastIndexOf(' ') + 1));
-    counts.requests += n;
-    if (counted === 'hit') counts.hits += n;
-  }
+  const counts = hitCountsOf(text);
   print({
     source: opts.url,
     cacheBytes: sum('hubcache_cache_size_bytes'),

@@ -53,6 +53,21 @@ export function hitRatio(counts: { hits: number; requests: number }): number | n
   return counts.requests > 0 ? counts.hits / counts.requests : null;
 }
 
+/** The hit ratio's counts read back from /metrics text (hubcache_requests_total), as `hubcache stats` and tests read them. */
+export function hitCountsOf(metricsText: string): { hits: number; requests: number } {
+  const counts = { hits: 0, requests: 0 };
+  for (const line of metricsText.split('\n')) {
+    if (!line.startsWith('hubcache_requests_total{')) continue;
+    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1];
+    const counted = hitRatioCount(label('endpoint') ?? '', label('outcome'));
+    if (!counted) continue;
+    const n = Number(line.slice(line.lastIndexOf(' ') + 1));
+    counts.requests += n;
+    if (counted === 'hit') counts.hits += n;
+  }
+  return counts;
+}
+
 /**
  * Prometheus metrics (prom-client) in a registry of the mirror's own, not the library's global
  * one. Request and upstream figures are counted as they happen; cache state is read at scrape

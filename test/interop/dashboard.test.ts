@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hitRatio, hitRatioCount } from '../../src/observe/metrics.js';
+import { hitCountsOf, hitRatio } from '../../src/observe/metrics.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { pullImage, pushLayout } from '../fixtures/skopeo-cli.js';
 import { bedPrograms, startTestBed, type TestBed } from '../fixtures/test-bed.js';
@@ -13,17 +13,7 @@ const SCREENSHOT = path.resolve(import.meta.dirname, '../../docs/dashboard.png')
 
 /** The hit ratio from /metrics by the one definition (observe/metrics.ts HIT_RATIO), as `hubcache stats` reads it. */
 function hitRatioOf(metrics: string): number | null {
-  const counts = { hits: 0, requests: 0 };
-  for (const line of metrics.split('\n')) {
-    if (!line.startsWith('hubcache_requests_total{')) continue;
-    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1];
-    const counted = hitRatioCount(label('endpoint') ?? '', label('outcome'));
-    if (!counted) continue;
-    const n = Number(line.slice(line.lastIndexOf(' ') + 1));
-    counts.requests += n;
-    if (counted === 'hit') counts.hits += n;
-  }
-  return hitRatio(counts);
+  return hitRatio(hitCountsOf(metrics));
 }
 
 /** The dashboard in a real headless Chromium, its numbers checked against /metrics. */

@@ -65,6 +65,11 @@ export async function startMirror(
     const { host, port } = config.listen;
     throw listenError(`${host.includes(':') ? `[${host}]` : host}:${port}`, err);
   }
+  // A client that stops reading a response (or sending a body) holds its socket, an open blob file
+  // and read buffers for as long as it likes: after this long without a byte moving either way, the
+  // socket is destroyed (Node's default for a server without a 'timeout' listener). Idle keep-alive
+  // connections go sooner (keepAliveTimeout).
+  server.setTimeout(config.clientIdleTimeoutMs);
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {

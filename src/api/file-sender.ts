@@ -5,8 +5,8 @@ import { type BufferPool, CHUNK } from '../buffer-pool.js';
 /**
  * Bytes [start, end] of an open file to the response, double-buffered: the next chunk is read
  * while the previous one is written, and a buffer is reused only once the socket took its bytes
- * (write callback), and its bytes are counted in `sent` then. At most two chunks per response are in
- * memory. Closes the handle; resolves false if the client went away.
+ * (write callback), and its bytes are counted in `sent` then. At most two buffers per response are in
+ * memory, large or small as the pool has them (buffer-pool.ts). Closes the handle; resolves false if the client went away.
  */
 export async function sendFileRange(
   handle: FileHandle,
@@ -28,7 +28,7 @@ export async function sendFileRange(
         break;
       }
       const buf = i === 0 ? buffers[0] : buffers[1];
-      const want = Math.min(CHUNK, end - pos + 1);
+      const want = Math.min(buf.length, end - pos + 1);
       const { bytesRead } = await handle.read(buf, 0, want, pos);
       if (bytesRead === 0) throw new Error('blob file shorter than its recorded size');
       pos += bytesRead;

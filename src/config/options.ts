@@ -483,6 +483,15 @@ export const OPTIONS = {
     example: 10,
     show: (c) => seconds(c.clientHeaderTimeoutMs),
   }),
+  clientIdleTimeout: option({
+    path: 'clientIdleTimeout',
+    flag: '--client-idle-timeout <seconds>',
+    help: 'close a connection that moves no bytes for this long (a client that stops reading a blob holds a file and buffers; 0 is 1)',
+    kind: count,
+    default: 120,
+    example: 60,
+    show: (c) => seconds(c.clientIdleTimeoutMs),
+  }),
   metricsPath: option({
     path: 'metricsPath',
     flag: '--metrics-path <path>',

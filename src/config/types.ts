@@ -39,6 +39,8 @@ export interface Config {
   minFreeBytes: number;
   /** A client must send its request headers within this (slowloris protection). */
   clientHeaderTimeoutMs: number;
+  /** A connection that moves no bytes for this long is closed (a client that stopped reading). */
+  clientIdleTimeoutMs: number;
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
   memoryCacheBytes: number;
   logLevel: string;

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -6,7 +6,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { configWith } from '../../src/config.js';
 import { type RunningMirror, startMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { addImage, tempDataDir } from './harness.js';
+import { addImage, tempDataDir, waitFor } from './harness.js';
 
 let upstream: FakeRegistry;
 let mirror: RunningMirror;
@@ -24,7 +24,7 @@ beforeEach(async () => {
       upstream: upstream.url,
       dataDir,
       listen: '127.0.0.1:0',
-      extraArgs: ['--client-header-timeout', '1'],
+      extraArgs: ['--client-header-timeout', '1', '--client-idle-timeout', '1'],
     }),
   );
 });
@@ -172,4 +172,52 @@ it('cuts off a client that dribbles its headers (slowloris)', async () => {
   });
   expect(closed).toBe(true);
   expect(Date.now() - started).toBeLessThan(8000);
+});
+
+/** This process's open files inside `dir` (the mirror runs in it). */
+function openFilesUnder(dir: string): string[] {
+  const open: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(dir)) open.push(target);
+    } catch {
+      // Closed between the listing and the readlink.
+    }
+  }
+  return open;
+}
+
+it('closes a connection whose client stops reading a blob, and lets go of the file', async () => {
+  const port = Number(new URL(mirror.url).port);
+  // Bigger than what loopback's socket buffers take in, so the server's writes stall.
+  const { layerDigest } = addImage(upstream, 'library/big', 'latest', 32 * 1024 * 1024);
+  const url = `${mirror.url}/v2/library/big/blobs/${layerDigest}`;
+  await (await fetch(url)).arrayBuffer(); // cached: the next GET is a hit, from the file
+  await mirror.mirror.settled();
+
+  // The mirror's end of this client's connection, to watch it go.
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  const accepted: net.Socket[] = [];
+  const onConnection = (s: net.Socket) => accepted.push(s);
+  mirror.server.on('connection', onConnection);
+  let received = 0;
+  socket.once('data', (d) => {
+    received += d.length;
+    socket.pause(); // and never read again
+  });
+  socket.write(`GET /v2/library/big/blobs/${layerDigest} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  await waitFor(() => received > 0, 'the first bytes of the blob');
+  mirror.server.off('connection', onConnection);
+  const serverSide = accepted.find((s) => s.remotePort === socket.localPort);
+  expect(serverSide?.destroyed).toBe(false);
+  expect(openFilesUnder(dataDir).length).toBeGreaterThan(0);
+  // --client-idle-timeout 1: once nothing moved for a second the mirror drops the connection (the
+  // paused client does not notice) and closes the blob's file.
+  await waitFor(() => serverSide?.destroyed === true, 'the stalled connection dropped', {
+    timeoutMs: 10_000,
+  });
+  await waitFor(() => openFilesUnder(dataDir).length === 0, 'the blob file closed');
+  socket.destroy();
 });

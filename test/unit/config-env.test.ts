@@ -131,7 +131,12 @@ describe('every option from the environment and from a flag', () => {
   });
 
   it('reports a HUBCACHE_ variable that names no option, and starts anyway', () => {
-    const config = run([], { HUBCACHE_TAG_TL: '5', HUBCACHE_LISTEN: '127.0.0.1:5001' });
+    // HUBCACHE_TEST_* are the test suites' own, not a mistyped option.
+    const config = run([], {
+      HUBCACHE_TAG_TL: '5',
+      HUBCACHE_LISTEN: '127.0.0.1:5001',
+      HUBCACHE_TEST_DEBIAN13_ROOT: '/x',
+    });
     expect(config.listen.port).toBe(5001);
     expect(errors).toEqual(["hubcache: HUBCACHE_TAG_TL is not an option's variable (ignored)\n"]);
   });

@@ -287,6 +287,7 @@ describe('parseConfig environment', () => {
       minFreeBytes: 3 * 1024 ** 2,
       memoryCacheBytes: 7 * 1024 * 1024,
       clientHeaderTimeoutMs: 30_000,
+      clientIdleTimeoutMs: 120_000,
       logLevel: 'warn',
       metricsPath: '/metrics',
       registries: [],

@@ -21,6 +21,7 @@ import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
 import { TakeoverGuard } from './hosted/takeover.js';
 import { UploadSessions } from './hosted/uploads.js';
+import { AccessLog } from './observe/access-log.js';
 import type { Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
 import { readiness } from './observe/readiness.js';
@@ -63,10 +64,13 @@ export class Mirror {
   readonly #coordinator: FleetLocks | undefined;
   /** The token flow for --anonymous-pull (Bearer tokens are accepted whenever auth is on). */
   readonly #tokens: TokenService | undefined;
+  /** One line per request, fast hits summed up (observe/access-log.ts). */
+  readonly #accessLog: AccessLog;
 
   constructor(config: Config, log: Logger) {
     this.#config = config;
     this.#log = log;
+    this.#accessLog = new AccessLog(log);
     // Separate budgets: a manifest check must never queue behind long blob downloads.
     const concurrency = config.upstream.concurrency;
     const store = new BlobStore(
@@ -233,6 +237,7 @@ export class Mirror {
       hosted,
       takeover,
       log,
+      accessLog: this.#accessLog,
       metrics,
       repositories,
     };
@@ -288,6 +293,7 @@ export class Mirror {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#accessLog.close();
     // Downloads under way finish and are stored (up to the idle timeout), or are aborted cleanly.
     await this.blobs.drain(this.#config.upstream.idleTimeoutMs);
     await this.uploads.close();

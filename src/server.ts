@@ -20,6 +20,7 @@ import { type AccessPolicy, authorize, type Caller, requestedAccess } from './au
 import { toRegistryError } from './errors.js';
 import type { HostedRepositories } from './hosted/repositories.js';
 import type { TakeoverGuard } from './hosted/takeover.js';
+import type { AccessLog } from './observe/access-log.js';
 import type { Logger } from './observe/logger.js';
 import type { Metrics } from './observe/metrics.js';
 import type { RepositoryCounts } from './observe/repositories.js';
@@ -45,8 +46,9 @@ export interface ServerContext {
   /** Which names are pushed here, and whether a push may create one (the takeover rule). */
   readonly hosted: Pick<HostedRepositories, 'isHosted' | 'checkPushable'>;
   readonly takeover: Pick<TakeoverGuard, 'check'>;
-  /** Where each request is logged and counted. */
+  /** Where each request is logged and counted: failures in `log`, every request in `accessLog`. */
   readonly log: Logger;
+  readonly accessLog: Pick<AccessLog, 'record'>;
   readonly metrics: Pick<Metrics, 'request'>;
   readonly repositories: Pick<RepositoryCounts, 'count'>;
 }
@@ -214,7 +216,7 @@ function logRequest(ctx: ServerContext, ex: Exchange, started: number): void {
   const sent = ex.res.writableFinished ? ex.bytes : 0;
   ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
   if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent, ex.res.statusCode);
-  ctx.log.info({
+  ctx.accessLog.record({
     method: ex.method,
     path: target(ex),
     status: ex.res.statusCode,

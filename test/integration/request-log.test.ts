@@ -30,17 +30,25 @@ afterEach(async () => {
   mirror = upstream = removeData = undefined;
 });
 
-async function start(): Promise<{ lines: RequestLine[]; base: string; upstream: FakeRegistry }> {
+async function start(level = 'info'): Promise<{
+  lines: RequestLine[];
+  summaries: { hits: number; bytes: number }[];
+  base: string;
+  upstream: FakeRegistry;
+}> {
   const fake = await startFakeRegistry();
   upstream = fake;
   const data = await tempDataDir();
   removeData = data.remove;
   const lines: RequestLine[] = [];
+  const summaries: { hits: number; bytes: number }[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
       for (const text of String(chunk).split('\n').filter(Boolean)) {
         const line = JSON.parse(text) as Partial<RequestLine> & { msg?: string };
         if (line.msg === undefined && line.method) lines.push(line as RequestLine);
+        const summary = line as { hits?: number; bytes: number };
+        if (summary.hits !== undefined) summaries.push({ hits: summary.hits, bytes: summary.bytes });
       }
       callback();
     },
@@ -51,8 +59,8 @@ async function start(): Promise<{ lines: RequestLine[]; base: string; upstream: 
     listen: '127.0.0.1:0',
     extraArgs: ['--upstream-redirect-host', 'localhost'],
   });
-  mirror = await startMirror(config, pino({ level: 'info' }, sink));
-  return { lines, base: mirror.url, upstream: fake };
+  mirror = await startMirror(config, pino({ level }, sink));
+  return { lines, summaries, base: mirror.url, upstream: fake };
 }
 
 async function lineFor(lines: RequestLine[], path: string, nth = 0): Promise<RequestLine> {
@@ -125,5 +133,33 @@ describe('the request log', () => {
       .toBe(true);
     const line = lines.find((l) => l.path.startsWith('/v2/alpine/tags/list?n=1&last=aaa')) as RequestLine;
     expect(line.path).toBe(long.slice(0, '/v2/alpine/tags/list?'.length + 512));
+  });
+
+  it('logs a fast cache hit at debug only, and sums hits up in one line at info', async () => {
+    const { lines, summaries, base, upstream } = await start('info');
+    const img = addImage(upstream, 'library/alpine', '1', 4096);
+    const url = `${base}/v2/alpine/blobs/${img.layerDigest}`;
+    await get(url); // a miss: its own line
+    await mirror?.mirror.settled();
+    await get(url); // hits: summed up
+    await get(url);
+    const path = `/v2/alpine/blobs/${img.layerDigest}`;
+    expect((await lineFor(lines, path)).status).toBe(200);
+    await mirror?.close(); // the summary is written at close (and once a minute)
+    expect(lines.filter((l) => l.path === path)).toHaveLength(1);
+    expect(summaries).toEqual([{ hits: 2, bytes: 2 * 4096 }]);
+  });
+
+  it('logs every request, hits included, at debug', async () => {
+    const { lines, summaries, base, upstream } = await start('debug');
+    const img = addImage(upstream, 'library/alpine', '1', 4096);
+    const url = `${base}/v2/alpine/blobs/${img.layerDigest}`;
+    await get(url);
+    await mirror?.mirror.settled();
+    await get(url);
+    const path = `/v2/alpine/blobs/${img.layerDigest}`;
+    await lineFor(lines, path, 1);
+    await mirror?.close();
+    expect(summaries).toEqual([]);
   });
 });

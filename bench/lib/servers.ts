@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/fixtures/upstream-process.js';
 
 export interface ServerProcess {
@@ -106,6 +107,23 @@ http {
 `,
   );
   const child = spawn('nginx', ['-c', conf, '-p', prefix], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/v2/`, child);
+  return processOf(child, url);
+}
+
+/** What the bare server holds: a URL path → the file with its bytes, media type and digest. */
+export type BareObjects = Record<string, { file: string; type: string; digest: string }>;
+
+/** bench/lib/bare-server.ts as its own process (the runtime's ceiling on the hit path). */
+export async function startBareNode(objects: BareObjects, workDir: string): Promise<ServerProcess> {
+  const port = await freePort();
+  const mapFile = path.join(workDir, 'bare-objects.json');
+  writeFileSync(mapFile, JSON.stringify(objects));
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bare-server.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), mapFile], {
+    stdio: 'ignore',
+  });
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/v2/`, child);
   return processOf(child, url);

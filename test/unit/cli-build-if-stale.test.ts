@@ -52,4 +52,5 @@ it('npm start builds once: when dist/ is missing, and again only after a source 
   expect(builds()).toBe(2);
   prestart();
   expect(builds()).toBe(2);
-});
+  // Four runs of npm and node: seconds on a busy 2-core machine, not a timing under test.
+}, 60_000);

@@ -1,55 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configWith } from '../../src/config.js';
 import { type RunningMirror, startMirror } from '../../src/listen.js';
 import { runClient } from '../fixtures/daemon-process.js';
-import { type RefusingProxy, startRefusingProxy } from '../fixtures/proxies.js';
+import {
+  type ByteCounter,
+  type RefusingProxy,
+  startByteCounter,
+  startRefusingProxy,
+} from '../fixtures/proxies.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { type RegistryProcess, startRegistry } from '../fixtures/upstream-process.js';
 
 const havePodman = Boolean(
   requireProgram('podman') && requireProgram('docker-registry') && requireProgram('tar'),
 );
-
-/** A TCP front that counts the bytes sent to the client and notes what the answers were. */
-interface Counter {
-  host: string;
-  down: number;
-  /** Each answer's status line and Content-Type, in order. */
-  answers: string[];
-  close(): Promise<void>;
-}
-
-async function countingFront(target: string): Promise<Counter> {
-  const to = new URL(target);
-  const counter: Counter = { host: '', down: 0, answers: [], close: () => closeServer(server) };
-  const server: Server = createServer((client) => {
-    const up = connect(Number(to.port), to.hostname);
-    up.on('data', (d: Buffer) => {
-      counter.down += d.length;
-      const text = d.toString('latin1');
-      if (text.startsWith('HTTP/1.1 ')) {
-        const type = /^content-type: *(.*?)\r$/im.exec(text)?.[1] ?? '';
-        counter.answers.push(`${text.slice(9, 12)} ${type.split(';')[0]}`);
-      }
-    });
-    client.pipe(up).pipe(client);
-    client.on('error', () => up.destroy());
-    up.on('error', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address() as { port: number };
-  counter.host = `127.0.0.1:${address.port}`;
-  return counter;
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
 
 /**
  * Issue 14: podman's partial pull of a zstd:chunked update (overlay storage, enable_partial_images)
@@ -61,8 +29,8 @@ describe.skipIf(!havePodman)('podman partial pulls (zstd:chunked) through the mi
   let registry: RegistryProcess;
   let refusing: RefusingProxy;
   let mirror: RunningMirror;
-  let direct: Counter;
-  let viaMirror: Counter;
+  let direct: ByteCounter;
+  let viaMirror: ByteCounter;
 
   const podman = (store: string, registriesConf: string, args: string[]) => {
     const dir = path.join(work, store);
@@ -103,8 +71,8 @@ describe.skipIf(!havePodman)('podman partial pulls (zstd:chunked) through the mi
     mirror = await startMirror(
       configWith({ upstream: registry.url, dataDir: path.join(work, 'cache'), listen: '127.0.0.1:0' }),
     );
-    direct = await countingFront(registry.url);
-    viaMirror = await countingFront(mirror.url);
+    direct = await startByteCounter(registry.url);
+    viaMirror = await startByteCounter(mirror.url);
 
     // v1: 300 files of 64 KiB of random bytes (~19 MiB); v2: three of them rewritten, far apart.
     const root = path.join(work, 'root');
@@ -155,7 +123,7 @@ describe.skipIf(!havePodman)('podman partial pulls (zstd:chunked) through the mi
       'insecure = true',
       '',
     ].join('\n');
-    const pull = async (counter: Counter, store: string, conf: string, ref: string) => {
+    const pull = async (counter: ByteCounter, store: string, conf: string, ref: string) => {
       const before = counter.down;
       const { stderr } = await podman(store, conf, ['pull', ref]);
       expect(stderr, `${store} ${ref} was not a partial pull`).toMatch(/Retrieved partial blob/);

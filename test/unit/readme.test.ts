@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { mirrorHostsToml } from '../fixtures/containerd.js';
+import { userDaemonJson } from '../fixtures/debian13-dockerd.js';
 import { mirrorRegistriesConf } from '../fixtures/podman.js';
 
 // README's client snippets must be the configurations the interop suites run the real clients
@@ -19,5 +20,9 @@ describe('README client snippets', () => {
 
   it('quotes the registry-mirrors entry the dockerd suite writes into daemon.json', () => {
     expect(readme).toContain(`{ "registry-mirrors": ["${MIRROR}"] }`);
+  });
+
+  it('quotes the daemon.json the dockerd 26 suite runs with the containerd image store', () => {
+    expect(readme).toContain(`\`\`\`json\n${JSON.stringify(userDaemonJson(MIRROR, 'containerd'), null, 2)}\n\`\`\``);
   });
 });

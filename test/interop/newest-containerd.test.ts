@@ -1,10 +1,8 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type CriImageClient, criImageClient } from '../fixtures/cri-client.js';
 import {
-  chrootEnv,
   type Debian13Mounts,
   debian13Root,
   ensureDebian13,
@@ -116,51 +114,18 @@ describe.skipIf(!bedPrograms() || !canChroot)('containerd 1.7 (Debian 13 chroot)
     const c = ctrd as ChrootContainerd;
     // Each pull in its own namespace: with content sharing isolated, each fetches every blob it needs
     // from the mirror, and the mirror fetches each unique blob from upstream once.
-    await measured('ctr pull alpine:3.20', () =>
-      c.pull('docker.io/library/alpine:3.20', ['--snapshotter', 'native']),
-    );
+    await measured('ctr pull alpine:3.20', () => c.pull('docker.io/library/alpine:3.20'));
     await measured('ctr pull --all-platforms multi:1 (OCI index)', () =>
-      c.ctr([
-        '-n',
-        'all',
-        'images',
-        'pull',
-        '--hosts-dir',
-        c.hostsDirInside,
-        '--all-platforms',
-        'docker.io/library/multi:1',
-      ]),
+      c.pull('docker.io/library/multi:1', { namespace: 'all', args: ['--all-platforms'] }),
     );
     await measured('ctr pull --platform linux/arm64 busybox:latest', () =>
-      c.ctr([
-        '-n',
-        'arm',
-        'images',
-        'pull',
-        '--hosts-dir',
-        c.hostsDirInside,
-        '--snapshotter',
-        'native',
-        '--platform',
-        'linux/arm64',
-        'docker.io/library/busybox:latest',
-      ]),
+      c.pull('docker.io/library/busybox:latest', { namespace: 'arm', args: ['--platform', 'linux/arm64'] }),
     );
     const { stdout: listed } = await c.ctr(['images', 'ls']);
     const digest = /docker\.io\/library\/alpine:3\.20\s+\S+\s+(sha256:[0-9a-f]{64})/.exec(listed)?.[1];
     expect(digest).toBeDefined();
     await measured('ctr pull small@sha256 (by digest)', () =>
-      c.ctr([
-        '-n',
-        'digest',
-        'images',
-        'pull',
-        '--hosts-dir',
-        c.hostsDirInside,
-        '--snapshotter',
-        'native',
-        `docker.io/library/small@${digest}`,
-      ]),
+      c.pull(`docker.io/library/small@${digest}`, { namespace: 'digest' }),
     );
     console.log(tap.requests.map((r) => `${r.method} ${r.url} ${r.status} ${r.cache ?? ''}`).join('\n'));
 
@@ -181,40 +146,29 @@ describe.skipIf(!bedPrograms() || !canChroot)('containerd 1.7 (Debian 13 chroot)
     // A slow upstream: the mirror's fill of the layer is still running when the client comes back.
     bed.front.throttle = { match: (p) => p.includes(layer), bytesPerSecond: 2 * MiB };
     const ref = 'docker.io/library/big:1';
-    const pullArgs = [
-      '-n',
-      'big',
-      'images',
-      'pull',
-      '--hosts-dir',
-      c.hostsDirInside,
-      '--snapshotter',
-      'native',
-      ref,
-    ];
+    const pullArgs = c.pullArgs(ref, { namespace: 'big' });
     try {
       // First pull: killed (by its PID: chroot execs ctr) once some MiB of the layer have arrived.
-      const mounted = mounts as Debian13Mounts;
       let atKill = 0;
       const missed = (counts: Map<string, number>) => counts.get('blob GET miss 200') ?? 0;
       const missedBefore = missed(await metrics());
       await measured('ctr pull big:1, killed mid-layer', async () => {
-        const first = spawn('chroot', [mounted.dir, 'ctr', '-a', c.socket.inside, ...pullArgs], {
-          env: chrootEnv(bed.refusing.url),
-          stdio: 'ignore',
-        });
+        const first = c.spawnCtr(pullArgs);
         const exited = new Promise<void>((resolve) => first.once('exit', () => resolve()));
-        await vi.waitFor(
-          () => {
-            if (first.exitCode !== null)
-              throw new Error(`ctr exited (${first.exitCode}) before it was killed`);
-            if (c.ingestBytes() < 2 * MiB) throw new Error('fewer than 2 MiB of the layer so far');
-          },
-          { timeout: 60_000, interval: 50 },
-        );
-        atKill = c.ingestBytes();
-        first.kill('SIGKILL');
-        await exited;
+        try {
+          await vi.waitFor(
+            () => {
+              if (first.exitCode !== null)
+                throw new Error(`ctr exited (${first.exitCode}) before it was killed`);
+              if (c.ingestBytes() < 2 * MiB) throw new Error('fewer than 2 MiB of the layer so far');
+            },
+            { timeout: 60_000, interval: 50 },
+          );
+          atKill = c.ingestBytes();
+        } finally {
+          first.kill('SIGKILL');
+          await exited;
+        }
         // The mirror counts the request it was serving once its client has gone.
         await vi.waitFor(
           async () => {

@@ -200,6 +200,9 @@ describe.skipIf(!bedPrograms() || !canChroot)('containerd 1.7 (Debian 13 chroot)
       // The pull completed with the layer's digest (containerd verifies it before committing).
       const { stdout: content } = await c.ctr(['-n', 'big', 'content', 'ls', '-q']);
       expect(content.split('\n')).toContain(layer);
+      expect((await c.ctr(['-n', 'big', 'images', 'ls', '-q'])).stdout.split('\n')).toContain(ref);
+      // Nothing left half-written: the resumed download was committed.
+      expect(c.ingestBytes()).toBe(0);
       // One upstream GET for the layer, however the client came back.
       expect(bed.front.count('GET', layerPath)).toBe(1);
       expect(bed.refusing.attempts).toEqual([]);

@@ -10,7 +10,7 @@
  *   npx tsx bench/builds.ts --before OTHER_CHECKOUT [--after .] [--rounds 3] [--seconds 5]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,9 @@ const { values } = parseArgs({
     after: { type: 'string', default: '.' },
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '5' },
+    // Where each build's stdout (its log) goes: a file is what a log collector reads; /dev/null
+    // hides what a log line costs.
+    'log-to': { type: 'string', default: 'file' },
   },
 });
 if (!values.before) throw new Error('--before DIR: a checkout of the other build (with dist/ built)');
@@ -67,7 +70,13 @@ async function startBuild(name: string, dir: string) {
       '--data',
       path.join(work, name),
     ],
-    { cwd: path.resolve(dir), stdio: 'ignore' },
+    {
+      cwd: path.resolve(dir),
+      stdio:
+        values['log-to'] === 'file'
+          ? ['ignore', openSync(path.join(work, `${name}.log`), 'w'), 'ignore']
+          : 'ignore',
+    },
   );
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {

@@ -4,7 +4,7 @@
  * (pinned to core 1) with 500 connections for 60 s. Records requests, errors and the mirror's peak
  * RSS. Needs `npm run build` and wrk (apt-get install wrk). Writes bench/results/soak.json.
  *
- *   npx tsx bench/soak.ts [--connections 500] [--seconds 60]
+ *   npx tsx bench/soak.ts [--connections 500] [--seconds 60] [--build OTHER_CHECKOUT]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,12 @@ import { addImage } from '../test/integration/harness.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
-  options: { connections: { type: 'string', default: '500' }, seconds: { type: 'string', default: '60' } },
+  options: {
+    connections: { type: 'string', default: '500' },
+    seconds: { type: 'string', default: '60' },
+    // Another checkout's build (its dist/), to compare two builds on the same machine.
+    build: { type: 'string', default: '.' },
+  },
 });
 const work = mkdtempSync(path.join(tmpdir(), 'hubcache-soak-'));
 const upstream = await startFakeRegistry();
@@ -45,7 +50,7 @@ const mirror = spawn(
     '--log-level',
     'info',
   ],
-  { stdio: ['ignore', 'ignore', 'inherit'] },
+  { stdio: ['ignore', 'ignore', 'inherit'], cwd: path.resolve(values.build ?? '.') },
 );
 const base = `http://127.0.0.1:${port}`;
 for (let i = 0; i < 100; i++) {
@@ -155,7 +160,7 @@ console.log(
   `| ${stats.requests} | ${Math.round((stats.requests ?? 0) / seconds)} | ${errors} (${stats.connect}/${stats.read}/${stats.write}/${stats.timeout}/${stats.status}) | ${((stats.p50 ?? 0) / 1000).toFixed(1)} ms | ${((stats.p99 ?? 0) / 1000).toFixed(1)} ms | ${((stats.bytes ?? 0) / seconds / 1024 / 1024).toFixed(0)} | ${(rssBefore / 1024 / 1024).toFixed(0)} → ${(peakRss / 1024 / 1024).toFixed(0)} MiB | ${alive === 200} |`,
 );
 writeResult('soak', {
-  commit: commitOf(),
+  commit: values.build === '.' ? commitOf() : `build in ${values.build}`,
   connections: Number(values.connections),
   seconds,
   ...stats,

@@ -18,7 +18,8 @@ export const SLOW_HIT_MS = 1000;
 const SUMMARY_EVERY_MS = 60_000;
 
 /**
- * The access log. A line per request costs a third of a cache hit's CPU (docs/benchmarks.md), and
+ * The access log. A line per request written to a file cost a quarter of a cache hit's CPU
+ * (docs/benchmarks.md, "Logging and the hit path"), and
  * hits are what a mirror mostly serves and what an operator least needs to read one by one: a fast,
  * successful hit is logged at debug, and summed up at info once a minute (how many, how many
  * bytes) when there were any. Misses, errors, pushes and anything slow keep their line at info, as

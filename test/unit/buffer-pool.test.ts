@@ -1,31 +1,32 @@
 import { describe, expect, it } from 'vitest';
 import { BufferPool, CHUNK, SMALL_CHUNK } from '../../src/buffer-pool.js';
 
+const KIB = 1024;
+
 describe('BufferPool', () => {
-  it('makes at most maxLarge large buffers, then hands out small ones instead of waiting', () => {
-    const pool = new BufferPool(2);
-    const taken = [pool.take(), pool.take(), pool.take(), pool.take()];
-    expect(taken.map((b) => b.length)).toEqual([CHUNK, CHUNK, SMALL_CHUNK, SMALL_CHUNK]);
-    expect(pool.largeAllocated).toBe(2);
+  it('hands out smaller buffers as the budget is used, the smallest even over it, never waiting', () => {
+    const pool = new BufferPool(2 * CHUNK + 256 * KIB);
+    const sizes = Array.from({ length: 6 }, () => pool.take().length);
+    expect(sizes).toEqual([CHUNK, CHUNK, 256 * KIB, SMALL_CHUNK, SMALL_CHUNK, SMALL_CHUNK]);
+    expect(pool.outstanding).toBe(2 * CHUNK + 256 * KIB + 3 * SMALL_CHUNK);
   });
 
-  it('reuses what is given back, large first', () => {
-    const pool = new BufferPool(1);
+  it('reuses what is given back', () => {
+    const pool = new BufferPool(CHUNK);
     const large = pool.take();
-    const small = pool.take();
-    pool.give(small);
     pool.give(large);
     expect(pool.take()).toBe(large);
-    expect(pool.take()).toBe(small);
-    expect(pool.largeAllocated).toBe(1);
+    expect(pool.outstanding).toBe(CHUNK);
   });
 
-  it('keeps at most maxSmallFree small buffers for reuse', () => {
-    const pool = new BufferPool(0, 1);
-    const [a, b] = [pool.take(), pool.take()];
-    pool.give(a);
-    pool.give(b);
-    expect(pool.take()).toBe(a);
-    expect(pool.take()).not.toBe(b);
+  it('keeps for reuse only what fits the budget with what is out', () => {
+    const pool = new BufferPool(CHUNK);
+    const large = pool.take();
+    const small = pool.take(); // over the budget
+    pool.give(small); // out + kept would exceed the budget: dropped
+    pool.give(large);
+    expect(pool.outstanding).toBe(0);
+    expect(pool.take()).toBe(large);
+    expect(pool.take()).not.toBe(small);
   });
 });

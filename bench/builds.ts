@@ -18,7 +18,7 @@ import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
-import { type LoadResult, median, pin, wrk } from './lib/load.js';
+import { cpuMicros, type LoadResult, median, pin, wrk } from './lib/load.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -49,13 +49,6 @@ layout.tag('bench', image.manifest);
 await pushLayout(layout.dir, 'bench', `${new URL(registry.url).host}/library/bench:1`, {
   env: refusing.env(),
 });
-
-/** Server CPU time (user + system) so far, in microseconds, from /proc/PID/stat. */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
-}
 
 async function startBuild(name: string, dir: string) {
   const port = await freePort();

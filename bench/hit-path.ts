@@ -15,7 +15,7 @@ import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
-import { abHead, curlSpeed, type LoadResult, median, pin, wrk } from './lib/load.js';
+import { abHead, curlSpeed, type LoadResult, median, pin, wrk, wrkWithCpu } from './lib/load.js';
 import { type BareObjects, startBareNode, startMirrorProcess, startNginx } from './lib/servers.js';
 import { commitOf, machine, writeResult } from './results.js';
 
@@ -86,22 +86,23 @@ const servers: { name: string; url: string; pid: number }[] = [
 ];
 for (const s of servers) await pin(s.pid, 0);
 
+type CpuResult = LoadResult & { cpuUsPerRequest: number };
 interface Row {
   server: string;
   bigMiBs: number;
   medium16: LoadResult;
-  small50: LoadResult;
-  manifestGet50: LoadResult;
+  small50: CpuResult;
+  manifestGet50: CpuResult;
   manifestHead50: LoadResult;
 }
 const rows: Row[] = [];
-const best = (results: LoadResult[], key: 'requestsPerSecond' | 'mibPerSecond') =>
-  [...results].sort((a, b) => a[key] - b[key])[Math.floor(results.length / 2)] as LoadResult;
+const best = <T extends LoadResult>(results: T[], key: 'requestsPerSecond' | 'mibPerSecond'): T =>
+  [...results].sort((a, b) => a[key] - b[key])[Math.floor(results.length / 2)] as T;
 for (const s of servers) {
   const bigRuns: number[] = [];
   const m: LoadResult[] = [];
-  const sm: LoadResult[] = [];
-  const mg: LoadResult[] = [];
+  const sm: CpuResult[] = [];
+  const mg: CpuResult[] = [];
   const mh: LoadResult[] = [];
   const hasBig = s.url !== bare.url;
   // Warm-up, unmeasured: page cache, JIT, connection pools.
@@ -111,8 +112,8 @@ for (const s of servers) {
     if (hasBig) for (let i = 0; i < 3; i++) bigRuns.push(await curlSpeed(blobUrl(s.url, big)));
     if (process.env.BENCH_DEBUG) console.error(s.name, bigRuns.map((x) => x.toFixed(0)).join(' '));
     m.push(await wrk(blobUrl(s.url, medium), 16, SECONDS));
-    sm.push(await wrk(blobUrl(s.url, small), 50, SECONDS));
-    mg.push(await wrk(`${s.url}/v2/library/bench/manifests/1`, 50, SECONDS, [ACCEPT]));
+    sm.push(await wrkWithCpu(s.pid, blobUrl(s.url, small), 50, SECONDS));
+    mg.push(await wrkWithCpu(s.pid, `${s.url}/v2/library/bench/manifests/1`, 50, SECONDS, [ACCEPT]));
     mh.push(await abHead(`${s.url}/v2/library/bench/manifests/1`, 50, quick ? 20_000 : 60_000, [ACCEPT]));
   }
   rows.push({
@@ -153,6 +154,19 @@ line('4 MiB blob, 16 connections', (x) => x.medium16.mibPerSecond, 'MiB/s');
 line('1 KiB blob, 50 connections', (x) => x.small50.requestsPerSecond, 'req/s');
 line('manifest GET, 50 connections', (x) => x.manifestGet50.requestsPerSecond, 'req/s');
 line('manifest HEAD, 50 connections', (x) => x.manifestHead50.requestsPerSecond, 'req/s');
+console.log(
+  '\n| CPU per request (server, from /proc; steady on a busy machine) | nginx | bare node:http | docker-registry 2.8 | hubcache | hubcache / bare node |',
+);
+console.log('|---|---|---|---|---|---|');
+for (const [label, pick] of [
+  ['1 KiB blob', (x: Row) => x.small50.cpuUsPerRequest],
+  ['manifest GET', (x: Row) => x.manifestGet50.cpuUsPerRequest],
+] as const) {
+  const us = (x: Row) => `${pick(x).toFixed(1)} µs`;
+  console.log(
+    `| ${label} | ${us(ng)} | ${us(bareRow)} | ${us(reg)} | ${us(hub)} | ${(pick(hub) / pick(bareRow)).toFixed(2)}× |`,
+  );
+}
 console.log('\n| latency | nginx | bare node:http | docker-registry 2.8 | hubcache |');
 console.log('|---|---|---|---|---|');
 for (const [label, pick] of [

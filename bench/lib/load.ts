@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** Runs a command pinned to `core`, resolves with its stdout (rejects on a non-zero exit). */
 export function runPinned(core: number, command: string, args: string[]): Promise<string> {
@@ -102,3 +103,27 @@ export async function curlSpeed(url: string): Promise<number> {
 
 export const median = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+
+/** A process's CPU time (user + system) so far, in microseconds, from /proc/PID/stat. */
+export function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * wrk against a server, with the server's CPU time per request: the cost of one request in that
+ * server, which holds steady when the machine is busy (requests per second do not).
+ */
+export async function wrkWithCpu(
+  pid: number,
+  url: string,
+  connections: number,
+  seconds: number,
+  headers: string[] = [],
+): Promise<LoadResult & { cpuUsPerRequest: number }> {
+  const cpu0 = cpuMicros(pid);
+  const r = await wrk(url, connections, seconds, headers);
+  const cpu = cpuMicros(pid) - cpu0;
+  return { ...r, cpuUsPerRequest: cpu / (r.requestsPerSecond * seconds) };
+}

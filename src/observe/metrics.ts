@@ -1,5 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
+type RequestLabels = Record<'endpoint' | 'method' | 'outcome' | 'code', string>;
+type ServedSource = 'cache' | 'upstream' | 'hosted';
+
 /** What the metrics read at scrape time: the mirror's own state, no copies kept in sync. */
 export interface MetricsSource {
   cacheBytes(): number;
@@ -75,8 +78,13 @@ export function hitCountsOf(metricsText: string): { hits: number; requests: numb
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'endpoint' | 'method' | 'outcome' | 'code'>;
-  readonly #servedBytes: Counter<'source'>;
+  /**
+   * hubcache_requests_total and hubcache_served_bytes_total, tallied here and handed to prom-client
+   * when scraped: a labelled inc() per request hashed its labels on the hit path. The label sets
+   * are few (endpoints × methods × outcomes × the statuses this server answers).
+   */
+  readonly #requestTally = new Map<string, { labels: RequestLabels; n: number }>();
+  readonly #servedTally: Record<ServedSource, number> = { cache: 0, upstream: 0, hosted: 0 };
   readonly #upstreamRequests: Counter<'method' | 'code'>;
   readonly #upstreamSeconds: Histogram<'method'>;
   readonly #pushedBytes: Counter;
@@ -87,17 +95,27 @@ export class Metrics {
     this.source = source;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'hubcache_' });
-    this.#requests = new Counter({
+    const requestTally = this.#requestTally;
+    new Counter({
       name: 'hubcache_requests_total',
       help: 'Registry API requests by endpoint, method, cache outcome (hit, miss, coalesced, revalidated, stale, hosted, error, none) and status code',
       labelNames: ['endpoint', 'method', 'outcome', 'code'],
       registers,
+      collect() {
+        this.reset();
+        for (const { labels, n } of requestTally.values()) this.inc(labels, n);
+      },
     });
-    this.#servedBytes = new Counter({
+    const servedTally = this.#servedTally;
+    new Counter({
       name: 'hubcache_served_bytes_total',
       help: 'Body bytes sent to clients, by where they came from (cache, an upstream download, or a hosted repository)',
       labelNames: ['source'],
       registers,
+      collect() {
+        this.reset();
+        for (const [source, bytes] of Object.entries(servedTally)) if (bytes > 0) this.inc({ source }, bytes);
+      },
     });
     this.#upstreamRequests = new Counter({
       name: 'hubcache_upstream_requests_total',
@@ -234,15 +252,21 @@ export class Metrics {
     }
     if (status >= 400) this.errors.set(status, (this.errors.get(status) ?? 0) + 1);
     else if (endpoint === 'manifest' && method === 'PUT' && status === 201) this.pushes.manifests++;
-    this.#requests.inc({
-      endpoint,
-      method,
-      outcome: outcome ? outcome.toLowerCase() : status >= 400 ? 'error' : 'none',
-      code: String(status),
-    });
+    const key = `${endpoint} ${method} ${outcome} ${status}`;
+    const tally = this.#requestTally.get(key);
+    if (tally) tally.n++;
+    else {
+      const labels = {
+        endpoint,
+        method,
+        outcome: outcome ? outcome.toLowerCase() : status >= 400 ? 'error' : 'none',
+        code: String(status),
+      };
+      this.#requestTally.set(key, { labels, n: 1 });
+    }
     if (bytes > 0) {
       const source = hosted ? 'hosted' : outcome === 'MISS' || outcome === 'COALESCED' ? 'upstream' : 'cache';
-      this.#servedBytes.inc({ source }, bytes);
+      this.#servedTally[source] += bytes;
     }
   }
 

@@ -5,8 +5,8 @@ import type { UsageIndex } from './usage-index.js';
 
 /** What the size bound needs of the store it bounds (cache/blob-store.ts), and no more. */
 export interface Evictable {
-  /** What is stored, by recency, with the total bytes. */
-  readonly usage: Pick<UsageIndex, 'totalBytes' | 'coldest'>;
+  /** What is stored, with the total bytes, and the policy's next victim. */
+  readonly usage: Pick<UsageIndex, 'totalBytes' | 'victim'>;
   /** Whether a blob may go now: not open, pinned or held by hosted content. */
   evictable(hex: string): boolean;
   remove(digest: Digest): Promise<void>;
@@ -16,16 +16,17 @@ export interface Evictable {
 const LOW_WATER = 0.9;
 
 /**
- * The size bound: when the stored bytes exceed it, remove least recently used blobs and manifests
- * down to the low-water mark, never one that is being served (open), written (not in the store
- * yet), pinned or held by a hosted repository. A manifest evicted this way is fetched again on
- * its next request, by tag or by digest.
+ * The size bound: when the stored bytes exceed it, remove blobs and manifests in the order of the
+ * eviction policy (--eviction, cache/eviction/) down to the low-water mark, never one that is being
+ * served (open), written (not in the store yet), pinned or held by a hosted repository. A manifest
+ * evicted this way is fetched again on its next request, by tag or by digest.
  */
 export class Evictor {
   readonly #store: Evictable;
   readonly #maxBytes: number | undefined;
   readonly #log: Logger;
   #running = false;
+  #again = false;
   evicted = 0;
   evictedBytes = 0;
   /** Blobs stored that were larger than the bound on their own, each time one was (a refetch counts again). */
@@ -57,13 +58,21 @@ export class Evictor {
   }
 
   check(): void {
-    if (this.#maxBytes === undefined || this.#running) return;
+    if (this.#maxBytes === undefined) return;
+    // A blob stored (or found again by a lookup racing a removal) during a run: check once it ends.
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
     if (this.#store.usage.totalBytes <= this.#maxBytes) return;
     this.#running = true;
     this.#run(this.#maxBytes)
       .catch((err: Error) => this.#log.error({ err: err.message }, 'eviction failed'))
       .finally(() => {
         this.#running = false;
+        if (!this.#again) return;
+        this.#again = false;
+        this.check();
       });
   }
 
@@ -72,17 +81,15 @@ export class Evictor {
     const usage = this.#store.usage;
     const before = usage.totalBytes;
     let removed = 0;
-    for (const [hex, size] of [...usage.coldest()]) {
-      if (usage.totalBytes <= target) break;
-      if (!this.#store.evictable(hex)) continue;
+    while (usage.totalBytes > target) {
+      const victim = usage.victim((h) => this.#store.evictable(h));
+      if (victim === undefined) break;
+      const [hex, size] = victim;
       await this.#store.remove(parseDigest(`sha256:${hex}`));
       removed++;
       this.evicted++;
       this.evictedBytes += size;
     }
-    this.#log.info(
-      { removed, before, after: usage.totalBytes, maxBytes },
-      'evicted least recently used blobs',
-    );
+    this.#log.info({ removed, before, after: usage.totalBytes, maxBytes }, 'evicted blobs down to the bound');
   }
 }

@@ -26,7 +26,6 @@ export class Evictor {
   readonly #maxBytes: number | undefined;
   readonly #log: Logger;
   #running = false;
-  #again = false;
   evicted = 0;
   evictedBytes = 0;
   /** Blobs stored that were larger than the bound on their own, each time one was (a refetch counts again). */
@@ -58,21 +57,13 @@ export class Evictor {
   }
 
   check(): void {
-    if (this.#maxBytes === undefined) return;
-    // A blob stored (or found again by a lookup racing a removal) during a run: check once it ends.
-    if (this.#running) {
-      this.#again = true;
-      return;
-    }
+    if (this.#maxBytes === undefined || this.#running) return;
     if (this.#store.usage.totalBytes <= this.#maxBytes) return;
     this.#running = true;
     this.#run(this.#maxBytes)
       .catch((err: Error) => this.#log.error({ err: err.message }, 'eviction failed'))
       .finally(() => {
         this.#running = false;
-        if (!this.#again) return;
-        this.#again = false;
-        this.check();
       });
   }
 
@@ -81,6 +72,7 @@ export class Evictor {
     const usage = this.#store.usage;
     const before = usage.totalBytes;
     let removed = 0;
+    // Re-read each time: blobs stored while a removal is awaited are part of this run's work.
     while (usage.totalBytes > target) {
       const victim = usage.victim((h) => this.#store.evictable(h));
       if (victim === undefined) break;

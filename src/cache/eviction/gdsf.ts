@@ -36,8 +36,9 @@ interface Item {
  * blobs not used for a while sink below newcomers however often they were used before. Among
  * equal priorities the one used longest ago goes.
  *
- * In memory only. After a restart every stored blob starts again at frequency 1, inserted least
- * recently used first (cache/usage-index.ts scan); the bench measured what a restart costs.
+ * In memory only. After a restart every stored blob starts again at frequency 1 (cache/usage-index.ts
+ * scan inserts them least recently used first, which orders only equal priorities); the bench
+ * measured what a restart costs: at most one point of byte hit ratio (docs/benchmarks.md).
  */
 export class GdsfPolicy implements EvictionPolicy {
   readonly #entries = new Map<string, Entry>();

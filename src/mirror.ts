@@ -79,6 +79,7 @@ export class Mirror {
       config.maxSizeBytes,
       config.minFreeBytes,
       log,
+      config.eviction,
     );
     if (config.shared) {
       this.sharedStore = new S3BlobStore(config.shared.s3, log);

@@ -4,6 +4,8 @@
  * this is the standard heuristic, not a proven optimum; it is the usual yardstick for eviction.
  * Also an LRU simulation on the same trace, to compare the live mirror with its model.
  */
+import { MinHeap } from '../../src/cache/eviction/min-heap.js';
+
 export interface TraceEntry {
   key: string;
   size: number;
@@ -24,34 +26,42 @@ export function belady(trace: TraceEntry[], capacity: number): CacheSim {
     next[i] = seen.get(e.key) ?? Number.POSITIVE_INFINITY;
     seen.set(e.key, i);
   }
-  const cached = new Map<string, { size: number; nextUse: number }>();
+  const cached = new Map<string, { size: number; nextUse: number; seq: number }>();
+  // Farthest next use on top; among equals (never used again) the one cached first.
+  const farthest = new MinHeap<{ key: string; nextUse: number; seq: number }>(
+    (a, b) => a.nextUse > b.nextUse || (a.nextUse === b.nextUse && a.seq < b.seq),
+  );
   let used = 0;
   let hitBytes = 0;
   let totalBytes = 0;
+  let seq = 0;
   trace.forEach((e, i) => {
     totalBytes += e.size;
     const entry = cached.get(e.key);
+    const nextUse = next[i] as number;
     if (entry) {
       hitBytes += e.size;
-      entry.nextUse = next[i] as number;
+      entry.nextUse = nextUse;
+      farthest.push({ key: e.key, nextUse, seq: entry.seq });
       return;
     }
     if (e.size > capacity) return;
     while (used + e.size > capacity) {
-      let victim: string | undefined;
-      let farthest = -1;
-      for (const [k, v] of cached) {
-        if (v.nextUse > farthest) {
-          farthest = v.nextUse;
-          victim = k;
-        }
+      let top = farthest.peek();
+      // Drop heap items left behind by a later use of the same key.
+      while (top && cached.get(top.key)?.nextUse !== top.nextUse) {
+        farthest.pop();
+        top = farthest.peek();
       }
       // Caching this one is worse than keeping everything cached now: don't.
-      if (victim === undefined || farthest < (next[i] as number)) return;
-      used -= cached.get(victim)?.size ?? 0;
-      cached.delete(victim);
+      if (top === undefined || top.nextUse < nextUse) return;
+      farthest.pop();
+      used -= cached.get(top.key)?.size ?? 0;
+      cached.delete(top.key);
     }
-    cached.set(e.key, { size: e.size, nextUse: next[i] as number });
+    seq++;
+    cached.set(e.key, { size: e.size, nextUse, seq });
+    farthest.push({ key: e.key, nextUse, seq });
     used += e.size;
   });
   return { hitBytes, totalBytes, byteHitRatio: totalBytes ? hitBytes / totalBytes : 0 };

@@ -57,3 +57,57 @@ export async function pushSwarmImages(
   }
   return sizes;
 }
+
+/**
+ * The size of a gzip layer holding one file of `bytes` incompressible bytes, as ImageLayout writes
+ * it (tar header, padding and end blocks; gzip level 0: 5 bytes per stored block of 64 KiB).
+ */
+function layerSize(bytes: number): number {
+  const tar = 512 + Math.ceil(bytes / 512) * 512 + 1024;
+  return tar + 5 * Math.ceil(tar / 65535) + 18;
+}
+
+/** The blobs of the swarm's app `app` (as pushSwarmImages builds them), by a stable name, config first. */
+export function swarmBlobs(basesMiB: number[], app: number): { key: string; size: number }[] {
+  const random = rng(app + 1);
+  const base = app % basesMiB.length;
+  return [
+    { key: `app${app}/config`, size: 420 },
+    { key: `base${base}`, size: layerSize((basesMiB[base] as number) * MiB) },
+    { key: `app${app}/lib`, size: layerSize(Math.floor((0.25 + random()) * MiB)) },
+    { key: `app${app}/bin`, size: layerSize(Math.floor(random() * 256 * 1024) + 1024) },
+  ];
+}
+
+/**
+ * The swarm's blob requests without running it (bench/swarm.ts runs it against a real upstream):
+ * the same pulls, nodes taking turns within a wave, each node asking only for blobs it does not
+ * hold. Deterministic.
+ */
+export function swarmTrace(
+  basesMiB: number[],
+  apps: number,
+  nodes: number,
+  waves: number,
+  pullsPerWave: number,
+): { key: string; size: number }[] {
+  const held = Array.from({ length: nodes }, () => new Set<string>());
+  const trace: { key: string; size: number }[] = [];
+  for (let wave = 0; wave < waves; wave++) {
+    const randoms = Array.from({ length: nodes }, (_, node) => rng(1000 * wave + node));
+    for (let i = 0; i < pullsPerWave; i++) {
+      for (let node = 0; node < nodes; node++) {
+        const app = pick(randoms[node] as () => number, apps);
+        const has = held[node] as Set<string>;
+        if (has.has(`app${app}`)) continue;
+        for (const blob of swarmBlobs(basesMiB, app)) {
+          if (has.has(blob.key)) continue;
+          trace.push(blob);
+          has.add(blob.key);
+        }
+        has.add(`app${app}`);
+      }
+    }
+  }
+  return trace;
+}

@@ -97,7 +97,7 @@ export async function serveStoredBlob(
     sendBody(ex, status, headers, undefined);
     return true;
   }
-  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest) : undefined;
+  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest, false) : undefined;
   if (small) {
     sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
     return true;
@@ -123,7 +123,7 @@ async function serveStoredByteranges(
     sendBody(ex, status, headers, undefined);
     return true;
   }
-  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest) : undefined;
+  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest, false) : undefined;
   if (small) {
     sendBody(ex, status, headers, joinByteranges(body, small));
     return true;

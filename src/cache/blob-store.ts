@@ -4,11 +4,13 @@ import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
+import type { EvictionPolicyName } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 import { blobPath, blobsDir, tempDir, tempPath } from '../storage/layout.js';
 import { BlobWriter } from './blob-writer.js';
 import { DiskRoom } from './disk-room.js';
+import { evictionPolicy } from './eviction/policies.js';
 import { Evictor } from './evictor.js';
 import { Pins } from './pins.js';
 import { UsageIndex } from './usage-index.js';
@@ -31,7 +33,7 @@ export const SMALL_BLOB_BYTES = 8 * 1024 * 1024;
  * small-body caches here safe without invalidation.
  *
  * The rest is owned beside it, and reached through this class so its callers hold one object:
- * recency and bytes (usage-index.ts), the size bound (evictor.ts), pins (pins.ts), free space
+ * uses and bytes (usage-index.ts), the size bound (evictor.ts) and its policy (eviction/), pins (pins.ts), free space
  * (disk-room.ts).
  */
 export class BlobStore {
@@ -40,6 +42,13 @@ export class BlobStore {
   readonly usage: UsageIndex;
   readonly #sizes = new LRUCache<string, number>({ max: 100_000 });
   readonly #small: LRUCache<string, Buffer>;
+  /**
+   * Blobs being removed, and removals begun or ended: a lookup whose stat or read ran across one may
+   * have seen a file that is gone now, so it serves what it read but records nothing (a blob that
+   * stays loses one use; one removed is not put back in the usage index as stored).
+   */
+  readonly #removing = new Set<string>();
+  #removals = 0;
   /** Open file handles per blob: the size bound never removes a blob being served. */
   readonly #inUse = new Map<string, number>();
   readonly #evictor: Evictor;
@@ -52,6 +61,7 @@ export class BlobStore {
     maxBytes: number | undefined,
     minFreeBytes: number,
     log: Logger,
+    eviction: EvictionPolicyName = 'gdsf',
   ) {
     this.root = root;
     this.#room = new DiskRoom(root, minFreeBytes);
@@ -61,7 +71,7 @@ export class BlobStore {
       maxSize: Math.max(1, memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
-    this.usage = new UsageIndex(root);
+    this.usage = new UsageIndex(root, evictionPolicy(eviction, maxBytes));
     this.#evictor = new Evictor(this, maxBytes, log);
   }
 
@@ -139,9 +149,11 @@ export class BlobStore {
     return (this.#inUse.get(hex) ?? 0) > 0;
   }
 
-  /** A blob was stored or used: recency for the size bound, and maybe time to evict. */
-  #used(hex: string, size: number, stored = false): void {
-    this.usage.touch(hex, size);
+  /** A blob was stored or used: for the size bound's policy, and maybe time to evict. */
+  #used(hex: string, size: number, stored = false, counted = true): void {
+    // A lookup that found the file just before its removal must not count it as stored again.
+    if (this.#removing.has(hex)) return;
+    this.usage.touch(hex, size, counted);
     if (stored) this.#evictor.check();
   }
 
@@ -156,10 +168,13 @@ export class BlobStore {
       this.#used(digest.hex, known);
       return known;
     }
+    const removals = this.#removals;
     try {
       const s = await stat(this.pathOf(digest));
-      this.#sizes.set(digest.hex, s.size);
-      this.#used(digest.hex, s.size);
+      if (removals === this.#removals) {
+        this.#sizes.set(digest.hex, s.size);
+        this.#used(digest.hex, s.size);
+      }
       return s.size;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -167,18 +182,24 @@ export class BlobStore {
     }
   }
 
-  /** Reads a stored blob whole (manifests, small blobs); undefined when absent. */
-  async read(digest: Digest): Promise<Buffer | undefined> {
+  /**
+   * Reads a stored blob whole (manifests, small blobs); undefined when absent. `counted`: false when
+   * this request already asked `size`, so the eviction policy counts one use per request.
+   */
+  async read(digest: Digest, counted = true): Promise<Buffer | undefined> {
     const cached = this.#small.get(digest.hex);
     if (cached) {
-      this.#used(digest.hex, cached.length);
+      this.#used(digest.hex, cached.length, false, counted);
       return cached;
     }
+    const removals = this.#removals;
     try {
       const data = await readFile(this.pathOf(digest));
-      this.#sizes.set(digest.hex, data.length);
-      this.#used(digest.hex, data.length);
-      if (data.length <= SMALL_BLOB_BYTES) this.#small.set(digest.hex, data);
+      if (removals === this.#removals) {
+        this.#sizes.set(digest.hex, data.length);
+        this.#used(digest.hex, data.length, false, counted);
+        if (data.length <= SMALL_BLOB_BYTES) this.#small.set(digest.hex, data);
+      }
       return data;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -253,9 +274,19 @@ export class BlobStore {
 
   /** Drops a blob from the store (a stored file found corrupt, or eviction). */
   async remove(digest: Digest): Promise<void> {
-    this.#sizes.delete(digest.hex);
-    this.#small.delete(digest.hex);
-    this.usage.forget(digest.hex);
-    await rm(this.pathOf(digest), { force: true });
+    const hex = digest.hex;
+    this.#removing.add(hex);
+    this.#removals++;
+    try {
+      await rm(this.pathOf(digest), { force: true });
+    } finally {
+      // Once the file is gone, so the stored bytes never count less than the disk holds; a read
+      // that ran meanwhile may have cached its size or bytes.
+      this.usage.forget(hex);
+      this.#sizes.delete(hex);
+      this.#small.delete(hex);
+      this.#removing.delete(hex);
+      this.#removals++;
+    }
   }
 }

@@ -5,8 +5,8 @@ import type { UsageIndex } from './usage-index.js';
 
 /** What the size bound needs of the store it bounds (cache/blob-store.ts), and no more. */
 export interface Evictable {
-  /** What is stored, by recency, with the total bytes. */
-  readonly usage: Pick<UsageIndex, 'totalBytes' | 'coldest'>;
+  /** What is stored, with the total bytes, and the policy's next victim. */
+  readonly usage: Pick<UsageIndex, 'totalBytes' | 'victim'>;
   /** Whether a blob may go now: not open, pinned or held by hosted content. */
   evictable(hex: string): boolean;
   remove(digest: Digest): Promise<void>;
@@ -16,10 +16,10 @@ export interface Evictable {
 const LOW_WATER = 0.9;
 
 /**
- * The size bound: when the stored bytes exceed it, remove least recently used blobs and manifests
- * down to the low-water mark, never one that is being served (open), written (not in the store
- * yet), pinned or held by a hosted repository. A manifest evicted this way is fetched again on
- * its next request, by tag or by digest.
+ * The size bound: when the stored bytes exceed it, remove blobs and manifests in the order of the
+ * eviction policy (--eviction, cache/eviction/) down to the low-water mark, never one that is being
+ * served (open), written (not in the store yet), pinned or held by a hosted repository. A manifest
+ * evicted this way is fetched again on its next request, by tag or by digest.
  */
 export class Evictor {
   readonly #store: Evictable;
@@ -72,17 +72,16 @@ export class Evictor {
     const usage = this.#store.usage;
     const before = usage.totalBytes;
     let removed = 0;
-    for (const [hex, size] of [...usage.coldest()]) {
-      if (usage.totalBytes <= target) break;
-      if (!this.#store.evictable(hex)) continue;
+    // Re-read each time: blobs stored while a removal is awaited are part of this run's work.
+    while (usage.totalBytes > target) {
+      const victim = usage.victim((h) => this.#store.evictable(h));
+      if (victim === undefined) break;
+      const [hex, size] = victim;
       await this.#store.remove(parseDigest(`sha256:${hex}`));
       removed++;
       this.evicted++;
       this.evictedBytes += size;
     }
-    this.#log.info(
-      { removed, before, after: usage.totalBytes, maxBytes },
-      'evicted least recently used blobs',
-    );
+    this.#log.info({ removed, before, after: usage.totalBytes, maxBytes }, 'evicted blobs down to the bound');
   }
 }

@@ -1,61 +1,72 @@
 import { readdir, stat, utimes } from 'node:fs/promises';
-import { LRUCache } from 'lru-cache';
 import { blobPath, blobPrefixDir, blobsDir } from '../storage/layout.js';
+import { LruPolicy } from './eviction/lru.js';
+import type { EvictionPolicy } from './eviction/policy.js';
 
 /** A blob served this long after its last recorded use gets its mtime bumped (one utimes, not per hit). */
 const TOUCH_EVERY_MS = 60 * 60 * 1000;
 
 /**
- * What the store holds, by recency of use, with the total bytes: what the size bound evicts from.
- * In memory (lru-cache, least recent at the end); across restarts the order is rebuilt from the
- * files' mtimes, which hits refresh at most once an hour, so start-up needs no state file and no
- * scan before serving: the scan runs in the background.
+ * What the store holds, with the total bytes, and every use told to the eviction policy, which
+ * orders what the size bound evicts (cache/eviction/). Across restarts the files' mtimes, which
+ * hits refresh at most once an hour, give the order back, least recently used first, so start-up
+ * needs no state file and no scan before serving: the scan runs in the background.
  */
 export class UsageIndex {
   readonly #data: string;
-  // No automatic eviction: the bound is applied by the Evictor, which must skip blobs in use.
-  readonly #lru = new LRUCache<string, { size: number; touchedAt: number }>({
-    maxSize: Number.MAX_SAFE_INTEGER,
-    sizeCalculation: (v) => Math.max(1, v.size),
-  });
+  readonly #policy: EvictionPolicy;
+  readonly #entries = new Map<string, { size: number; touchedAt: number }>();
+  #totalBytes = 0;
 
   /** `data`: the data directory (storage/layout.ts). */
-  constructor(data: string) {
+  constructor(data: string, policy: EvictionPolicy = new LruPolicy()) {
     this.#data = data;
+    this.#policy = policy;
   }
 
   get totalBytes(): number {
-    return this.#lru.calculatedSize;
+    return this.#totalBytes;
   }
 
   get count(): number {
-    return this.#lru.size;
+    return this.#entries.size;
   }
 
-  /** A blob was stored or served. */
-  touch(hex: string, size: number): void {
+  /** A blob was stored or served (`counted`: false when this request was already told). */
+  touch(hex: string, size: number, counted = true): void {
     const now = Date.now();
-    const entry = this.#lru.get(hex);
-    if (entry && now - entry.touchedAt < TOUCH_EVERY_MS) return;
-    this.#lru.set(hex, { size, touchedAt: now });
-    if (entry) {
-      utimes(blobPath(this.#data, hex), now / 1000, now / 1000).catch(() => {});
+    const entry = this.#entries.get(hex);
+    if (!entry) {
+      this.#add(hex, size, now);
+      this.#policy.insert(hex, size);
+      return;
     }
+    if (counted) this.#policy.hit(hex);
+    if (now - entry.touchedAt < TOUCH_EVERY_MS) return;
+    entry.touchedAt = now;
+    utimes(blobPath(this.#data, hex), now / 1000, now / 1000).catch(() => {});
   }
 
   forget(hex: string): void {
-    this.#lru.delete(hex);
+    const entry = this.#entries.get(hex);
+    if (!entry) return;
+    this.#entries.delete(hex);
+    this.#totalBytes -= entry.size;
+    this.#policy.remove(hex);
   }
 
-  /** Least recently used first. */
-  *coldest(): Generator<[string, number]> {
-    for (const hex of this.#lru.rkeys()) {
-      const v = this.#lru.peek(hex);
-      if (v) yield [hex, v.size];
-    }
+  /** The next blob the size bound should remove among those `may` allows, with its size (the policy forgets it). */
+  victim(may: (hex: string) => boolean): [string, number] | undefined {
+    const hex = this.#policy.victim(may);
+    return hex === undefined ? undefined : [hex, this.#entries.get(hex)?.size ?? 0];
   }
 
-  /** Reads what is on disk (oldest mtime first), without overriding what was touched meanwhile. */
+  #add(hex: string, size: number, touchedAt: number): void {
+    this.#entries.set(hex, { size, touchedAt });
+    this.#totalBytes += size;
+  }
+
+  /** Reads what is on disk (oldest mtime first), without overriding what was used meanwhile. */
   async scan(): Promise<void> {
     const found: { hex: string; size: number; mtime: number }[] = [];
     let prefixes: string[] = [];
@@ -81,11 +92,13 @@ export class UsageIndex {
       }
     }
     found.sort((a, b) => a.mtime - b.mtime);
-    // Entries touched during the scan are more recent than anything found: re-set them after.
-    const touched = [...this.#lru.entries()].reverse();
+    // Blobs used during the scan are more recent than anything found: used again after it.
+    const used = [...this.#entries.keys()];
     for (const f of found) {
-      if (!this.#lru.has(f.hex)) this.#lru.set(f.hex, { size: f.size, touchedAt: f.mtime });
+      if (this.#entries.has(f.hex)) continue;
+      this.#add(f.hex, f.size, f.mtime);
+      this.#policy.insert(f.hex, f.size);
     }
-    for (const [hex, v] of touched) if (this.#lru.has(hex)) this.#lru.set(hex, v);
+    for (const hex of used) if (this.#entries.has(hex)) this.#policy.hit(hex);
   }
 }

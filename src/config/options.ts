@@ -17,7 +17,7 @@ import {
   toggle,
   upstreamUrl,
 } from './kinds.js';
-import { ANONYMOUS_PUSH, type Config, type UpstreamConfig } from './types.js';
+import { ANONYMOUS_PUSH, type Config, EVICTION_POLICIES, type UpstreamConfig } from './types.js';
 
 /**
  * One option, written once: the commander flags, the environment, the YAML file's schema,
@@ -274,12 +274,21 @@ export const OPTIONS = {
   maxSize: option({
     path: 'cache.maxSize',
     flag: '--max-size <size>',
-    help: 'bound the stored bytes (50GiB, 500GB): least recently used blobs are evicted down to 90 %',
+    help: 'bound the stored bytes (50GiB, 500GB): blobs are evicted down to 90 %, chosen by --eviction',
     kind: size,
     defaultText: 'unbounded',
     example: '50GiB',
     envAliases: ['HUBCACHE_MAX_SIZE'],
     show: (c) => c.maxSizeBytes,
+  }),
+  eviction: option({
+    path: 'cache.eviction',
+    flag: '--eviction <policy>',
+    help: 'which blobs --max-size evicts first: gdsf (rarely used, frequency-aware) or lru (least recently used)',
+    kind: choice(EVICTION_POLICIES),
+    default: 'gdsf',
+    example: 'lru',
+    show: (c) => c.eviction,
   }),
   minFreeSpace: option({
     path: 'cache.minFreeSpace',

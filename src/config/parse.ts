@@ -181,6 +181,7 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
         }
       : undefined,
     maxSizeBytes: maxSize === undefined ? undefined : toBytes(maxSize),
+    eviction: value(get, 'eviction'),
     minFreeBytes: toBytes(value(get, 'minFreeSpace')),
     memoryCacheBytes: value(get, 'memoryCacheMb') * 1024 * 1024,
     clientHeaderTimeoutMs: Math.max(1, value(get, 'clientHeaderTimeout')) * 1000,

@@ -14,6 +14,8 @@ export interface Config {
   offline: boolean;
   /** Stored bytes at most (blobs and manifests); undefined = unbounded. */
   maxSizeBytes: number | undefined;
+  /** Which stored blobs the size bound removes first (cache/eviction/). */
+  eviction: EvictionPolicyName;
   /** TLS for clients (Docker requires it for a mirror that is not on loopback). */
   tls?: { cert: string; key: string };
   /** htpasswd file (bcrypt) that clients must authenticate against. */
@@ -77,6 +79,10 @@ export interface HostedConfig {
 }
 
 /** Who may push without credentials (--anonymous-push); the option table lists these values. */
+/** --eviction: GDSF (frequency-aware, the default) or least recently used (docs/benchmarks.md). */
+export const EVICTION_POLICIES = ['gdsf', 'lru'] as const;
+export type EvictionPolicyName = (typeof EVICTION_POLICIES)[number];
+
 export const ANONYMOUS_PUSH = ['loopback', 'anywhere', 'never'] as const;
 export type AnonymousPush = (typeof ANONYMOUS_PUSH)[number];
 

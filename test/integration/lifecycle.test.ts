@@ -29,8 +29,8 @@ afterEach(async () => {
 });
 
 describe('size bound', () => {
-  it('evicts least recently used blobs down to the bound, and refetches an evicted one correctly', async () => {
-    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '5MiB']);
+  it('--eviction lru evicts least recently used blobs down to the bound, and refetches an evicted one correctly', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '5MiB', '--eviction', 'lru']);
     await mirror.mirror.started;
     const a = addImage(upstream, 'library/a', '1', 2 * MiB);
     const b = addImage(upstream, 'library/b', '1', 2 * MiB);
@@ -51,6 +51,26 @@ describe('size bound', () => {
     const again = await get(`${mirror.url}/v2/b/blobs/${b.layerDigest}`);
     expect(again.headers['x-cache']).toBe('MISS');
     expect(again.body.equals(b.layer)).toBe(true);
+  });
+
+  it('by default keeps a blob pulled many times while blobs pulled once go, though it is the least recent', async () => {
+    mirror = await mirrorFor(upstream, data.dir, ['--max-size', '8MiB']);
+    await mirror.mirror.started;
+    const pull = async (name: string, digest: string) => {
+      await get(`${mirror.url}/v2/${name}/blobs/${digest}`);
+      await expect.poll(() => existsSync(blobFile(digest))).toBe(true);
+    };
+    const hot = addImage(upstream, 'library/hot', '1', 1 * MiB);
+    await pull('hot', hot.layerDigest);
+    for (let i = 0; i < 4; i++) await get(`${mirror.url}/v2/hot/blobs/${hot.layerDigest}`);
+    // A burst of big blobs pulled once each: 12 MiB through an 8 MiB cache, hot never asked meanwhile.
+    const once = ['a', 'b', 'c', 'd'].map((n) => addImage(upstream, `library/${n}`, '1', 3 * MiB));
+    for (const [i, image] of once.entries()) await pull('abcd'.charAt(i), image.layerDigest);
+    await expect.poll(() => mirror.mirror.blobs.store.usage.totalBytes).toBeLessThanOrEqual(8 * MiB);
+    expect(existsSync(blobFile(hot.layerDigest))).toBe(true);
+    expect(once.filter((image) => !existsSync(blobFile(image.layerDigest))).length).toBeGreaterThan(0);
+    const again = await get(`${mirror.url}/v2/hot/blobs/${hot.layerDigest}`);
+    expect(again.headers['x-cache']).toBe('HIT');
   });
 
   it('refetches a manifest whose bytes were evicted, by tag and by digest', async () => {

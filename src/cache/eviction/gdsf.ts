@@ -1,0 +1,110 @@
+import { MinHeap } from './min-heap.js';
+import type { EvictionPolicy } from './policy.js';
+
+export interface GdsfOptions {
+  /**
+   * A miss's cost is size^costExponent. 1 makes the priority L + frequency: the bytes a blob saves
+   * per byte it holds, which is what the byte hit ratio counts. 0 favours small blobs (object hit
+   * ratio). The default, 1.1, adds a slight preference for big blobs at equal counts, which measured
+   * best (bench/eviction.ts, docs/benchmarks.md).
+   */
+  costExponent?: number;
+  /**
+   * Uses counted at most: a burst (every node pulling a new release once) must not keep a blob long
+   * after the burst is over. Unbounded is LFU with dynamic aging; 5 measured best.
+   */
+  maxFrequency?: number;
+}
+
+interface Entry {
+  size: number;
+  frequency: number;
+  priority: number;
+  /** Increases with every use: the heap item carrying it is the entry's current one. */
+  seq: number;
+}
+
+interface Item {
+  key: string;
+  priority: number;
+  seq: number;
+}
+
+/**
+ * Greedy-Dual-Size-Frequency (Cherkasova, HP Labs HPL-98-69, 1998): a blob's priority is
+ * L + frequency × cost / size; the lowest goes, and L (the "inflation") becomes its priority, so
+ * blobs not used for a while sink below newcomers however often they were used before. Among
+ * equal priorities the one used longest ago goes.
+ *
+ * In memory only. After a restart every stored blob starts again at frequency 1 (cache/usage-index.ts
+ * scan inserts them least recently used first, which orders only equal priorities); the bench
+ * measured what a restart costs: at most one point of byte hit ratio (docs/benchmarks.md).
+ */
+export class GdsfPolicy implements EvictionPolicy {
+  readonly #entries = new Map<string, Entry>();
+  /** Lazily updated: a use pushes a new item, items of an older seq are skipped when they surface. */
+  readonly #heap = new MinHeap<Item>(
+    (a, b) => a.priority < b.priority || (a.priority === b.priority && a.seq < b.seq),
+  );
+  readonly #weight: (size: number) => number;
+  readonly #maxFrequency: number;
+  #inflation = 0;
+  #seq = 0;
+
+  constructor(options: GdsfOptions = {}) {
+    const exponent = options.costExponent ?? 1.1;
+    this.#weight = (size) => Math.max(1, size) ** (exponent - 1);
+    this.#maxFrequency = options.maxFrequency ?? 5;
+  }
+
+  insert(key: string, size: number): void {
+    if (this.#entries.has(key)) {
+      this.hit(key);
+      return;
+    }
+    this.#use(key, { size, frequency: 1, priority: 0, seq: 0 });
+  }
+
+  hit(key: string): void {
+    const e = this.#entries.get(key);
+    if (!e) return;
+    e.frequency = Math.min(e.frequency + 1, this.#maxFrequency);
+    this.#use(key, e);
+  }
+
+  remove(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  victim(may: (key: string) => boolean): string | undefined {
+    const passed: Item[] = [];
+    let found: string | undefined;
+    for (let top = this.#heap.pop(); top; top = this.#heap.pop()) {
+      if (this.#entries.get(top.key)?.seq !== top.seq) continue;
+      if (!may(top.key)) {
+        passed.push(top);
+        continue;
+      }
+      this.#inflation = top.priority;
+      this.#entries.delete(top.key);
+      found = top.key;
+      break;
+    }
+    for (const item of passed) this.#heap.push(item);
+    return found;
+  }
+
+  #use(key: string, e: Entry): void {
+    e.priority = this.#inflation + e.frequency * this.#weight(e.size);
+    e.seq = ++this.#seq;
+    this.#entries.set(key, e);
+    this.#heap.push({ key, priority: e.priority, seq: e.seq });
+    // Hits without evictions leave old items behind: rebuild before they outnumber the live ones.
+    if (this.#heap.size > 2 * this.#entries.size + 1024) this.#compact();
+  }
+
+  #compact(): void {
+    this.#heap.clear();
+    for (const [key, e] of this.#entries) this.#heap.push({ key, priority: e.priority, seq: e.seq });
+  }
+}

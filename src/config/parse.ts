@@ -183,6 +183,7 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
     maxSizeBytes: maxSize === undefined ? undefined : toBytes(maxSize),
     minFreeBytes: toBytes(value(get, 'minFreeSpace')),
     memoryCacheBytes: value(get, 'memoryCacheMb') * 1024 * 1024,
+    prefetchLayers: value(get, 'prefetchLayers'),
     clientHeaderTimeoutMs: Math.max(1, value(get, 'clientHeaderTimeout')) * 1000,
     logLevel: value(get, 'logLevel'),
     metricsPath: value(get, 'metricsPath'),

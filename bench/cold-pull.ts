@@ -3,11 +3,11 @@
  * upstream, on an upstream shaped like the internet (bench/lib/shaped-front.ts: a round trip per
  * request, one more per new connection, a bandwidth limit per TCP connection), for a multi-layer
  * image. The mirror is started cold for every pull, with layer prefetch on (--prefetch-layers) and
- * off. Clients: skopeo (layers in parallel), and with --dockerd dockerd (three layers at a time,
- * config first). Target: mirror / direct ≤ 0.8. Medians of --rounds; prints a table and writes
+ * off. Clients: skopeo, with --dockerd dockerd (three layers at a time, config first), with
+ * --containerd containerd's ctr (three at a time). Target: mirror / direct ≤ 0.8. Medians of --rounds; prints a table and writes
  * bench/results/cold-pull.json.
  *
- *   npx tsx bench/cold-pull.ts [--rounds 3] [--rtt-ms 50] [--mib-per-s 16] [--prefetch 4] [--dockerd]
+ *   npx tsx bench/cold-pull.ts [--rounds 3] [--rtt-ms 50] [--mib-per-s 16] [--prefetch 4] [--dockerd] [--containerd]
  */
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +16,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { configWith } from '../src/config.js';
 import { type RunningMirror, startMirror } from '../src/listen.js';
+import { type Containerd, startContainerd } from '../test/fixtures/containerd.js';
 import { type Dockerd, startDockerd } from '../test/fixtures/dockerd.js';
 import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startRefusingProxy } from '../test/fixtures/proxies.js';
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     'mib-per-s': { type: 'string', default: '16' },
     prefetch: { type: 'string', default: '4' },
     dockerd: { type: 'boolean', default: false },
+    containerd: { type: 'boolean', default: false },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -84,7 +86,7 @@ async function coldMirror(prefetch: number): Promise<{ mirror: RunningMirror; st
   };
 }
 
-type Client = 'skopeo' | 'dockerd';
+type Client = 'skopeo' | 'dockerd' | 'ctr';
 type Path = 'direct' | 'mirror, prefetch on' | 'mirror, prefetch off';
 const PATHS: Path[] = ['direct', 'mirror, prefetch on', 'mirror, prefetch off'];
 const times = new Map<string, number[]>();
@@ -116,20 +118,39 @@ async function dockerPull(ref: string): Promise<number> {
   return ms;
 }
 
+let containerd: Containerd | undefined;
+async function ctrPull(ref: string, direct: boolean): Promise<number> {
+  const c = containerd as Containerd;
+  const started = performance.now();
+  await (direct ? c.ctr(['images', 'pull', '--plain-http', ref]) : c.pull(ref));
+  const ms = performance.now() - started;
+  // --sync: the content goes now, or the next pull would find it and ask nobody.
+  await c.ctr(['images', 'rm', '--sync', ref]);
+  return ms;
+}
+
+async function directPull(client: Client): Promise<number> {
+  if (client === 'skopeo') return skopeoPull(frontHost);
+  if (client === 'dockerd') return dockerPull(`${frontHost}/library/app:1`);
+  return ctrPull(`${frontHost}/library/app:1`, true);
+}
+
+async function mirrorPull(client: Client): Promise<number> {
+  if (client === 'skopeo') return skopeoPull(`127.0.0.1:${mirrorPort}`);
+  if (client === 'dockerd') return dockerPull('docker.io/library/app:1');
+  return ctrPull('docker.io/library/app:1', false);
+}
+
 async function pull(client: Client, p: Path): Promise<void> {
   const before = front.count('GET', /\/blobs\//);
   if (p === 'direct') {
-    const ms =
-      client === 'skopeo' ? await skopeoPull(frontHost) : await dockerPull(`${frontHost}/library/app:1`);
+    const ms = await directPull(client);
     note(client, p, ms, front.count('GET', /\/blobs\//) - before);
     return;
   }
   const m = await coldMirror(p === 'mirror, prefetch on' ? PREFETCH : 0);
   try {
-    const ms =
-      client === 'skopeo'
-        ? await skopeoPull(`127.0.0.1:${mirrorPort}`)
-        : await dockerPull('docker.io/library/app:1');
+    const ms = await mirrorPull(client);
     await m.mirror.mirror.settled();
     note(client, p, ms, front.count('GET', /\/blobs\//) - before);
   } finally {
@@ -143,11 +164,16 @@ try {
     dockerd = await startDockerd(`http://127.0.0.1:${mirrorPort}`, env);
     clients.push('dockerd');
   }
+  if (values.containerd) {
+    containerd = await startContainerd(`http://127.0.0.1:${mirrorPort}`, env);
+    clients.push('ctr');
+  }
   // Rounds interleave the paths, so a busy moment of the (shared) machine hits all of them alike.
   for (let round = 0; round < ROUNDS; round++)
     for (const client of clients) for (const p of PATHS) await pull(client, p);
 } finally {
   await dockerd?.stop();
+  await containerd?.stop();
   await front.close();
   await upstream.stop();
   await tokens.close();

@@ -11,6 +11,7 @@ import { GarbageCollection } from './cache/garbage-collection.js';
 import { removeStaleTemps } from './cache/gc.js';
 import { KnownContent } from './cache/known-content.js';
 import { KnownSizes } from './cache/known-sizes.js';
+import { LayerPrefetch } from './cache/layer-prefetch.js';
 import { ManifestCache } from './cache/manifest-cache.js';
 import { ReferrersCache } from './cache/referrers-cache.js';
 import { TagIndex } from './cache/tag-index.js';
@@ -48,6 +49,8 @@ export class Mirror {
   /** Every registry mirrored here: the default upstream first, then the configured ones. */
   readonly routes: Routes;
   readonly blobs: BlobCache;
+  /** Blobs of image manifests fetched upstream, fetched before clients ask (--prefetch-layers). */
+  readonly prefetch: LayerPrefetch;
   /** Replicas: the S3 store they share (optional). */
   readonly sharedStore: S3BlobStore | undefined;
   /** Repositories clients pushed to, and the uploads under way. */
@@ -117,6 +120,9 @@ export class Mirror {
       );
       const referrers = new ReferrersCache(api, manifests, pLimit(concurrency), ttl, log, prefix);
       const r: Route = { host, api, manifests, referrers, seen: undefined };
+      // Its manifests' blobs come from it, under the same name (and so the same token scope).
+      manifests.onFetched = (name, mediaType, body) =>
+        this.prefetch.manifestArrived(api, name, mediaType, body);
       // Every exchange with a registry is counted, and remembered with its route for /readyz.
       api.client.onExchange = (method, status, seconds) => {
         metrics.upstream(method, status, seconds);
@@ -156,10 +162,17 @@ export class Mirror {
       neverUpstream: (name) => config.upstream.expandLibrary && !name.includes('/'),
     });
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
-    this.blobs = new BlobCache(store, hub, pLimit(concurrency), log, shared);
     const auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     const tokens = auth ? new TokenService(auth, config.dataDir, config.anonymousPull) : undefined;
     this.#tokens = tokens;
+    this.blobs = new BlobCache(store, hub, pLimit(concurrency), log, shared);
+    const prefetch = new LayerPrefetch(
+      this.blobs,
+      { concurrency: config.prefetchLayers, maxBlobBytes: config.maxSizeBytes },
+      log,
+    );
+    this.prefetch = prefetch;
+    this.blobs.onFillEnded = () => prefetch.pump();
     const uploads = this.uploads;
     const blobReads = new BlobReads(
       this.blobs,
@@ -251,6 +264,7 @@ export class Mirror {
       maxSizeBytes: () => this.#config.maxSizeBytes,
       inflightFills: () => this.blobs.inflightCount,
       waiters: () => this.blobs.waiters,
+      prefetch: () => this.prefetch,
       evictions: () => store.evictions,
       blobsTooBig: () => store.tooBig,
       digestMismatches: () => this.blobs.digestMismatches,
@@ -295,7 +309,9 @@ export class Mirror {
     if (this.#closed) return;
     this.#closed = true;
     this.#accessLog.close();
-    // Downloads under way finish and are stored (up to the idle timeout), or are aborted cleanly.
+    // Queued prefetches never start; downloads under way (prefetches among them) finish and are
+    // stored (up to the idle timeout), or are aborted cleanly.
+    this.prefetch.close();
     await this.blobs.drain(this.#config.upstream.idleTimeoutMs);
     await this.uploads.close();
     await this.#coordinator?.close();
@@ -306,6 +322,10 @@ export class Mirror {
   /** Resolves once the start-up scan is done and no blob fill is running (tests wait on it, not on time). */
   async settled(): Promise<void> {
     await this.started;
-    await this.blobs.settled();
+    // A prefetch still queued starts a fill when one ends: settled once neither has work left.
+    do {
+      await this.prefetch.idle();
+      await this.blobs.settled();
+    } while (this.prefetch.running > 0);
   }
 }

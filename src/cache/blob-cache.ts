@@ -133,24 +133,39 @@ export class BlobCache {
   }
 
   /**
+   * Client fills waiting for a turn in the download budget (--upstream-concurrency): while there
+   * are any, work nobody asked for (layer prefetch) does not start.
+   */
+  get clientsQueued(): number {
+    return this.#limit.pendingCount;
+  }
+
+  /** Told when any fill ends, committed or failed (layer prefetch starts its next one then). */
+  onFillEnded: (() => void) | undefined;
+
+  /**
    * The fill for this digest: the running one (joined: true; its client is coalesced, or served a
-   * hit once the fill was verified) or a new one (joined: false; its client is the miss).
+   * hit once the fill was verified) or a new one (joined: false; its client is the miss). A new one
+   * takes a turn in `budget`: the clients' download budget unless the caller bounds its own fills
+   * (layer prefetch, which must never make a client's miss queue behind it).
    */
   fill(
     repository: string,
     digest: Digest,
     upstream: RegistryApi = this.#upstream,
+    budget: Budget = this.#limit,
   ): { fill: BlobFill; joined: boolean } {
     const running = this.#inflight.get(digest.hex);
     if (running) return { fill: running, joined: true };
     const fill = new BlobFill(digest, this.store.pathOf(digest));
     this.#inflight.set(digest.hex, fill);
-    this.#limit(() => this.#run(fill, repository, upstream))
+    budget(() => this.#run(fill, repository, upstream))
       .catch((err: Error) => {
         fill.fail(err);
       })
       .finally(() => {
         if (this.#inflight.get(digest.hex) === fill) this.#inflight.delete(digest.hex);
+        this.onFillEnded?.();
       });
     return { fill, joined: false };
   }
@@ -418,6 +433,9 @@ export class BlobCache {
     }
   }
 }
+
+/** Runs a fill when its turn comes (a p-limit, or a caller that bounds its fills itself). */
+export type Budget = (run: () => Promise<void>) => Promise<void>;
 
 /** Where a fill's bytes come from: the upstream registry, or another replica's copy in the shared store. */
 interface Source {

@@ -62,6 +62,13 @@ export class ManifestCache {
   /** Media type by digest, so a hit does not parse JSON. */
   readonly #types = new LRUCache<string, string>({ max: 100_000 });
 
+  /**
+   * Told of every manifest fetched from the upstream and verified, with the repository's name there
+   * (layer prefetch: cache/layer-prefetch.ts). Not told of manifests read from the store or the
+   * shared store.
+   */
+  onFetched: ((repository: string, mediaType: string, body: Buffer) => void) | undefined;
+
   constructor(
     store: BlobStore,
     tags: TagIndex,
@@ -242,6 +249,8 @@ export class ManifestCache {
       });
     }
     const mediaType = manifestMediaType(body, bareMediaType(res.contentType));
+    // Verified: the blobs it lists may start coming now, before the client asks for them.
+    this.onFetched?.(repository, mediaType, body);
     // Verified bytes in hand: a store that cannot take them (full disk) means served uncached.
     const stored = await this.#bookkeep(() => this.#store.put(digest, body));
     this.#sizes?.noteManifest(digest.hex, body);

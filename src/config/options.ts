@@ -310,6 +310,15 @@ export const OPTIONS = {
     envAliases: ['HUBCACHE_MEMORY_CACHE_MB'],
     show: (c) => c.memoryCacheBytes / 1024 / 1024,
   }),
+  prefetchLayers: option({
+    path: 'cache.prefetchLayers',
+    flag: '--prefetch-layers <n>',
+    help: 'when an image manifest arrives from upstream, fetch its blobs at once, n at a time at most (0: off)',
+    kind: count,
+    default: 4,
+    example: 0,
+    show: (c) => c.prefetchLayers,
+  }),
   offline: option({
     path: 'offline',
     flag: '--offline',

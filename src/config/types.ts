@@ -45,6 +45,8 @@ export interface Config {
   clientIdleTimeoutMs: number;
   /** Bytes of manifests and small blobs kept in memory (the hit path's fast lane). */
   memoryCacheBytes: number;
+  /** Prefetch fills of an arriving image manifest's blobs at once at most; 0: no prefetch (cache/layer-prefetch.ts). */
+  prefetchLayers: number;
   logLevel: string;
 }
 

@@ -16,6 +16,14 @@ export interface MetricsSource {
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
+  /** Layer prefetch (cache/layer-prefetch.ts): fills started, failed, bytes committed, blobs skipped by reason. */
+  prefetch(): {
+    started: number;
+    failed: number;
+    bytes: number;
+    running: number;
+    skipped: ReadonlyMap<string, number>;
+  };
   /** Replicas: fills served from the shared store, blobs published to it, waits for another replica, bad copies removed. */
   shared(): { fills: number; published: number; waits: number; discarded: number };
 }
@@ -204,6 +212,38 @@ export class Metrics {
       'Shared-store copies that did not match their digest (not served, removed from the bucket)',
       () => source.shared().discarded,
     );
+    counter(
+      'hubcache_prefetch_started_total',
+      'Blob downloads started by layer prefetch (an image manifest arrived from upstream; --prefetch-layers)',
+      () => source.prefetch().started,
+    );
+    counter(
+      'hubcache_prefetch_failed_total',
+      'Layer prefetch downloads that failed (upstream error, digest mismatch, no room): nothing was stored',
+      () => source.prefetch().failed,
+    );
+    counter(
+      'hubcache_prefetch_bytes_total',
+      'Bytes layer prefetch downloaded, verified and stored',
+      () => source.prefetch().bytes,
+    );
+    gauge('hubcache_prefetch_running', 'Layer prefetch downloads under way', () => source.prefetch().running);
+    // One counter per reason, advanced by the difference like the totals above.
+    const skippedSeen = new Map<string, number>();
+    new Counter({
+      name: 'hubcache_prefetch_skipped_total',
+      help: 'Blobs of an arriving image manifest not prefetched, by reason (stored, inflight, queued, queue_full, too_big, no_room, rate_limited, upstream_down, not_fetchable, closing)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, v] of source.prefetch().skipped) {
+          const last = skippedSeen.get(reason) ?? 0;
+          if (v > last) this.inc({ reason }, v - last);
+          else if (v === 0 && last === 0) this.inc({ reason }, 0);
+          skippedSeen.set(reason, v);
+        }
+      },
+    });
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
     gauge(
       'hubcache_upstream_ratelimit_limit',

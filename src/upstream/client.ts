@@ -117,6 +117,17 @@ export class UpstreamClient {
     return wait > 0 ? Math.ceil(wait / 1000) : undefined;
   }
 
+  /**
+   * Why a request to this upstream would fail at once now, without going out: a 429's back-off, or
+   * the cool-down after it did not answer (offline counts as that). Undefined when requests go out.
+   * Work nobody asked for yet (layer prefetch, cache/layer-prefetch.ts) waits for neither.
+   */
+  get paused(): 'rate_limited' | 'unreachable' | undefined {
+    if (this.#backoffUntil > Date.now()) return 'rate_limited';
+    if (this.#offline || this.retryInSeconds !== undefined) return 'unreachable';
+    return undefined;
+  }
+
   async close(): Promise<void> {
     await this.#agent.close();
   }

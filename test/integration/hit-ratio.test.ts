@@ -103,7 +103,8 @@ async function stats(url: string): Promise<{ hitRatio: number | null; requests: 
 
 describe('the hit ratio', () => {
   it('is the same number in the summary, in `hubcache stats` and in the PromQL of docs/observing.md over /metrics', async () => {
-    mirror = await mirrorFor(upstream, data.dir);
+    // Layer prefetch off: the outcomes counted are those of client requests alone.
+    mirror = await mirrorFor(upstream, data.dir, ['--prefetch-layers', '0']);
     const base = mirror.url;
     const img = addImage(upstream, 'library/alpine', '1', 300_000);
     const manifest = `${base}/v2/alpine/manifests/1`;

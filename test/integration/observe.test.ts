@@ -11,7 +11,8 @@ let data: Awaited<ReturnType<typeof tempDataDir>>;
 beforeEach(async () => {
   upstream = await startFakeRegistry({ auth: true });
   data = await tempDataDir();
-  mirror = await mirrorFor(upstream, data.dir, ['--max-size', '1GiB']);
+  // Layer prefetch off: the outcomes counted are those of client requests alone.
+  mirror = await mirrorFor(upstream, data.dir, ['--max-size', '1GiB', '--prefetch-layers', '0']);
 });
 
 afterEach(async () => {

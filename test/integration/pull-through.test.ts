@@ -45,6 +45,8 @@ describe('pull API', () => {
   });
 
   it('serves a cached image with zero upstream requests the second time', async () => {
+    // Layer prefetch off: the first blob GET is the client's own miss.
+    await restartMirror(['--prefetch-layers', '0']);
     const img = addImage(upstream, 'library/alpine', '3.20');
     const first = await get(`${mirror.url}/v2/library/alpine/manifests/3.20`, { accept: OCI_MANIFEST });
     expect(first.status).toBe(200);

@@ -14,7 +14,9 @@ beforeEach(async () => {
   hub = await startFakeRegistry({ auth: true });
   ghcr = await startFakeRegistry({ auth: true });
   data = await tempDataDir();
-  mirror = await mirrorFor(hub, data.dir, ['--registry', `ghcr.io=${ghcr.url}`]);
+  // Layer prefetch off: upstream blob GETs counted here are the clients' (layer-prefetch.test.ts
+  // shows prefetch asks the route that served the manifest).
+  mirror = await mirrorFor(hub, data.dir, ['--registry', `ghcr.io=${ghcr.url}`, '--prefetch-layers', '0']);
 });
 
 afterEach(async () => {

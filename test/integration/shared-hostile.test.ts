@@ -18,7 +18,10 @@ beforeEach(async () => {
   hub = await startFakeRegistry();
   s3 = await startFakeS3();
   data = await tempDataDir();
+  // Layer prefetch off: these pin what a client's own miss reads (layer-prefetch.test.ts covers prefetch).
   mirror = await mirrorFor(hub, data.dir, [
+    '--prefetch-layers',
+    '0',
     '--s3-bucket',
     'cache',
     '--s3-endpoint',

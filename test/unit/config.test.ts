@@ -150,6 +150,11 @@ describe('parseConfig flags', () => {
     expect(upstream.idleTimeoutMs).toBe(3000);
   });
 
+  it('--prefetch-layers: 4 by default, 0 turns prefetch off', () => {
+    expect(parse().prefetchLayers).toBe(4);
+    expect(parse('--prefetch-layers', '0').prefetchLayers).toBe(0);
+  });
+
   it('--memory-cache-mb in MiB', () => {
     expect(parse('--memory-cache-mb', '16').memoryCacheBytes).toBe(16 * 1024 * 1024);
   });
@@ -235,6 +240,7 @@ describe('parseConfig environment', () => {
       HUBCACHE_HEADERS_TIMEOUT: '5',
       HUBCACHE_IDLE_TIMEOUT: '6',
       HUBCACHE_MEMORY_CACHE_MB: '7',
+      HUBCACHE_CACHE_PREFETCH_LAYERS: '2',
       HUBCACHE_LOG_LEVEL: 'warn',
       HUBCACHE_UPSTREAM_USERNAME: 'bob',
       HUBCACHE_UPSTREAM_PASSWORD: 'hunter2',
@@ -288,6 +294,7 @@ describe('parseConfig environment', () => {
       eviction: 'lru',
       minFreeBytes: 3 * 1024 ** 2,
       memoryCacheBytes: 7 * 1024 * 1024,
+      prefetchLayers: 2,
       clientHeaderTimeoutMs: 30_000,
       clientIdleTimeoutMs: 120_000,
       logLevel: 'warn',

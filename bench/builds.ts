@@ -10,7 +10,7 @@
  *   npx tsx bench/builds.ts --before OTHER_CHECKOUT [--after .] [--rounds 3] [--seconds 5]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';

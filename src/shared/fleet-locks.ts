@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type * as IoRedis from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
+
+/** ioredis, loaded when replicas are configured (a lone mirror never uses it; see s3-store.ts). */
+const load = createRequire(import.meta.url);
+const ioredis = (): typeof IoRedis => load('ioredis') as typeof IoRedis;
 
 const PUBLISHED = 'hubcache:published';
 /**
@@ -60,8 +66,9 @@ export class FleetLocks {
     // Commands fail at once while Redis is unreachable (no offline queue): a replica then works
     // alone instead of waiting on every request. The subscriber keeps its queue: ioredis
     // subscribes again whenever it reconnects.
-    this.redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
-    this.#subscriber = new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
+    const { Redis: Client } = ioredis();
+    this.redis = new Client(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    this.#subscriber = new Client(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
     for (const r of [this.redis, this.#subscriber]) {
       r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
     }

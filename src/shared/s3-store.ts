@@ -1,17 +1,27 @@
 import { createReadStream } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import type * as S3Storage from '@aws-sdk/lib-storage';
 import type { S3Config } from '../config.js';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
+
+/**
+ * The AWS SDK, loaded when a shared store is made: it is a third of a lone mirror's memory at
+ * start (about 30 MiB of RSS with ioredis, docs/benchmarks.md "Memory"), and a lone mirror never
+ * uses it. Both packages ship CommonJS builds, which `require` loads synchronously.
+ */
+const load = createRequire(import.meta.url);
+let sdk: { s3: typeof S3Sdk; storage: typeof S3Storage } | undefined;
+function aws(): { s3: typeof S3Sdk; storage: typeof S3Storage } {
+  sdk ??= {
+    s3: load('@aws-sdk/client-s3') as typeof S3Sdk,
+    storage: load('@aws-sdk/lib-storage') as typeof S3Storage,
+  };
+  return sdk;
+}
 
 /** Parts of a multipart upload: big enough to be few, small enough to stream. */
 const PART_BYTES = 16 * 1024 * 1024;
@@ -115,7 +125,7 @@ export class S3BlobStore {
       },
     };
     if (config.endpoint) options.endpoint = config.endpoint;
-    this.#client = new S3Client(options);
+    this.#client = new (aws().s3.S3Client)(options);
   }
 
   /** The bucket failed within the cool-down: calls fail at once (SharedStoreDownError). */
@@ -170,7 +180,7 @@ export class S3BlobStore {
     try {
       const res = await this.#call(() =>
         this.#client.send(
-          new GetObjectCommand({
+          new (aws().s3.GetObjectCommand)({
             Bucket: this.bucket,
             Key: this.key(digest),
             ...(start > 0 ? { Range: `bytes=${start}-` } : {}),
@@ -228,7 +238,7 @@ export class S3BlobStore {
       try {
         const res = await this.#call(() =>
           this.#client.send(
-            new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+            new (aws().s3.HeadObjectCommand)({ Bucket: this.bucket, Key: this.key(digest) }),
             this.#read,
           ),
         );
@@ -239,7 +249,7 @@ export class S3BlobStore {
       }
     }
     await this.#call(() =>
-      this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }), this.#read),
+      this.#client.send(new (aws().s3.DeleteObjectCommand)({ Bucket: this.bucket, Key: this.key(digest) }), this.#read),
     );
   }
 
@@ -250,7 +260,7 @@ export class S3BlobStore {
       await this.publishBuffer(digest, await readFile(file));
       return;
     }
-    const upload = new Upload({
+    const upload = new (aws().storage.Upload)({
       client: this.#client,
       params: {
         Bucket: this.bucket,
@@ -269,7 +279,7 @@ export class S3BlobStore {
   async publishBuffer(digest: Digest, data: Buffer): Promise<void> {
     await this.#call(() =>
       this.#client.send(
-        new PutObjectCommand({
+        new (aws().s3.PutObjectCommand)({
           Bucket: this.bucket,
           Key: this.key(digest),
           Body: data,

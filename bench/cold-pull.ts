@@ -5,7 +5,7 @@
  * image. The mirror is started cold for every pull, with layer prefetch on (--prefetch-layers) and
  * off. Clients: skopeo, with --dockerd dockerd (three layers at a time, config first), with
  * --containerd containerd's ctr (three at a time). Target: mirror / direct ≤ 0.8. Medians of --rounds; prints a table and writes
- * bench/results/cold-pull.json.
+ * bench/results/cold-pull.json (other than 3 rounds: cold-pull-quick.json, as in `npm run bench`).
  *
  *   npx tsx bench/cold-pull.ts [--rounds 3] [--rtt-ms 50] [--mib-per-s 16] [--prefetch 4] [--dockerd] [--containerd]
  */
@@ -216,7 +216,7 @@ for (const client of clients) {
   }
 }
 
-writeResult('cold-pull', {
+writeResult(ROUNDS === 3 ? 'cold-pull' : 'cold-pull-quick', {
   commit: commitOf(),
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, load: os.loadavg() },
   shape: { rttMs: RTT_MS, mibPerSecondPerConnection: MIB_PER_S },

@@ -7,13 +7,14 @@
  * default reaches ≥ 95 % of Belady in every cell. Also: what a restart in the middle costs (the
  * policy rebuilt from the files' recency), and the same comparison on held-out variants of the
  * traces, so the choice is not fitted to two traces. Writes bench/results/eviction.json and the
- * table in docs/benchmarks.md.
+ * table in docs/benchmarks.md; with --quick (npm run bench) bench/results/eviction-quick.json only.
  *
- *   npx tsx bench/eviction.ts        (npm run bench:eviction)
+ *   npx tsx bench/eviction.ts [--quick]        (npm run bench:eviction)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { belady, type TraceEntry } from './lib/belady.js';
 import { BENCH_POLICIES } from './lib/eviction/policies.js';
 import { simulate } from './lib/eviction/simulate.js';
@@ -21,6 +22,7 @@ import { LAYER_TRACE_MODEL, layerTrace } from './lib/layer-trace.js';
 import { swarmTrace } from './lib/swarm-images.js';
 import { commitOf, writeResult } from './results.js';
 
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
 const SHARES = [0.3, 0.6, 0.9];
 const TARGET = 0.95;
 const LIVE_LOW_WATER = 0.9; // cache/evictor.ts LOW_WATER
@@ -200,14 +202,15 @@ const end = '<!-- end of eviction table -->';
 const page = readFileSync(docs, 'utf8');
 const from = page.indexOf(begin);
 const to = page.indexOf(end);
-if (from >= 0 && to > from) {
+if (!values.quick && from >= 0 && to > from) {
   writeFileSync(docs, `${page.slice(0, from + begin.length)}\n${text}\n${page.slice(to)}`);
   console.log('\nupdated: docs/benchmarks.md');
 }
 
-writeResult('eviction', {
+writeResult(values.quick ? 'eviction-quick' : 'eviction', {
   commit: commitOf(),
   machine,
+  defaultPolicy: DEFAULT,
   seconds,
   target: TARGET,
   liveLowWater: LIVE_LOW_WATER,

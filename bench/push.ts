@@ -6,7 +6,7 @@
  *   PATCH, PUT, manifest PUT), then the same image pulled back with skopeo;
  * - one blob uploaded whole in the closing PUT, and in 16 MiB chunks (PATCH… PUT);
  * - a 20-image batch of small images pushed at once (compose-style), per-request overhead.
- * Prints a table and writes bench/results/push.json.
+ * Prints a table and writes bench/results/push.json (other sizes or rounds: push-quick.json, as in `npm run bench`).
  *
  *   npm run build && npx tsx bench/push.ts [--big-mib 256] [--rounds 3]
  */
@@ -189,7 +189,13 @@ for (const r of rows) {
     `| ${r.operation} | ${(r.registryMs / 1000).toFixed(2)} s | ${(r.hubcacheMs / 1000).toFixed(2)} s | ${(r.registryMs / r.hubcacheMs).toFixed(2)}× |`,
   );
 }
-writeResult('push', { commit: commitOf(), bigMiB: BIG_MIB, rounds: ROUNDS, rows, raw: figures });
+writeResult(BIG_MIB === 256 && ROUNDS === 3 ? 'push' : 'push-quick', {
+  commit: commitOf(),
+  bigMiB: BIG_MIB,
+  rounds: ROUNDS,
+  rows,
+  raw: figures,
+});
 await refusing.close();
 rmSync(work, { recursive: true, force: true });
 process.exit(0);

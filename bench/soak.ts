@@ -2,7 +2,8 @@
  * Bounded soak of the hit path: the mirror (built, as its own process, pinned to core 0) serves a
  * warm mix of manifests (by tag and digest, GET and HEAD) and blobs from 1 KiB to 16 MiB to wrk
  * (pinned to core 1) with 500 connections for 60 s. Records requests, errors and the mirror's peak
- * RSS. Needs `npm run build` and wrk (apt-get install wrk). Writes bench/results/soak.json.
+ * RSS. Needs `npm run build` and wrk (apt-get install wrk). Writes bench/results/soak.json (another
+ * length or number of connections: soak-quick.json, as in `npm run bench`).
  *
  *   npx tsx bench/soak.ts [--connections 500] [--seconds 60] [--build OTHER_CHECKOUT]
  */
@@ -159,7 +160,7 @@ console.log('|---|---|---|---|---|---|---|---|');
 console.log(
   `| ${stats.requests} | ${Math.round((stats.requests ?? 0) / seconds)} | ${errors} (${stats.connect}/${stats.read}/${stats.write}/${stats.timeout}/${stats.status}) | ${((stats.p50 ?? 0) / 1000).toFixed(1)} ms | ${((stats.p99 ?? 0) / 1000).toFixed(1)} ms | ${((stats.bytes ?? 0) / seconds / 1024 / 1024).toFixed(0)} | ${(rssBefore / 1024 / 1024).toFixed(0)} → ${(peakRss / 1024 / 1024).toFixed(0)} MiB | ${alive === 200} |`,
 );
-writeResult('soak', {
+writeResult(seconds === 60 && Number(values.connections) === 500 ? 'soak' : 'soak-quick', {
   commit: values.build === '.' ? commitOf() : `build in ${values.build}`,
   connections: Number(values.connections),
   seconds,

@@ -1,0 +1,211 @@
+import { describe, expect, it } from 'vitest';
+import { evaluate, machineOf, type TargetRow, withSection } from '../../bench/targets.js';
+
+// bench/targets.ts judges issue 18's targets from the result files; here on small fixed inputs
+// shaped as the scripts write them.
+
+const MiB = 1024 * 1024;
+const load = (requestsPerSecond: number, p99Ms = 2, cpuUsPerRequest?: number) => ({
+  requestsPerSecond,
+  mibPerSecond: requestsPerSecond / 100,
+  p50Ms: 1,
+  p99Ms,
+  errors: 0,
+  ...(cpuUsPerRequest === undefined ? {} : { cpuUsPerRequest }),
+});
+const hitRow = (server: string, rps: number, bigMiBs: number, p99Ms = 2) => ({
+  server,
+  bigMiBs,
+  medium16: { ...load(250, p99Ms), mibPerSecond: bigMiBs },
+  small50: load(rps, p99Ms, 100),
+  manifestGet50: load(rps, p99Ms, 100),
+  manifestHead50: load(rps, p99Ms),
+});
+const hitPath = (hubRps: number, hubBig: number, hubP99 = 2) => ({
+  at: '2026-11-26T08:00:00.000Z',
+  machine: '2 × AMD EPYC, Node v20.20.2, Linux 6.18',
+  commit: 'abc1234',
+  rows: [
+    hitRow('nginx (static files)', 20_000, 1000),
+    hitRow('docker-registry 2.8', 500, 600),
+    hitRow('hubcache', hubRps, hubBig, hubP99),
+    hitRow('bare node:http (Map)', 10_000, Number.NaN),
+  ],
+});
+const soak = (peakMiB: number, errors: number) => ({
+  at: '2026-11-26T08:00:00.000Z',
+  connections: 500,
+  seconds: 60,
+  requests: 600_000,
+  errors,
+  rssBeforeBytes: 100 * MiB,
+  peakRssBytes: peakMiB * MiB,
+  aliveAfter: true,
+});
+const coldPull = (onMs: number) => ({
+  machine: { cpus: 2, model: 'AMD EPYC', node: 'v20.20.2', load: [1, 1, 1] },
+  rows: [
+    { client: 'skopeo', path: 'direct', medianMs: 4000 },
+    { client: 'skopeo', path: 'mirror, prefetch on', medianMs: onMs },
+    { client: 'skopeo', path: 'mirror, prefetch off', medianMs: 3900 },
+  ],
+});
+const pullCore = (oursMs: number) => ({
+  bigMiB: 256,
+  pulls: [
+    { path: 'upstream directly', coldMs: 1000 },
+    { path: 'hubcache', coldMs: oursMs },
+    { path: 'reference registry, proxy mode', coldMs: 1300 },
+  ],
+});
+/** One share of Belady's per cache size (30, 60, 90 % of the working set). */
+const evictionCells = (shares: number[]) =>
+  [0.3, 0.6, 0.9].map((share, i) => ({
+    share,
+    belady: 0.5,
+    policies: {
+      LRU: { live: { byteHitRatio: 0.3, ofBelady: 0.6 } },
+      GDSF: { live: { byteHitRatio: 0.5 * (shares[i] ?? 0), ofBelady: shares[i] } },
+    },
+  }));
+const eviction = (swarm: number[], layers: number[]) => ({
+  defaultPolicy: 'gdsf',
+  verdicts: [
+    { policy: 'LRU', live: 'lru' },
+    { policy: 'GDSF', live: 'gdsf' },
+  ],
+  traces: [
+    { name: 'swarm', cells: evictionCells(swarm) },
+    { name: 'layers', cells: evictionCells(layers) },
+  ],
+});
+const memory = (peakMiB: number) => ({
+  mib: 256,
+  idleRss: 80 * MiB,
+  cold: { peakRss: peakMiB * MiB, allOk: true },
+  warm: { peakRss: 100 * MiB, allOk: true },
+});
+
+const row = (rows: TargetRow[], part: string) => {
+  const found = rows.filter((r) => r.target.includes(part));
+  expect(found, part).toHaveLength(1);
+  return found[0] as TargetRow;
+};
+
+describe('issue 18 targets judged from result files', () => {
+  it('hold when every figure meets its target, each with its anchor from the same run', () => {
+    const { rows } = evaluate(
+      {
+        'hit-path': hitPath(9000, 950),
+        soak: soak(150, 0),
+        'cold-pull': coldPull(2000),
+        'pull-core': pullCore(1040),
+        eviction: eviction([0.96, 0.96, 0.96], [0.95, 0.99, 1]),
+        memory: memory(140),
+      },
+      'full',
+    );
+    const small = row(rows, '1 KiB blobs');
+    expect(small.verdict).toBe('holds');
+    expect(small.figures).toBe(
+      'hubcache 9,000 req/s vs bare node:http 10,000 req/s = 0.90× (nginx 20,000 req/s; CPU 100 vs 100 µs/req)',
+    );
+    expect(row(rows, 'manifest GET').verdict).toBe('holds');
+    expect(row(rows, 'manifest HEAD').verdict).toBe('holds');
+    expect(row(rows, 'p99').verdict).toBe('holds');
+    expect(row(rows, '256 MiB blob').figures).toBe('hubcache 950 MiB/s vs nginx 1,000 MiB/s = 0.95×');
+    expect(row(rows, '256 MiB blob').verdict).toBe('holds');
+    expect(row(rows, '500 conns').verdict).toBe('holds');
+    expect(row(rows, '500 conns').figures).toContain('10,000 req/s over 60 s');
+    const skopeo = row(rows, 'skopeo:');
+    expect(skopeo.verdict).toBe('holds');
+    expect(skopeo.figures).toBe('mirror 2.00 s vs direct 4.00 s = 0.50× (prefetch off 3.90 s = 0.97×)');
+    expect(row(rows, 'plain cold miss').verdict).toBe('holds');
+    expect(row(rows, 'plain cold miss').figures).toContain("reference registry's proxy 1.30 s");
+    expect(row(rows, 'swarm trace').verdict).toBe('holds');
+    expect(row(rows, 'swarm trace').key).toBe('96 % / 96 % / 96 % of Belady (LRU 60 % / 60 % / 60 %)');
+    expect(row(rows, 'layer trace').verdict).toBe('holds'); // 95 % is the bound, included
+    expect(row(rows, '20 clients').verdict).toBe('holds');
+    expect(rows.filter((r) => r.verdict !== 'holds').map((r) => r.target)).toEqual([
+      // not measured: the full set's cold pull had only skopeo
+      expect.stringContaining('dockerd'),
+      expect.stringContaining('containerd'),
+    ]);
+  });
+
+  it('miss when a figure falls short of its target', () => {
+    const { rows } = evaluate(
+      {
+        'hit-path-quick': hitPath(8000, 800, 12),
+        'soak-quick': soak(210, 0),
+        'cold-pull-quick': coldPull(3300),
+        'pull-core-quick': pullCore(1310),
+        'eviction-quick': eviction([0.96, 0.97, 0.98], [0.99, 0.94, 0.99]),
+        'memory-quick': memory(151),
+      },
+      'quick',
+    );
+    for (const part of [
+      '1 KiB blobs',
+      'manifest GET',
+      'manifest HEAD',
+      'p99',
+      '256 MiB blob',
+      '4 MiB blobs',
+      '500 conns',
+      'skopeo:',
+      'plain cold miss',
+      'layer trace',
+      '20 clients',
+    ])
+      expect(row(rows, part).verdict, part).toBe('misses');
+    expect(row(rows, '1 KiB blobs').key).toBe('8,000 vs 10,000 req/s (bare node:http) = 0.80×');
+    expect(row(rows, 'p99').figures).toBe(
+      'hubcache p99 1 KiB / manifest GET / HEAD 12.0 / 12.0 / 12.0 ms (bare node:http 2.0 / 2.0 / 2.0 ms)',
+    );
+    expect(row(rows, 'swarm trace').verdict).toBe('holds');
+  });
+
+  it('miss the soak on errors alone, and on a mirror that died', () => {
+    expect(row(evaluate({ soak: soak(150, 3) }, 'full').rows, '500 conns').verdict).toBe('misses');
+    const dead = { ...soak(150, 0), aliveAfter: false };
+    expect(row(evaluate({ soak: dead }, 'full').rows, '500 conns').verdict).toBe('misses');
+  });
+
+  it('say "not measured" for a missing file, a missing anchor, or the other set’s files', () => {
+    const { rows, runs } = evaluate({ 'hit-path-quick': hitPath(9000, 950), memory: memory(100) }, 'full');
+    expect(rows.filter((r) => r.verdict !== 'not measured').map((r) => r.file)).toEqual(['memory']);
+    expect(runs.find((r) => r.file === 'soak')).toEqual({ file: 'soak' });
+    const noBare = hitPath(9000, 950);
+    noBare.rows = noBare.rows.filter((r) => !r.server.startsWith('bare'));
+    const judged = evaluate({ 'hit-path': noBare }, 'full').rows;
+    expect(row(judged, '1 KiB blobs')).toMatchObject({
+      verdict: 'not measured',
+      figures: 'no bare node:http anchor in this run',
+    });
+    expect(row(judged, '256 MiB blob').verdict).toBe('holds'); // its anchor is nginx
+    const noDefault = { ...eviction([0.99, 0.99, 0.99], [0.99, 0.99, 0.99]), defaultPolicy: undefined };
+    expect(row(evaluate({ eviction: noDefault }, 'full').rows, 'swarm trace').verdict).toBe('not measured');
+  });
+
+  it('name each run with its time, commit and machine', () => {
+    const { runs } = evaluate({ 'hit-path': hitPath(9000, 950), 'cold-pull': coldPull(2000) }, 'full');
+    expect(runs.find((r) => r.file === 'hit-path')).toEqual({
+      file: 'hit-path',
+      at: '2026-11-26T08:00:00.000Z',
+      commit: 'abc1234',
+      machine: '2 × AMD EPYC, Node v20.20.2, Linux 6.18',
+    });
+    expect(machineOf(coldPull(2000))).toBe('2 × AMD EPYC, Node v20.20.2');
+  });
+});
+
+describe('withSection', () => {
+  it('replaces what lies between the markers, and refuses a page without them', () => {
+    const page = 'intro\n<!-- bench:targets:start -->\nold\n<!-- bench:targets:end -->\nrest\n';
+    expect(withSection(page, 'new')).toBe(
+      'intro\n<!-- bench:targets:start -->\nnew\n<!-- bench:targets:end -->\nrest\n',
+    );
+    expect(() => withSection('no markers', 'new')).toThrow(/bench:targets:start/);
+  });
+});

@@ -9,9 +9,9 @@ import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
 
 /**
- * The AWS SDK, loaded when a shared store is made: it is a third of a lone mirror's memory at
- * start (about 30 MiB of RSS with ioredis, docs/benchmarks.md "Memory"), and a lone mirror never
- * uses it. Both packages ship CommonJS builds, which `require` loads synchronously.
+ * The AWS SDK, loaded when a shared store is made: with ioredis it was 13 MiB of a lone mirror's
+ * RSS at start (docs/benchmarks.md, "Memory"), and a lone mirror never uses it. Both packages ship
+ * CommonJS builds, which `require` loads synchronously.
  */
 const load = createRequire(import.meta.url);
 let sdk: { s3: typeof S3Sdk; storage: typeof S3Storage } | undefined;
@@ -249,7 +249,10 @@ export class S3BlobStore {
       }
     }
     await this.#call(() =>
-      this.#client.send(new (aws().s3.DeleteObjectCommand)({ Bucket: this.bucket, Key: this.key(digest) }), this.#read),
+      this.#client.send(
+        new (aws().s3.DeleteObjectCommand)({ Bucket: this.bucket, Key: this.key(digest) }),
+        this.#read,
+      ),
     );
   }
 

@@ -13,9 +13,30 @@ import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
 
 /**
  * A full disk, simulated: while `full` is set, writes under `under` fail with ENOSPC and statfs
- * reports nothing free, as a real full file system does. Everything else is the real node:fs.
+ * reports nothing free, as a real full file system does. While `frozen` is set, statfs under `under`
+ * reports the free space of that moment less what the files under `under` grew by since: the real
+ * disk's free space moves with every other test process writing or deleting files beside this one.
+ * Everything else is the real node:fs.
  */
-const disk = vi.hoisted(() => ({ full: false, under: '/nonexistent' }));
+const disk = vi.hoisted(() => ({
+  full: false,
+  under: '/nonexistent',
+  frozen: undefined as { bavail: number; bsize: number; bytes: number } | undefined,
+}));
+/** Bytes in the files under `dir` (node:fs's sync calls: not mocked here). */
+const bytesUnder = vi.hoisted(() => (dir: string): number => {
+  const { readdirSync, statSync } = require('node:fs') as typeof import('node:fs');
+  let sum = 0;
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    try {
+      sum += statSync(`${entry.parentPath}/${entry.name}`).size;
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return sum;
+});
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs/promises')>();
   const isFull = (p: unknown) => disk.full && String(p).startsWith(disk.under);
@@ -36,7 +57,13 @@ vi.mock('node:fs/promises', async (importOriginal) => {
       isFull(p) && !existsSync(p) ? Promise.reject(enospc(p)) : fs.mkdir(p, options)) as typeof fs.mkdir,
     statfs: (async (p, options) => {
       const s = await fs.statfs(p, options);
-      return isFull(p) ? { ...s, bavail: 0, bfree: 0 } : s;
+      if (isFull(p)) return { ...s, bavail: 0, bfree: 0 };
+      const frozen = disk.frozen;
+      if (frozen && String(p).startsWith(disk.under)) {
+        const grown = bytesUnder(disk.under) - frozen.bytes;
+        return { ...s, bavail: frozen.bavail - Math.ceil(grown / frozen.bsize) };
+      }
+      return s;
     }) as typeof fs.statfs,
   };
   return { ...mocked, default: mocked };
@@ -59,6 +86,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   disk.full = false;
+  disk.frozen = undefined;
   await mirror?.close();
   await upstream.close();
   await data.remove();
@@ -230,8 +258,11 @@ describe('a hostile upstream and the disk', () => {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
       sent = flood(res, '', 256, '');
     });
-    // 32 MiB above the floor: the fill may start, and must stop near there.
+    // 32 MiB above the floor: the fill may start, and must stop near there. The free space frozen:
+    // only this mirror's writes move it (other test files fill and empty the same disk meanwhile).
     const { bavail, bsize } = await statfs(data.dir);
+    disk.under = data.dir;
+    disk.frozen = { bavail, bsize, bytes: bytesUnder(data.dir) };
     await mirror.close();
     mirror = await mirrorFor(evil.url, data.dir, ['--min-free-space', String(bavail * bsize - 32 * MiB)]);
     try {

@@ -16,7 +16,13 @@ import { referrersHandler } from './api/referrers.js';
 import { sendError, sendJson } from './api/respond.js';
 import { tagsHandler } from './api/tags.js';
 import { uploadHandler } from './api/uploads.js';
-import { type AccessPolicy, authorize, type Caller, requestedAccess } from './auth/authorize.js';
+import {
+  type AccessPolicy,
+  authorize,
+  type Caller,
+  readsAreOpen,
+  requestedAccess,
+} from './auth/authorize.js';
 import { toRegistryError } from './errors.js';
 import type { HostedRepositories } from './hosted/repositories.js';
 import type { TakeoverGuard } from './hosted/takeover.js';
@@ -75,7 +81,8 @@ export function createListener(ctx: ServerContext): (req: IncomingMessage, res: 
 async function dispatch(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const ex = exchangeOf(req, res);
   const started = performance.now();
-  res.once('close', () => logRequest(ctx, ex, started));
+  // 'close' comes once per response (on: no once-wrapper per request on the hit path).
+  res.on('close', () => logRequest(ctx, ex, started));
   try {
     await route(ex, ctx);
   } catch (err) {
@@ -88,7 +95,9 @@ async function route(ex: Exchange, ctx: ServerContext): Promise<void> {
   if (!endpoint) throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { path: ex.path });
   ex.endpoint = endpoint.kind;
   const write = !READ_METHODS.has(ex.method) || endpoint.kind === 'upload';
-  await authorize(ctx.access, requestedAccess(endpoint, ex.method, write), callerOf(ex));
+  if (write || !readsAreOpen(ctx.access)) {
+    await authorize(ctx.access, requestedAccess(endpoint, ex.method, write), callerOf(ex));
+  }
   // containerd adds ?ns=<registry> to every request (spec "Registry Proxying"): echo it, as the spec suggests.
   // Only a registry host is echoed: anything else (control characters) must not reach a header.
   const ns = ex.query.get('ns');

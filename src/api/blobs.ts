@@ -87,7 +87,9 @@ export async function serveStoredBlob(
   outcome: CacheOutcome = 'HIT',
 ): Promise<boolean> {
   const store = ctx.store;
-  const size = await store.size(digest);
+  // In memory (most small blobs): no stat, no read, no promise to wait on.
+  const held = store.inMemory(digest);
+  const size = held ? held.length : await store.size(digest);
   if (size === undefined) return false;
   ex.outcome = outcome;
   const range = parseRanges(ex.req.headers.range, size);
@@ -97,7 +99,7 @@ export async function serveStoredBlob(
     sendBody(ex, status, headers, undefined);
     return true;
   }
-  const small = size <= SMALL_BLOB_BYTES ? await store.read(digest, false) : undefined;
+  const small = held ?? (size <= SMALL_BLOB_BYTES ? await store.read(digest, false) : undefined);
   if (small) {
     sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
     return true;

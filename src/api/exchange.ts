@@ -29,6 +29,9 @@ export interface Exchange {
   sent: number;
 }
 
+/** The query of a request without one (most): shared, never written to (handlers only read it). */
+const NO_QUERY: URLSearchParams = new URLSearchParams();
+
 export function exchangeOf(req: IncomingMessage, res: ServerResponse): Exchange {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
@@ -37,7 +40,7 @@ export function exchangeOf(req: IncomingMessage, res: ServerResponse): Exchange 
     res,
     method: req.method ?? 'GET',
     path: q === -1 ? url : url.slice(0, q),
-    query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+    query: q === -1 ? NO_QUERY : new URLSearchParams(url.slice(q + 1)),
     bytes: 0,
     sent: 0,
     endpoint: 'unknown',

@@ -49,6 +49,14 @@ export function requestedAccess(endpoint: V2Route, method: string, write: boolea
 }
 
 /**
+ * Whether every read is allowed without looking at the request: no htpasswd file. The hit path then
+ * skips `authorize` (which would allow it) and the objects it takes.
+ */
+export function readsAreOpen(policy: AccessPolicy): boolean {
+  return !policy.auth;
+}
+
+/**
  * Who may do what (docs/SECURITY.md). With an htpasswd file: Basic credentials or a token from
  * /_hubcache/token; with --anonymous-pull, reads need neither, but `/v2/` still answers 401 with a
  * Bearer challenge, which is how Docker learns where to get a push token. Writes (pushes, deletes)

@@ -183,6 +183,16 @@ export class BlobStore {
   }
 
   /**
+   * A small blob held in memory, synchronously (the hit path's fast lane: no stat, no promise);
+   * counted as one use. Undefined when not in memory: ask `size`/`read`.
+   */
+  inMemory(digest: Digest): Buffer | undefined {
+    const cached = this.#small.get(digest.hex);
+    if (cached) this.#used(digest.hex, cached.length);
+    return cached;
+  }
+
+  /**
    * Reads a stored blob whole (manifests, small blobs); undefined when absent. `counted`: false when
    * this request already asked `size`, so the eviction policy counts one use per request.
    */

@@ -126,6 +126,12 @@ export class ManifestCache {
   /** By tag, as served to a client: the manifest and what it refers to become the name's. */
   async byTag(repository: string, tag: string): Promise<Manifest> {
     const key = this.#key(repository);
+    // A fresh tag whose manifest is in memory: answered without waiting on anything.
+    const known = this.#tags.peek(key, tag);
+    if (known && Date.now() - known.checkedAt < this.#ttlMs(repository, tag)) {
+      const held = this.#held(parseDigest(known.digest));
+      if (held) return this.#served(key, { ...held, outcome: 'HIT' });
+    }
     const entry = await this.#tags.get(key, tag);
     const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
     if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
@@ -322,7 +328,16 @@ export class ManifestCache {
 
   async #local(digest: Digest): Promise<Omit<Manifest, 'outcome'> | undefined> {
     const body = (await this.#store.read(digest)) ?? (await this.#fromShared(digest));
-    if (!body) return undefined;
+    return body && this.#withType(digest, body);
+  }
+
+  /** A stored manifest held in memory, synchronously; undefined: ask `#local`. */
+  #held(digest: Digest): Omit<Manifest, 'outcome'> | undefined {
+    const body = this.#store.inMemory(digest);
+    return body && this.#withType(digest, body);
+  }
+
+  #withType(digest: Digest, body: Buffer): Omit<Manifest, 'outcome'> {
     this.#sizes?.noteManifest(digest.hex, body);
     let mediaType = this.#types.get(digest.hex);
     if (!mediaType) {

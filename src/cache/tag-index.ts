@@ -58,6 +58,14 @@ export class TagIndex {
     this.#shared = shared;
   }
 
+  /**
+   * A tag's entry when it is in memory and this index is the only one (no replicas, whose shared
+   * index must always be asked): the hit path's synchronous look. Undefined: ask `get`.
+   */
+  peek(repository: string, tag: string): TagEntry | undefined {
+    return this.#shared ? undefined : this.#entries.get(`${repository}:${tag}`);
+  }
+
   async get(repository: string, tag: string): Promise<TagEntry | undefined> {
     const key = `${repository}:${tag}`;
     if (this.#shared) {

@@ -160,10 +160,12 @@ async function mirrorPull(client: Client): Promise<number> {
 }
 
 async function pull(client: Client, p: Path): Promise<void> {
-  const before = front.count('GET', /\/blobs\//);
+  // 200s and the 206s of ranged fills (--upstream-parallel): every blob GET that moved bytes.
+  const blobs = () => front.count('GET', /\/blobs\//) + front.count('GET', /\/blobs\//, 206);
+  const before = blobs();
   if (p === 'direct') {
     const ms = await directPull(client);
-    note(client, p, ms, front.count('GET', /\/blobs\//) - before);
+    note(client, p, ms, blobs() - before);
     return;
   }
   const m = await coldMirror(
@@ -173,7 +175,7 @@ async function pull(client: Client, p: Path): Promise<void> {
   try {
     const ms = await mirrorPull(client);
     await m.mirror.mirror.settled();
-    note(client, p, ms, front.count('GET', /\/blobs\//) - before);
+    note(client, p, ms, blobs() - before);
   } finally {
     await m.stop();
   }

@@ -41,6 +41,11 @@ export interface FakeRegistry {
   /** Returns the fault for a request, if any (consulted per request). */
   fault: ((req: SeenRequest) => Fault | undefined) | undefined;
   count(method: string, pattern: RegExp): number;
+  /**
+   * Blob downloads started: GETs without Range. A ranged fill's other segments and a resume are
+   * Range GETs of the same download (cache/ranged-fill.ts).
+   */
+  downloads(pattern: RegExp): number;
   close(): Promise<void>;
 }
 
@@ -77,6 +82,11 @@ export async function startFakeRegistry(
       manifests.set(digest, { body: bytes, mediaType });
       if (tag) tags.set(`${repository}:${tag}`, digest);
       return digest;
+    },
+    downloads(pattern) {
+      return registry.requests.filter(
+        (r) => (!options.auth || r.authorization) && r.method === 'GET' && !r.range && pattern.test(r.path),
+      ).length;
     },
     count(method, pattern) {
       // Authorized requests only: the first one of a scope is answered 401 and retried.

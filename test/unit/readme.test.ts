@@ -23,6 +23,8 @@ describe('README client snippets', () => {
   });
 
   it('quotes the daemon.json the dockerd 26 suite runs with the containerd image store', () => {
-    expect(readme).toContain(`\`\`\`json\n${JSON.stringify(userDaemonJson(MIRROR, 'containerd'), null, 2)}\n\`\`\``);
+    expect(readme).toContain(
+      `\`\`\`json\n${JSON.stringify(userDaemonJson(MIRROR, 'containerd'), null, 2)}\n\`\`\``,
+    );
   });
 });

@@ -106,7 +106,7 @@ export class BlobCache {
   sharedDiscarded = 0;
   /**
    * Ranged fills (--upstream-parallel, cache/ranged-fill.ts): fills fetched in segments, segments
-   * fetched (retries included), segments retried, and big blobs fetched in one stream after all
+   * fetched whole, segments whose rest was asked a second time, and big blobs fetched in one stream
    * because the upstream answered the first Range request with something else than its 206.
    */
   ranged = { fills: 0, segments: 0, retries: 0, fallbacks: 0 };
@@ -445,6 +445,8 @@ export class BlobCache {
     if (!range || size === undefined || size < PARALLEL_MIN_BYTES || this.#parallel < 2) return undefined;
     const digest = fill.digest;
     const segmentBytes = segmentBytesFor(size, this.#parallel);
+    // Shutdown during the probe drops the first body like any other.
+    this.#bodies.set(digest.hex, source.body);
     const probe = await range(segmentBytes, Math.min(size, 2 * segmentBytes) - 1, size).catch(
       (err: Error) => err,
     );

@@ -3,11 +3,12 @@
  * upstream, on an upstream shaped like the internet (bench/lib/shaped-front.ts: a round trip per
  * request, one more per new connection, a bandwidth limit per TCP connection), for a multi-layer
  * image. The mirror is started cold for every pull, with layer prefetch on (--prefetch-layers) and
- * off. Clients: skopeo, with --dockerd dockerd (three layers at a time, config first), with
+ * off, and with prefetch on and big blobs in one stream (--upstream-parallel 1) against ranged
+ * fills over --parallel connections (the default configuration). Clients: skopeo, with --dockerd dockerd (three layers at a time, config first), with
  * --containerd containerd's ctr (three at a time). Target: mirror / direct ≤ 0.8. Medians of --rounds; prints a table and writes
  * bench/results/cold-pull.json (other than 3 rounds: cold-pull-quick.json, as in `npm run bench`).
  *
- *   npx tsx bench/cold-pull.ts [--rounds 3] [--rtt-ms 50] [--mib-per-s 16] [--prefetch 4] [--dockerd] [--containerd]
+ *   npx tsx bench/cold-pull.ts [--rounds 3] [--rtt-ms 50] [--mib-per-s 16] [--prefetch 4] [--parallel 4] [--dockerd] [--containerd]
  */
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     'rtt-ms': { type: 'string', default: '50' },
     'mib-per-s': { type: 'string', default: '16' },
     prefetch: { type: 'string', default: '4' },
+    parallel: { type: 'string', default: '4' },
     dockerd: { type: 'boolean', default: false },
     containerd: { type: 'boolean', default: false },
   },
@@ -40,6 +42,7 @@ const ROUNDS = Number(values.rounds);
 const RTT_MS = Number(values['rtt-ms']);
 const MIB_PER_S = Number(values['mib-per-s']);
 const PREFETCH = Number(values.prefetch);
+const PARALLEL = Number(values.parallel);
 const TARGET = 0.8;
 /** Layer sizes in MiB, base layer first as images are usually built: 43 MiB in all. */
 const LAYERS_MIB = [16, 12, 8, 4, 2, 1];
@@ -67,14 +70,24 @@ const front = await startShapedFront(upstream.url, tokens.realm, {
 const frontHost = new URL(front.url).host;
 const mirrorPort = await freePort();
 
-async function coldMirror(prefetch: number): Promise<{ mirror: RunningMirror; stop(): Promise<void> }> {
+async function coldMirror(
+  prefetch: number,
+  parallel: number,
+): Promise<{ mirror: RunningMirror; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
   const mirror = await startMirror(
     configWith({
       upstream: front.url,
       dataDir,
       listen: `127.0.0.1:${mirrorPort}`,
-      extraArgs: ['--log-level', 'warn', '--prefetch-layers', String(prefetch)],
+      extraArgs: [
+        '--log-level',
+        'warn',
+        '--prefetch-layers',
+        String(prefetch),
+        '--upstream-parallel',
+        String(parallel),
+      ],
     }),
   );
   return {
@@ -87,8 +100,13 @@ async function coldMirror(prefetch: number): Promise<{ mirror: RunningMirror; st
 }
 
 type Client = 'skopeo' | 'dockerd' | 'ctr';
-type Path = 'direct' | 'mirror, prefetch on' | 'mirror, prefetch off';
-const PATHS: Path[] = ['direct', 'mirror, prefetch on', 'mirror, prefetch off'];
+type Path = 'direct' | 'mirror, prefetch on' | 'mirror, prefetch on, one stream' | 'mirror, prefetch off';
+const PATHS: Path[] = [
+  'direct',
+  'mirror, prefetch on',
+  'mirror, prefetch on, one stream',
+  'mirror, prefetch off',
+];
 const times = new Map<string, number[]>();
 const blobGets = new Map<string, number>();
 const note = (client: Client, p: Path, ms: number, gets: number) => {
@@ -142,17 +160,22 @@ async function mirrorPull(client: Client): Promise<number> {
 }
 
 async function pull(client: Client, p: Path): Promise<void> {
-  const before = front.count('GET', /\/blobs\//);
+  // 200s and the 206s of ranged fills (--upstream-parallel): every blob GET that moved bytes.
+  const blobs = () => front.count('GET', /\/blobs\//) + front.count('GET', /\/blobs\//, 206);
+  const before = blobs();
   if (p === 'direct') {
     const ms = await directPull(client);
-    note(client, p, ms, front.count('GET', /\/blobs\//) - before);
+    note(client, p, ms, blobs() - before);
     return;
   }
-  const m = await coldMirror(p === 'mirror, prefetch on' ? PREFETCH : 0);
+  const m = await coldMirror(
+    p === 'mirror, prefetch off' ? 0 : PREFETCH,
+    p.endsWith('one stream') ? 1 : PARALLEL,
+  );
   try {
     const ms = await mirrorPull(client);
     await m.mirror.mirror.settled();
-    note(client, p, ms, front.count('GET', /\/blobs\//) - before);
+    note(client, p, ms, blobs() - before);
   } finally {
     await m.stop();
   }
@@ -187,7 +210,7 @@ const totalMiB = LAYERS_MIB.reduce((a, b) => a + b, 0);
 console.log(
   `\nCold pull of a ${LAYERS_MIB.length}-layer image (${LAYERS_MIB.join(' + ')} = ${totalMiB} MiB), upstream shaped: ` +
     `${RTT_MS} ms per request (+1 per new connection), ${MIB_PER_S} MiB/s per connection; ` +
-    `--prefetch-layers ${PREFETCH}; medians of ${ROUNDS}`,
+    `--prefetch-layers ${PREFETCH}, --upstream-parallel ${PARALLEL} (one stream: 1); medians of ${ROUNDS}`,
 );
 console.log(
   `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, Node ${process.version}, load ${os
@@ -222,6 +245,7 @@ writeResult(ROUNDS === 3 ? 'cold-pull' : 'cold-pull-quick', {
   shape: { rttMs: RTT_MS, mibPerSecondPerConnection: MIB_PER_S },
   layersMiB: LAYERS_MIB,
   prefetchLayers: PREFETCH,
+  upstreamParallel: PARALLEL,
   rounds: ROUNDS,
   target: TARGET,
   rows,

@@ -165,7 +165,9 @@ export class Mirror {
     const auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     const tokens = auth ? new TokenService(auth, config.dataDir, config.anonymousPull) : undefined;
     this.#tokens = tokens;
-    this.blobs = new BlobCache(store, hub, pLimit(concurrency), log, shared);
+    this.blobs = new BlobCache(store, hub, pLimit(concurrency), log, shared, {
+      parallel: config.upstreamParallel,
+    });
     const prefetch = new LayerPrefetch(
       this.blobs,
       { concurrency: config.prefetchLayers, maxBlobBytes: config.maxSizeBytes },
@@ -268,6 +270,7 @@ export class Mirror {
       evictions: () => store.evictions,
       blobsTooBig: () => store.tooBig,
       digestMismatches: () => this.blobs.digestMismatches,
+      ranged: () => this.blobs.ranged,
       rateLimit: () => this.routes.default.api.client.rateLimit,
       uploadSessions: () => this.uploads.count,
       shared: () => ({

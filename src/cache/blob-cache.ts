@@ -1,4 +1,4 @@
-import { type Readable, Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
 import type { LimitFunction } from 'p-limit';
@@ -12,6 +12,7 @@ import type { RegistryApi } from '../upstream/registry-api.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill } from './fill.js';
 import type { KnownSizes } from './known-sizes.js';
+import { PARALLEL_MIN_BYTES, RangedFill, segmentBytesFor } from './ranged-fill.js';
 
 /** The disk is (nearly) full: the blob is not cached; clients are served straight from upstream. */
 export class NoRoomError extends Error {
@@ -68,8 +69,8 @@ export class BlobCache {
   readonly #limit: LimitFunction;
   readonly #log: Logger;
   readonly #inflight = new Map<string, BlobFill>();
-  /** The upstream body each running fill reads, so shutdown can abort what it cannot wait for. */
-  readonly #bodies = new Map<string, Readable>();
+  /** What each running fill reads (its upstream body, or its ranged download), so shutdown can abort what it cannot wait for. */
+  readonly #bodies = new Map<string, { destroy(err?: Error): unknown }>();
 
   /**
    * Shutdown: let running downloads finish (they are stored), at most `ms`; then abort the rest,
@@ -103,6 +104,14 @@ export class BlobCache {
   sharedWaits = 0;
   /** Shared-store copies that were not their blob (removed from the bucket). */
   sharedDiscarded = 0;
+  /**
+   * Ranged fills (--upstream-parallel, cache/ranged-fill.ts): fills fetched in segments, segments
+   * fetched whole, segments whose rest was asked a second time, and big blobs fetched in one stream
+   * because the upstream answered the first Range request with something else than its 206.
+   */
+  ranged = { fills: 0, segments: 0, retries: 0, fallbacks: 0 };
+  /** Upstream connections one big blob's fill may use at most (--upstream-parallel); 1: one stream. */
+  readonly #parallel: number;
   readonly #shared: SharedTier | undefined;
   /**
    * Shared copies found bad (digest hex → the object's ETag): not read again, even if removing them
@@ -116,7 +125,9 @@ export class BlobCache {
     limit: LimitFunction,
     log: Logger,
     shared?: SharedTier,
+    options: { parallel?: number } = {},
   ) {
+    this.#parallel = Math.max(1, options.parallel ?? 1);
     this.#shared = shared;
     this.store = store;
     this.#upstream = upstream;
@@ -211,6 +222,7 @@ export class BlobCache {
       body,
       size,
       resume: (offset, size) => upstream.getBlobFrom(repository, digest, offset, size),
+      range: (start, end, size) => upstream.getBlobRange(repository, digest, start, end, size),
     };
   }
 
@@ -364,9 +376,10 @@ export class BlobCache {
     try {
       writer = await this.store.createWriter(digest);
       fill.streaming(size, writer.tempPath);
+      const segments = await this.#ranged(fill, writer, source);
       let body = source.body;
       let resumes = 0;
-      for (;;) {
+      for (; segments === undefined; ) {
         const sink = fillSink(writer, fill, size, this.store);
         this.#bodies.set(digest.hex, body);
         try {
@@ -404,6 +417,7 @@ export class BlobCache {
           bytes: writer.written,
           ms: Date.now() - started,
           from: source.origin,
+          ...(segments === undefined ? {} : { segments, parallel: this.#parallel }),
         },
         'blob cached',
       );
@@ -416,6 +430,69 @@ export class BlobCache {
       this.#log.warn({ digest: digest.value, repository, err: (err as Error).message }, 'blob fill failed');
       throw err;
     }
+  }
+
+  /**
+   * A big upstream blob of known size, fetched in segments over several connections when the
+   * upstream honours Range (cache/ranged-fill.ts, docs/behaviour.md): the number of segments once
+   * every byte is written and hashed. Undefined when it is not: the caller reads `source.body`, the
+   * one stream, as for any other blob. The first segment comes from `source.body` itself; the second
+   * is the probe, asked while the first body waits: anything but its exact 206 (a 200 from an
+   * upstream that ignores Range, an error) means one stream, no harm done.
+   */
+  async #ranged(fill: BlobFill, writer: BlobWriter, source: Source): Promise<number | undefined> {
+    const { size, range } = source;
+    if (!range || size === undefined || size < PARALLEL_MIN_BYTES || this.#parallel < 2) return undefined;
+    const digest = fill.digest;
+    const segmentBytes = segmentBytesFor(size, this.#parallel);
+    // Shutdown during the probe drops the first body like any other.
+    this.#bodies.set(digest.hex, source.body);
+    const probe = await range(segmentBytes, Math.min(size, 2 * segmentBytes) - 1, size).catch(
+      (err: Error) => err,
+    );
+    if (!(probe instanceof Readable)) {
+      this.ranged.fallbacks++;
+      this.#log.info(
+        { digest: digest.value, size, answer: probe === 'whole' ? 200 : probe.message },
+        'upstream did not honour a Range request: blob fetched in one stream',
+      );
+      return undefined;
+    }
+    this.ranged.fills++;
+    const segments = Math.ceil(size / segmentBytes);
+    this.#log.debug({ digest: digest.value, size, segments, parallel: this.#parallel }, 'ranged fill');
+    const download = new RangedFill(writer, fill, {
+      size,
+      segmentBytes,
+      parallel: this.#parallel,
+      // Extra connections only while no client's fill waits for a turn in the download budget: the
+      // fill holds one turn, its other segments are taken from room nobody else is asking for.
+      width: () => (this.#limit.pendingCount > 0 ? 1 : this.#parallel),
+      fetch: async (start, end) => {
+        const body = await range(start, end, size);
+        if (body === 'whole')
+          throw new UpstreamUnreachableError('upstream ignored a Range request', 'ERANGE');
+        return body;
+      },
+      first: new Map([
+        [0, source.body],
+        [1, probe],
+      ]),
+      roomCheckBytes: FILL_ROOM_CHECK_BYTES,
+      checkRoom: async (written) => {
+        if (!(await this.store.hasRoomFor(size - written, 0))) throw new NoRoomError(size);
+      },
+      onSegment: () => {
+        this.ranged.segments++;
+      },
+      onRetry: (index, err) => {
+        this.ranged.retries++;
+        this.#log.info({ digest: digest.value, segment: index, err: err.message }, 'retrying a blob segment');
+      },
+    });
+    this.#bodies.set(digest.hex, download);
+    await download.run();
+    return segments;
   }
 
   /**
@@ -446,6 +523,8 @@ interface Source {
   etag?: string | undefined;
   /** The rest of the body from `offset`, after a broken connection; undefined if it cannot. */
   resume(offset: number, size: number): Promise<Readable | undefined>;
+  /** Bytes [start, end] of a blob of `size` (a ranged fill's segment); 'whole' if Range was ignored. */
+  range?: (start: number, end: number, size: number) => Promise<Readable | 'whole'>;
 }
 
 /** Storage and coordination shared by replicas (docs/scaling-out.md, "Scaling out"). */

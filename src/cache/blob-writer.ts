@@ -72,6 +72,20 @@ export class BlobWriter {
     this.#written += total;
   }
 
+  /**
+   * Writes a segment at `position` without hashing it or moving `written`: a ranged fill
+   * (cache/ranged-fill.ts) lands segments out of order, then hashes them in order with `absorb`.
+   */
+  async writeAt(bytes: Uint8Array, position: number): Promise<void> {
+    await writevAt(this.#handle, [bytes], bytes.length, position);
+  }
+
+  /** Hashes the blob's next bytes, already written at `written` by `writeAt`, and counts them written. */
+  absorb(bytes: Uint8Array): void {
+    this.#hash.update(bytes);
+    this.#written += bytes.length;
+  }
+
   /** Checks the content; throws DigestMismatchError / SizeMismatchError (and removes the temp file). */
   verify(expectedSize: number | undefined): void {
     if (expectedSize !== undefined && expectedSize !== this.#written) {

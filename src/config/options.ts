@@ -180,6 +180,15 @@ export const OPTIONS = {
     example: 4,
     show: (c) => c.upstream.concurrency,
   }),
+  upstreamParallel: option({
+    path: 'upstream.parallel',
+    flag: '--upstream-parallel <n>',
+    help: 'upstream connections one big blob (8 MiB or more) is fetched over, in ranged segments, when the upstream honours Range; 1 is off, 0 is 1',
+    kind: count,
+    default: 4,
+    example: 1,
+    show: (c) => c.upstreamParallel,
+  }),
   connectTimeout: option({
     path: 'upstream.connectTimeout',
     flag: '--connect-timeout <seconds>',

@@ -47,6 +47,8 @@ export interface Config {
   memoryCacheBytes: number;
   /** Prefetch fills of an arriving image manifest's blobs at once at most; 0: no prefetch (cache/layer-prefetch.ts). */
   prefetchLayers: number;
+  /** Upstream connections a big blob's fill may use (cache/ranged-fill.ts); 1: one stream. */
+  upstreamParallel: number;
   logLevel: string;
 }
 

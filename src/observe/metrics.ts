@@ -24,6 +24,8 @@ export interface MetricsSource {
     running: number;
     skipped: ReadonlyMap<string, number>;
   };
+  /** Ranged fills (cache/ranged-fill.ts): fills in segments, segments fetched, segments retried, fallbacks to one stream. */
+  ranged(): { fills: number; segments: number; retries: number; fallbacks: number };
   /** Replicas: fills served from the shared store, blobs published to it, waits for another replica, bad copies removed. */
   shared(): { fills: number; published: number; waits: number; discarded: number };
 }
@@ -211,6 +213,26 @@ export class Metrics {
       'hubcache_shared_discarded_total',
       'Shared-store copies that did not match their digest (not served, removed from the bucket)',
       () => source.shared().discarded,
+    );
+    counter(
+      'hubcache_ranged_fills_total',
+      'Big blobs fetched from the upstream in ranged segments over several connections (--upstream-parallel)',
+      () => source.ranged().fills,
+    );
+    counter(
+      'hubcache_ranged_segments_total',
+      'Segments of ranged fills fetched from the upstream (each a Range GET, or the first GET for the first segment)',
+      () => source.ranged().segments,
+    );
+    counter(
+      'hubcache_ranged_segment_retries_total',
+      'Segments of ranged fills fetched a second time after a failed, short, long or mis-ranged answer',
+      () => source.ranged().retries,
+    );
+    counter(
+      'hubcache_ranged_fallbacks_total',
+      'Big blobs fetched in one stream because the upstream did not answer the first Range request with its 206',
+      () => source.ranged().fallbacks,
     );
     counter(
       'hubcache_prefetch_started_total',

@@ -59,6 +59,17 @@ export class UpstreamStatusError extends RegistryError {
   }
 }
 
+/** A 206 for another range than the one asked (or none named): its bytes are not used. */
+export class UpstreamRangeError extends Error {
+  constructor(
+    readonly asked: string,
+    readonly answered: string | undefined,
+  ) {
+    super(`upstream answered Content-Range ${answered ?? '(none)'} for ${asked}`);
+    this.name = 'UpstreamRangeError';
+  }
+}
+
 /**
  * The registry API of one upstream, one method per endpoint, spoken over its UpstreamClient (token
  * flow, redirects, back-off). Every answer's status is checked here, and only here: a method
@@ -105,6 +116,43 @@ export class RegistryApi {
     if (res.status === 206 && Number(range?.[1]) === offset && Number(range?.[3]) === size) return res.body;
     res.body.destroy();
     return undefined;
+  }
+
+  /**
+   * Bytes [start, end] of a blob of `size` bytes (a ranged fill's segment, cache/ranged-fill.ts):
+   * the body of a 206 whose Content-Range is exactly that range of that size. 'whole' when the
+   * upstream ignored the Range and answered 200 (it sends the whole blob: not usable as a segment).
+   * Throws UpstreamStatusError for any other status, UpstreamRangeError for a 206 of another range.
+   */
+  async getBlobRange(
+    repository: string,
+    digest: Digest,
+    start: number,
+    end: number,
+    size: number,
+  ): Promise<Readable | 'whole'> {
+    const res = await this.client.request({
+      method: 'GET',
+      path: `/v2/${repository}/blobs/${digest.value}`,
+      repository,
+      headers: { range: `bytes=${start}-${end}` },
+    });
+    if (res.status === 200) {
+      res.body.destroy();
+      return 'whole';
+    }
+    if (res.status !== 206) {
+      res.body.destroy();
+      throw new UpstreamStatusError(this.label, res.status, res.headers, 'BLOB_UNKNOWN', {
+        digest: digest.value,
+      });
+    }
+    const range = headerValue(res.headers['content-range']);
+    if (range !== `bytes ${start}-${end}/${size}`) {
+      res.body.destroy();
+      throw new UpstreamRangeError(`bytes ${start}-${end}/${size}`, range);
+    }
+    return res.body;
   }
 
   /**

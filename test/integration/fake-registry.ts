@@ -36,9 +36,16 @@ export interface FakeRegistry {
   addManifest(repository: string, tag: string | undefined, body: unknown, mediaType: string): string;
   /** Headers added to every manifest answer (e.g. Docker Hub's ratelimit-*). */
   manifestHeaders: Record<string, string>;
+  /** Answer every blob GET with the whole blob (200), whatever Range it asks: an upstream without Range support. */
+  ignoreRange: boolean;
   /** Returns the fault for a request, if any (consulted per request). */
   fault: ((req: SeenRequest) => Fault | undefined) | undefined;
   count(method: string, pattern: RegExp): number;
+  /**
+   * Blob downloads started: GETs without Range. A ranged fill's other segments and a resume are
+   * Range GETs of the same download (cache/ranged-fill.ts).
+   */
+  downloads(pattern: RegExp): number;
   close(): Promise<void>;
 }
 
@@ -62,6 +69,7 @@ export async function startFakeRegistry(
     tokenRequests: 0,
     connections: 0,
     manifestHeaders: {},
+    ignoreRange: false,
     fault: undefined,
     addBlob(bytes) {
       const digest = sha256(bytes);
@@ -74,6 +82,11 @@ export async function startFakeRegistry(
       manifests.set(digest, { body: bytes, mediaType });
       if (tag) tags.set(`${repository}:${tag}`, digest);
       return digest;
+    },
+    downloads(pattern) {
+      return registry.requests.filter(
+        (r) => (!options.auth || r.authorization) && r.method === 'GET' && !r.range && pattern.test(r.path),
+      ).length;
     },
     count(method, pattern) {
       // Authorized requests only: the first one of a scope is answered 401 and retried.
@@ -119,7 +132,10 @@ export async function startFakeRegistry(
     void fault.open.then(() => res.end(bytes.subarray(fault.after)));
   };
 
-  /** Blobs honour `Range: bytes=N-` (206), as registries and CDNs do: resumes depend on it. */
+  /**
+   * Blobs honour `Range: bytes=N-` and `bytes=N-M` (206), as registries and CDNs do: resumes and
+   * ranged fills depend on it.
+   */
   const sendBlob = (
     res: ServerResponse,
     seen: SeenRequest,
@@ -127,9 +143,10 @@ export async function startFakeRegistry(
     headers: Record<string, string>,
     fault: Fault | undefined,
   ) => {
-    const m = /^bytes=(\d+)-$/.exec(seen.range ?? '');
+    const m = registry.ignoreRange ? null : /^bytes=(\d+)-(\d*)$/.exec(seen.range ?? '');
     const start = m ? Number(m[1]) : 0;
-    if (!m || start >= blob.length) {
+    const end = m?.[2] ? Math.min(Number(m[2]), blob.length - 1) : blob.length - 1;
+    if (!m || start >= blob.length || end < start) {
       return send(
         res,
         200,
@@ -139,12 +156,12 @@ export async function startFakeRegistry(
         fault,
       );
     }
-    const range = { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}` };
+    const range = { 'Content-Range': `bytes ${start}-${end}/${blob.length}` };
     send(
       res,
       206,
       { 'Content-Type': 'application/octet-stream', ...headers, ...range },
-      blob.subarray(start),
+      blob.subarray(start, end + 1),
       seen.method,
       fault,
     );

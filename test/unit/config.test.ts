@@ -256,6 +256,7 @@ describe('parseConfig environment', () => {
       HUBCACHE_UPLOAD_EXPIRY: '600',
       HUBCACHE_GC_GRACE: '120',
       HUBCACHE_ANONYMOUS_PUSH: 'anywhere',
+      HUBCACHE_UPSTREAM_PARALLEL: '3',
       HUBCACHE_PUBLIC_URL: 'https://mirror.example:5000/ignored/path',
     });
     const config = parse();
@@ -295,6 +296,7 @@ describe('parseConfig environment', () => {
       minFreeBytes: 3 * 1024 ** 2,
       memoryCacheBytes: 7 * 1024 * 1024,
       prefetchLayers: 2,
+      upstreamParallel: 3,
       clientHeaderTimeoutMs: 30_000,
       clientIdleTimeoutMs: 120_000,
       logLevel: 'warn',

@@ -79,17 +79,26 @@ const BLOB_TYPE = 'application/octet-stream';
 
 /** Status and headers for (part of) a blob of `size` bytes. */
 export function blobHeaders(digest: string, size: number, range: ByteRange | undefined): [number, Headers] {
-  const headers: Headers = {
-    'Content-Type': BLOB_TYPE,
-    'Docker-Content-Digest': digest,
-    ETag: `"${digest}"`,
-    'Accept-Ranges': 'bytes',
-  };
-  if (!range) return [200, { ...headers, 'Content-Length': size }];
+  // Object literals of one shape, no spreads: this runs for every blob hit.
+  if (!range) {
+    return [
+      200,
+      {
+        'Content-Type': BLOB_TYPE,
+        'Docker-Content-Digest': digest,
+        ETag: `"${digest}"`,
+        'Accept-Ranges': 'bytes',
+        'Content-Length': size,
+      },
+    ];
+  }
   return [
     206,
     {
-      ...headers,
+      'Content-Type': BLOB_TYPE,
+      'Docker-Content-Digest': digest,
+      ETag: `"${digest}"`,
+      'Accept-Ranges': 'bytes',
       'Content-Length': range.end - range.start + 1,
       'Content-Range': `bytes ${range.start}-${range.end}/${size}`,
     },

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type CriImageClient, criImageClient } from '../fixtures/cri-client.js';
 import {
+  canUseDebian13,
   type Debian13Mounts,
   debian13Root,
   ensureDebian13,
@@ -11,32 +12,14 @@ import {
 } from '../fixtures/debian13.js';
 import { type ChrootContainerd, startChrootContainerd } from '../fixtures/debian13-containerd.js';
 import { type RequestTap, startRequestTap } from '../fixtures/proxies.js';
-import { requireProgram } from '../fixtures/require-program.js';
+import { mirrorRequestCounts } from '../fixtures/request-counts.js';
 import { bedPrograms, startTestBed, type TestBed } from '../fixtures/test-bed.js';
 
-/** Root, chroot and mount on the host (ensureDebian13 installs debootstrap with apt-get if missing). */
-const isRoot = process.getuid?.() === 0;
-if (!isRoot && process.env.CI === 'true') {
-  // CI must never go green by skipping (require-program.ts).
-  throw new Error('the Debian 13 chroot needs root (debootstrap, mount, chroot)');
-}
-const canChroot = isRoot && Boolean(requireProgram('chroot') && requireProgram('mount'));
+const canChroot = canUseDebian13();
 
 const MiB = 1024 * 1024;
 /** library/big:1's one layer: at 2 MiB/s from upstream the mirror's fill of it lasts about 8 s. */
 const BIG_MIB = 16;
-
-/** hubcache_requests_total samples keyed `endpoint method outcome code`. */
-function requestCounts(metrics: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const line of metrics.split('\n')) {
-    if (!line.startsWith('hubcache_requests_total{')) continue;
-    const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1] ?? '';
-    const key = `${label('endpoint')} ${label('method')} ${label('outcome')} ${label('code')}`;
-    counts.set(key, Number(line.slice(line.lastIndexOf(' ') + 1)));
-  }
-  return counts;
-}
 
 /** What the mirror counted between two reads of /metrics, as `endpoint method outcome code` → n. */
 function countsBetween(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
@@ -62,7 +45,7 @@ describe.skipIf(!bedPrograms() || !canChroot)('containerd 1.7 (Debian 13 chroot)
   const timings: Record<string, number> = {};
   const table: Record<string, unknown>[] = [];
 
-  const metrics = async () => requestCounts(await (await fetch(`${bed.mirror.url}/metrics`)).text());
+  const metrics = () => mirrorRequestCounts(bed.mirror.url);
 
   /** Runs one operation and notes what it cost: wall time, the mirror's counts, upstream blob GETs. */
   async function measured(operation: string, run: () => Promise<unknown>): Promise<Record<string, number>> {

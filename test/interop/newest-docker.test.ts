@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  canUseDebian13,
   type Debian13Mounts,
   debian13Root,
   debian13Versions,
@@ -10,34 +11,15 @@ import {
   unmountDebian13,
 } from '../fixtures/debian13.js';
 import { type Debian13Dockerd, type ImageStore, startDebian13Dockerd } from '../fixtures/debian13-dockerd.js';
-import { requireProgram } from '../fixtures/require-program.js';
+import { mirrorRequestCounts } from '../fixtures/request-counts.js';
 import { pushLayout } from '../fixtures/skopeo-cli.js';
 import { bedPrograms, PUSHER, startTestBed, type TestBed } from '../fixtures/test-bed.js';
 
-/** Root, chroot and mount on the host (ensureDebian13 installs debootstrap with apt-get if missing). */
-const isRoot = process.getuid?.() === 0;
-if (!isRoot && process.env.CI === 'true') {
-  // CI must never go green by skipping (require-program.ts).
-  throw new Error('the Debian 13 chroot needs root (debootstrap, mount, chroot)');
-}
-const canChroot = isRoot && Boolean(requireProgram('chroot') && requireProgram('mount'));
+const canChroot = canUseDebian13();
 
 const STORES: ImageStore[] = ['classic', 'containerd'];
 /** What the pushed image's new layer holds. */
 const PUSHED_FILE = '/pushed.txt';
-
-/** hubcache_requests_total's samples, keyed `endpoint method code` (outcomes summed). */
-function requestCounts(metrics: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const line of metrics.split('\n')) {
-    const m = /^hubcache_requests_total\{([^}]*)\} (\d+(?:\.\d+)?)$/.exec(line);
-    if (!m?.[1] || !m[2]) continue;
-    const label = (name: string) => new RegExp(`(?:^|,)${name}="([^"]*)"`).exec(m[1] ?? '')?.[1] ?? '';
-    const key = `${label('endpoint')} ${label('method')} ${label('code')}`;
-    counts.set(key, (counts.get(key) ?? 0) + Number(m[2]));
-  }
-  return counts;
-}
 
 /** What changed between two readings, as `endpoint method code ×n`, sorted. */
 /** Manifest requests (HEAD or GET) the mirror answered 200 in an operation. */
@@ -101,7 +83,7 @@ describe.skipIf(!bedPrograms() || !canChroot)(
       bed.front.requests
         .filter((r) => r.method === 'GET' && r.status === 200 && /\/blobs\//.test(r.path))
         .map((r) => r.path.slice(r.path.lastIndexOf('/') + 1));
-    const metrics = async () => requestCounts(await (await fetch(`${bed.mirror.url}/metrics`)).text());
+    const metrics = () => mirrorRequestCounts(bed.mirror.url, false);
     const hookMirror = () => {
       bed.mirror.server.on('request', (req) => {
         if (req.url?.startsWith('/v2')) seen.push(`${req.method} ${req.url}`);

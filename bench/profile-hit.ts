@@ -62,7 +62,7 @@ const target =
     : `${url}/v2/library/bench/blobs/${small.digest}`;
 await (await fetch(target, { headers: { accept: ACCEPT.slice(8) } })).arrayBuffer();
 await new Promise((r) => setTimeout(r, 500));
-const result = await wrk(target, 50, 8, [ACCEPT]);
+const result = await wrk(target, 50, Number(process.env.PROFILE_SECONDS ?? 8), [ACCEPT]);
 console.log(`${which}: ${result.requestsPerSecond.toFixed(0)} req/s, p99 ${result.p99Ms} ms`);
 child.kill('SIGINT');
 await new Promise((r) => child.once('exit', r));

@@ -1,6 +1,8 @@
 import pLimit from 'p-limit';
 import type { HandlerContext } from './api/context.js';
+import { HitLane } from './api/hit-lane.js';
 import type { OperatorContext } from './api/operator.js';
+import { type AccessPolicy, readsAreOpen } from './auth/authorize.js';
 import { ClientAuth } from './auth/client-auth.js';
 import { TokenService } from './auth/token-service.js';
 import { BufferPool } from './buffer-pool.js';
@@ -61,6 +63,8 @@ export class Mirror {
   readonly #config: Config;
   readonly #log: Logger;
   readonly #tags: TagIndex;
+  /** Hits answered again before routing (api/hit-lane.ts). */
+  #lane: HitLane | undefined;
   /** Which mirrored names are known to have which stored content (cache/known-content.ts). */
   readonly #known: KnownContent;
   /** Redis, to coordinate replicas (optional). */
@@ -188,6 +192,18 @@ export class Mirror {
       },
       log,
     );
+    const access: AccessPolicy = {
+      auth,
+      tokens,
+      anonymousPull: config.anonymousPull,
+      anonymousPush: config.hosted.anonymousPush,
+      publicUrl: config.publicUrl,
+      tls: config.tls !== undefined,
+      port: config.listen.port,
+    };
+    // Only when reads are open to anyone: the lane answers before the path would ask for credentials.
+    const lane = new HitLane({ enabled: readsAreOpen(access), hostedGeneration: () => hosted.generation });
+    this.#lane = lane;
     const handlers: HandlerContext = {
       log,
       routes: this.routes,
@@ -199,6 +215,7 @@ export class Mirror {
       hosted,
       uploads,
       headPromises,
+      lane,
       buffers: new BufferPool(),
       allowDelete: config.hosted.allowDelete,
       offline: config.offline,
@@ -239,19 +256,12 @@ export class Mirror {
     this.serverContext = {
       handlers,
       operator,
-      access: {
-        auth,
-        tokens,
-        anonymousPull: config.anonymousPull,
-        anonymousPush: config.hosted.anonymousPush,
-        publicUrl: config.publicUrl,
-        tls: config.tls !== undefined,
-        port: config.listen.port,
-      },
+      access,
       routes,
       defaultUpstream,
       hosted,
       takeover,
+      lane,
       log,
       accessLog: this.#accessLog,
       metrics,
@@ -273,6 +283,7 @@ export class Mirror {
       ranged: () => this.blobs.ranged,
       rateLimit: () => this.routes.default.api.client.rateLimit,
       uploadSessions: () => this.uploads.count,
+      lane: () => this.#lane ?? { answers: 0, size: 0 },
       shared: () => ({
         fills: this.blobs.sharedFills,
         published: this.blobs.published,

@@ -4,6 +4,7 @@ import { blobHandler } from './api/blobs.js';
 import { catalogHandler } from './api/catalog.js';
 import type { HandlerContext } from './api/context.js';
 import { type Exchange, exchangeOf } from './api/exchange.js';
+import type { HitLane } from './api/hit-lane.js';
 import {
   hostedBlobHandler,
   hostedManifestHandler,
@@ -52,6 +53,8 @@ export interface ServerContext {
   /** Which names are pushed here, and whether a push may create one (the takeover rule). */
   readonly hosted: Pick<HostedRepositories, 'isHosted' | 'checkPushable'>;
   readonly takeover: Pick<TakeoverGuard, 'check'>;
+  /** Hits answered again before routing (api/hit-lane.ts). */
+  readonly lane: Pick<HitLane, 'serve'>;
   /** Where each request is logged and counted: failures in `log`, every request in `accessLog`. */
   readonly log: Logger;
   readonly accessLog: Pick<AccessLog, 'record'>;
@@ -83,6 +86,8 @@ async function dispatch(ctx: ServerContext, req: IncomingMessage, res: ServerRes
   const started = performance.now();
   // 'close' comes once per response (on: no once-wrapper per request on the hit path).
   res.on('close', () => logRequest(ctx, ex, started));
+  // A hit answered before (a manifest or small blob held in memory) is sent again as it was.
+  if (ctx.lane.serve(ex)) return;
   try {
     await route(ex, ctx);
   } catch (err) {
@@ -131,7 +136,7 @@ async function route(ex: Exchange, ctx: ServerContext): Promise<void> {
   ex.upstream = target.route.api.label;
   switch (endpoint.kind) {
     case 'manifest':
-      return manifestHandler(ex, target, endpoint.reference);
+      return manifestHandler(ex, handlers, target, endpoint.reference);
     case 'blob':
       return blobHandler(ex, handlers, target, endpoint.digest);
     case 'tags':

@@ -7,6 +7,7 @@ import type { Target } from '../routing.js';
 import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { fileBytes } from './file-sender.js';
+import { LANE_MAX_BODY_BYTES } from './hit-lane.js';
 import {
   blobByteranges,
   blobHeaders,
@@ -97,17 +98,39 @@ export async function serveStoredBlob(
   const [status, headers] = blobHeaders(digest.value, size, range);
   if (ex.method === 'HEAD') {
     sendBody(ex, status, headers, undefined);
+    if (held && !range) keepInLane(ex, ctx, digest, headers, held);
     return true;
   }
   const small = held ?? (size <= SMALL_BLOB_BYTES ? await store.read(digest, false) : undefined);
   if (small) {
     sendBody(ex, status, headers, range ? small.subarray(range.start, range.end + 1) : small);
+    // Read just now, it is held in memory now: the lane checks that it still is, every time.
+    if (!range) keepInLane(ex, ctx, digest, headers, small);
     return true;
   }
   const file = await store.open(digest);
   if (!file) return false;
   await sendFile(ex, status, headers, file.handle, range?.start ?? 0, range?.end ?? size - 1, ctx.buffers);
   return true;
+}
+
+/**
+ * Offers a whole blob hit held in memory to the hit lane (api/hit-lane.ts), which keeps only HITs:
+ * a hosted blob (HOSTED) can be deleted, and is always served by the path. Still served while the
+ * store holds these very bytes in memory: a name's content is never taken back from it
+ * (cache/known-content.ts), so the scope checked for this request holds for the next.
+ */
+function keepInLane(ex: Exchange, ctx: HandlerContext, digest: Digest, headers: Headers, held: Buffer): void {
+  if (held.length > LANE_MAX_BODY_BYTES) return;
+  const { store, blobs } = ctx;
+  ctx.lane.offer(ex, headers, held, {
+    byAccept: false,
+    stillServed: (head) => {
+      if (store.inMemory(digest) !== held) return false;
+      blobs.servedStored(digest, head);
+      return true;
+    },
+  });
 }
 
 /** Several ranges of a stored blob as multipart/byteranges (podman's zstd:chunked partial pulls). */

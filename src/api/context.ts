@@ -9,6 +9,7 @@ import type { HostedRepositories } from '../hosted/repositories.js';
 import type { UploadSessions } from '../hosted/uploads.js';
 import type { Logger } from '../observe/logger.js';
 import type { Routes } from '../routing.js';
+import type { HitLane } from './hit-lane.js';
 
 /**
  * What the /v2 handlers work with, and nothing more: built once by the Mirror (the composition
@@ -31,6 +32,8 @@ export interface HandlerContext {
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
   readonly headPromises: HeadPromises;
+  /** Hits answered again straight from the request target (hit-lane.ts): handlers offer what they served. */
+  readonly lane: Pick<HitLane, 'offer'>;
   /** Read buffers of the blob hit path. */
   readonly buffers: BufferPool;
   /** --allow-delete */

@@ -73,7 +73,7 @@ export async function hostedManifestHandler(
     return sendBody(ex, 202, {}, undefined);
   }
   // Hosted repositories answer the manifest read interface as they are (api/manifest-response.ts).
-  return sendManifest(ex, ctx.hosted, name, ref, rawReference);
+  await sendManifest(ex, ctx.hosted, name, ref, rawReference);
 }
 
 /**

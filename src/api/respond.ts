@@ -15,14 +15,24 @@ const API_VERSION = 'registry/2.0';
 export type Headers = Record<string, string | number>;
 
 function head(ex: Exchange, status: number, headers: Headers): void {
+  ex.res.writeHead(status, withOurs(ex, headers));
+}
+
+/** A handler's headers and the ones every answer carries: the API version, and X-Cache. */
+function withOurs(ex: Exchange, headers: Headers): Headers {
   const all: Headers = { 'Docker-Distribution-API-Version': API_VERSION, ...headers };
   if (ex.outcome) all['X-Cache'] = ex.outcome;
-  ex.res.writeHead(status, all);
+  return all;
+}
+
+/** The headers `sendBody` writes for this body (the hit lane keeps them to send again). */
+export function sentHeaders(ex: Exchange, headers: Headers, body: Buffer | undefined): Headers {
+  return withOurs(ex, { 'Content-Length': body?.length ?? 0, ...headers });
 }
 
 /** A whole small body (manifests, JSON, in-memory blobs). HEAD sends the headers only. */
 export function sendBody(ex: Exchange, status: number, headers: Headers, body: Buffer | undefined): void {
-  head(ex, status, { 'Content-Length': body?.length ?? 0, ...headers });
+  ex.res.writeHead(status, sentHeaders(ex, headers, body));
   if (ex.method === 'HEAD' || !body) {
     ex.res.end();
     return;
@@ -32,7 +42,7 @@ export function sendBody(ex: Exchange, status: number, headers: Headers, body: B
 }
 
 /** The last (or only) chunk of a body, counted in `ex.sent` once the socket took it all. */
-function endWith(ex: Exchange, body: Buffer): void {
+export function endWith(ex: Exchange, body: Buffer): void {
   ex.res.end(body, () => {
     ex.sent += body.length;
   });

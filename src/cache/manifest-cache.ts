@@ -125,19 +125,44 @@ export class ManifestCache {
 
   /** By tag, as served to a client: the manifest and what it refers to become the name's. */
   async byTag(repository: string, tag: string): Promise<Manifest> {
+    const held = this.freshHeld(repository, tag);
+    if (held) return held;
     const key = this.#key(repository);
-    // A fresh tag whose manifest is in memory: answered without waiting on anything.
-    const known = this.#tags.peek(key, tag);
-    if (known && Date.now() - known.checkedAt < this.#ttlMs(repository, tag)) {
-      const held = this.#held(parseDigest(known.digest));
-      if (held) return this.#served(key, { ...held, outcome: 'HIT' });
-    }
     const entry = await this.#tags.get(key, tag);
     const cached = entry ? await this.#local(parseDigest(entry.digest)) : undefined;
     if (entry && cached && Date.now() - entry.checkedAt < this.#ttlMs(repository, tag)) {
       return this.#served(key, { ...cached, outcome: 'HIT' });
     }
     return this.#served(key, await this.#checkTag(repository, tag, entry, cached));
+  }
+
+  /**
+   * A fresh tag whose manifest is in memory, answered without waiting on anything (the hit path);
+   * undefined: ask `byTag`. Always undefined with replicas, whose shared tag index must be asked.
+   */
+  freshHeld(repository: string, tag: string): Manifest | undefined {
+    const key = this.#key(repository);
+    const known = this.#tags.peek(key, tag);
+    if (!known || Date.now() - known.checkedAt >= this.#ttlMs(repository, tag)) return undefined;
+    const held = this.#held(parseDigest(known.digest));
+    return held && this.#served(key, { ...held, outcome: 'HIT' });
+  }
+
+  /**
+   * The hit lane's look (api/hit-lane.ts): the body of `digest` when the tag is fresh, still names
+   * it, and it is held in memory (counted as a use, as `freshHeld` would). Nothing parsed, nothing built.
+   */
+  heldIfFresh(repository: string, tag: string, digest: Digest): Buffer | undefined {
+    const known = this.#tags.peek(this.#key(repository), tag);
+    if (known?.digest !== digest.value || Date.now() - known.checkedAt >= this.#ttlMs(repository, tag)) {
+      return undefined;
+    }
+    return this.#store.inMemory(digest);
+  }
+
+  /** Whether `freshHeld` can answer at all: tags are kept here, not in a shared index. */
+  get tagsHeldHere(): boolean {
+    return !this.#tags.shared;
   }
 
   /** By tag, for the mirror's own reading (the referrers tag schema): nothing is noted for the name. */

@@ -58,6 +58,11 @@ export class TagIndex {
     this.#shared = shared;
   }
 
+  /** Replicas share this index (Redis): `peek` never answers. */
+  get shared(): boolean {
+    return this.#shared !== undefined;
+  }
+
   /**
    * A tag's entry when it is in memory and this index is the only one (no replicas, whose shared
    * index must always be asked): the hit path's synchronous look. Undefined: ask `get`.

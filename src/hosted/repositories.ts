@@ -51,6 +51,8 @@ export class HostedRepositories {
   readonly #log: Logger;
   /** Repositories on disk. */
   readonly #names = new Set<string>();
+  /** Counts changes to `#names`: what was answered as mirrored may be hosted now (api/hit-lane.ts). */
+  #generation = 0;
   /** Blobs hosted content needs (eviction never removes them). */
   readonly #held = new HeldBlobs();
   /** Per repository, the blobs it answers for. */
@@ -75,7 +77,7 @@ export class HostedRepositories {
   /** Learns which repositories are hosted: before serving, or their pulls would go upstream. */
   async loadNames(): Promise<void> {
     // Folders holding `_tags`, `_manifests` or `_layers` (the index's walk, over hosted/).
-    for (const name of await this.tags.repositories()) this.#names.add(name);
+    for (const name of await this.tags.repositories()) this.#addName(name);
   }
 
   /** Learns the blobs hosted content holds (in the background, before the size bound is applied). */
@@ -90,6 +92,17 @@ export class HostedRepositories {
   /** Whether a push may make a hosted repository of a name not hosted yet (no patterns decide). */
   get createsOnPush(): boolean {
     return this.#policy.createsOnPush;
+  }
+
+  /** Changes whenever a name becomes hosted or stops being hosted. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  #addName(name: string): void {
+    if (this.#names.has(name)) return;
+    this.#names.add(name);
+    this.#generation++;
   }
 
   isHosted(name: string): boolean {
@@ -114,14 +127,14 @@ export class HostedRepositories {
   async create(name: string): Promise<void> {
     if (this.#names.has(name)) return;
     await this.#writingTo(name, () => mkdir(repositoryDir(this.#data, 'hosted', name), { recursive: true }));
-    this.#names.add(name);
+    this.#addName(name);
     this.#log.info({ repository: name }, 'hosted repository created by a push');
   }
 
   /** Records that a blob was uploaded to or mounted into a repository. */
   async link(name: string, digest: Digest): Promise<void> {
     this.#held.hold(digest.hex);
-    this.#names.add(name);
+    this.#addName(name);
     await this.#writingTo(name, () => this.#links.link(name, digest.hex));
   }
 
@@ -332,7 +345,7 @@ export class HostedRepositories {
       if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY') return;
       throw err;
     }
-    this.#names.delete(name);
+    if (this.#names.delete(name)) this.#generation++;
     this.#links.forget(name);
   }
 

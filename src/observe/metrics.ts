@@ -16,6 +16,8 @@ export interface MetricsSource {
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
+  /** The hit lane (api/hit-lane.ts): requests it answered, answers it keeps. */
+  lane(): { answers: number; size: number };
   /** Layer prefetch (cache/layer-prefetch.ts): fills started, failed, bytes committed, blobs skipped by reason. */
   prefetch(): {
     started: number;
@@ -267,6 +269,16 @@ export class Metrics {
       },
     });
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
+    counter(
+      'hubcache_hit_lane_answers_total',
+      'Hits answered by the hit lane: an answer sent before, sent again without routing (also counted in hubcache_requests_total)',
+      () => source.lane().answers,
+    );
+    gauge(
+      'hubcache_hit_lane_entries',
+      'Answers the hit lane keeps (manifests and small blobs held in memory)',
+      () => source.lane().size,
+    );
     gauge(
       'hubcache_upstream_ratelimit_limit',
       "Docker Hub's ratelimit-limit, last seen (absent until the upstream sent one)",

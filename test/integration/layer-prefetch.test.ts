@@ -3,6 +3,7 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
+import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, type Fault, startFakeRegistry } from './fake-registry.js';
 import { gate, get, mirrorFor, OCI_INDEX, OCI_MANIFEST, tempDataDir, waitFor } from './harness.js';
 
@@ -82,11 +83,7 @@ const blobGets = (registry: FakeRegistry, digest?: string) =>
   registry.count('GET', digest ? new RegExp(`/blobs/${digest}$`) : /\/blobs\//);
 
 /** One sample's value from /metrics (NaN when absent). */
-async function metric(running: RunningMirror, name: string, labels = ''): Promise<number> {
-  const text = (await get(`${running.url}/metrics`)).body.toString();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
-}
+const metric = (running: RunningMirror, name: string, labels = '') => metricSample(running.url, name, labels);
 
 describe('layer prefetch', () => {
   it('a manifest GET fetches its config and layers upstream unasked; the client’s blob GETs then ask the upstream nothing', async () => {

@@ -4,6 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { segmentBytesFor } from '../../src/cache/ranged-fill.js';
 import type { RunningMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
+import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, type SeenRequest, startFakeRegistry } from './fake-registry.js';
 import { get, mirrorFor, tempDataDir } from './harness.js';
 
@@ -51,11 +52,7 @@ function rangeOf(index: number): string {
 }
 
 /** One sample's value from /metrics (NaN when absent). */
-async function metric(name: string): Promise<number> {
-  const text = (await get(`${mirror.url}/metrics`)).body.toString();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
-}
+const metric = (name: string) => metricSample(mirror.url, name);
 
 /** A client's GET read to its end; `complete: false` when its connection was cut short (before or after the headers). */
 async function fetchAll(url: string, headers: Record<string, string> = {}) {

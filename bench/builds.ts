@@ -19,6 +19,7 @@ import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
 import { cpuMicros, type LoadResult, median, pin, wrk } from './lib/load.js';
+import { nodeFlagsOf } from './lib/node-flags.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -55,6 +56,7 @@ async function startBuild(name: string, dir: string) {
   const child = spawn(
     process.execPath,
     [
+      ...nodeFlagsOf(dir),
       'dist/main.js',
       '--listen',
       `127.0.0.1:${port}`,

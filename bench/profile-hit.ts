@@ -12,6 +12,7 @@ import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
 import { pin, wrk } from './lib/load.js';
+import { nodeFlagsOf } from './lib/node-flags.js';
 
 const which = process.argv[2] ?? 'manifest';
 const out = path.resolve(process.argv[3] ?? 'prof');
@@ -32,6 +33,7 @@ const child = spawn(
     '--cpu-prof',
     '--cpu-prof-dir',
     out,
+    ...nodeFlagsOf(),
     'dist/main.js',
     '--listen',
     `127.0.0.1:${port}`,

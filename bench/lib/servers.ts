@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/fixtures/upstream-process.js';
+import { nodeFlagsOf } from './node-flags.js';
 
 export interface ServerProcess {
   url: string;
@@ -60,7 +61,17 @@ export async function startMirrorProcess(
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    ['dist/main.js', '--listen', `127.0.0.1:${port}`, '--upstream', upstream, '--data', dataDir, ...extra],
+    [
+      ...nodeFlagsOf(),
+      'dist/main.js',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--upstream',
+      upstream,
+      '--data',
+      dataDir,
+      ...extra,
+    ],
     { stdio: 'ignore' },
   );
   const url = `http://127.0.0.1:${port}`;

@@ -124,14 +124,19 @@ export class FleetLocks {
         const found = await options.look();
         if (found !== undefined) return { found };
       }
+      // Listening before asking: the holder may release and announce between the refusal and the
+      // wait, and an announcement nobody listened for would leave this replica waiting its TTL out.
+      const announced = this.#listen(id);
       let taken: boolean;
       try {
         taken = (await this.redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs))) === 1;
       } catch (err) {
+        announced.stop();
         this.#log.warn({ err: (err as Error).message }, 'redis unavailable: working without the fleet lock');
         return undefined;
       }
       if (taken) {
+        announced.stop();
         const release = this.#hold(id, ttlMs);
         // Done by another replica between the look and the lock: use that.
         let found: T | undefined;
@@ -147,11 +152,12 @@ export class FleetLocks {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
+        announced.stop();
         this.#log.warn({ id, ms: this.#maxWaitMs }, 'waited too long for another replica: working alone');
         return undefined;
       }
       options.onWait?.();
-      if ((await this.#waitFor(id, Math.min(ttlMs, left))) === 'unshared') return undefined;
+      if ((await announced.wait(Math.min(ttlMs, left))) === 'unshared') return undefined;
     }
   }
 
@@ -174,24 +180,46 @@ export class FleetLocks {
     };
   }
 
-  /** Resolves when a replica announces `id` (saying whether it shared it), or after `ms`. */
-  #waitFor(id: string, ms: number): Promise<'shared' | 'unshared' | 'expired'> {
-    return new Promise((resolve) => {
-      const wake = (shared: boolean) => {
-        clearTimeout(timer);
-        resolve(shared ? 'shared' : 'unshared');
-      };
-      const timer = setTimeout(() => {
-        this.#waiting.get(id)?.delete(wake);
-        resolve('expired');
-      }, ms);
-      let waiters = this.#waiting.get(id);
-      if (!waiters) {
-        waiters = new Set();
-        this.#waiting.set(id, waiters);
-      }
-      waiters.add(wake);
+  /**
+   * Listens for a replica's announcement of `id` from now on: `wait` resolves with it (at once when
+   * it came already), or after `ms`; `stop` stops listening without waiting.
+   */
+  #listen(id: string): {
+    wait: (ms: number) => Promise<'shared' | 'unshared' | 'expired'>;
+    stop: () => void;
+  } {
+    let heard: ((shared: boolean) => void) | undefined;
+    const announcement = new Promise<'shared' | 'unshared'>((resolve) => {
+      heard = (shared) => resolve(shared ? 'shared' : 'unshared');
     });
+    const wake = (shared: boolean) => {
+      stop();
+      heard?.(shared);
+    };
+    const stop = () => {
+      const waiters = this.#waiting.get(id);
+      waiters?.delete(wake);
+      if (waiters?.size === 0) this.#waiting.delete(id);
+    };
+    let waiters = this.#waiting.get(id);
+    if (!waiters) {
+      waiters = new Set();
+      this.#waiting.set(id, waiters);
+    }
+    waiters.add(wake);
+    const wait = async (ms: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<'expired'>((resolve) => {
+        timer = setTimeout(() => resolve('expired'), ms);
+      });
+      try {
+        return await Promise.race([announcement, expired]);
+      } finally {
+        clearTimeout(timer);
+        stop();
+      }
+    };
+    return { wait, stop };
   }
 
   async close(): Promise<void> {

@@ -136,6 +136,47 @@ describe.skipIf(!requireProgram('redis-server'))('a hostile Redis', () => {
   );
 
   it(
+    'an announcement that comes between the refused lock and the wait wakes the waiter: it does not sleep the lock’s TTL',
+    async () => {
+      // The holder is another replica; it finishes (releases and announces) right after this
+      // replica's attempt at the lock was refused, before that answer is back here.
+      const key = 'hubcache:lock:racy';
+      const holder = randomUUID();
+      await client.set(key, holder, 'PX', 60_000);
+      const coordinator = new FleetLocks(redis.url, createLogger('silent'), 120_000);
+      const evalOnce = coordinator.redis.eval.bind(coordinator.redis) as (
+        ...a: unknown[]
+      ) => Promise<unknown>;
+      let done = false;
+      (coordinator.redis as unknown as { eval: (...a: unknown[]) => Promise<unknown> }).eval = async (
+        ...args: unknown[]
+      ) => {
+        const answer = await evalOnce(...args);
+        if (answer === 0 && !done) {
+          done = true;
+          await client.del(key);
+          await client.publish('hubcache:published', 'racy');
+          // Delivered to this replica's subscriber before the refused answer comes back.
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        return answer;
+      };
+      try {
+        await coordinator.init();
+        let looks = 0;
+        // A TTL longer than the test's bound: sleeping it would show as the test's timeout.
+        const turn = await coordinator.turn('racy', 60_000, {
+          look: async () => (++looks >= 2 && done ? 'result' : undefined),
+        });
+        expect(turn).toEqual({ found: 'result' });
+      } finally {
+        await coordinator.close();
+      }
+    },
+    BOUNDED,
+  );
+
+  it(
     'bucket down, Redis up: a tag is not queued behind another replica’s check of it',
     async () => {
       const m = await start(`http://127.0.0.1:${await freePort()}`);

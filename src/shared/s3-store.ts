@@ -153,8 +153,10 @@ export class S3BlobStore {
   #failed(err: Error): void {
     if (!this.down) {
       this.#log?.warn(
-        { err: err.message, ms: this.#bounds.downCooldownMs },
-        'shared store failed: skipped for a while, replicas fetch upstream on their own',
+        { bucket: this.bucket, err: err.message, ms: this.#bounds.downCooldownMs },
+        isMissingBucket(err)
+          ? 'shared store: the bucket does not exist (check --s3-bucket): skipped for a while, replicas fetch upstream on their own'
+          : 'shared store failed: skipped for a while, replicas fetch upstream on their own',
       );
     }
     this.#downCause = err.message;
@@ -303,7 +305,7 @@ export class S3BlobStore {
  * reset connection, unreadable reply), or a 5xx. A 4xx (404, 403) is an answer.
  */
 export function isBucketFailure(err: unknown): boolean {
-  if (err instanceof SharedStoreDownError) return true;
+  if (err instanceof SharedStoreDownError || isMissingBucket(err)) return true;
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   return status === undefined || status >= 500;
 }
@@ -313,7 +315,18 @@ export function isBucketTimeout(err: unknown): boolean {
   return (err as { name?: string }).name === 'TimeoutError';
 }
 
+/**
+ * The bucket itself is not there (misnamed, deleted): a 404 like a missing object's, but every call
+ * will fail the same way. It is a bucket failure, not "no such blob": taken for the latter, replicas
+ * would queue for each other's download lock and publish into nothing, every one of them.
+ */
+function isMissingBucket(err: unknown): boolean {
+  const e = err as { name?: string; Code?: string };
+  return e.name === 'NoSuchBucket' || e.Code === 'NoSuchBucket';
+}
+
 function isNotFound(err: unknown): boolean {
+  if (isMissingBucket(err)) return false;
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
 }

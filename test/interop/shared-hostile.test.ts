@@ -142,10 +142,15 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
   let big: Layer;
   let gated: Layer;
   let readOnly: Layer;
+  let misnamedBucket: Layer;
   let manifestDigest = '';
   let oldDigest = '';
 
-  async function startReplica(s3Endpoint: string, upstream = bed.front.url): Promise<RunningMirror> {
+  async function startReplica(
+    s3Endpoint: string,
+    upstream = bed.front.url,
+    bucket = BUCKET,
+  ): Promise<RunningMirror> {
     const replica = await startMirror(
       configWith({
         upstream,
@@ -153,7 +158,7 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
         listen: '127.0.0.1:0',
         extraArgs: [
           '--s3-bucket',
-          BUCKET,
+          bucket,
           '--s3-endpoint',
           s3Endpoint,
           '--s3-path-style',
@@ -227,9 +232,10 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
     big = await layout.layer([{ name: 'big.bin', random: BIG_BYTES }]);
     gated = await layout.layer([{ name: 'gated.bin', random: 500_000 }]);
     readOnly = await layout.layer([{ name: 'read-only.bin', random: 600_000 }]);
+    misnamedBucket = await layout.layer([{ name: 'misnamed.bin', random: 700_000 }]);
     layout.tag('hostile', layout.image([...small, big]).manifest);
     layout.tag('old', layout.image([small[0] as Layer]).manifest);
-    layout.tag('gated', layout.image([gated, readOnly]).manifest);
+    layout.tag('gated', layout.image([gated, readOnly, misnamedBucket]).manifest);
     const host = new URL(bed.registry.url).host;
     const push = { env: bed.env, creds: PUSHER };
     await pushLayout(layout.dir, 'hostile', `${host}/library/hostile:1`, push);
@@ -386,6 +392,37 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
       }
       expect(heldAtOnce).toBe(3);
       expect(down.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
+    } finally {
+      gate.open();
+      await gate.close();
+    }
+  });
+
+  it('a bucket that does not exist (a misnamed one) is a bucket down, not an empty one: three replicas fetch a cold blob at once, none waiting on another’s lock', async () => {
+    const gate = await startFront(bed.front.url, {
+      hold: (p) => p.endsWith(`/blobs/${misnamedBucket.digest}`),
+    });
+    try {
+      const misnamed = [
+        await startReplica(rgw.endpoint, gate.url, 'no-such-bucket'),
+        await startReplica(rgw.endpoint, gate.url, 'no-such-bucket'),
+        await startReplica(rgw.endpoint, gate.url, 'no-such-bucket'),
+      ];
+      const pulls = misnamed.map((r) => pull(`${r.url}/v2/library/gated/blobs/${misnamedBucket.digest}`));
+      await until(() => gate.held >= 3);
+      const heldAtOnce = gate.held;
+      gate.open();
+      for (const r of await Promise.all(pulls)) {
+        expect(r).toMatchObject({
+          status: 200,
+          bytes: misnamedBucket.size,
+          digest: misnamedBucket.digest,
+          cut: false,
+        });
+      }
+      expect(heldAtOnce).toBe(3);
+      expect(misnamed.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
+      expect(misnamed.map((r) => r.mirror.sharedStore?.down)).toEqual([true, true, true]);
     } finally {
       gate.open();
       await gate.close();

@@ -17,6 +17,11 @@ export function validateName(name: string): string {
   return name;
 }
 
+/** Whether `text` is a tag by the spec's grammar. */
+export function isTag(text: string): boolean {
+  return TAG.test(text);
+}
+
 export type Reference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest: Digest };
 
 export function parseReference(reference: string): Reference {

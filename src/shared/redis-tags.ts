@@ -1,11 +1,44 @@
 import type { Redis } from 'ioredis';
 import { parseDigest } from '../oci/digest.js';
+import { isTag } from '../oci/names.js';
 
 /**
  * How far in the future a tag's `checkedAt` in Redis may be (replicas' clocks differ a little).
  * Beyond it the entry is not trusted: it would keep the tag "fresh" for ever.
  */
 export const TAG_CLOCK_SKEW_MS = 60_000;
+
+/**
+ * What is read back from Redis at most (it is not trusted, docs/SECURITY.md): a tag entry (a digest,
+ * a media type and a time: ~200 bytes), and a list of tags or of repositories, in count and in bytes
+ * (an upstream's tag list is bounded at 16 MiB too). Beyond it, nothing is taken from Redis: the
+ * replica answers from its own files.
+ */
+export const MAX_TAG_ENTRY_BYTES = 4096;
+export const MAX_LISTED = 100_000;
+export const MAX_LIST_BYTES = 16 * 1024 * 1024;
+
+/** HGET, or nil when the value is longer than ARGV[2] bytes (checked in Redis: nothing big is sent). */
+const BOUNDED_HGET = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and #v > tonumber(ARGV[2]) then return false end
+return v`;
+
+/**
+ * The members of a hash's fields (HKEYS) or of a set (SMEMBERS), or an error reply when there are
+ * more than ARGV[1] or they hold more than ARGV[2] bytes.
+ */
+const BOUNDED_LIST = `
+local hash = ARGV[3] == 'hash'
+local n = hash and redis.call('HLEN', KEYS[1]) or redis.call('SCARD', KEYS[1])
+if n > tonumber(ARGV[1]) then return redis.error_reply('too many') end
+local all = hash and redis.call('HKEYS', KEYS[1]) or redis.call('SMEMBERS', KEYS[1])
+local bytes = 0
+for i = 1, #all do
+  bytes = bytes + #all[i]
+  if bytes > tonumber(ARGV[2]) then return redis.error_reply('too big') end
+end
+return all`;
 
 /** A tag as replicas share it: the shape of the tag index's entries (cache/tag-index.ts). */
 export interface SharedTagEntry {
@@ -32,7 +65,13 @@ export class RedisTagIndex {
    * 13). Not a sha256 digest, or checked "in the future" (which would keep it fresh for ever): none.
    */
   async getTag(repository: string, tag: string): Promise<SharedTagEntry | undefined> {
-    const raw = await this.#redis.hget(`hubcache:tags:${repository}`, tag);
+    const raw = (await this.#redis.eval(
+      BOUNDED_HGET,
+      1,
+      `hubcache:tags:${repository}`,
+      tag,
+      String(MAX_TAG_ENTRY_BYTES),
+    )) as string | null;
     if (!raw) return undefined;
     let entry: Partial<SharedTagEntry>;
     try {
@@ -55,15 +94,29 @@ export class RedisTagIndex {
       .exec();
   }
 
+  /** The fleet's tags of a repository (only well-formed ones); throws beyond the bounds. */
   async tags(repository: string): Promise<string[]> {
-    return (await this.#redis.hkeys(`hubcache:tags:${repository}`)).sort();
+    return (await this.#list(`hubcache:tags:${repository}`, 'hash')).filter(isTag).sort();
   }
 
   async noteRepository(repository: string): Promise<void> {
     await this.#redis.sadd('hubcache:repositories', repository);
   }
 
+  /** The repositories any replica cached; throws beyond the bounds. */
   async repositories(): Promise<string[]> {
-    return (await this.#redis.smembers('hubcache:repositories')).sort();
+    return (await this.#list('hubcache:repositories', 'set')).sort();
+  }
+
+  async #list(key: string, kind: 'hash' | 'set'): Promise<string[]> {
+    const all = await this.#redis.eval(
+      BOUNDED_LIST,
+      1,
+      key,
+      String(MAX_LISTED),
+      String(MAX_LIST_BYTES),
+      kind,
+    );
+    return Array.isArray(all) ? all.filter((x): x is string => typeof x === 'string') : [];
   }
 }

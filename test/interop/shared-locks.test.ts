@@ -4,6 +4,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { RunningMirror } from '../../src/listen.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { FleetLocks } from '../../src/shared/fleet-locks.js';
+import {
+  MAX_LIST_BYTES,
+  MAX_LISTED,
+  MAX_TAG_ENTRY_BYTES,
+  RedisTagIndex,
+} from '../../src/shared/redis-tags.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { freePort } from '../fixtures/upstream-process.js';
@@ -131,6 +137,41 @@ describe.skipIf(!requireProgram('redis-server'))('a hostile Redis', () => {
         clearInterval(refresh);
         await coordinator.close();
       }
+    },
+    BOUNDED,
+  );
+
+  it(
+    'what Redis holds is read back only within bounds: a huge tag entry, too many tags, ill-formed tags, a huge repository set',
+    async () => {
+      const tags = new RedisTagIndex(client);
+      const entry = {
+        digest: `sha256:${'a'.repeat(64)}`,
+        mediaType: 'application/json',
+        checkedAt: Date.now(),
+      };
+      await tags.setTag('library/app', '1', entry);
+      expect(await tags.getTag('library/app', '1')).toEqual(entry);
+      // A value far over any entry's size is not even sent: no entry.
+      await client.hset(
+        'hubcache:tags:library/app',
+        'huge',
+        JSON.stringify({ ...entry, pad: 'x'.repeat(MAX_TAG_ENTRY_BYTES) }),
+      );
+      expect(await tags.getTag('library/app', 'huge')).toBeUndefined();
+      // Fields that are no tags are not listed.
+      await client.hset('hubcache:tags:library/app', '../evil', 'x', 'bad tag', 'x');
+      expect(await tags.tags('library/app')).toEqual(['1', 'huge']);
+      // More tags than the bound: refused whole (the replica answers from its own files).
+      const many: string[] = [];
+      for (let i = 0; i <= MAX_LISTED; i++) many.push(`t${i}`, '{}');
+      for (let i = 0; i < many.length; i += 20_000)
+        await client.hset('hubcache:tags:library/many', ...many.slice(i, i + 20_000));
+      await expect(tags.tags('library/many')).rejects.toThrow(/too many/);
+      // Repository names holding more bytes than the bound: refused whole.
+      for (let i = 0; i < 20; i++)
+        await client.sadd('hubcache:repositories', `r${i}/${'x'.repeat(MAX_LIST_BYTES / 16)}`);
+      await expect(tags.repositories()).rejects.toThrow(/too big/);
     },
     BOUNDED,
   );

@@ -367,16 +367,20 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
     }
   });
 
-  it('bucket down, Redis up: a cold blob asked of three replicas at once is fetched by all three at once, none waiting on another’s lock', async () => {
-    const closed = `http://127.0.0.1:${await freePort()}`;
-    const gate = await startFront(bed.front.url, { hold: (p) => p.endsWith(`/blobs/${gated.digest}`) });
+  /**
+   * Three new replicas on `s3Endpoint`'s `bucket`, asked for one cold blob at once through a front
+   * that holds its body: each pull's outcome checked, and how many downloads the front held at once
+   * (3: none waited for another's lock).
+   */
+  async function threeAtOnce(s3Endpoint: string, layer: Layer, bucket = BUCKET) {
+    const gate = await startFront(bed.front.url, { hold: (p) => p.endsWith(`/blobs/${layer.digest}`) });
     try {
-      const down = [
-        await startReplica(closed, gate.url),
-        await startReplica(closed, gate.url),
-        await startReplica(closed, gate.url),
+      const three = [
+        await startReplica(s3Endpoint, gate.url, bucket),
+        await startReplica(s3Endpoint, gate.url, bucket),
+        await startReplica(s3Endpoint, gate.url, bucket),
       ];
-      const pulls = down.map((r) => pull(`${r.url}/v2/library/gated/blobs/${gated.digest}`));
+      const pulls = three.map((r) => pull(`${r.url}/v2/library/gated/blobs/${layer.digest}`));
       // While the gate holds the first download's body, the others must have started theirs.
       await until(() => gate.held >= 3);
       const heldAtOnce = gate.held;
@@ -384,49 +388,34 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
       for (const r of await Promise.all(pulls)) {
         expect(r).toEqual({
           status: 200,
-          declared: gated.size,
-          bytes: gated.size,
-          digest: gated.digest,
+          declared: layer.size,
+          bytes: layer.size,
+          digest: layer.digest,
           cut: false,
         });
       }
-      expect(heldAtOnce).toBe(3);
-      expect(down.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
+      return { heldAtOnce, replicas: three };
     } finally {
       gate.open();
       await gate.close();
     }
+  }
+
+  it('bucket down, Redis up: a cold blob asked of three replicas at once is fetched by all three at once, none waiting on another’s lock', async () => {
+    const { heldAtOnce, replicas: down } = await threeAtOnce(`http://127.0.0.1:${await freePort()}`, gated);
+    expect(heldAtOnce).toBe(3);
+    expect(down.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
   });
 
   it('a bucket that does not exist (a misnamed one) is a bucket down, not an empty one: three replicas fetch a cold blob at once, none waiting on another’s lock', async () => {
-    const gate = await startFront(bed.front.url, {
-      hold: (p) => p.endsWith(`/blobs/${misnamedBucket.digest}`),
-    });
-    try {
-      const misnamed = [
-        await startReplica(rgw.endpoint, gate.url, 'no-such-bucket'),
-        await startReplica(rgw.endpoint, gate.url, 'no-such-bucket'),
-        await startReplica(rgw.endpoint, gate.url, 'no-such-bucket'),
-      ];
-      const pulls = misnamed.map((r) => pull(`${r.url}/v2/library/gated/blobs/${misnamedBucket.digest}`));
-      await until(() => gate.held >= 3);
-      const heldAtOnce = gate.held;
-      gate.open();
-      for (const r of await Promise.all(pulls)) {
-        expect(r).toMatchObject({
-          status: 200,
-          bytes: misnamedBucket.size,
-          digest: misnamedBucket.digest,
-          cut: false,
-        });
-      }
-      expect(heldAtOnce).toBe(3);
-      expect(misnamed.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
-      expect(misnamed.map((r) => r.mirror.sharedStore?.down)).toEqual([true, true, true]);
-    } finally {
-      gate.open();
-      await gate.close();
-    }
+    const { heldAtOnce, replicas: misnamed } = await threeAtOnce(
+      rgw.endpoint,
+      misnamedBucket,
+      'no-such-bucket',
+    );
+    expect(heldAtOnce).toBe(3);
+    expect(misnamed.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
+    expect(misnamed.map((r) => r.mirror.sharedStore?.down)).toEqual([true, true, true]);
   });
 
   it('a bucket that refuses writes: replicas waiting for the holder fetch at once when it could not publish, instead of taking the lock in turn', async () => {

@@ -249,7 +249,13 @@ export class Mirror {
           repositories,
           hostedRepositories: (await hosted.repositories()).length,
         }),
-      readiness: () => readiness(store.tmpDir, routes.all, config.offline),
+      readiness: () =>
+        readiness(
+          store.tmpDir,
+          routes.all,
+          config.offline,
+          this.sharedStore && { bucket: this.sharedStore, redis: this.#coordinator },
+        ),
       metricsPath: config.metricsPath,
       metrics: metrics.registry,
     };
@@ -284,6 +290,10 @@ export class Mirror {
       rateLimit: () => this.routes.default.api.client.rateLimit,
       uploadSessions: () => this.uploads.count,
       lane: () => this.#lane ?? { answers: 0, size: 0 },
+      sharedTier: () => ({
+        bucketUp: this.sharedStore && !this.sharedStore.down,
+        redisUp: this.#coordinator?.up,
+      }),
       shared: () => ({
         fills: this.blobs.sharedFills,
         published: this.blobs.published,

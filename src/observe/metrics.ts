@@ -16,6 +16,8 @@ export interface MetricsSource {
   digestMismatches(): number;
   rateLimit(): { limit: number; remaining: number } | undefined;
   uploadSessions(): number;
+  /** Replicas: whether the shared bucket and Redis are usable now (undefined: not configured). */
+  sharedTier(): { bucketUp: boolean | undefined; redisUp: boolean | undefined };
   /** The hit lane (api/hit-lane.ts): requests it answered, answers it keeps. */
   lane(): { answers: number; size: number };
   /** Layer prefetch (cache/layer-prefetch.ts): fills started, failed, bytes committed, blobs skipped by reason. */
@@ -269,6 +271,17 @@ export class Metrics {
       },
     });
     gauge('hubcache_upload_sessions', 'Blob uploads in progress', () => source.uploadSessions());
+    const flag = (up: boolean | undefined) => (up === undefined ? undefined : up ? 1 : 0);
+    gauge(
+      'hubcache_shared_bucket_up',
+      'Replicas: 1 when the shared bucket is used, 0 while it is skipped after a failure (absent without --s3-bucket)',
+      () => flag(source.sharedTier().bucketUp),
+    );
+    gauge(
+      'hubcache_shared_redis_up',
+      'Replicas: 1 when Redis takes commands (fleet locks, shared tags), 0 when not (absent without --redis)',
+      () => flag(source.sharedTier().redisUp),
+    );
     counter(
       'hubcache_hit_lane_answers_total',
       'Hits answered by the hit lane: an answer sent before, sent again without routing (also counted in hubcache_requests_total)',

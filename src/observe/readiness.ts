@@ -19,10 +19,19 @@ export interface Readiness {
   upstream: string;
   /** Every registry's state, by host. */
   upstreams: Record<string, string>;
+  /** Replicas: the shared bucket's and Redis's state (reported, not required: a replica works alone). */
+  shared?: { bucket: string; redis?: string };
+}
+
+/** What observe/ reads of the shared tier (shared/s3-store.ts, shared/fleet-locks.ts). */
+export interface WatchedShared {
+  bucket: { state: string };
+  redis: { state: string } | undefined;
 }
 
 /**
- * Readiness: the data directory takes a write. The upstreams are reported, not required. A full
+ * Readiness: the data directory takes a write. The upstreams (and a replica's bucket and Redis) are
+ * reported, not required. A full
  * disk (ENOSPC) is reported but ready: everything cached is still served and misses pass through
  * uncached, which beats being taken out of the load balancer.
  */
@@ -30,6 +39,7 @@ export async function readiness(
   tmpDir: string,
   routes: readonly WatchedRegistry[],
   offline: boolean,
+  shared?: WatchedShared,
 ): Promise<Readiness> {
   const probe = path.join(tmpDir, `.readyz-${process.pid}`);
   let dataDir = 'writable';
@@ -47,7 +57,17 @@ export async function readiness(
   }
   const upstreams = Object.fromEntries(routes.map((r) => [r.host, upstreamState(r, offline)]));
   const first = routes[0];
-  return { ready, dataDir, upstream: first ? upstreamState(first, offline) : 'none', upstreams };
+  const report: Readiness = {
+    ready,
+    dataDir,
+    upstream: first ? upstreamState(first, offline) : 'none',
+    upstreams,
+  };
+  if (shared) {
+    report.shared = { bucket: shared.bucket.state };
+    if (shared.redis) report.shared.redis = shared.redis.state;
+  }
+  return report;
 }
 
 /** One registry's state in words: what an operator reading /readyz needs. */

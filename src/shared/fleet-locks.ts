@@ -82,6 +82,17 @@ export class FleetLocks {
     });
   }
 
+  /** Redis in words, for /readyz: reachable, or not (the replica works without the fleet lock). */
+  get state(): string {
+    const status = this.redis.status;
+    return status === 'ready' ? 'reachable' : `unreachable (${status}): working without the fleet lock`;
+  }
+
+  /** Whether commands can be sent now. */
+  get up(): boolean {
+    return this.redis.status === 'ready';
+  }
+
   /**
    * Subscribes to announcements. Redis being down must not keep the mirror from starting: after
    * 2 s it starts anyway (ioredis keeps trying; waits fall back to the lock's expiry meanwhile).

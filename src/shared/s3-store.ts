@@ -102,6 +102,8 @@ export class S3BlobStore {
   /** Until when the bucket is skipped (0: it answered last time), and why. */
   #downUntil = 0;
   #downCause = '';
+  /** The bucket answered a call since start (a 404 is an answer). */
+  #answered = false;
 
   constructor(config: S3Config, log?: Logger, bounds: Partial<S3Bounds> = {}) {
     this.#config = config;
@@ -128,6 +130,12 @@ export class S3BlobStore {
     this.#client = new (aws().s3.S3Client)(options);
   }
 
+  /** The bucket in words, for /readyz: down (why), reachable, or not asked yet. */
+  get state(): string {
+    if (this.down) return `down: ${this.#downCause} (fetching upstream alone for now)`;
+    return this.#answered ? 'reachable' : 'not contacted yet';
+  }
+
   /** The bucket failed within the cool-down: calls fail at once (SharedStoreDownError). */
   get down(): boolean {
     return this.#downUntil > Date.now();
@@ -142,10 +150,14 @@ export class S3BlobStore {
     try {
       const out = await run();
       this.#downUntil = 0;
+      this.#answered = true;
       return out;
     } catch (err) {
       if (isBucketFailure(err)) this.#failed(err as Error);
-      else this.#downUntil = 0;
+      else {
+        this.#downUntil = 0;
+        this.#answered = true;
+      }
       throw err;
     }
   }

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
+import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
+import { startFakeS3 } from './fake-s3.js';
 import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
 
 let hub: FakeRegistry;
@@ -39,4 +41,43 @@ it('a replica whose S3 and Redis are unreachable starts, and serves pulls on its
   const blob = await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`);
   expect(blob.status).toBe(200);
   expect(blob.body.equals(img.layer)).toBe(true);
+  // Said, not hidden: /readyz names both down (still ready: a replica works alone), /metrics has 0s.
+  const ready = await get(`${mirror.url}/readyz`);
+  expect(ready.status).toBe(200);
+  const shared = JSON.parse(ready.body.toString()).shared;
+  expect(shared.bucket).toMatch(/^down: .*fetching upstream alone/);
+  expect(shared.redis).toMatch(/^unreachable \(\w+\): working without the fleet lock$/);
+  expect(await metricSample(mirror.url, 'hubcache_shared_bucket_up')).toBe(0);
+  expect(await metricSample(mirror.url, 'hubcache_shared_redis_up')).toBe(0);
 }, 15_000);
+
+it('a replica whose bucket answers says so in /readyz and /metrics; a mirror without replicas has neither', async () => {
+  const s3 = await startFakeS3();
+  try {
+    process.env.AWS_ACCESS_KEY_ID = 'x';
+    process.env.AWS_SECRET_ACCESS_KEY = 'y';
+    mirror = await mirrorFor(hub, data.dir, [
+      '--s3-bucket',
+      'cache',
+      '--s3-endpoint',
+      s3.url,
+      '--s3-path-style',
+    ]);
+    expect(JSON.parse((await get(`${mirror.url}/readyz`)).body.toString()).shared).toEqual({
+      bucket: 'not contacted yet',
+    });
+    const img = addImage(hub, 'library/alpine', '1', 10_000);
+    expect((await get(`${mirror.url}/v2/alpine/blobs/${img.layerDigest}`)).status).toBe(200);
+    expect(JSON.parse((await get(`${mirror.url}/readyz`)).body.toString()).shared).toEqual({
+      bucket: 'reachable',
+    });
+    expect(await metricSample(mirror.url, 'hubcache_shared_bucket_up')).toBe(1);
+    expect(await metricSample(mirror.url, 'hubcache_shared_redis_up')).toBeNaN();
+    await mirror.close();
+    mirror = await mirrorFor(hub, data.dir);
+    expect(JSON.parse((await get(`${mirror.url}/readyz`)).body.toString()).shared).toBeUndefined();
+    expect(await metricSample(mirror.url, 'hubcache_shared_bucket_up')).toBeNaN();
+  } finally {
+    await s3.close();
+  }
+});

@@ -10,6 +10,12 @@ export const LANE_MAX_BODY_BYTES = 64 * 1024;
 /** Entries kept at most, and their bodies' bytes at most (bodies are the store's own buffers). */
 const MAX_ENTRIES = 4096;
 const MAX_BYTES = 16 * 1024 * 1024;
+/**
+ * The longest key kept (request target, and Accept for a tag). Registry targets and clients' Accept
+ * headers are a few hundred characters; a client padding its query or Accept (up to the 32 KiB of
+ * headers) would otherwise make 4,096 keys of ~32 KiB: 128 MiB beside the bodies' bound.
+ */
+const MAX_KEY_CHARS = 2048;
 
 /** What a handler says of an answer it just sent, for the lane to send again. */
 export interface LaneOffer {
@@ -113,6 +119,7 @@ export class HitLane {
     if (this.#hostedGeneration() !== this.#seenGeneration) return;
     const url = ex.req.url as string;
     const key = offer.byAccept ? acceptKey(url, request.accept) : url;
+    if (key.length > MAX_KEY_CHARS) return;
     const old = this.#entries.get(key);
     if (old) this.#drop(old);
     const all = sentHeaders(ex, headers, body);

@@ -125,7 +125,7 @@ export class ManifestCache {
 
   /** By tag, as served to a client: the manifest and what it refers to become the name's. */
   async byTag(repository: string, tag: string): Promise<Manifest> {
-    const held = this.freshHeld(repository, tag);
+    const held = this.#freshHeld(repository, tag);
     if (held) return held;
     const key = this.#key(repository);
     const entry = await this.#tags.get(key, tag);
@@ -140,27 +140,29 @@ export class ManifestCache {
    * A fresh tag whose manifest is in memory, answered without waiting on anything (the hit path);
    * undefined: ask `byTag`. Always undefined with replicas, whose shared tag index must be asked.
    */
-  freshHeld(repository: string, tag: string): Manifest | undefined {
-    const key = this.#key(repository);
-    const known = this.#tags.peek(key, tag);
-    if (!known || Date.now() - known.checkedAt >= this.#ttlMs(repository, tag)) return undefined;
-    const held = this.#held(parseDigest(known.digest));
-    return held && this.#served(key, { ...held, outcome: 'HIT' });
+  #freshHeld(repository: string, tag: string): Manifest | undefined {
+    const known = this.#peekFresh(repository, tag);
+    const held = known && this.#held(parseDigest(known.digest));
+    return held && this.#served(this.#key(repository), { ...held, outcome: 'HIT' });
+  }
+
+  /** The tag's entry in memory while within its TTL (no replicas: `TagIndex.peek`). */
+  #peekFresh(repository: string, tag: string): TagEntry | undefined {
+    const known = this.#tags.peek(this.#key(repository), tag);
+    return known && Date.now() - known.checkedAt < this.#ttlMs(repository, tag) ? known : undefined;
   }
 
   /**
    * The hit lane's look (api/hit-lane.ts): the body of `digest` when the tag is fresh, still names
-   * it, and it is held in memory (counted as a use, as `freshHeld` would). Nothing parsed, nothing built.
+   * it, and it is held in memory (counted as a use, as `byTag` would). Nothing parsed, nothing built.
    */
   heldIfFresh(repository: string, tag: string, digest: Digest): Buffer | undefined {
-    const known = this.#tags.peek(this.#key(repository), tag);
-    if (known?.digest !== digest.value || Date.now() - known.checkedAt >= this.#ttlMs(repository, tag)) {
-      return undefined;
-    }
-    return this.#store.inMemory(digest);
+    return this.#peekFresh(repository, tag)?.digest === digest.value
+      ? this.#store.inMemory(digest)
+      : undefined;
   }
 
-  /** Whether `freshHeld` can answer at all: tags are kept here, not in a shared index. */
+  /** Whether `heldIfFresh` can answer at all: tags are kept here, not in a shared index. */
   get tagsHeldHere(): boolean {
     return !this.#tags.shared;
   }

@@ -14,6 +14,13 @@ beforeEach(async () => {
   data = await tempDataDir();
 });
 
+/** A replica's bucket options (its S3 client takes credentials from the environment). */
+function bucketArgs(endpoint: string): string[] {
+  process.env.AWS_ACCESS_KEY_ID = 'x';
+  process.env.AWS_SECRET_ACCESS_KEY = 'y';
+  return ['--s3-bucket', 'cache', '--s3-endpoint', endpoint, '--s3-path-style'];
+}
+
 afterEach(async () => {
   await mirror.close();
   await hub.close();
@@ -23,14 +30,8 @@ afterEach(async () => {
 // The timeout is the check: with Redis down, every request used to wait seconds per Redis command
 // (27 s for one manifest) before going on alone.
 it('a replica whose S3 and Redis are unreachable starts, and serves pulls on its own, without waiting on them', async () => {
-  process.env.AWS_ACCESS_KEY_ID = 'x';
-  process.env.AWS_SECRET_ACCESS_KEY = 'y';
   mirror = await mirrorFor(hub, data.dir, [
-    '--s3-bucket',
-    'cache',
-    '--s3-endpoint',
-    'http://127.0.0.1:9',
-    '--s3-path-style',
+    ...bucketArgs('http://127.0.0.1:9'),
     '--redis',
     'redis://127.0.0.1:9',
   ]);
@@ -54,15 +55,7 @@ it('a replica whose S3 and Redis are unreachable starts, and serves pulls on its
 it('a replica whose bucket answers says so in /readyz and /metrics; a mirror without replicas has neither', async () => {
   const s3 = await startFakeS3();
   try {
-    process.env.AWS_ACCESS_KEY_ID = 'x';
-    process.env.AWS_SECRET_ACCESS_KEY = 'y';
-    mirror = await mirrorFor(hub, data.dir, [
-      '--s3-bucket',
-      'cache',
-      '--s3-endpoint',
-      s3.url,
-      '--s3-path-style',
-    ]);
+    mirror = await mirrorFor(hub, data.dir, bucketArgs(s3.url));
     expect(JSON.parse((await get(`${mirror.url}/readyz`)).body.toString()).shared).toEqual({
       bucket: 'not contacted yet',
     });

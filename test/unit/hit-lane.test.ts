@@ -81,6 +81,12 @@ describe('HitLane', () => {
       Buffer.from('x'),
       always,
     );
+    // A padded target or Accept (keys are memory too): not kept.
+    lane.offer(exchange(`${url}?pad=${'x'.repeat(4096)}`).ex, {}, Buffer.from('x'), always);
+    lane.offer(exchange(url, { accept: 'x'.repeat(4096) }).ex, {}, Buffer.from('x'), {
+      ...always,
+      byAccept: true,
+    });
     expect(lane.size).toBe(0);
   });
 

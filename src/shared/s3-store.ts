@@ -132,7 +132,8 @@ export class S3BlobStore {
 
   /** The bucket in words, for /readyz: down (why), reachable, or not asked yet. */
   get state(): string {
-    if (this.down) return `down: ${this.#downCause} (fetching upstream alone for now)`;
+    // The cause is the bucket's own words (an error message): bounded before it reaches /readyz.
+    if (this.down) return `down: ${this.#downCause.slice(0, 200)} (fetching upstream alone for now)`;
     return this.#answered ? 'reachable' : 'not contacted yet';
   }
 

@@ -39,7 +39,13 @@ export async function startMirror(
   const tls = config.tls && readTls(config.tls);
   if (config.htpasswd) checkHtpasswd(config.htpasswd);
   const mirror = new Mirror(config, log);
-  await mirror.init();
+  try {
+    await mirror.init();
+  } catch (err) {
+    // A failed start-up check leaves the shared clients connected (ioredis would retry for ever).
+    await mirror.close();
+    throw err;
+  }
   // dockerd sends Connection: close on every request, others keep-alive: allow both without
   // holding idle sockets forever.
   const options = {

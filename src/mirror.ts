@@ -35,6 +35,8 @@ import type { ServerContext } from './server.js';
 import { FleetLocks } from './shared/fleet-locks.js';
 import { RedisTagIndex } from './shared/redis-tags.js';
 import { S3BlobStore } from './shared/s3-store.js';
+import { checkShared } from './shared/start-check.js';
+import { StartupError } from './startup-errors.js';
 import { UpstreamClient } from './upstream/client.js';
 import { RegistryApi } from './upstream/registry-api.js';
 
@@ -304,6 +306,18 @@ export class Mirror {
   }
 
   async init(): Promise<void> {
+    if (this.sharedStore && this.#config.shared) {
+      const failed = await checkShared(
+        {
+          bucket: this.sharedStore,
+          redis: this.#coordinator,
+          redisUrl: this.#config.shared.redisUrl,
+          degraded: this.#config.shared.degradedStart,
+        },
+        this.#log,
+      );
+      if (failed) throw new StartupError(failed.option, failed.value, failed.cause);
+    }
     await this.blobs.store.init();
     await this.hosted.loadNames();
     await this.#tokens?.init();

@@ -19,6 +19,11 @@ export interface Kind<F> {
 /** What --print-config writes instead of a secret (the mask itself is refused as a value, see `secret`). */
 export const MASK = '*****';
 
+/** A URL with its password masked (`redis://user:*****@host`): the user name and host say which service it is. */
+export function maskPassword(url: string): string {
+  return url.replace(/\/\/([^@/:]*:)?[^@/]*@/, `//$1${MASK}@`);
+}
+
 const WHOLE = 'expected a whole number ≥ 0';
 
 function whole(text: string): number {

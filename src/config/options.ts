@@ -5,6 +5,7 @@ import {
   type Kind,
   listen,
   MASK,
+  maskPassword,
   mirrorUrl,
   nonEmpty,
   type RegistriesValue,
@@ -498,8 +499,16 @@ export const OPTIONS = {
     help: 'Redis for replicas (needs the S3 bucket): one download per blob fleet-wide, one tag index',
     kind: secret,
     example: 'redis://redis.storage.svc:6379',
-    // Its password only: the user name and host say which Redis it is.
-    show: (c) => c.shared?.redisUrl?.replace(/\/\/([^@/:]*:)?[^@/]*@/, `//$1${MASK}@`),
+    show: (c) => c.shared?.redisUrl && maskPassword(c.shared.redisUrl),
+  }),
+  sharedDegraded: option({
+    path: 'sharedDegraded',
+    flag: '--shared-degraded',
+    help: 'start even when the S3 bucket or Redis fails its start-up check (each replica then works alone until they answer); without it, the start stops with one line saying why',
+    kind: toggle,
+    default: false,
+    example: true,
+    show: (c) => c.shared?.degradedStart,
   }),
   clientHeaderTimeout: option({
     path: 'clientHeaderTimeout',

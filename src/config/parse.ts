@@ -99,6 +99,8 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
   const bucket = get('s3Bucket');
   const redisUrl = get('redis');
   if (redisUrl && !bucket) fail('error: --redis needs --s3-bucket (replicas share blobs through S3)');
+  if (get('sharedDegraded') && !bucket)
+    fail('error: --shared-degraded needs --s3-bucket (it says how replicas start)');
   const username = get('upstreamUsername');
   const upstreamPassword = password(
     {
@@ -178,6 +180,7 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
             prefix: value(get, 's3Prefix'),
           },
           redisUrl,
+          degradedStart: value(get, 'sharedDegraded'),
         }
       : undefined,
     maxSizeBytes: maxSize === undefined ? undefined : toBytes(maxSize),

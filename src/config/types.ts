@@ -30,7 +30,7 @@ export interface Config {
   /** Repositories clients push to (the push side of the spec). */
   hosted: HostedConfig;
   /** Replicas sharing one cache: blobs and manifests in S3, with Redis for locks and tags. */
-  shared: { s3: S3Config; redisUrl: string | undefined } | undefined;
+  shared: SharedConfig | undefined;
   /** Where Prometheus scrapes (on the main listener). */
   metricsPath: string;
   /** More registries mirrored beside the default one, by host (`ghcr.io`): reached by ?ns= or path prefix. */
@@ -50,6 +50,16 @@ export interface Config {
   /** Upstream connections a big blob's fill may use (cache/ranged-fill.ts); 1: one stream. */
   upstreamParallel: number;
   logLevel: string;
+}
+
+export interface SharedConfig {
+  s3: S3Config;
+  redisUrl: string | undefined;
+  /**
+   * Start even when the bucket or Redis fails the start-up check (shared/shared-check.ts), working
+   * alone until they answer. Off: the start stops with one line saying what failed.
+   */
+  degradedStart: boolean;
 }
 
 export interface S3Config {

@@ -39,6 +39,9 @@ end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 
+/** Redis's answers to a missing or wrong password (the URL's). */
+const AUTH_FAILED = /NOAUTH|WRONGPASS|invalid password|invalid username/i;
+
 /** Releases a lock only if this replica still holds it (another may have taken it after expiry). */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const REFRESH = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
@@ -70,7 +73,11 @@ export class FleetLocks {
     this.redis = new Client(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.#subscriber = new Client(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
     for (const r of [this.redis, this.#subscriber]) {
-      r.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'redis'));
+      r.on('error', (err: Error) => {
+        this.#lastError = err.message;
+        // The start-up check says it in one line (shared/start-check.ts); each retry would repeat it.
+        if (!this.#checking) this.#log.warn({ err: err.message }, 'redis');
+      });
     }
     this.#subscriber.on('message', (_channel: string, message: string) => {
       const shared = !message.startsWith(UNSHARED);
@@ -80,6 +87,64 @@ export class FleetLocks {
       this.#waiting.delete(id);
       for (const wake of waiters) wake(shared);
     });
+  }
+
+  #lastError = '';
+  #checking = false;
+
+  /**
+   * The start-up check (shared/start-check.ts): Redis answers within `ms`, takes a key with an
+   * expiry, reads it back and deletes it, and runs a script (the locks are scripts: a managed Redis
+   * may forbid them). Undefined when all is well, else what failed, in an operator's words.
+   */
+  async check(ms: number): Promise<string | undefined> {
+    this.#checking = true;
+    const key = `hubcache:probe:${this.replica}`;
+    let step = 'connect';
+    try {
+      if (!(await this.#ready(ms))) {
+        const last = this.#lastError.slice(0, 200);
+        if (AUTH_FAILED.test(last))
+          return `authentication failed (${last}): check the user and password in the URL`;
+        return `unreachable (${last || `no answer within ${Math.round(ms / 1000)} s`})`;
+      }
+      step = 'SET';
+      await this.redis.set(key, '1', 'PX', 10_000);
+      step = 'GET';
+      if ((await this.redis.get(key)) !== '1') return 'a key written was not read back (SET then GET)';
+      step = 'DEL';
+      await this.redis.del(key);
+      step = 'EVAL';
+      if ((await this.redis.eval('return 1', 0)) !== 1) return 'a script did not run (EVAL)';
+      return undefined;
+    } catch (err) {
+      const message = (err as Error).message.slice(0, 200);
+      if (AUTH_FAILED.test(message))
+        return `authentication failed (${message}): check the user and password in the URL`;
+      if (step === 'EVAL') return `scripts are refused (${message}): the fleet lock needs EVAL`;
+      return `${step} failed (${message})`;
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** Whether the command connection is ready, waiting up to `ms` for it. */
+  async #ready(ms: number): Promise<boolean> {
+    if (this.redis.status === 'ready') return true;
+    let timer: NodeJS.Timeout | undefined;
+    let onReady: (() => void) | undefined;
+    const ready = await Promise.race([
+      new Promise<boolean>((resolve) => {
+        onReady = () => resolve(true);
+        this.redis.once('ready', onReady);
+      }),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (onReady) this.redis.off('ready', onReady);
+    return ready;
   }
 
   /** Redis in words, for /readyz: reachable, or not (the replica works without the fleet lock). */

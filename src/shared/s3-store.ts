@@ -130,11 +130,14 @@ export class S3BlobStore {
     this.#client = new (aws().s3.S3Client)(options);
   }
 
-  /** The bucket in words, for /readyz: down (why), reachable, or not asked yet. */
+  /** The bucket in words, for /readyz: down (why), reachable, or not asked since it was down. */
   get state(): string {
     // The cause is the bucket's own words (an error message): bounded before it reaches /readyz.
-    if (this.down) return `down: ${this.#downCause.slice(0, 200)} (fetching upstream alone for now)`;
-    return this.#answered ? 'reachable' : 'not contacted yet';
+    const cause = this.#downCause.slice(0, 200);
+    if (this.down) return `down: ${cause} (fetching upstream alone for now)`;
+    if (this.#answered) return 'reachable';
+    // The start-up check contacts it: only a failure since then leaves it unanswered.
+    return cause ? `was down: ${cause} (asked again at the next miss)` : 'not contacted yet';
   }
 
   /** The bucket failed within the cool-down: calls fail at once (SharedStoreDownError). */
@@ -163,8 +166,66 @@ export class S3BlobStore {
     }
   }
 
+  /**
+   * The start-up check (shared/start-check.ts): the bucket exists, and a probe object under
+   * `<prefix>_hubcache/probe/` can be written, read back the same, and deleted. A bucket that fails
+   * it starts the cool-down, so /readyz says why. `problem`: it cannot be used, in an operator's
+   * words; `warning`: only the DELETE was refused (replicas share, but cannot remove a bad copy).
+   */
+  async check(probeId: string): Promise<{ problem?: string; warning?: string }> {
+    // The caller says what failed, in one line: the cool-down's own warning would repeat it.
+    this.#quiet = true;
+    try {
+      return await this.#check(probeId);
+    } finally {
+      this.#quiet = false;
+    }
+  }
+
+  #quiet = false;
+
+  async #check(probeId: string): Promise<{ problem?: string; warning?: string }> {
+    const s3 = aws().s3;
+    const key = `${this.#config.prefix}_hubcache/probe/${probeId}`;
+    const probe = Buffer.from(`hubcache probe ${probeId}`);
+    const Bucket = this.bucket;
+    let step = 'HeadBucket';
+    try {
+      await this.#call(() => this.#client.send(new s3.HeadBucketCommand({ Bucket }), this.#read));
+      step = 'PutObject';
+      await this.#call(() =>
+        this.#client.send(
+          new s3.PutObjectCommand({ Bucket, Key: key, Body: probe, ContentLength: probe.length }),
+          this.#read,
+        ),
+      );
+      step = 'GetObject';
+      const back = await this.#call(async () => {
+        const res = await this.#client.send(new s3.GetObjectCommand({ Bucket, Key: key }), this.#read);
+        const body = res.Body as { transformToByteArray(): Promise<Uint8Array> };
+        return Buffer.from(await body.transformToByteArray());
+      });
+      if (!back.equals(probe)) throw OTHER_BYTES;
+    } catch (err) {
+      const problem =
+        err === OTHER_BYTES
+          ? 'the bucket returned other bytes than were written (GetObject of the probe object)'
+          : bucketProblem(err, step);
+      this.#failed(new Error(problem));
+      return { problem };
+    }
+    try {
+      await this.#call(() => this.#client.send(new s3.DeleteObjectCommand({ Bucket, Key: key }), this.#read));
+      return {};
+    } catch (err) {
+      return {
+        warning: `${bucketProblem(err, 'DeleteObject')}: a copy that is not its blob cannot be removed from the bucket`,
+      };
+    }
+  }
+
   #failed(err: Error): void {
-    if (!this.down) {
+    if (!this.down && !this.#quiet) {
       this.#log?.warn(
         { bucket: this.bucket, err: err.message, ms: this.#bounds.downCooldownMs },
         isMissingBucket(err)
@@ -342,4 +403,27 @@ function isNotFound(err: unknown): boolean {
   if (isMissingBucket(err)) return false;
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
+}
+
+const OTHER_BYTES = new Error('other bytes');
+
+/**
+ * Why a call to the bucket failed, in an operator's words, naming the call (`what`) and the error's
+ * code: what the start-up check prints. The bucket's own text is cut (it is not trusted).
+ */
+export function bucketProblem(err: unknown, what: string): string {
+  const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  const code = (e.name ?? 'Error').slice(0, 60);
+  if (err instanceof SharedStoreDownError) return String(e.message).slice(0, 200);
+  if (isMissingBucket(err) || (what === 'HeadBucket' && status === 404))
+    return 'the bucket does not exist (NoSuchBucket)';
+  if (status === 403 || status === 401)
+    return `access denied (${what}: ${code}): check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or the role) and the bucket's policy`;
+  if (status === 301 || code === 'PermanentRedirect')
+    return `the bucket is in another region than --s3-region says (${what}: ${code})`;
+  if (code === 'CredentialsProviderError')
+    return 'no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or a role';
+  if (status === undefined) return `unreachable (${what}: ${String(e.message ?? code).slice(0, 200)})`;
+  return `the bucket failed (${what}: HTTP ${status} ${code})`;
 }

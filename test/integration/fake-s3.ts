@@ -12,8 +12,12 @@ export interface FakeS3 {
   objects: Map<string, Buffer>;
   /** `METHOD key` of every request, as its headers arrive. */
   seen: string[];
+  /** The one bucket there is (`cache`): any other answers 404 NoSuchBucket, as S3 and RGW do. */
+  bucket: string;
   /** DELETE answered 403 (a replica allowed to read and write but not to delete). */
   refuseDelete: boolean;
+  /** PUT answered 403 (a replica's credentials that may only read). */
+  refusePut: boolean;
   /**
    * Answers a request itself when it returns true (after the request's body was read): a stall, a
    * slow body. Anything left unanswered is cut by close().
@@ -32,38 +36,43 @@ export async function startFakeS3(): Promise<FakeS3> {
     url: '',
     objects: new Map(),
     seen: [],
+    bucket: 'cache',
     refuseDelete: false,
+    refusePut: false,
     hook: undefined,
     close: async () => {},
   };
   const etag = (data: Buffer) => `"${createHash('md5').update(data).digest('hex')}"`;
   const server: Server = createServer((req, res) => {
-    const key = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/').replace(/^\/[^/]+\//, '');
+    const path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
+    const [, bucket = '', key = ''] = /^\/([^/]*)\/?(.*)$/.exec(path) ?? [];
     s3.seen.push(`${req.method} ${key}`);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const found = s3.objects.get(key);
       if (s3.hook?.(req, res, key, found)) return;
+      const refuse = (status: number, code: string) => {
+        res.writeHead(status, { 'content-type': 'application/xml' });
+        res.end(
+          req.method === 'HEAD' ? undefined : `<?xml version="1.0"?><Error><Code>${code}</Code></Error>`,
+        );
+      };
+      if (bucket !== s3.bucket) return refuse(404, 'NoSuchBucket');
+      // HeadBucket: the bucket is there.
+      if (key === '') return void res.writeHead(200).end();
+      if (req.method === 'PUT' && s3.refusePut) return refuse(403, 'AccessDenied');
       if (req.method === 'PUT') {
         const data = Buffer.concat(chunks);
         s3.objects.set(key, data);
         return void res.writeHead(200, { etag: etag(data) }).end();
       }
       if (req.method === 'DELETE') {
-        if (s3.refuseDelete) {
-          res.writeHead(403, { 'content-type': 'application/xml' });
-          return void res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
-        }
+        if (s3.refuseDelete) return refuse(403, 'AccessDenied');
         s3.objects.delete(key);
         return void res.writeHead(204).end();
       }
-      if (!found) {
-        res.writeHead(404, { 'content-type': 'application/xml' });
-        return void res.end(
-          req.method === 'HEAD' ? undefined : '<?xml version="1.0"?><Error><Code>NoSuchKey</Code></Error>',
-        );
-      }
+      if (!found) return refuse(404, 'NoSuchKey');
       res.writeHead(200, { 'content-length': found.length, etag: etag(found) });
       res.end(req.method === 'HEAD' ? undefined : found);
     });

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startFakeS3 } from './fake-s3.js';
 import { tempDataDir } from './harness.js';
 
 /**
@@ -30,11 +31,14 @@ afterAll(async () => {
 });
 
 /** Starts the mirror as main.ts runs it; its stderr and exit code (or what it did instead, after 20 s). */
-function start(args: string[]): Promise<{ stderr: string; code: number | null }> {
+function start(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ stderr: string; code: number | null }> {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', 'src/main.ts', '--upstream', 'http://127.0.0.1:9', '--log-level', 'warn', ...args],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } },
   );
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
@@ -168,4 +172,34 @@ it('--data /proc/x: one line at once (it hung with no output: recursive mkdir lo
       'hubcache: --data /proc/x: cannot create it: its parent refuses new folders (ENOENT, as /proc and /sys do)\n',
     code: 1,
   });
+});
+
+it('a misnamed S3 bucket: one line naming --s3-bucket (it used to start, say ready, and warn on every miss)', async () => {
+  const s3 = await startFakeS3();
+  try {
+    const result = await start(
+      ['--listen', '127.0.0.1:0', '--data', path.join(data.dir, 'bucket')].concat([
+        '--s3-bucket',
+        'cahce',
+        '--s3-endpoint',
+        s3.url,
+        '--s3-path-style',
+      ]),
+      { AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' },
+    );
+    // On Node 20 (past its end of life) the AWS SDK warns about it first: Node's own warning, not ours.
+    const ours =
+      Number(process.versions.node.split('.')[0]) < 22
+        ? result.stderr.replace(
+            /^\(node:\d+\) Warning: NodeVersionSupportWarning[\s\S]*?trace-warnings[^\n]*\n/,
+            '',
+          )
+        : result.stderr;
+    expect({ ...result, stderr: ours }).toEqual({
+      stderr: 'hubcache: --s3-bucket cahce: the bucket does not exist (NoSuchBucket)\n',
+      code: 1,
+    });
+  } finally {
+    await s3.close();
+  }
 });

@@ -15,6 +15,7 @@ beforeAll(async () => {
   process.env.AWS_ACCESS_KEY_ID = 'contract';
   process.env.AWS_SECRET_ACCESS_KEY = 'contract';
   s3 = await startFakeS3();
+  s3.bucket = 'contract';
   // The fake answers whole objects only: ranged GETs as S3 answers them (206, Content-Range).
   s3.hook = (req, res, _key, found) => {
     const m = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));

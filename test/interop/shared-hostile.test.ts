@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SHARED_CHECKED_FIRST_BYTES } from '../../src/cache/blob-cache.js';
 import { configWith } from '../../src/config.js';
 import { type RunningMirror, startMirror } from '../../src/listen.js';
+import { StartupError } from '../../src/startup-errors.js';
 import { type Rgw, startRgw } from '../fixtures/ceph-rgw.js';
 import { ImageLayout, type Layer } from '../fixtures/image-layout.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
@@ -62,6 +63,8 @@ interface Front {
   url: string;
   /** Matching 200 GETs whose bodies are being held. */
   held: number;
+  /** Writes (PUT, POST) refused from now on, as a bucket this replica may read but not fill. */
+  readOnly: boolean;
   open(): void;
   close(): Promise<void>;
 }
@@ -69,7 +72,8 @@ interface Front {
 /**
  * A forwarding front. `hold`: the bodies of matching 200 GETs (headers go out at once) wait until
  * `open()`, so a replica fetching them is visibly in the middle of its download. `readOnly`: writes
- * (PUT, POST) are refused with S3's AccessDenied, as a bucket this replica may read but not fill.
+ * (PUT, POST) are refused with S3's AccessDenied, as a bucket this replica may read but not fill
+ * (settable later: `front.readOnly`).
  */
 async function startFront(
   target: string,
@@ -81,7 +85,7 @@ async function startFront(
     open = resolve;
   });
   const server: Server = createServer((req, res) => {
-    if (options.readOnly && (req.method === 'PUT' || req.method === 'POST')) {
+    if (front.readOnly && (req.method === 'PUT' || req.method === 'POST')) {
       req.resume();
       res.writeHead(403, { 'content-type': 'application/xml' });
       return void res.end('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>');
@@ -111,6 +115,7 @@ async function startFront(
   const front: Front = {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     held: 0,
+    readOnly: options.readOnly === true,
     open,
     close: () =>
       new Promise<void>((resolve) => {
@@ -150,6 +155,7 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
     s3Endpoint: string,
     upstream = bed.front.url,
     bucket = BUCKET,
+    extra: string[] = [],
   ): Promise<RunningMirror> {
     const replica = await startMirror(
       configWith({
@@ -169,6 +175,7 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
           // Through a gating front, the registry's token realm (the bed's front) is on another
           // port: the operator lists it, as for a token server beside the registry.
           ...(upstream === bed.front.url ? [] : ['--upstream-realm-host', '127.0.0.1']),
+          ...extra,
         ],
       }),
     );
@@ -375,10 +382,11 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
   async function threeAtOnce(s3Endpoint: string, layer: Layer, bucket = BUCKET) {
     const gate = await startFront(bed.front.url, { hold: (p) => p.endsWith(`/blobs/${layer.digest}`) });
     try {
+      // Told to start without a working bucket: by default the start-up check refuses it.
       const three = [
-        await startReplica(s3Endpoint, gate.url, bucket),
-        await startReplica(s3Endpoint, gate.url, bucket),
-        await startReplica(s3Endpoint, gate.url, bucket),
+        await startReplica(s3Endpoint, gate.url, bucket, ['--shared-degraded']),
+        await startReplica(s3Endpoint, gate.url, bucket, ['--shared-degraded']),
+        await startReplica(s3Endpoint, gate.url, bucket, ['--shared-degraded']),
       ];
       const pulls = three.map((r) => pull(`${r.url}/v2/library/gated/blobs/${layer.digest}`));
       // While the gate holds the first download's body, the others must have started theirs.
@@ -407,6 +415,25 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
     expect(down.map((r) => r.mirror.blobs.sharedWaits)).toEqual([0, 0, 0]);
   });
 
+  it('a bucket that does not exist, or one that refuses writes, stops the start of a replica with one line; Redis reachable passes', async () => {
+    const misnamed = await startReplica(rgw.endpoint, bed.front.url, 'no-such-bucket').catch(
+      (e: unknown) => e,
+    );
+    expect(misnamed).toBeInstanceOf(StartupError);
+    expect((misnamed as Error).message).toBe(
+      '--s3-bucket no-such-bucket: the bucket does not exist (NoSuchBucket)',
+    );
+    const bucket = await startFront(rgw.endpoint, { readOnly: true });
+    try {
+      const readOnlyStart = await startReplica(bucket.url).catch((e: unknown) => e);
+      expect((readOnlyStart as Error).message).toMatch(
+        /^--s3-bucket \S+: access denied \(PutObject: AccessDenied\)/,
+      );
+    } finally {
+      await bucket.close();
+    }
+  });
+
   it('a bucket that does not exist (a misnamed one) is a bucket down, not an empty one: three replicas fetch a cold blob at once, none waiting on another’s lock', async () => {
     const { heldAtOnce, replicas: misnamed } = await threeAtOnce(
       rgw.endpoint,
@@ -420,13 +447,15 @@ describe.skipIf(!bedPrograms() || !haveScale)('a hostile or failing shared store
 
   it('a bucket that refuses writes: replicas waiting for the holder fetch at once when it could not publish, instead of taking the lock in turn', async () => {
     const gate = await startFront(bed.front.url, { hold: (p) => p.endsWith(`/blobs/${readOnly.digest}`) });
-    const bucket = await startFront(rgw.endpoint, { readOnly: true });
+    const bucket = await startFront(rgw.endpoint, {});
     try {
       const fleet = [
         await startReplica(bucket.url, gate.url),
         await startReplica(bucket.url, gate.url),
         await startReplica(bucket.url, gate.url),
       ];
+      // Writes refused after the start-up check passed (a policy changed under running replicas).
+      bucket.readOnly = true;
       const waits = () => fleet.reduce((n, r) => n + r.mirror.blobs.sharedWaits, 0);
       const url = (r: RunningMirror) => `${r.url}/v2/library/gated/blobs/${readOnly.digest}`;
       const first = pull(url(fleet[0] as RunningMirror));

@@ -36,7 +36,7 @@ describe.skipIf(!requireProgram('redis-server'))('a hostile Redis', () => {
   let data: Awaited<ReturnType<typeof tempDataDir>>;
   let mirror: RunningMirror | undefined;
 
-  const start = async (s3Url: string) => {
+  const start = async (s3Url: string, extra: string[] = []) => {
     mirror = await mirrorFor(hub, data.dir, [
       '--s3-bucket',
       'cache',
@@ -45,6 +45,7 @@ describe.skipIf(!requireProgram('redis-server'))('a hostile Redis', () => {
       '--s3-path-style',
       '--redis',
       redis.url,
+      ...extra,
     ]);
     return mirror;
   };
@@ -220,7 +221,7 @@ describe.skipIf(!requireProgram('redis-server'))('a hostile Redis', () => {
   it(
     'bucket down, Redis up: a tag is not queued behind another replica’s check of it',
     async () => {
-      const m = await start(`http://127.0.0.1:${await freePort()}`);
+      const m = await start(`http://127.0.0.1:${await freePort()}`, ['--shared-degraded']);
       const img = addImage(hub, 'library/alpine', '1', 10_000);
       // A miss meets the bucket refusing connections: it is known down from then on.
       expect((await get(`${m.url}/v2/alpine/blobs/${img.layerDigest}`)).status).toBe(200);

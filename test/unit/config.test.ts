@@ -487,8 +487,11 @@ describe('shared storage for replicas', () => {
         prefix: 'mirror/',
       },
       redisUrl: 'redis://127.0.0.1:6379',
+      degradedStart: false,
     });
     expect(parse().shared).toBeUndefined();
+    expect(parse('--s3-bucket', 'b', '--shared-degraded').shared?.degradedStart).toBe(true);
+    expect(parseError('--shared-degraded').message).toMatch(/--shared-degraded needs --s3-bucket/);
   });
 
   it('refuses the other keys of a section without its required ones (tls, storage.s3), from any source', () => {

@@ -1,5 +1,5 @@
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -11,6 +11,7 @@ import type { Config } from './config.js';
 import { Mirror } from './mirror.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createListener } from './server.js';
+import { type FleetKeys, fleetKeys } from './shared/fleet-keys.js';
 import { fileCause, fileError, listenError, StartupError } from './startup-errors.js';
 
 export interface RunningMirror {
@@ -38,7 +39,15 @@ export async function startMirror(
   await checkDataDir(config.dataDir);
   const tls = config.tls && readTls(config.tls);
   if (config.htpasswd) checkHtpasswd(config.htpasswd);
-  const mirror = new Mirror(config, log);
+  const fleet = config.shared?.fleetSecretFile
+    ? readFleetSecret(config.shared.fleetSecretFile, log)
+    : undefined;
+  if (config.shared && config.htpasswd && !fleet) {
+    log.warn(
+      'replicas without --fleet-secret-file: a token one replica issues is refused by the others (behind a load balancer, logins and pushes fail)',
+    );
+  }
+  const mirror = new Mirror(config, log, fleet);
   try {
     await mirror.init();
   } catch (err) {
@@ -211,6 +220,27 @@ function readTls(files: { cert: string; key: string }): { cert: Buffer; key: Buf
 }
 
 /** The htpasswd file exists and parses (ClientAuth reads it again: a few lines). */
+/** The fleet's keys from the secret file, or a StartupError naming --fleet-secret-file. */
+function readFleetSecret(file: string, log: Logger): FleetKeys {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw fileError('--fleet-secret-file', file, err);
+  }
+  let keys: FleetKeys;
+  try {
+    keys = fleetKeys(text);
+  } catch (err) {
+    throw new StartupError('--fleet-secret-file', file, (err as Error).message, { cause: err });
+  }
+  // Whoever reads it can mint tokens for every repository: say so, without refusing (a container's
+  // mounted secret may show other modes than the operator chose).
+  if (statSync(file).mode & 0o004)
+    log.warn({ file }, '--fleet-secret-file is readable by every user of this host');
+  return keys;
+}
+
 function checkHtpasswd(file: string): void {
   let text: string;
   try {

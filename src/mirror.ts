@@ -32,6 +32,7 @@ import { RepositoryCounts } from './observe/repositories.js';
 import { summary } from './observe/summary.js';
 import { type Route, Routes } from './routing.js';
 import type { ServerContext } from './server.js';
+import type { FleetKeys } from './shared/fleet-keys.js';
 import { FleetLocks } from './shared/fleet-locks.js';
 import { RedisTagIndex } from './shared/redis-tags.js';
 import { S3BlobStore } from './shared/s3-store.js';
@@ -76,7 +77,8 @@ export class Mirror {
   /** One line per request, fast hits summed up (observe/access-log.ts). */
   readonly #accessLog: AccessLog;
 
-  constructor(config: Config, log: Logger) {
+  /** `fleet`: the keys replicas share (--fleet-secret-file, read at start by listen.ts). */
+  constructor(config: Config, log: Logger, fleet?: FleetKeys) {
     this.#config = config;
     this.#log = log;
     this.#accessLog = new AccessLog(log);
@@ -169,7 +171,9 @@ export class Mirror {
     });
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     const auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
-    const tokens = auth ? new TokenService(auth, config.dataDir, config.anonymousPull) : undefined;
+    const tokens = auth
+      ? new TokenService(auth, config.dataDir, config.anonymousPull, fleet?.token)
+      : undefined;
     this.#tokens = tokens;
     this.blobs = new BlobCache(store, hub, pLimit(concurrency), log, shared, {
       parallel: config.upstreamParallel,

@@ -1,6 +1,7 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { type KeyRing, sign, verify } from '../shared/fleet-keys.js';
 import { tokenKeyFile } from '../storage/layout.js';
 import type { ClientAuth } from './client-auth.js';
 
@@ -28,21 +29,28 @@ const MAX_SCOPES = 16;
  * and with a Basic challenge it refuses to pull anonymously ("no basic auth credentials", moby
  * #30880); with a Bearer challenge it fetches a token, anonymously for a pull, with the user's
  * credentials for a push, as it does with Docker Hub. Tokens are opaque to clients: an HMAC over
- * the claims with a key kept in the data directory (so a restart does not void them).
+ * the claims with a key kept in the data directory (so a restart does not void them), or, for
+ * replicas with a fleet secret, a key derived from it (so a token from one replica is good on all:
+ * behind a load balancer, `docker login` and a push meet several).
  */
 export class TokenService {
   readonly #auth: ClientAuth;
   readonly #keyFile: string;
   readonly #anonymousPull: boolean;
-  #key: Buffer = Buffer.alloc(0);
+  #key: KeyRing | Buffer = Buffer.alloc(0);
+  readonly #shared: boolean;
 
-  constructor(auth: ClientAuth, dataDir: string, anonymousPull: boolean) {
+  /** `key`: the fleet's token key (shared/fleet-keys.ts); absent, one kept in the data directory. */
+  constructor(auth: ClientAuth, dataDir: string, anonymousPull: boolean, key?: KeyRing) {
     this.#auth = auth;
     this.#keyFile = tokenKeyFile(dataDir);
     this.#anonymousPull = anonymousPull;
+    this.#shared = key !== undefined;
+    if (key) this.#key = key;
   }
 
   async init(): Promise<void> {
+    if (this.#shared) return;
     try {
       this.#key = await readFile(this.#keyFile);
       if (this.#key.length >= 32) return;
@@ -99,9 +107,7 @@ export class TokenService {
   ): boolean {
     const m = /^Bearer\s+([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\s*$/i.exec(authorization ?? '');
     if (!m?.[1] || !m[2]) return false;
-    const expected = Buffer.from(this.#sign(m[1]));
-    const given = Buffer.from(m[2]);
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return false;
+    if (!verify(this.#key, m[1], m[2])) return false;
     let claims: Claims;
     try {
       claims = JSON.parse(Buffer.from(m[1], 'base64url').toString('utf8')) as Claims;
@@ -118,7 +124,7 @@ export class TokenService {
   }
 
   #sign(payload: string): string {
-    return createHmac('sha256', this.#key).update(payload).digest('base64url');
+    return sign(this.#key, payload);
   }
 }
 

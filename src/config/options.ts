@@ -501,6 +501,14 @@ export const OPTIONS = {
     example: 'redis://redis.storage.svc:6379',
     show: (c) => c.shared?.redisUrl && maskPassword(c.shared.redisUrl),
   }),
+  fleetSecretFile: option({
+    path: 'fleetSecretFile',
+    flag: '--fleet-secret-file <file>',
+    help: "replicas' shared secret (at least 32 bytes; a second line: the previous one, while rotating): tokens one replica issues are good on all",
+    kind: nonEmpty,
+    example: '/run/secrets/hubcache-fleet',
+    show: (c) => c.shared?.fleetSecretFile,
+  }),
   sharedDegraded: option({
     path: 'sharedDegraded',
     flag: '--shared-degraded',

@@ -99,6 +99,8 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
   const bucket = get('s3Bucket');
   const redisUrl = get('redis');
   if (redisUrl && !bucket) fail('error: --redis needs --s3-bucket (replicas share blobs through S3)');
+  if (get('fleetSecretFile') && !bucket)
+    fail('error: --fleet-secret-file needs --s3-bucket (it is what replicas share)');
   if (get('sharedDegraded') && !bucket)
     fail('error: --shared-degraded needs --s3-bucket (it says how replicas start)');
   const username = get('upstreamUsername');
@@ -181,6 +183,9 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
           },
           redisUrl,
           degradedStart: value(get, 'sharedDegraded'),
+          ...(get('fleetSecretFile')
+            ? { fleetSecretFile: path.resolve(get('fleetSecretFile') as string) }
+            : {}),
         }
       : undefined,
     maxSizeBytes: maxSize === undefined ? undefined : toBytes(maxSize),

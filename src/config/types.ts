@@ -60,6 +60,8 @@ export interface SharedConfig {
    * alone until they answer. Off: the start stops with one line saying what failed.
    */
   degradedStart: boolean;
+  /** The fleet secret (shared/fleet-keys.ts): the keys every replica shares, the token key among them. */
+  fleetSecretFile?: string;
 }
 
 export interface S3Config {

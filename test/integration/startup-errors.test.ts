@@ -203,3 +203,29 @@ it('a misnamed S3 bucket: one line naming --s3-bucket (it used to start, say rea
     await s3.close();
   }
 });
+
+it('a fleet secret shorter than 32 bytes: one line naming --fleet-secret-file', async () => {
+  const s3 = await startFakeS3();
+  const secret = path.join(data.dir, 'fleet.secret');
+  writeFileSync(secret, 'too short\n', { mode: 0o600 });
+  try {
+    const result = await start(
+      ['--listen', '127.0.0.1:0', '--data', path.join(data.dir, 'fleet')].concat([
+        '--s3-bucket',
+        'cache',
+        '--s3-endpoint',
+        s3.url,
+        '--s3-path-style',
+        '--fleet-secret-file',
+        secret,
+      ]),
+      { AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' },
+    );
+    expect(result).toEqual({
+      stderr: `hubcache: --fleet-secret-file ${secret}: a secret shorter than 32 bytes (make one: openssl rand -base64 48)\n`,
+      code: 1,
+    });
+  } finally {
+    await s3.close();
+  }
+});

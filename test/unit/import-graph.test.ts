@@ -40,17 +40,18 @@ function layer(module: string): string {
 /**
  * Which folders each folder may import besides itself: dependencies point down, never back up.
  * oci/ and storage/ are the protocol and the data directory's layout, with no knowledge of the
- * rest; shared/ is the replicas' tier (S3, Redis) below the caches that use it; hosted/ stores
- * pushed content in the cache's blob store; the subcommands sit beside the server, not under it.
+ * rest; shared/ is the replicas' tier (S3, Redis, the fleet's keys) below the caches, the hosted
+ * repositories and the token service that use it; hosted/ stores pushed content in the cache's blob
+ * store; the subcommands sit beside the server, not under it.
  */
 const ALLOWED: Record<string, string[]> = {
   oci: [],
   storage: [],
   observe: ['oci'],
-  auth: ['oci', 'observe', 'storage'],
+  auth: ['oci', 'observe', 'storage', 'shared'],
   shared: ['oci', 'observe', 'storage', 'config'],
   cache: ['oci', 'observe', 'storage', 'config', 'shared', 'upstream'],
-  hosted: ['oci', 'observe', 'storage', 'cache'],
+  hosted: ['oci', 'observe', 'storage', 'cache', 'shared'],
   commands: ['oci', 'observe', 'storage', 'config', 'shared', 'upstream', 'cache', 'hosted', 'auth'],
   config: [],
   upstream: ['oci', 'observe', 'config'],

@@ -1,0 +1,73 @@
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+
+/** A fleet secret shorter than this is refused at start: it is the root of every key below. */
+export const FLEET_SECRET_MIN_BYTES = 32;
+
+/**
+ * What one key signs and checks: the current secret's key signs, the previous secret's (the
+ * second line of the secret file, during a rotation) is still accepted.
+ */
+export interface KeyRing {
+  sign: Buffer;
+  verify: Buffer[];
+}
+
+/**
+ * The keys replicas share, all derived from the fleet secret (`--fleet-secret-file`), each for one
+ * use so that one leaking or being misused never serves another: `token` signs the registry tokens
+ * (a token one replica issued is good on every one behind a load balancer), `peer` signs requests
+ * between replicas, `records` the records they keep in Redis (Redis is not trusted:
+ * docs/SECURITY.md).
+ */
+export interface FleetKeys {
+  token: KeyRing;
+  peer: KeyRing;
+  records: KeyRing;
+}
+
+const USES = ['token', 'peer', 'records'] as const;
+
+/**
+ * The secret file's text: the current secret on the first line, optionally the previous one on the
+ * second. Each must hold at least FLEET_SECRET_MIN_BYTES bytes (whitespace around it ignored).
+ * Throws with the reason in words (the caller names the option and the file).
+ */
+export function fleetKeys(text: string): FleetKeys {
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (lines.length === 0) throw new Error('empty');
+  if (lines.length > 2)
+    throw new Error('more than two lines (the secret, and the previous one while rotating)');
+  for (const line of lines) {
+    if (Buffer.byteLength(line) < FLEET_SECRET_MIN_BYTES)
+      throw new Error(
+        `a secret shorter than ${FLEET_SECRET_MIN_BYTES} bytes (make one: openssl rand -base64 48)`,
+      );
+  }
+  const secrets = lines.map((l) => Buffer.from(l));
+  const derive = (use: (typeof USES)[number]): KeyRing => {
+    const [sign, ...rest] = secrets.map((s) =>
+      Buffer.from(hkdfSync('sha256', s, 'hubcache', `${use} v1`, 32)),
+    );
+    return { sign: sign as Buffer, verify: [sign as Buffer, ...rest] };
+  };
+  return { token: derive('token'), peer: derive('peer'), records: derive('records') };
+}
+
+/** HMAC-SHA256 of `data` under the ring's signing key, base64url. */
+export function sign(ring: KeyRing | Buffer, data: string): string {
+  const key = Buffer.isBuffer(ring) ? ring : ring.sign;
+  return createHmac('sha256', key).update(data).digest('base64url');
+}
+
+/** Whether `mac` is `data`'s under any of the ring's keys (compared in constant time). */
+export function verify(ring: KeyRing | Buffer, data: string, mac: string): boolean {
+  const given = Buffer.from(mac);
+  for (const key of Buffer.isBuffer(ring) ? [ring] : ring.verify) {
+    const expected = Buffer.from(sign(key, data));
+    if (expected.length === given.length && timingSafeEqual(expected, given)) return true;
+  }
+  return false;
+}

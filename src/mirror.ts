@@ -34,6 +34,7 @@ import { type Route, Routes } from './routing.js';
 import type { ServerContext } from './server.js';
 import type { FleetKeys } from './shared/fleet-keys.js';
 import { FleetLocks } from './shared/fleet-locks.js';
+import { HostedRecords } from './shared/hosted-records.js';
 import { RedisTagIndex } from './shared/redis-tags.js';
 import { S3BlobStore } from './shared/s3-store.js';
 import { checkShared } from './shared/start-check.js';
@@ -72,6 +73,8 @@ export class Mirror {
   readonly #known: KnownContent;
   /** Redis, to coordinate replicas (optional). */
   readonly #coordinator: FleetLocks | undefined;
+  /** The fleet's hosted records (replicas with a fleet secret and Redis). */
+  #hostedRecords: HostedRecords | undefined;
   /** The token flow for --anonymous-pull (Bearer tokens are accepted whenever auth is on). */
   readonly #tokens: TokenService | undefined;
   /** One line per request, fast hits summed up (observe/access-log.ts). */
@@ -161,6 +164,21 @@ export class Mirror {
       log,
     );
     const hosted = this.hosted;
+    // Replicas with a fleet secret share hosted repositories: records in Redis (MAC'd with the
+    // fleet's record key), bytes in the bucket. Without the secret each replica keeps its own.
+    const coordinator = this.#coordinator;
+    if (fleet && coordinator && this.sharedStore) {
+      this.#hostedRecords = new HostedRecords(coordinator.redis, fleet.records);
+      hosted.shareWith({
+        records: this.#hostedRecords,
+        bucket: this.sharedStore,
+        listen: (channel, onMessage) => coordinator.listen(channel, onMessage),
+      });
+    } else if (this.sharedStore && config.hosted.push) {
+      log.warn(
+        'hosted repositories are per replica without --redis and --fleet-secret-file: push to one replica',
+      );
+    }
     const headPromises = new HeadPromises(config.hosted.gcGraceMs, config.hosted.uploadExpiryMs);
     store.keep = (hex) => hosted.holds(hex) || headPromises.holds(hex);
     const takeover = new TakeoverGuard({
@@ -305,6 +323,7 @@ export class Mirror {
         published: this.blobs.published,
         waits: this.blobs.sharedWaits,
         discarded: this.blobs.sharedDiscarded,
+        recordsRejected: this.#hostedRecords?.rejected ?? 0,
       }),
     });
   }

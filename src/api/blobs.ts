@@ -1,3 +1,4 @@
+import type { BlobMiss } from '../cache/blob-reads.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
 import { type BlobFill, FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
@@ -38,7 +39,11 @@ export async function blobHandler(
     ctx.blobs.servedStored(digest, head);
     return;
   }
-  const miss = await ctx.blobs.miss(ex, target, digest, head);
+  return sendMiss(ex, digest, await ctx.blobs.miss(ex, target, digest, head));
+}
+
+/** Writes what the miss policy gave: a HEAD's headers, an uncached stream, or a fill as it lands. */
+export function sendMiss(ex: Exchange, digest: Digest, miss: BlobMiss): Promise<void> | void {
   switch (miss.kind) {
     case 'head':
       return sendBody(ex, 200, unsizedBlobHeaders(digest, miss.size), undefined);

@@ -2,7 +2,7 @@ import { checkManifest, type Descriptor, MAX_PUSHED_MANIFEST_BYTES } from '../ho
 import { type Digest, lookupDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { lookupReference, parseReference } from '../oci/names.js';
-import { serveStoredBlob } from './blobs.js';
+import { sendMiss, serveStoredBlob } from './blobs.js';
 import type { HandlerContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import { sendManifest } from './manifest-response.js';
@@ -121,15 +121,23 @@ export async function hostedBlobHandler(
   }
   // Only what was pushed, mounted or referenced into this repository (spec "Pulling Blobs"), not
   // whatever the shared store holds for others. A push's HEAD that hears 404 uploads or mounts.
-  if (!(await ctx.hosted.hasBlob(name, digest)) || !(await serveStoredBlob(ex, ctx, digest, 'HOSTED'))) {
+  if (!(await ctx.hosted.hasBlob(name, digest))) {
     throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
+  }
+  if (!(await serveStoredBlob(ex, ctx, digest, 'HOSTED'))) {
+    // Linked, not stored here: another replica took the push, and its bytes are in the bucket.
+    if (!ctx.hosted.shared)
+      throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
+    ex.outcome = 'HOSTED';
+    await sendMiss(ex, digest, await ctx.blobs.sharedMiss(ex, digest, ex.method === 'HEAD'));
+    return;
   }
   // A HEAD is how a push asks "do you have it?": the yes holds (in memory) until the manifest arrives.
   if (ex.method === 'HEAD' && ctx.hosted.pushEnabled) ctx.headPromises.storedConfirmed(digest.hex);
 }
 
 export async function hostedTagsHandler(ex: Exchange, ctx: HandlerContext, name: string): Promise<void> {
-  const tags = await ctx.hosted.tags.tags(name);
+  const tags = await ctx.hosted.tagList(name);
   // end-8a: a repository holding only untagged manifests exists, with no tags; only a repository
   // holding nothing (never pushed, or emptied by deletes) is unknown.
   if (tags.length === 0 && !(await ctx.hosted.exists(name))) {

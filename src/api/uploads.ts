@@ -47,7 +47,6 @@ export async function uploadHandler(
 }
 
 async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Promise<void> {
-  const store = ctx.store;
   // Spec end-4c: a registry that does not support the asked algorithm SHOULD answer 400. Only
   // sha256 is stored (oci/digest.ts says why).
   const algorithm = ex.query.get('digest-algorithm');
@@ -67,7 +66,7 @@ async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Pro
     const digest = parseDigest(mount);
     const from = ex.query.get('from');
     const source = from === null ? undefined : validateName(from);
-    if (source && (await store.size(digest)) !== undefined && (await holds(ctx, source, digest))) {
+    if (source && (await stored(ctx, digest)) && (await holds(ctx, source, digest))) {
       await ctx.hosted.create(name);
       await ctx.hosted.link(name, digest);
       ex.outcome = 'HIT';
@@ -97,6 +96,12 @@ async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Pro
  * against the size bound) before it enters the store: otherwise the eviction its arrival starts
  * could remove it before the 201 and the manifest that names it.
  */
+/** Whether the blob is stored here, or (replicas) in the bucket another replica published it to. */
+async function stored(ctx: HandlerContext, digest: Digest): Promise<boolean> {
+  if ((await ctx.store.size(digest)) !== undefined) return true;
+  return ctx.hosted.shared && (await ctx.blobs.sharedSize(digest)) !== undefined;
+}
+
 /** Whether repository `name` holds the blob: hosted content, or a mirrored name known to have it. */
 async function holds(ctx: HandlerContext, name: string, digest: Digest): Promise<boolean> {
   if (ctx.hosted.isHosted(name)) return ctx.hosted.hasBlob(name, digest);
@@ -111,7 +116,11 @@ async function finished(
   digest: Digest,
   session: UploadSession,
 ): Promise<void> {
-  const size = await ctx.uploads.finish(session, digest, () => ctx.hosted.link(name, digest));
+  const size = await ctx.uploads.finish(session, digest, async () => {
+    // Replicas: the bytes in the bucket before any record names them, both before the 201.
+    await ctx.hosted.publish(digest, { file: session.file, size: session.offset });
+    await ctx.hosted.link(name, digest);
+  });
   ctx.pushedBytes(size);
   return sendBody(ex, 201, blobCreated(name, digest), undefined);
 }

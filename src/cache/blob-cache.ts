@@ -5,6 +5,7 @@ import type { LimitFunction } from 'p-limit';
 import { errors as undiciErrors } from 'undici';
 import type { Logger } from '../observe/logger.js';
 import type { Digest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
 import type { FleetLocks as Coordinator } from '../shared/fleet-locks.js';
 import { isBucketTimeout, type S3BlobStore, SharedStoreDownError } from '../shared/s3-store.js';
 import { UpstreamUnreachableError } from '../upstream/errors.js';
@@ -158,12 +159,13 @@ export class BlobCache {
    * The fill for this digest: the running one (joined: true; its client is coalesced, or served a
    * hit once the fill was verified) or a new one (joined: false; its client is the miss). A new one
    * takes a turn in `budget`: the clients' download budget unless the caller bounds its own fills
-   * (layer prefetch, which must never make a client's miss queue behind it).
+   * (layer prefetch, which must never make a client's miss queue behind it). `upstream` null: the
+   * shared bucket only (a hosted blob another replica took: it has no upstream), else BLOB_UNKNOWN.
    */
   fill(
     repository: string,
     digest: Digest,
-    upstream: RegistryApi = this.#upstream,
+    upstream: RegistryApi | null = this.#upstream,
     budget: Budget = this.#limit,
   ): { fill: BlobFill; joined: boolean } {
     const running = this.#inflight.get(digest.hex);
@@ -181,7 +183,7 @@ export class BlobCache {
     return { fill, joined: false };
   }
 
-  async #run(fill: BlobFill, repository: string, upstream: RegistryApi): Promise<void> {
+  async #run(fill: BlobFill, repository: string, upstream: RegistryApi | null): Promise<void> {
     const digest = fill.digest;
     const started = Date.now();
     // Committed by another fill between the caller's look at the store and this one starting.
@@ -189,7 +191,9 @@ export class BlobCache {
     if (stored !== undefined) return committedFill(fill, stored);
     // With a shared store: another replica's copy (a small one already checked and stored here),
     // or the fleet-wide lock to fetch it.
-    const shared = this.#shared ? await this.#fromShared(digest, repository, started) : undefined;
+    const shared = upstream
+      ? this.#shared && (await this.#fromShared(digest, repository, started))
+      : await this.#sharedOnly(digest, repository, started);
     if (shared && 'stored' in shared) return committedFill(fill, shared.stored);
     const release = shared && 'release' in shared ? shared.release : undefined;
     // Told to the replicas waiting for this fill: false when the bucket did not take it, so they
@@ -197,7 +201,9 @@ export class BlobCache {
     let published = true;
     try {
       const source =
-        shared && 'body' in shared ? shared : await this.#fromUpstream(upstream, repository, digest);
+        shared && 'body' in shared
+          ? shared
+          : await this.#fromUpstream(upstream as RegistryApi, repository, digest);
       try {
         await this.#store(fill, source, repository, started);
       } catch (err) {
@@ -224,6 +230,30 @@ export class BlobCache {
       resume: (offset, size) => upstream.getBlobFrom(repository, digest, offset, size),
       range: (start, end, size) => upstream.getBlobRange(repository, digest, start, end, size),
     };
+  }
+
+  /** The size of the shared bucket's copy of a blob (not checked: a read checks it), if any. */
+  async sharedSize(digest: Digest): Promise<number | undefined> {
+    try {
+      return await this.#shared?.store.size(digest);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A blob with no upstream (hosted, taken by another replica): the bucket's copy, checked like
+   * any, or BLOB_UNKNOWN. No fleet lock: nobody else would fetch it either.
+   */
+  async #sharedOnly(
+    digest: Digest,
+    repository: string,
+    started: number,
+  ): Promise<Source | { stored: number }> {
+    const found = this.#shared ? await this.#openShared(digest, repository, started) : undefined;
+    if (found === undefined || found === 'failing')
+      throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
+    return found;
   }
 
   /**

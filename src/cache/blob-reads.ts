@@ -118,6 +118,29 @@ export class BlobReads {
     return { kind: 'fill', fill };
   }
 
+  /** The size of the shared bucket's copy of a blob, if any (not checked: reads check). */
+  sharedSize(digest: Digest): Promise<number | undefined> {
+    return this.#blobs.sharedSize(digest);
+  }
+
+  /**
+   * A hosted blob another replica took (linked in the fleet's records, not stored here): its
+   * bytes are in the shared bucket, read like any shared copy (verified, last byte held back), or
+   * BLOB_UNKNOWN. A HEAD asks the bucket for the size only.
+   */
+  async sharedMiss(client: BlobClient, digest: Digest, head: boolean): Promise<BlobMiss> {
+    if (head) {
+      const size = await this.#blobs.sharedSize(digest);
+      if (size === undefined)
+        throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
+      return { kind: 'head', size };
+    }
+    const { fill, joined } = this.#blobs.fill('', digest, null);
+    client.outcome = joined && fill.complete ? 'HOSTED' : 'MISS';
+    await fill.started;
+    return { kind: 'fill', fill };
+  }
+
   /**
    * Fetches a blob into the store (single flight, verified) without a client: a push relying on an
    * upstream HEAD's yes (api/hosted.ts).

@@ -104,7 +104,12 @@ export class BlobLinks {
     }
   }
 
-  /** A repository was dropped: its content is forgotten. */
+  /** `name`'s links (hex), as on disk: uploaded, mounted, or named by a manifest pushed to it. */
+  async linksOf(name: string): Promise<string[]> {
+    return listDir(layersDir(this.#data, name));
+  }
+
+  /** A repository was dropped (or its manifests changed under it): its content is read again. */
   forget(name: string): void {
     this.#content.delete(name);
   }

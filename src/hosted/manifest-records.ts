@@ -29,11 +29,16 @@ export class ManifestRecords {
 
   /** Marks a stored manifest as `name`'s, and as a referrer of its subject. */
   async record(name: string, m: PushedManifest): Promise<void> {
-    const marker = manifestMarker(this.#data, 'hosted', name, m.digest.hex);
+    await this.mark(name, m.digest.hex, m.mediaType, m.subject?.digest.hex);
+  }
+
+  /** Marks a stored manifest (by hex) as `name`'s with its media type, and its subject's referrer. */
+  async mark(name: string, hex: string, mediaType: string, subjectHex: string | undefined): Promise<void> {
+    const marker = manifestMarker(this.#data, 'hosted', name, hex);
     await mkdir(path.dirname(marker), { recursive: true });
-    await writeFile(marker, m.mediaType);
-    if (m.subject) {
-      const ref = referrerLink(this.#data, name, m.subject.digest.hex, m.digest.hex);
+    await writeFile(marker, mediaType);
+    if (subjectHex) {
+      const ref = referrerLink(this.#data, name, subjectHex, hex);
       await mkdir(path.dirname(ref), { recursive: true });
       await writeFile(ref, '');
     }

@@ -5,9 +5,11 @@ import { TagIndex } from '../cache/tag-index.js';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import type { RecordChange } from '../shared/hosted-records.js';
 import { listDir } from '../storage/files.js';
 import { deletedMarker, layersDir, manifestsDir, repositoryDir, tagsDir } from '../storage/layout.js';
 import { BlobLinks } from './blob-links.js';
+import { FleetSync, type HostedFleet, type LocalHosted } from './fleet-sync.js';
 import { HeldBlobs } from './held-blobs.js';
 import type { PushedManifest } from './manifest-check.js';
 import { ManifestRecords, type StoredManifest } from './manifest-records.js';
@@ -59,6 +61,9 @@ export class HostedRepositories {
   readonly #links: BlobLinks;
   /** Per repository, the manifests it holds. */
   readonly #manifests: ManifestRecords;
+  /** Replicas with a fleet secret and Redis: what every replica records, and the sync of it (fleet-sync.ts). */
+  #fleet: HostedFleet | undefined;
+  #sync: FleetSync | undefined;
 
   constructor(dataDir: string, store: BlobStore, rules: HostedRules, log: Logger) {
     this.#data = dataDir;
@@ -78,6 +83,53 @@ export class HostedRepositories {
   async loadNames(): Promise<void> {
     // Folders holding `_tags`, `_manifests` or `_layers` (the index's walk, over hosted/).
     for (const name of await this.tags.repositories()) this.#addName(name);
+    await this.#sync?.start();
+  }
+
+  /**
+   * Shares hosted repositories with the other replicas (before loadNames): pushes are recorded in
+   * Redis and their bytes published to the bucket before they are acknowledged, and this
+   * replica's files follow what the others record (fleet-sync.ts).
+   */
+  shareWith(fleet: HostedFleet): void {
+    this.#fleet = fleet;
+    this.#sync = new FleetSync(fleet, this.#localSide(), this.#log);
+  }
+
+  /** Whether hosted repositories are shared with other replicas (their bytes may be in the bucket only). */
+  get shared(): boolean {
+    return this.#fleet !== undefined;
+  }
+
+  /** Records a change in Redis before this replica's files take it; a failure fails the request (503). */
+  async #record(name: string, change: RecordChange): Promise<void> {
+    if (!this.#fleet) return;
+    this.#sync?.wrote(name);
+    try {
+      await this.#fleet.records.write(name, change);
+    } catch (err) {
+      this.#log.warn({ repository: name, err: (err as Error).message }, 'redis: hosted change not recorded');
+      throw new RegistryError(
+        'UNAVAILABLE',
+        "the fleet's shared records are unavailable: nothing was changed",
+        {},
+      );
+    }
+  }
+
+  /** The bytes of a pushed blob or manifest in the bucket, before any record names them (503 otherwise). */
+  async publish(digest: Digest, bytes: { file: string; size: number } | Buffer): Promise<void> {
+    if (!this.#fleet) return;
+    try {
+      if (Buffer.isBuffer(bytes)) await this.#fleet.bucket.publishBuffer(digest, bytes);
+      else await this.#fleet.bucket.publishFile(digest, bytes.file, bytes.size);
+    } catch (err) {
+      this.#log.warn(
+        { digest: digest.value, err: (err as Error).message },
+        'shared store: pushed content not published',
+      );
+      throw new RegistryError('UNAVAILABLE', 'the shared store is unavailable: the push was not taken', {});
+    }
   }
 
   /** Learns the blobs hosted content holds (in the background, before the size bound is applied). */
@@ -126,6 +178,7 @@ export class HostedRepositories {
   /** Makes `name` a hosted repository (the first push to it). */
   async create(name: string): Promise<void> {
     if (this.#names.has(name)) return;
+    await this.#record(name, {});
     await this.#writingTo(name, () => mkdir(repositoryDir(this.#data, 'hosted', name), { recursive: true }));
     this.#addName(name);
     this.#log.info({ repository: name }, 'hosted repository created by a push');
@@ -133,6 +186,7 @@ export class HostedRepositories {
 
   /** Records that a blob was uploaded to or mounted into a repository. */
   async link(name: string, digest: Digest): Promise<void> {
+    await this.#record(name, { links: { [digest.hex]: { at: Date.now() } } });
     this.#held.hold(digest.hex);
     this.#addName(name);
     await this.#writingTo(name, () => this.#links.link(name, digest.hex));
@@ -141,8 +195,9 @@ export class HostedRepositories {
   /** Whether `name` answers for this blob: in memory once the repository's links were read. */
   async hasBlob(name: string, digest: Digest): Promise<boolean> {
     // Names never pushed to (say, under a --hosted pattern) hold nothing, and cost no memory.
-    if (!this.#names.has(name)) return false;
-    return this.#links.has(name, digest.hex);
+    if (this.#names.has(name) && (await this.#links.has(name, digest.hex))) return true;
+    // Linked on another replica a moment ago?
+    return (await this.#sync?.look(name, { link: digest.hex })) === true && this.#links.has(name, digest.hex);
   }
 
   async isLinked(name: string, digest: Digest): Promise<boolean> {
@@ -151,14 +206,15 @@ export class HostedRepositories {
 
   /** Removes a blob from a repository: it answers 404 for it at once (the store may keep it for others). */
   async unlink(name: string, digest: Digest): Promise<void> {
+    await this.#record(name, { links: { [digest.hex]: null }, deletedAt: Date.now() });
     await this.#links.unlink(name, digest.hex);
     await this.#noteDelete(name);
   }
 
   /** Marks when `name` last deleted something: it stays hosted at least a grace period after. */
-  async #noteDelete(name: string): Promise<void> {
+  async #noteDelete(name: string, at = Date.now()): Promise<void> {
     const file = deletedMarker(this.#data, name);
-    const now = new Date();
+    const now = new Date(at);
     await utimes(file, now, now).catch(async () => {
       await mkdir(path.dirname(file), { recursive: true });
       await writeFile(file, '');
@@ -188,6 +244,14 @@ export class HostedRepositories {
       for (const hex of refs) this.#held.hold(hex);
       this.#held.hold(m.digest.hex);
       await this.#store.put(m.digest, m.body);
+      // The fleet: the body in the bucket, then the records, before this replica's files.
+      await this.publish(m.digest, m.body);
+      const at = Date.now();
+      await this.#record(name, {
+        manifests: { [m.digest.hex]: { mt: m.mediaType, s: m.subject?.digest.hex ?? null, at } },
+        links: Object.fromEntries(m.blobs.filter((d) => !d.foreign).map((d) => [d.digest.hex, { at }])),
+        tags: Object.fromEntries(tags.map((tag) => [tag, { d: m.digest.hex, mt: m.mediaType, at }])),
+      });
       await this.create(name);
       // The manifest's blobs are the repository's now (a blob fetched for it, or HEADed as stored).
       for (const d of m.blobs) if (!d.foreign) await this.#links.link(name, d.digest.hex);
@@ -208,14 +272,17 @@ export class HostedRepositories {
   async #checkReferences(name: string, m: PushedManifest): Promise<void> {
     for (const d of m.blobs) {
       if (d.foreign) continue;
-      if ((await this.#store.size(d.digest)) === undefined) {
+      if ((await this.#store.size(d.digest)) === undefined && !(await this.#inBucket(d.digest))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${d.digest.value} is not in the registry`, {
           digest: d.digest.value,
         });
       }
     }
     for (const d of m.manifests) {
-      if (!(await this.#manifests.has(name, d.digest))) {
+      if (
+        !(await this.#manifests.has(name, d.digest)) &&
+        !(await this.#lookedUp(name, { manifest: d.digest.hex }))
+      ) {
         throw new RegistryError(
           'MANIFEST_BLOB_UNKNOWN',
           `manifest ${d.digest.value} is not in ${name}: push the index's entries first`,
@@ -226,27 +293,61 @@ export class HostedRepositories {
   }
 
   async byTag(name: string, tag: string): Promise<StoredManifest | undefined> {
-    const entry = await this.tags.get(name, tag);
+    let entry = await this.tags.get(name, tag);
+    if (!entry && (await this.#lookedUp(name, { tag }))) entry = await this.tags.get(name, tag);
     return entry ? this.byDigest(name, parseDigest(entry.digest)) : undefined;
   }
 
   async byDigest(name: string, digest: Digest): Promise<StoredManifest | undefined> {
+    const found = await this.#manifests.byDigest(name, digest);
+    if (found || !(await this.#lookedUp(name, { manifest: digest.hex }))) return found;
     return this.#manifests.byDigest(name, digest);
+  }
+
+  /** Before a 404 in a fleet: whether another replica recorded it meanwhile (now in this replica's files). */
+  async #lookedUp(name: string, what: { tag?: string; manifest?: string }): Promise<boolean> {
+    return (await this.#sync?.look(name, what)) === true;
+  }
+
+  /** Whether the bucket holds a blob (uploaded to another replica): a manifest may name it. */
+  async #inBucket(digest: Digest): Promise<boolean> {
+    if (!this.#fleet) return false;
+    try {
+      return (await this.#fleet.bucket.size(digest)) !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The tags of `name`, after reading the fleet's records of it (tags/list). */
+  async tagList(name: string): Promise<string[]> {
+    await this.#sync?.sync(name);
+    return this.tags.tags(name);
   }
 
   /** Removes a manifest and every tag pointing at it. False when the repository does not hold it. */
   async deleteManifest(name: string, digest: Digest): Promise<boolean> {
-    if (!(await this.#manifests.remove(name, digest))) return false;
+    if (!(await this.#manifests.has(name, digest)) && !(await this.#lookedUp(name, { manifest: digest.hex })))
+      return false;
+    const pointing: string[] = [];
     for (const tag of await this.tags.tags(name)) {
-      if ((await this.tags.get(name, tag))?.digest === digest.value) await this.tags.delete(name, tag);
+      if ((await this.tags.get(name, tag))?.digest === digest.value) pointing.push(tag);
     }
+    await this.#record(name, {
+      manifests: { [digest.hex]: null },
+      tags: Object.fromEntries(pointing.map((tag) => [tag, null])),
+      deletedAt: Date.now(),
+    });
+    if (!(await this.#manifests.remove(name, digest))) return false;
+    for (const tag of pointing) await this.tags.delete(name, tag);
     // Not dropped when empty: a collection does that, after the grace period (see the class comment).
     await this.#noteDelete(name);
     return true;
   }
 
   async deleteTag(name: string, tag: string): Promise<boolean> {
-    if (!(await this.tags.get(name, tag))) return false;
+    if (!(await this.tags.get(name, tag)) && !(await this.#lookedUp(name, { tag }))) return false;
+    await this.#record(name, { tags: { [tag]: null }, deletedAt: Date.now() });
     await this.tags.delete(name, tag);
     await this.#noteDelete(name);
     return true;
@@ -347,6 +448,49 @@ export class HostedRepositories {
     }
     if (this.#names.delete(name)) this.#generation++;
     this.#links.forget(name);
+    await this.#fleet?.records.dropName(name).catch(() => {});
+  }
+
+  /** This replica's files as the fleet sync writes them: what another replica recorded (fleet-sync.ts). */
+  #localSide(): LocalHosted {
+    return {
+      addName: (name) => this.#addName(name),
+      tags: async (name) => {
+        const out = new Map<string, string>();
+        for (const tag of await this.tags.tags(name)) {
+          const entry = await this.tags.get(name, tag);
+          if (entry) out.set(tag, parseDigest(entry.digest).hex);
+        }
+        return out;
+      },
+      setTag: (name, tag, r) =>
+        this.#writingTo(name, () =>
+          this.tags.set(name, tag, { digest: `sha256:${r.d}`, mediaType: r.mt, checkedAt: r.at }),
+        ),
+      deleteTag: (name, tag) => this.tags.delete(name, tag),
+      manifests: (name) => this.#manifests.list(name),
+      hasBody: async (hex) => (await this.#store.size(parseDigest(`sha256:${hex}`))) !== undefined,
+      markManifest: (name, hex, r, body) =>
+        this.#writingTo(name, async () => {
+          const digest = parseDigest(`sha256:${hex}`);
+          this.#held.hold(hex);
+          if (body) await this.#store.put(digest, body);
+          await this.#manifests.mark(name, hex, r.mt, r.s ?? undefined);
+          // What it refers to is the repository's too (blob-links.ts reads references once).
+          this.#links.forget(name);
+        }),
+      removeManifest: async (name, hex) => {
+        await this.#manifests.remove(name, parseDigest(`sha256:${hex}`));
+      },
+      links: (name) => this.#links.linksOf(name),
+      link: (name, hex) =>
+        this.#writingTo(name, async () => {
+          this.#held.hold(hex);
+          await this.#links.link(name, hex);
+        }),
+      unlink: (name, hex) => this.#links.unlink(name, hex),
+      noteDelete: (name, at) => this.#noteDelete(name, at),
+    };
   }
 
   /** Writes under way per repository. */

@@ -79,7 +79,8 @@ export class FleetLocks {
         if (!this.#checking) this.#log.warn({ err: err.message }, 'redis');
       });
     }
-    this.#subscriber.on('message', (_channel: string, message: string) => {
+    this.#subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== PUBLISHED) return void this.#channels.get(channel)?.(message);
       const shared = !message.startsWith(UNSHARED);
       const id = shared ? message : message.slice(UNSHARED.length);
       const waiters = this.#waiting.get(id);
@@ -87,6 +88,28 @@ export class FleetLocks {
       this.#waiting.delete(id);
       for (const wake of waiters) wake(shared);
     });
+  }
+
+  /** Other channels this replica listens to (listen()), by name. */
+  readonly #channels = new Map<string, (message: string) => void>();
+
+  /**
+   * Listens to another channel on the subscriber connection (the hosted repositories' changes).
+   * Like init(), a Redis that does not answer does not hold the start: ioredis subscribes again
+   * when it reconnects.
+   */
+  async listen(channel: string, onMessage: (message: string) => void): Promise<void> {
+    this.#channels.set(channel, onMessage);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#subscriber.subscribe(channel).catch((err: Error) => {
+        this.#log.warn({ err: err.message, channel }, 'redis: not subscribed');
+      }),
+      new Promise((r) => {
+        timer = setTimeout(r, 2000);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   #lastError = '';

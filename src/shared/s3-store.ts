@@ -305,6 +305,25 @@ export class S3BlobStore {
   }
 
   /**
+   * The size of the object under a blob's key (HEAD), or undefined when there is none. Not a
+   * checked size: whoever reads the object checks it.
+   */
+  async size(digest: Digest): Promise<number | undefined> {
+    try {
+      const res = await this.#call(() =>
+        this.#client.send(
+          new (aws().s3.HeadObjectCommand)({ Bucket: this.bucket, Key: this.key(digest) }),
+          this.#read,
+        ),
+      );
+      return res.ContentLength;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
    * Removes a copy that turned out not to be its blob, if the key still holds that object (same
    * ETag): a good copy another replica published since stays. The look and the delete are two
    * requests; losing a good copy in between only costs one more upstream fetch.

@@ -1,0 +1,214 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis as IORedis } from 'ioredis';
+import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningMirror } from '../../src/listen.js';
+import { type Redis, startRedis } from '../fixtures/redis.js';
+import { metricSample } from '../fixtures/request-counts.js';
+import { requireProgram } from '../fixtures/require-program.js';
+import { type FakeRegistry, startFakeRegistry } from '../integration/fake-registry.js';
+import { type FakeS3, startFakeS3 } from '../integration/fake-s3.js';
+import { imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from '../integration/harness.js';
+
+const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+async function send(
+  url: string,
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE' | 'PATCH' = 'GET',
+  body?: Buffer,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  const res = await request(url, { method, headers, ...(body ? { body } : {}) });
+  const chunks: Buffer[] = [];
+  for await (const c of res.body) chunks.push(c as Buffer);
+  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+}
+
+/**
+ * Hosted repositories shared by replicas (issue 19, "push to any replica"): two replicas with the
+ * same fleet secret on one Redis (real redis-server) and one bucket (the in-process fake S3, as in
+ * shared-locks.test.ts). What one replica took is answered by the other at once, with no wait for
+ * the announcement; a record Redis holds without the fleet's MAC is ignored.
+ */
+describe.skipIf(!requireProgram('redis-server'))('hosted repositories across replicas', () => {
+  let redis: Redis;
+  let client: IORedis;
+  let hub: FakeRegistry;
+  let s3: FakeS3;
+  let data: Awaited<ReturnType<typeof tempDataDir>>;
+  const replicas: RunningMirror[] = [];
+
+  beforeAll(async () => {
+    process.env.AWS_ACCESS_KEY_ID = 'x';
+    process.env.AWS_SECRET_ACCESS_KEY = 'y';
+    redis = await startRedis();
+    client = new IORedis(redis.url);
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await redis?.stop();
+  });
+
+  beforeEach(async () => {
+    await client.flushall();
+    hub = await startFakeRegistry();
+    s3 = await startFakeS3();
+    data = await tempDataDir();
+  });
+
+  afterEach(async () => {
+    for (const r of replicas.splice(0)) await r.close();
+    await s3.close();
+    await hub.close();
+    await data.remove();
+  });
+
+  async function replica(name: string, secret = 'f'.repeat(48)): Promise<RunningMirror> {
+    const secretFile = path.join(data.dir, `${name}.secret`);
+    writeFileSync(secretFile, secret, { mode: 0o600 });
+    const r = await mirrorFor(hub, path.join(data.dir, name), [
+      ...['--s3-bucket', 'cache', '--s3-endpoint', s3.url, '--s3-path-style'],
+      ...['--redis', redis.url, '--fleet-secret-file', secretFile, '--allow-delete'],
+    ]);
+    replicas.push(r);
+    return r;
+  }
+
+  /** A blob pushed whole (POST ?digest=). */
+  async function pushBlob(base: string, name: string, blob: Buffer): Promise<number> {
+    return (await send(`${base}/v2/${name}/blobs/uploads/?digest=${sha(blob)}`, 'POST', blob)).status;
+  }
+
+  async function pushImage(base: string, name: string, tag: string) {
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers' } }),
+    );
+    const layer = randomBytes(300_000);
+    expect(await pushBlob(base, name, config)).toBe(201);
+    expect(await pushBlob(base, name, layer)).toBe(201);
+    const manifest = imageManifest(config, [layer]);
+    const put = await send(`${base}/v2/${name}/manifests/${tag}`, 'PUT', manifest, {
+      'content-type': OCI_MANIFEST,
+    });
+    expect(put.status).toBe(201);
+    return { config, layer, manifest, digest: sha(manifest) };
+  }
+
+  it('an image pushed to one replica is served by the other at once: manifest by tag and digest, blobs, tags, catalog', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const img = await pushImage(a.url, 'team/app', 'v1');
+    // No wait: b asks Redis before it would answer 404.
+    const byTag = await send(`${b.url}/v2/team/app/manifests/v1`, 'GET', undefined, { accept: OCI_MANIFEST });
+    expect(byTag.status).toBe(200);
+    expect(byTag.body.equals(img.manifest)).toBe(true);
+    expect(byTag.headers['docker-content-digest']).toBe(img.digest);
+    const byDigest = await send(`${b.url}/v2/team/app/manifests/${img.digest}`);
+    expect(byDigest.body.equals(img.manifest)).toBe(true);
+    const head = await send(`${b.url}/v2/team/app/blobs/${sha(img.layer)}`, 'HEAD');
+    expect([head.status, head.headers['content-length']]).toEqual([200, String(img.layer.length)]);
+    const layer = await send(`${b.url}/v2/team/app/blobs/${sha(img.layer)}`);
+    expect(layer.status).toBe(200);
+    expect(layer.body.equals(img.layer)).toBe(true);
+    const config = await send(`${b.url}/v2/team/app/blobs/${sha(img.config)}`);
+    expect(config.body.equals(img.config)).toBe(true);
+    expect(JSON.parse((await send(`${b.url}/v2/team/app/tags/list`)).body.toString())).toEqual({
+      name: 'team/app',
+      tags: ['v1'],
+    });
+    for (const r of [a, b]) {
+      expect(JSON.parse((await send(`${r.url}/v2/_catalog`)).body.toString()).repositories).toContain(
+        'team/app',
+      );
+    }
+    // Scoped as on one registry: the blob is not another repository's.
+    expect((await send(`${b.url}/v2/team/other/blobs/${sha(img.layer)}`)).status).toBe(404);
+  });
+
+  it('blobs uploaded to one replica, the manifest put to the other: 201, and both serve it', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}');
+    const layer = randomBytes(50_000);
+    expect(await pushBlob(a.url, 'team/split', config)).toBe(201);
+    expect(await pushBlob(a.url, 'team/split', layer)).toBe(201);
+    const manifest = imageManifest(config, [layer]);
+    const put = await send(`${b.url}/v2/team/split/manifests/v2`, 'PUT', manifest, {
+      'content-type': OCI_MANIFEST,
+    });
+    expect(put.status).toBe(201);
+    for (const r of [a, b]) {
+      const got = await send(`${r.url}/v2/team/split/manifests/v2`, 'GET', undefined, {
+        accept: OCI_MANIFEST,
+      });
+      expect(got.body.equals(manifest)).toBe(true);
+      expect((await send(`${r.url}/v2/team/split/blobs/${sha(layer)}`)).body.equals(layer)).toBe(true);
+    }
+  });
+
+  it('a tag deleted on one replica is gone on the other; a manifest deleted there too', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const img = await pushImage(a.url, 'team/del', 'v1');
+    expect(
+      (await send(`${b.url}/v2/team/del/manifests/v1`, 'GET', undefined, { accept: OCI_MANIFEST })).status,
+    ).toBe(200);
+    expect((await send(`${b.url}/v2/team/del/manifests/v1`, 'DELETE')).status).toBe(202);
+    // The announcement reaches a within milliseconds; bounded here.
+    const gone = async (url: string) => {
+      for (let i = 0; i < 100; i++) {
+        if ((await send(url, 'GET', undefined, { accept: OCI_MANIFEST })).status === 404) return true;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return false;
+    };
+    expect(await gone(`${a.url}/v2/team/del/manifests/v1`)).toBe(true);
+    expect((await send(`${a.url}/v2/team/del/manifests/${img.digest}`)).status).toBe(200);
+    expect((await send(`${a.url}/v2/team/del/manifests/${img.digest}`, 'DELETE')).status).toBe(202);
+    expect(await gone(`${b.url}/v2/team/del/manifests/${img.digest}`)).toBe(true);
+  });
+
+  it('records in Redis without the fleet MAC (or under another fleet secret) are ignored: no tag, no link', async () => {
+    const a = await replica('a');
+    const img = await pushImage(a.url, 'team/app', 'v1');
+    const hex = img.digest.slice(7);
+    // A writer of Redis points a new tag at the pushed manifest, and links the layer into another repository.
+    await client.hset(
+      'hubcache:hosted:r:team/app',
+      't:forged',
+      `${'A'.repeat(43)}.${JSON.stringify({ d: hex, mt: OCI_MANIFEST, at: Date.now() })}`,
+    );
+    await client.hset(
+      'hubcache:hosted:r:team/other',
+      `l:${sha(img.layer).slice(7)}`,
+      JSON.stringify({ at: Date.now() }),
+    );
+    await client.sadd('hubcache:hosted:names', 'team/other');
+    const c = await replica('c', 'z'.repeat(48));
+    const b = await replica('b');
+    for (const r of [b, c]) {
+      expect(
+        (await send(`${r.url}/v2/team/app/manifests/forged`, 'GET', undefined, { accept: OCI_MANIFEST }))
+          .status,
+      ).toBe(404);
+      expect((await send(`${r.url}/v2/team/other/blobs/${sha(img.layer)}`)).status).toBe(404);
+    }
+    expect(await metricSample(b.url, 'hubcache_shared_records_rejected_total')).toBeGreaterThanOrEqual(1);
+    // The real records: good under the fleet's secret only.
+    expect(
+      (await send(`${b.url}/v2/team/app/manifests/v1`, 'GET', undefined, { accept: OCI_MANIFEST })).status,
+    ).toBe(200);
+    expect(
+      (await send(`${c.url}/v2/team/app/manifests/v1`, 'GET', undefined, { accept: OCI_MANIFEST })).status,
+    ).not.toBe(200);
+  });
+});

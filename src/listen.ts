@@ -1,16 +1,18 @@
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { parseHtpasswd } from './auth/client-auth.js';
 import type { Config } from './config.js';
+import { PEER_UPLOADS } from './fleet-uploads.js';
 import { Mirror } from './mirror.js';
 import { createLogger, type Logger } from './observe/logger.js';
-import { createListener } from './server.js';
+import { createPeerListener } from './peer/listener.js';
+import { createListener, servePeerUpload } from './server.js';
 import { type FleetKeys, fleetKeys } from './shared/fleet-keys.js';
 import { fileCause, fileError, listenError, StartupError } from './startup-errors.js';
 
@@ -85,6 +87,15 @@ export async function startMirror(
   // socket is destroyed (Node's default for a server without a 'timeout' listener). Idle keep-alive
   // connections go sooner (keepAliveTimeout).
   server.setTimeout(config.clientIdleTimeoutMs);
+  let peer: Server | undefined;
+  try {
+    if (config.shared?.peer && fleet) peer = await listenPeers(mirror, fleet, config.shared.peer.listen, log);
+  } catch (err) {
+    server.close();
+    server.closeAllConnections();
+    await mirror.close();
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
@@ -92,10 +103,12 @@ export async function startMirror(
     server,
     url: `${config.tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`,
     async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      for (const s of peer ? [server, peer] : [server]) {
+        await new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          s.closeAllConnections();
+        });
+      }
       await mirror.close();
       log.flush();
     },
@@ -220,6 +233,36 @@ function readTls(files: { cert: string; key: string }): { cert: Buffer; key: Buf
 }
 
 /** The htpasswd file exists and parses (ClientAuth reads it again: a few lines). */
+/** Upload requests other replicas forward to this one (fleet-uploads.ts): the peer listener's routes. */
+const PEER_UPLOAD = new RegExp(
+  `^${PEER_UPLOADS}(.+)/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`,
+);
+
+/** The listener other replicas reach this one on (--peer-listen): signed requests only. */
+async function listenPeers(
+  mirror: Mirror,
+  fleet: FleetKeys,
+  at: { host: string; port: number },
+  log: Logger,
+): Promise<Server> {
+  const routes = ['GET', 'PATCH', 'PUT', 'DELETE'].map((method) => ({
+    method,
+    pattern: PEER_UPLOAD,
+    handle: (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) =>
+      servePeerUpload(mirror.serverContext, req, res, match[1] as string, match[2] as string),
+  }));
+  const server = createPeerListener({ ring: fleet.peer, self: mirror.replicaId as string, log, routes });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(at.port, at.host, () => resolve());
+    });
+  } catch (err) {
+    throw listenError(`${at.host}:${at.port}`, err, '--peer-listen');
+  }
+  return server;
+}
+
 /** The fleet's keys from the secret file, or a StartupError naming --fleet-secret-file. */
 function readFleetSecret(file: string, log: Logger): FleetKeys {
   let text: string;

@@ -20,6 +20,7 @@ import { TagIndex } from './cache/tag-index.js';
 import { TagLists } from './cache/tag-lists.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config, UpstreamConfig } from './config.js';
+import { FleetUploads } from './fleet-uploads.js';
 import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
 import { TakeoverGuard } from './hosted/takeover.js';
@@ -30,12 +31,14 @@ import { Metrics } from './observe/metrics.js';
 import { readiness } from './observe/readiness.js';
 import { RepositoryCounts } from './observe/repositories.js';
 import { summary } from './observe/summary.js';
+import { PeerClient } from './peer/client.js';
 import { type Route, Routes } from './routing.js';
 import type { ServerContext } from './server.js';
 import type { FleetKeys } from './shared/fleet-keys.js';
 import { FleetLocks } from './shared/fleet-locks.js';
 import { HostedRecords } from './shared/hosted-records.js';
 import { RedisTagIndex } from './shared/redis-tags.js';
+import { ReplicaRegistry } from './shared/replica-registry.js';
 import { S3BlobStore } from './shared/s3-store.js';
 import { checkShared } from './shared/start-check.js';
 import { StartupError } from './startup-errors.js';
@@ -73,6 +76,15 @@ export class Mirror {
   readonly #known: KnownContent;
   /** Redis, to coordinate replicas (optional). */
   readonly #coordinator: FleetLocks | undefined;
+  /** Replicas with a peer listener: where the others are, and the way to them (fleet-uploads.ts). */
+  #peers: { registry: ReplicaRegistry; client: PeerClient } | undefined;
+  #uploadOwners: FleetUploads | undefined;
+
+  /** This replica's id in the fleet (its locks and records), when it has Redis. */
+  get replicaId(): string | undefined {
+    return this.#coordinator?.replica;
+  }
+
   /** The fleet's hosted records (replicas with a fleet secret and Redis). */
   #hostedRecords: HostedRecords | undefined;
   /** The token flow for --anonymous-pull (Bearer tokens are accepted whenever auth is on). */
@@ -174,6 +186,22 @@ export class Mirror {
         bucket: this.sharedStore,
         listen: (channel, onMessage) => coordinator.listen(channel, onMessage),
       });
+      if (config.shared?.peer) {
+        const registry = new ReplicaRegistry(
+          coordinator.redis,
+          fleet.records,
+          coordinator.replica,
+          config.shared.peer.advertise,
+          log,
+        );
+        // A forwarded PATCH's answer comes once its body is stored: bounded by idleness, not length.
+        const client = new PeerClient(fleet.peer, coordinator.replica, {
+          headersTimeoutMs: 300_000,
+          idleTimeoutMs: config.clientIdleTimeoutMs,
+        });
+        this.#peers = { registry, client };
+        this.#uploadOwners = new FleetUploads(registry, client, config.hosted.uploadExpiryMs, log);
+      }
     } else if (this.sharedStore && config.hosted.push) {
       log.warn(
         'hosted repositories are per replica without --redis and --fleet-secret-file: push to one replica',
@@ -238,6 +266,7 @@ export class Mirror {
       tagLists: new TagLists(this.#tags),
       hosted,
       uploads,
+      uploadOwners: this.#uploadOwners,
       headPromises,
       lane,
       buffers: new BufferPool(),
@@ -346,6 +375,7 @@ export class Mirror {
     await this.#tokens?.init();
     await this.#coordinator?.init();
     await this.uploads.init();
+    this.#peers?.registry.start();
     // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
     this.started = this.#background();
   }
@@ -375,6 +405,8 @@ export class Mirror {
     this.prefetch.close();
     await this.blobs.drain(this.#config.upstream.idleTimeoutMs);
     await this.uploads.close();
+    await this.#peers?.registry.stop();
+    await this.#peers?.client.close();
     await this.#coordinator?.close();
     this.sharedStore?.close();
     for (const r of this.routes.all) await r.api.client.close();

@@ -202,6 +202,28 @@ function callerOf(ex: Exchange): Caller {
   };
 }
 
+/**
+ * An upload request another replica forwarded to this one, the session's owner (fleet-uploads.ts):
+ * answered as if its client had sent it here. The replica it reached authorized it, and the peer
+ * listener checked that replica's signature.
+ */
+export async function servePeerUpload(
+  ctx: ServerContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  name: string,
+  session: string,
+): Promise<void> {
+  const ex = exchangeOf(req, res);
+  ex.endpoint = 'upload';
+  try {
+    ex.repository = validateName(name);
+    await uploadHandler(ex, ctx.handlers, name, session, true);
+  } catch (err) {
+    fail(ex, ctx, err);
+  }
+}
+
 /** The one place an error becomes a response. */
 function fail(ex: Exchange, ctx: ServerContext, err: unknown): void {
   const registryError = toRegistryError(err, ex.upstream ?? ctx.defaultUpstream);

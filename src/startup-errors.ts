@@ -60,10 +60,10 @@ export function fileError(option: string, file: string, err: unknown): StartupEr
 }
 
 /** listen() failed: known causes become one line; anything else stays as it was. */
-export function listenError(address: string, err: unknown): unknown {
+export function listenError(address: string, err: unknown, option = '--listen'): unknown {
   const code = codeOf(err);
   const words = code && LISTEN_CAUSES[code];
-  return words ? new StartupError('--listen', address, words, { cause: err }) : err;
+  return words ? new StartupError(option, address, words, { cause: err }) : err;
 }
 
 /**

@@ -9,7 +9,16 @@ import type { HostedRepositories } from '../hosted/repositories.js';
 import type { UploadSessions } from '../hosted/uploads.js';
 import type { Logger } from '../observe/logger.js';
 import type { Routes } from '../routing.js';
+import type { Exchange } from './exchange.js';
 import type { HitLane } from './hit-lane.js';
+
+/** Who owns each upload session in a fleet, and the way to the owner (fleet-uploads.ts). */
+export interface UploadOwners {
+  claim(id: string, name: string): Promise<void>;
+  release(id: string): void;
+  /** Answers the request through the session's owner; false when no other replica owns it. */
+  forward(ex: Exchange, name: string, id: string): Promise<boolean>;
+}
 
 /**
  * What the /v2 handlers work with, and nothing more: built once by the Mirror (the composition
@@ -31,6 +40,8 @@ export interface HandlerContext {
   /** Repositories pushed here, their uploads, and the blob HEADs a push may rely on. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
+  /** Replicas: upload sessions another replica owns are forwarded to it (fleet-uploads.ts). */
+  readonly uploadOwners?: UploadOwners | undefined;
   readonly headPromises: HeadPromises;
   /** Hits answered again straight from the request target (hit-lane.ts): handlers offer what they served. */
   readonly lane: Pick<HitLane, 'offer'>;

@@ -16,12 +16,15 @@ export async function uploadHandler(
   ctx: HandlerContext,
   name: string,
   sessionId: string | undefined,
+  forwarded = false,
 ): Promise<void> {
   const uploads = ctx.uploads;
   if (sessionId === undefined) {
     if (ex.method !== 'POST') throw unsupported(ex);
     return startUpload(ex, ctx, name);
   }
+  // Behind a load balancer: a session another replica opened is answered by that replica.
+  if (!forwarded && !uploads.has(sessionId) && (await ctx.uploadOwners?.forward(ex, name, sessionId))) return;
   const session = uploads.get(name, sessionId);
   switch (ex.method) {
     case 'GET':
@@ -40,6 +43,7 @@ export async function uploadHandler(
     }
     case 'DELETE':
       await uploads.cancel(session);
+      ctx.uploadOwners?.release(session.id);
       return sendBody(ex, 204, {}, undefined);
     default:
       throw unsupported(ex);
@@ -87,6 +91,12 @@ async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Pro
     throw err;
   }
   if (digest) return finished(ex, ctx, name, digest, session);
+  try {
+    await ctx.uploadOwners?.claim(session.id, name);
+  } catch (err) {
+    await ctx.uploads.cancel(session);
+    throw err;
+  }
   if (hasBody(ex)) await ctx.uploads.append(session, requestBody(ex), chunkOf(ex));
   return progress(ex, session, 202);
 }
@@ -122,6 +132,7 @@ async function finished(
     await ctx.hosted.link(name, digest);
   });
   ctx.pushedBytes(size);
+  ctx.uploadOwners?.release(session.id);
   return sendBody(ex, 201, blobCreated(name, digest), undefined);
 }
 

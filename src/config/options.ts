@@ -509,6 +509,23 @@ export const OPTIONS = {
     example: '/run/secrets/hubcache-fleet',
     show: (c) => c.shared?.fleetSecretFile,
   }),
+  peerListen: option({
+    path: 'peerListen',
+    flag: '--peer-listen <host:port>',
+    help: 'where other replicas reach this one (signed requests only; never behind the public load balancer): a push whose requests land on several replicas is forwarded to the one holding its upload',
+    kind: listen,
+    example: '0.0.0.0:5001',
+    show: (c) => c.shared?.peer && `${c.shared.peer.listen.host}:${c.shared.peer.listen.port}`,
+  }),
+  peerAdvertise: option({
+    path: 'peerAdvertise',
+    flag: '--peer-advertise <url>',
+    help: 'the URL other replicas use to reach --peer-listen (needed when it listens on every interface)',
+    kind: mirrorUrl,
+    defaultText: 'http://<--peer-listen host>:<port>',
+    example: 'http://10.0.0.5:5001',
+    show: (c) => c.shared?.peer?.advertise,
+  }),
   sharedDegraded: option({
     path: 'sharedDegraded',
     flag: '--shared-degraded',

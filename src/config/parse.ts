@@ -101,6 +101,13 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
   if (redisUrl && !bucket) fail('error: --redis needs --s3-bucket (replicas share blobs through S3)');
   if (get('fleetSecretFile') && !bucket)
     fail('error: --fleet-secret-file needs --s3-bucket (it is what replicas share)');
+  const peerListen = get('peerListen');
+  if (peerListen && !(redisUrl && get('fleetSecretFile')))
+    fail(
+      'error: --peer-listen needs --redis and --fleet-secret-file (replicas find each other in Redis, and sign what they send)',
+    );
+  if (get('peerAdvertise') && !peerListen) fail('error: --peer-advertise needs --peer-listen');
+  const peer = peerListen ? peerConfig(peerListen, get('peerAdvertise'), fail) : undefined;
   if (get('sharedDegraded') && !bucket)
     fail('error: --shared-degraded needs --s3-bucket (it says how replicas start)');
   const username = get('upstreamUsername');
@@ -183,6 +190,7 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
           },
           redisUrl,
           degradedStart: value(get, 'sharedDegraded'),
+          ...(peer ? { peer } : {}),
           ...(get('fleetSecretFile')
             ? { fleetSecretFile: path.resolve(get('fleetSecretFile') as string) }
             : {}),
@@ -203,4 +211,20 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
     ...(tlsCert && tlsKey ? { tls: { cert: path.resolve(tlsCert), key: path.resolve(tlsKey) } } : {}),
     ...(htpasswd ? { htpasswd: path.resolve(htpasswd) } : {}),
   };
+}
+
+/** --peer-listen and the URL other replicas use for it: said, or made from the address when it names one host. */
+function peerConfig(
+  listenText: string,
+  advertise: string | undefined,
+  fail: (message: string) => never,
+): { listen: { host: string; port: number }; advertise: string } {
+  const address = listenAddress(listenText) as { host: string; port: number };
+  if (advertise) return { listen: address, advertise: new URL(advertise).origin };
+  if (address.host === '0.0.0.0' || address.host === '::' || address.port === 0)
+    fail(
+      'error: --peer-listen on every interface (or port 0) needs --peer-advertise: the URL other replicas reach it at',
+    );
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  return { listen: address, advertise: `http://${host}:${address.port}` };
 }

@@ -62,6 +62,8 @@ export interface SharedConfig {
   degradedStart: boolean;
   /** The fleet secret (shared/fleet-keys.ts): the keys every replica shares, the token key among them. */
   fleetSecretFile?: string;
+  /** Where other replicas reach this one (fleet-uploads.ts): the listener, and the URL it is reached at. */
+  peer?: { listen: { host: string; port: number }; advertise: string };
 }
 
 export interface S3Config {

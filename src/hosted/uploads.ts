@@ -127,6 +127,11 @@ export class UploadSessions {
   }
 
   /** The session `id` of repository `name`, or BLOB_UPLOAD_UNKNOWN. */
+  /** Whether this replica holds the session (another replica may: fleet-uploads.ts). */
+  has(id: string): boolean {
+    return this.#sessions.has(id);
+  }
+
   get(name: string, id: string | undefined): UploadSession {
     const session = id ? this.#sessions.get(id) : undefined;
     if (!session || session.name !== name) throw unknownUpload(id);

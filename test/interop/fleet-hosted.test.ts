@@ -8,6 +8,7 @@ import type { RunningMirror } from '../../src/listen.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { requireProgram } from '../fixtures/require-program.js';
+import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from '../integration/fake-registry.js';
 import { type FakeS3, startFakeS3 } from '../integration/fake-s3.js';
 import { imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from '../integration/harness.js';
@@ -78,6 +79,7 @@ describe.skipIf(!requireProgram('redis-server'))('hosted repositories across rep
     const r = await mirrorFor(hub, path.join(data.dir, name), [
       ...['--s3-bucket', 'cache', '--s3-endpoint', s3.url, '--s3-path-style'],
       ...['--redis', redis.url, '--fleet-secret-file', secretFile, '--allow-delete'],
+      ...['--peer-listen', `127.0.0.1:${await freePort()}`],
     ]);
     replicas.push(r);
     return r;
@@ -210,5 +212,51 @@ describe.skipIf(!requireProgram('redis-server'))('hosted repositories across rep
     expect(
       (await send(`${c.url}/v2/team/app/manifests/v1`, 'GET', undefined, { accept: OCI_MANIFEST })).status,
     ).not.toBe(200);
+  });
+
+  it('a chunked upload whose requests land on both replicas completes: the owner takes every chunk, forwarded', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const blob = randomBytes(700_000);
+    const start = await send(`${a.url}/v2/team/chunks/blobs/uploads/`, 'POST');
+    expect(start.status).toBe(202);
+    const location = String(start.headers.location);
+    const at = (r: RunningMirror, query = '') => `${r.url}${location}${query}`;
+    const chunk = (from: number, to: number) => ({
+      'content-type': 'application/octet-stream',
+      'content-range': `${from}-${to - 1}`,
+    });
+    const first = await send(at(b), 'PATCH', blob.subarray(0, 300_000), chunk(0, 300_000));
+    expect([first.status, first.headers.range]).toEqual([202, '0-299999']);
+    const second = await send(at(a), 'PATCH', blob.subarray(300_000, 600_000), chunk(300_000, 600_000));
+    expect([second.status, second.headers.range]).toEqual([202, '0-599999']);
+    const progress = await send(at(b));
+    expect([progress.status, progress.headers.range]).toEqual([204, '0-599999']);
+    // Out of turn through the other replica: the owner's offset check refuses it.
+    expect((await send(at(b), 'PATCH', blob.subarray(0, 10), chunk(0, 10))).status).toBe(416);
+    const last = await send(
+      at(b, `?digest=${sha(blob)}`),
+      'PUT',
+      blob.subarray(600_000),
+      chunk(600_000, 700_000),
+    );
+    expect([last.status, last.headers['docker-content-digest']]).toEqual([201, sha(blob)]);
+    for (const r of [a, b])
+      expect((await send(`${r.url}/v2/team/chunks/blobs/${sha(blob)}`)).body.equals(blob)).toBe(true);
+  });
+
+  it('the owner of an upload gone: the other replica answers BLOB_UPLOAD_UNKNOWN (the client starts that blob again)', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const start = await send(`${a.url}/v2/team/gone/blobs/uploads/`, 'POST');
+    const location = String(start.headers.location);
+    await a.close();
+    replicas.splice(replicas.indexOf(a), 1);
+    const patch = await send(`${b.url}${location}`, 'PATCH', Buffer.from('abc'), {
+      'content-type': 'application/octet-stream',
+      'content-range': '0-2',
+    });
+    expect(patch.status).toBe(404);
+    expect(JSON.parse(patch.body.toString()).errors[0].code).toBe('BLOB_UPLOAD_UNKNOWN');
   });
 });

@@ -492,6 +492,18 @@ describe('shared storage for replicas', () => {
     expect(parse().shared).toBeUndefined();
     expect(parse('--s3-bucket', 'b', '--shared-degraded').shared?.degradedStart).toBe(true);
     expect(parseError('--shared-degraded').message).toMatch(/--shared-degraded needs --s3-bucket/);
+    const fleet = ['--s3-bucket', 'b', '--redis', 'redis://r', '--fleet-secret-file', '/s'];
+    expect(parse(...fleet, '--peer-listen', '10.0.0.5:5001').shared?.peer).toEqual({
+      listen: { host: '10.0.0.5', port: 5001 },
+      advertise: 'http://10.0.0.5:5001',
+    });
+    expect(
+      parse(...fleet, '--peer-listen', '0.0.0.0:5001', '--peer-advertise', 'http://pod:5001/').shared?.peer,
+    ).toEqual({ listen: { host: '0.0.0.0', port: 5001 }, advertise: 'http://pod:5001' });
+    expect(parseError(...fleet, '--peer-listen', '0.0.0.0:5001').message).toMatch(/needs --peer-advertise/);
+    expect(parseError('--s3-bucket', 'b', '--peer-listen', '10.0.0.5:5001').message).toMatch(
+      /--peer-listen needs --redis and --fleet-secret-file/,
+    );
   });
 
   it('refuses the other keys of a section without its required ones (tls, storage.s3), from any source', () => {

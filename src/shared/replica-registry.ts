@@ -1,0 +1,108 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../observe/logger.js';
+import { type KeyRing, sign, verify } from './fleet-keys.js';
+
+/** A replica's record lives this long unless refreshed (every REFRESH_MS): a dead one is gone soon. */
+export const REPLICA_TTL_MS = 15_000;
+const REFRESH_MS = 5_000;
+/** What is read back for a record at most (it is ~150 bytes; Redis is not trusted). */
+const MAX_RECORD_BYTES = 1024;
+
+const GET_BOUNDED = `local v = redis.call('GET', KEYS[1]) if v and #v > tonumber(ARGV[1]) then return false end return v`;
+/** Deletes an upload's record only if it still names this owner. */
+const RELEASE = `local v = redis.call('GET', KEYS[1]) if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/**
+ * Where each replica's peer listener is, and which replica owns each upload session, in Redis:
+ * `hubcache:replica:<id>` (its peer URL, refreshed while it runs) and `hubcache:upload:<session>`
+ * (owner and repository, for the session's expiry). An upload request that reaches another
+ * replica (a load balancer spreads a push's requests) is forwarded to the owner (peer/upload-proxy.ts).
+ *
+ * Records are MAC'd with the fleet's record key over their key and value: Redis cannot send a
+ * replica's upload, and the client's bytes in it, to an address of its choosing.
+ */
+export class ReplicaRegistry {
+  readonly #redis: Redis;
+  readonly #key: KeyRing;
+  readonly #log: Logger;
+  readonly self: string;
+  readonly #peerUrl: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(redis: Redis, key: KeyRing, self: string, peerUrl: string | undefined, log: Logger) {
+    this.#redis = redis;
+    this.#key = key;
+    this.self = self;
+    this.#peerUrl = peerUrl;
+    this.#log = log;
+  }
+
+  #seal(key: string, value: object): string {
+    const json = JSON.stringify(value);
+    return `${sign(this.#key, `${key}\n${json}`)}.${json}`;
+  }
+
+  async #read(key: string): Promise<Record<string, unknown> | undefined> {
+    const raw = (await this.#redis.eval(GET_BOUNDED, 1, key, String(MAX_RECORD_BYTES))) as string | null;
+    if (!raw) return undefined;
+    const dot = raw.indexOf('.');
+    const json = raw.slice(dot + 1);
+    if (dot < 1 || !verify(this.#key, `${key}\n${json}`, raw.slice(0, dot))) return undefined;
+    try {
+      const value = JSON.parse(json) as unknown;
+      return value && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Announces this replica's peer URL now and every few seconds (nothing without a peer listener). */
+  start(): void {
+    const url = this.#peerUrl;
+    if (!url) return;
+    const key = `hubcache:replica:${this.self}`;
+    const write = () =>
+      void this.#redis
+        .set(key, this.#seal(key, { peer: url }), 'PX', REPLICA_TTL_MS)
+        .catch((err: Error) => this.#log.warn({ err: err.message }, 'redis: replica record not written'));
+    write();
+    this.#timer = setInterval(write, REFRESH_MS);
+    this.#timer.unref();
+  }
+
+  /** A live replica's peer URL (another's: never this one's), if its record is there and good. */
+  async peerOf(replica: string): Promise<URL | undefined> {
+    if (replica === this.self) return undefined;
+    const key = `hubcache:replica:${replica}`;
+    const record = await this.#read(key).catch(() => undefined);
+    if (typeof record?.peer !== 'string') return undefined;
+    try {
+      return new URL(record.peer);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Records this replica as the owner of an upload session, until it expires. */
+  async claimUpload(id: string, name: string, ttlMs: number): Promise<void> {
+    const key = `hubcache:upload:${id}`;
+    await this.#redis.set(key, this.#seal(key, { owner: this.self, name }), 'PX', ttlMs);
+  }
+
+  /** The owner of an upload session this replica does not hold, if it is recorded. */
+  async uploadOwner(id: string): Promise<{ owner: string; name: string } | undefined> {
+    const record = await this.#read(`hubcache:upload:${id}`);
+    if (typeof record?.owner !== 'string' || typeof record.name !== 'string') return undefined;
+    return { owner: record.owner, name: record.name };
+  }
+
+  /** The session ended here (finished, cancelled, expired): its record goes. */
+  async releaseUpload(id: string): Promise<void> {
+    await this.#redis.eval(RELEASE, 1, `hubcache:upload:${id}`, `"owner":"${this.self}"`).catch(() => {});
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    if (this.#peerUrl) await this.#redis.del(`hubcache:replica:${this.self}`).catch(() => {});
+  }
+}

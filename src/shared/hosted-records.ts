@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { isTag, validateName } from '../oci/names.js';
 import { type KeyRing, sign, verify } from './fleet-keys.js';
+import { RedisBoundError, readBounded } from './redis-reads.js';
 
 /**
  * What Redis may hand back for one hosted repository, at most (it is not trusted: docs/SECURITY.md):
@@ -20,17 +21,6 @@ const NAMES = 'hubcache:hosted:names';
 export const HOSTED_CHANNEL = 'hubcache:hosted';
 const repositoryKey = (name: string) => `hubcache:hosted:r:${name}`;
 
-/** HGETALL of KEYS[1], or an error reply beyond ARGV[1] fields or ARGV[2] bytes (checked in Redis). */
-const BOUNDED_HGETALL = `
-if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then return redis.error_reply('too many') end
-local all = redis.call('HGETALL', KEYS[1])
-local bytes = 0
-for i = 1, #all do
-  bytes = bytes + #all[i]
-  if bytes > tonumber(ARGV[2]) then return redis.error_reply('too big') end
-end
-return all`;
-
 /** HMGET of the fields ARGV[2..], each nil when longer than ARGV[1] bytes. */
 const BOUNDED_HMGET = `
 local out = {}
@@ -40,17 +30,6 @@ for i = 2, #ARGV do
   out[i - 1] = v
 end
 return out`;
-
-/** SMEMBERS, or an error reply beyond ARGV[1] members or ARGV[2] bytes. */
-const BOUNDED_SMEMBERS = `
-if redis.call('SCARD', KEYS[1]) > tonumber(ARGV[1]) then return redis.error_reply('too many') end
-local all = redis.call('SMEMBERS', KEYS[1])
-local bytes = 0
-for i = 1, #all do
-  bytes = bytes + #all[i]
-  if bytes > tonumber(ARGV[2]) then return redis.error_reply('too big') end
-end
-return all`;
 
 /** A tag: the manifest it names (hex), its media type, when it was set. */
 export interface TagRecord {
@@ -158,21 +137,14 @@ export class HostedRecords {
 
   /** A repository's records, or undefined beyond the bounds (a replica then keeps its own files). */
   async read(name: string): Promise<RepositoryRecords | undefined> {
-    let all: unknown;
+    let all: string[];
     try {
-      all = await this.#redis.eval(
-        BOUNDED_HGETALL,
-        1,
-        repositoryKey(name),
-        String(MAX_HOSTED_FIELDS),
-        String(MAX_HOSTED_BYTES),
-      );
+      all = await readBounded(this.#redis, repositoryKey(name), 'all', MAX_HOSTED_FIELDS, MAX_HOSTED_BYTES);
     } catch (err) {
-      if (/too many|too big/.test((err as Error).message)) return undefined;
+      if (err instanceof RedisBoundError) return undefined;
       throw err;
     }
     const records = emptyRecords();
-    if (!Array.isArray(all)) return records;
     for (let i = 0; i + 1 < all.length; i += 2) {
       const field = all[i];
       const raw = all[i + 1];
@@ -233,15 +205,8 @@ export class HostedRecords {
 
   /** Every hosted repository's name (valid ones only); throws beyond the bounds. */
   async names(): Promise<string[]> {
-    const all = await this.#redis.eval(
-      BOUNDED_SMEMBERS,
-      1,
-      NAMES,
-      String(MAX_HOSTED_NAMES),
-      String(MAX_HOSTED_NAMES_BYTES),
-    );
-    if (!Array.isArray(all)) return [];
-    return all.filter((n): n is string => typeof n === 'string' && validName(n));
+    const all = await readBounded(this.#redis, NAMES, 'set', MAX_HOSTED_NAMES, MAX_HOSTED_NAMES_BYTES);
+    return all.filter(validName);
   }
 
   /** A repository left empty everywhere is no longer a name (only when its hash holds nothing). */

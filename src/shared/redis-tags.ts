@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { parseDigest } from '../oci/digest.js';
 import { isTag } from '../oci/names.js';
+import { BOUNDED_HGET, readBounded } from './redis-reads.js';
 
 /**
  * How far in the future a tag's `checkedAt` in Redis may be (replicas' clocks differ a little).
@@ -17,28 +18,6 @@ export const TAG_CLOCK_SKEW_MS = 60_000;
 export const MAX_TAG_ENTRY_BYTES = 4096;
 export const MAX_LISTED = 100_000;
 export const MAX_LIST_BYTES = 16 * 1024 * 1024;
-
-/** HGET, or nil when the value is longer than ARGV[2] bytes (checked in Redis: nothing big is sent). */
-const BOUNDED_HGET = `
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and #v > tonumber(ARGV[2]) then return false end
-return v`;
-
-/**
- * The members of a hash's fields (HKEYS) or of a set (SMEMBERS), or an error reply when there are
- * more than ARGV[1] or they hold more than ARGV[2] bytes.
- */
-const BOUNDED_LIST = `
-local hash = ARGV[3] == 'hash'
-local n = hash and redis.call('HLEN', KEYS[1]) or redis.call('SCARD', KEYS[1])
-if n > tonumber(ARGV[1]) then return redis.error_reply('too many') end
-local all = hash and redis.call('HKEYS', KEYS[1]) or redis.call('SMEMBERS', KEYS[1])
-local bytes = 0
-for i = 1, #all do
-  bytes = bytes + #all[i]
-  if bytes > tonumber(ARGV[2]) then return redis.error_reply('too big') end
-end
-return all`;
 
 /** A tag as replicas share it: the shape of the tag index's entries (cache/tag-index.ts). */
 export interface SharedTagEntry {
@@ -109,14 +88,6 @@ export class RedisTagIndex {
   }
 
   async #list(key: string, kind: 'hash' | 'set'): Promise<string[]> {
-    const all = await this.#redis.eval(
-      BOUNDED_LIST,
-      1,
-      key,
-      String(MAX_LISTED),
-      String(MAX_LIST_BYTES),
-      kind,
-    );
-    return Array.isArray(all) ? all.filter((x): x is string => typeof x === 'string') : [];
+    return readBounded(this.#redis, key, kind, MAX_LISTED, MAX_LIST_BYTES);
   }
 }

@@ -180,7 +180,7 @@ export class Mirror {
     // fleet's record key), bytes in the bucket. Without the secret each replica keeps its own.
     const coordinator = this.#coordinator;
     if (fleet && coordinator && this.sharedStore) {
-      this.#hostedRecords = new HostedRecords(coordinator.redis, fleet.records);
+      this.#hostedRecords = new HostedRecords(coordinator.redis, fleet.records, log);
       hosted.shareWith({
         records: this.#hostedRecords,
         bucket: this.sharedStore,
@@ -201,6 +201,10 @@ export class Mirror {
         });
         this.#peers = { registry, client };
         this.#uploadOwners = new FleetUploads(registry, client, config.hosted.uploadExpiryMs, log);
+      } else if (config.hosted.push) {
+        log.warn(
+          'upload sessions stay on the replica that opened them without --peer-listen: a chunked push through a load balancer that spreads requests fails (BLOB_UPLOAD_UNKNOWN)',
+        );
       }
     } else if (this.sharedStore && config.hosted.push) {
       log.warn(

@@ -56,6 +56,23 @@ export function fleetKeys(text: string): FleetKeys {
   return { token: derive('token'), peer: derive('peer'), records: derive('records') };
 }
 
+/**
+ * Says, at most once a minute, that records in Redis fail the fleet's MAC: a replica given another
+ * secret than the others sees none of their records, and nothing else would tell the operator.
+ */
+export function macWarning(log: { warn(obj: object, msg: string): void }): () => void {
+  let last = 0;
+  return () => {
+    const now = Date.now();
+    if (now - last < 60_000) return;
+    last = now;
+    log.warn(
+      {},
+      "records in Redis fail the fleet's MAC (ignored): is every replica given the same --fleet-secret-file?",
+    );
+  };
+}
+
 /** HMAC-SHA256 of `data` under the ring's signing key, base64url. */
 export function sign(ring: KeyRing | Buffer, data: string): string {
   const key = Buffer.isBuffer(ring) ? ring : ring.sign;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from '../observe/logger.js';
 import { isTag, validateName } from '../oci/names.js';
-import { type KeyRing, sign, verify } from './fleet-keys.js';
+import { type KeyRing, macWarning, sign, verify } from './fleet-keys.js';
 import { RedisBoundError, readBounded } from './redis-reads.js';
 
 /**
@@ -86,9 +87,12 @@ export class HostedRecords {
   /** Records read from Redis and refused (no MAC, a wrong one, malformed): hubcache_shared_records_rejected_total. */
   rejected = 0;
 
-  constructor(redis: Redis, key: KeyRing) {
+  readonly #badMac: () => void;
+
+  constructor(redis: Redis, key: KeyRing, log: Logger) {
     this.#redis = redis;
     this.#key = key;
+    this.#badMac = macWarning(log);
   }
 
   #seal(name: string, field: string, value: object): string {
@@ -101,6 +105,7 @@ export class HostedRecords {
     const json = raw.slice(dot + 1);
     if (dot < 1 || !verify(this.#key, `hosted v1\n${name}\n${field}\n${json}`, raw.slice(0, dot))) {
       this.rejected++;
+      this.#badMac();
       return undefined;
     }
     try {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
-import { type KeyRing, sign, verify } from './fleet-keys.js';
+import { type KeyRing, macWarning, sign, verify } from './fleet-keys.js';
 
 /** A replica's record lives this long unless refreshed (every REFRESH_MS): a dead one is gone soon. */
 export const REPLICA_TTL_MS = 15_000;
@@ -35,7 +35,10 @@ export class ReplicaRegistry {
     this.self = self;
     this.#peerUrl = peerUrl;
     this.#log = log;
+    this.#badMac = macWarning(log);
   }
+
+  readonly #badMac: () => void;
 
   #seal(key: string, value: object): string {
     const json = JSON.stringify(value);
@@ -47,7 +50,10 @@ export class ReplicaRegistry {
     if (!raw) return undefined;
     const dot = raw.indexOf('.');
     const json = raw.slice(dot + 1);
-    if (dot < 1 || !verify(this.#key, `${key}\n${json}`, raw.slice(0, dot))) return undefined;
+    if (dot < 1 || !verify(this.#key, `${key}\n${json}`, raw.slice(0, dot))) {
+      this.#badMac();
+      return undefined;
+    }
     try {
       const value = JSON.parse(json) as unknown;
       return value && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;

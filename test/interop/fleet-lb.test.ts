@@ -1,14 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Rgw, startRgw } from '../fixtures/ceph-rgw.js';
 import { type Descriptor, ImageLayout } from '../fixtures/image-layout.js';
 import { type NginxLb, startNginxLb } from '../fixtures/nginx-lb.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
+import { deltaSum, mirrorRequestCounts, requestDelta } from '../fixtures/request-counts.js';
 import { requireProgram } from '../fixtures/require-program.js';
-import { pullImage, pushLayout } from '../fixtures/skopeo-cli.js';
+import { inspectRaw, pullImage, pushLayout } from '../fixtures/skopeo-cli.js';
 import { bedPrograms, PUSHER, startTestBed, type TestBed } from '../fixtures/test-bed.js';
 import { freePort } from '../fixtures/upstream-process.js';
 
@@ -20,6 +21,14 @@ const haveFleet = Boolean(
     requireProgram('nginx'),
 );
 const BUCKET = 'hubcache';
+/** What a manifest GET accepts (the reference registry's habit: every real client sends them all). */
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 interface Replica {
   url: string;
@@ -27,17 +36,20 @@ interface Replica {
   exited: Promise<void>;
 }
 
-/** What a pull must bring: the manifest's config and layers, by digest. */
+/** What a pull must bring: the manifest's config and layers, by digest (and the manifest's, when known). */
 interface PushedImage {
   ref: string;
   blobs: Descriptor[];
+  manifest?: string;
 }
 
 /**
  * Issue 19, a fleet that behaves like one registry: three mirror processes sharing one S3 bucket (a
- * real Ceph RGW) and one Redis, behind Debian's nginx balancing round robin (no stickiness), in
- * front of the real token-auth docker-registry behind a counting front. A client pulls through
- * nginx as from one registry although its requests land on different replicas.
+ * real Ceph RGW), one Redis and one fleet secret, behind Debian's nginx balancing round robin (no
+ * stickiness), in front of the real token-auth docker-registry behind a counting front. A client
+ * pulls and pushes through nginx as to one registry although its requests land on different
+ * replicas: a push's PATCH and PUT that reach a replica other than the one that took its POST are
+ * forwarded to that one over the peer listeners (--peer-listen).
  */
 describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load balancer', () => {
   let bed: TestBed;
@@ -50,9 +62,18 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     a: { ref: 'library/fleet-a:1', blobs: [] },
     b: { ref: 'library/fleet-b:1', blobs: [] },
   };
+  /** team/app:1 and team/app:2, pushed through nginx by the tests (they share their first layer). */
+  let appLayout: ImageLayout;
+  const app: Record<'1' | '2', PushedImage> = {
+    '1': { ref: 'team/app:1', blobs: [] },
+    '2': { ref: 'team/app:2', blobs: [] },
+  };
+  /** The one file every replica reads its fleet secret from. */
+  let secretFile = '';
 
   async function startReplica(): Promise<Replica> {
     const port = await freePort();
+    const peerPort = await freePort();
     const data = mkdtempSync(path.join(bed.work, 'replica-'));
     const child = spawn(
       process.execPath,
@@ -77,6 +98,10 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
         rgw.region,
         '--redis',
         redis.url,
+        '--fleet-secret-file',
+        secretFile,
+        '--peer-listen',
+        `127.0.0.1:${peerPort}`,
       ],
       {
         stdio: process.env.TEST_LOG ? 'inherit' : 'ignore',
@@ -110,6 +135,25 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     const timer = setTimeout(() => r.child.kill('SIGKILL'), 10_000);
     await r.exited;
     clearTimeout(timer);
+  }
+
+  /** kill -9 of the second replica by its PID (once for the suite: later calls find it dead). */
+  async function killVictim(): Promise<Replica> {
+    const victim = replicas[1] as Replica;
+    if (victim.child.exitCode === null && victim.child.signalCode === null) {
+      process.kill(victim.child.pid as number, 'SIGKILL');
+    }
+    await victim.exited;
+    return victim;
+  }
+
+  /** nginx's error log shows a connection to `victim` refused (and so retried on another replica). */
+  function expectRefusedBy(victim: Replica): void {
+    expect(lb.errorLog()).toMatch(
+      new RegExp(
+        `connect\\(\\) failed \\(111: Connection refused\\).*upstream: "http://${new URL(victim.url).host}/`,
+      ),
+    );
   }
 
   /** Registry API requests a replica has answered (the sum of its hubcache_requests_total). */
@@ -159,6 +203,7 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     expect([manifest.config.digest, ...manifest.layers.map((l) => l.digest)]).toEqual(
       image.blobs.map((b) => b.digest),
     );
+    if (image.manifest) expect(sha256(readFileSync(path.join(out, 'manifest.json')))).toBe(image.manifest);
     const files = readdirSync(out).filter((f) => /^[a-f0-9]{64}$/.test(f));
     expect(files.sort()).toEqual(image.blobs.map((b) => b.digest.slice('sha256:'.length)).sort());
     for (const file of files) {
@@ -177,10 +222,74 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     return fetched;
   }
 
+  /**
+   * Builds team/app:1 (three layers: ~300 KiB, 1 MiB, 3 MiB of incompressible bytes, so each is a
+   * request body of its own size) and team/app:2 (app:1's first layer and a new 2 MiB one) in one
+   * layout, tagged `1` and `2`.
+   */
+  async function buildApp(): Promise<void> {
+    appLayout = new ImageLayout(path.join(bed.work, 'layout-app'));
+    const base = await appLayout.layer([
+      { name: 'etc/app-base', content: 'team app base\n' },
+      { name: 'app/base.bin', random: 300 * 1024 },
+    ]);
+    const lib = await appLayout.layer([{ name: 'app/lib.bin', random: 1024 * 1024 }]);
+    const code1 = await appLayout.layer([{ name: 'app/code-1.bin', random: 3 * 1024 * 1024 }]);
+    const code2 = await appLayout.layer([{ name: 'app/code-2.bin', random: 2 * 1024 * 1024 }]);
+    for (const [tag, layers] of [
+      ['1', [base, lib, code1]],
+      ['2', [base, code2]],
+    ] as const) {
+      const image = appLayout.image([...layers]);
+      appLayout.tag(tag, image.manifest);
+      app[tag].blobs = [image.config, ...layers];
+      app[tag].manifest = image.manifest.digest;
+    }
+  }
+
+  /** skopeo copy oci:LAYOUT:TAG docker://NGINX/team/app:TAG (plain HTTP, no credentials: loopback). */
+  async function pushThroughLb(tag: '1' | '2'): Promise<void> {
+    await pushLayout(appLayout.dir, tag, `${new URL(lb.url).host}/${app[tag].ref}`, { env: bed.env });
+  }
+
+  /** A manifest GET (full Accept) on `base`: status, Docker-Content-Digest, and the body's digest. */
+  async function manifestOn(base: string, name: string, ref: string) {
+    const res = await fetch(`${base}/v2/${name}/manifests/${ref}`, {
+      headers: { accept: MANIFEST_ACCEPT },
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    return { status: res.status, header: res.headers.get('docker-content-digest'), body: sha256(body) };
+  }
+
+  /** A GET of `base` + `p` answered 200 with JSON (catalog, tags list). */
+  async function jsonOn(base: string, p: string): Promise<unknown> {
+    const res = await fetch(`${base}${p}`, { signal: AbortSignal.timeout(10_000) });
+    const text = await res.text();
+    expect(res.status, `GET ${base}${p}: ${text}`).toBe(200);
+    return JSON.parse(text);
+  }
+
+  /** Every blob of `image` GET by digest from `base`: 200 and bytes whose sha256 is the digest. */
+  async function expectBlobsOn(base: string, image: PushedImage): Promise<void> {
+    for (const blob of image.blobs) {
+      const res = await fetch(`${base}/v2/team/app/blobs/${blob.digest}`, {
+        signal: AbortSignal.timeout(30_000),
+      });
+      const bytes = Buffer.from(await res.arrayBuffer());
+      expect(res.status, `${base} ${blob.digest}`).toBe(200);
+      expect(sha256(bytes), `${base} ${blob.digest}`).toBe(blob.digest);
+    }
+  }
+
   beforeAll(async () => {
     bed = await startTestBed({ bigMiB: 1 });
     await pushImage('a', 3);
     await pushImage('b', 2);
+    await buildApp();
+    // 48 random base64 characters, readable by this user only (the mirror warns otherwise).
+    secretFile = path.join(bed.work, 'fleet.secret');
+    writeFileSync(secretFile, `${randomBytes(36).toString('base64')}\n`, { mode: 0o600 });
     [rgw, redis] = await Promise.all([startRgw(), startRedis()]);
     await rgw.createBucket(BUCKET);
     for (let i = 0; i < 3; i++) await startReplica();
@@ -229,19 +338,82 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     for (const answer of [...throughLb, ...direct]) expect(answer).toEqual(first);
   });
 
+  it('skopeo pushes team/app:1 through nginx (the POST, PATCH and PUT of an upload land on different replicas): pulled back with the right digests, and every replica answers the same manifest, tags and catalog', async () => {
+    const before = await Promise.all(replicas.map(answered));
+    const countsBefore = await Promise.all(replicas.map((r) => mirrorRequestCounts(r.url)));
+    await pushThroughLb('1');
+    const after = await Promise.all(replicas.map(answered));
+    // Round robin: every replica answered part of the push.
+    for (const [i, n] of after.entries()) expect(n - (before[i] ?? 0), `replica ${i}`).toBeGreaterThan(0);
+    // And an upload's PATCH or PUT reached a replica other than the one that took its POST: that
+    // replica forwarded it to the owner (fleet-uploads.ts counts it with the outcome `hosted`; an
+    // upload request answered by its owner has none).
+    let forwarded = 0;
+    for (const [i, r] of replicas.entries()) {
+      const delta = requestDelta(countsBefore[i] ?? new Map(), await mirrorRequestCounts(r.url));
+      forwarded += deltaSum(delta, 'upload PATCH hosted 202') + deltaSum(delta, 'upload PUT hosted 201');
+    }
+    expect(forwarded).toBeGreaterThan(0);
+
+    // Back through nginx: the manifest skopeo pushed, byte for byte, and every blob; nothing of a
+    // hosted repository comes from the upstream.
+    const fetched = await pullThroughLb(app['1'], path.join(bed.work, 'pull-app-1'));
+    expect(Object.fromEntries(fetched)).toEqual({});
+    expect(sha256(await inspectRaw(`${new URL(lb.url).host}/team/app:1`, { env: bed.env }))).toBe(
+      app['1'].manifest,
+    );
+    // Each replica on its own, whichever took the manifest PUT: the same manifest at once.
+    for (const r of replicas) {
+      expect(await manifestOn(r.url, 'team/app', '1'), r.url).toEqual({
+        status: 200,
+        header: app['1'].manifest,
+        body: app['1'].manifest,
+      });
+    }
+    const tags = await Promise.all(replicas.map((r) => jsonOn(r.url, '/v2/team/app/tags/list')));
+    for (const answer of tags) expect(answer).toEqual({ name: 'team/app', tags: ['1'] });
+    // As many catalogs through nginx as there are replicas: round robin asks each once.
+    const catalogs = [];
+    for (let i = 0; i < replicas.length; i++) catalogs.push(await jsonOn(lb.url, '/v2/_catalog'));
+    catalogs.push(...(await Promise.all(replicas.map((r) => jsonOn(r.url, '/v2/_catalog')))));
+    expect((catalogs[0] as { repositories: string[] }).repositories).toContain('team/app');
+    for (const answer of catalogs) expect(answer).toEqual(catalogs[0]);
+  });
+
+  it('a replica killed with SIGKILL between two pushes: team/app:2 still pushes through nginx; both tags are served by the survivors and through nginx, and no blob of team/app:1 is lost', async () => {
+    const victim = await killVictim();
+    const survivors = replicas.filter((r) => r !== victim);
+    await pushThroughLb('2');
+    expectRefusedBy(victim);
+
+    for (const base of [...survivors.map((r) => r.url), lb.url]) {
+      for (const tag of ['1', '2'] as const) {
+        expect(await manifestOn(base, 'team/app', tag), `${base} team/app:${tag}`).toEqual({
+          status: 200,
+          header: app[tag].manifest,
+          body: app[tag].manifest,
+        });
+      }
+      expect(await jsonOn(base, '/v2/team/app/tags/list'), base).toEqual({
+        name: 'team/app',
+        tags: ['1', '2'],
+      });
+      await expectBlobsOn(base, app['1']);
+      await expectBlobsOn(base, app['2']);
+    }
+    for (const tag of ['1', '2'] as const) {
+      const fetched = await pullThroughLb(app[tag], path.join(bed.work, `pull-app-${tag}-after-kill`));
+      expect(Object.fromEntries(fetched)).toEqual({});
+    }
+  });
+
   it('a replica killed with SIGKILL between two pulls: the next pull through nginx still succeeds', async () => {
-    const victim = replicas[1] as Replica;
-    const victimPid = victim.child.pid as number;
-    process.kill(victimPid, 'SIGKILL');
-    await victim.exited;
+    const victim = await killVictim();
     const fetched = await pullThroughLb(images.b, path.join(bed.work, 'pull-b'));
     expect(Object.fromEntries(fetched)).toEqual(Object.fromEntries(images.b.blobs.map((b) => [b.digest, 1])));
     // nginx did try the dead replica (round robin reaches it within three requests) and retried
-    // elsewhere: the refused connection is in its error log.
-    expect(lb.errorLog()).toMatch(
-      new RegExp(
-        `connect\\(\\) failed \\(111: Connection refused\\).*upstream: "http://${new URL(victim.url).host}/`,
-      ),
-    );
+    // elsewhere: the refused connection is in its error log (this pull's, or the push's before it
+    // when that was less than fail_timeout ago: nginx leaves a failed server alone for 5 s).
+    expectRefusedBy(victim);
   });
 });

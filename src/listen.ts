@@ -5,12 +5,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { createSecureContext } from 'node:tls';
 import { parseHtpasswd } from './auth/client-auth.js';
 import type { Config } from './config.js';
+import { PEER_BLOBS } from './fleet-blobs.js';
 import { PEER_UPLOADS } from './fleet-uploads.js';
 import { Mirror } from './mirror.js';
 import { createLogger, type Logger } from './observe/logger.js';
+import { parseDigest } from './oci/digest.js';
 import { createPeerListener } from './peer/listener.js';
 import { createListener, servePeerUpload } from './server.js';
 import { type FleetKeys, fleetKeys } from './shared/fleet-keys.js';
@@ -238,6 +241,9 @@ const PEER_UPLOAD = new RegExp(
   `^${PEER_UPLOADS}(.+)/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`,
 );
 
+/** A blob another replica waits for while this one downloads it (fleet-blobs.ts). */
+const PEER_BLOB = new RegExp(`^${PEER_BLOBS}(sha256:[a-f0-9]{64})$`);
+
 /** The listener other replicas reach this one on (--peer-listen): signed requests only. */
 async function listenPeers(
   mirror: Mirror,
@@ -251,6 +257,16 @@ async function listenPeers(
     handle: (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) =>
       servePeerUpload(mirror.serverContext, req, res, match[1] as string, match[2] as string),
   }));
+  routes.push({
+    method: 'GET',
+    pattern: PEER_BLOB,
+    handle: async (_req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
+      const found = await mirror.blobs.openForPeer(parseDigest(match[1] as string));
+      if (!found) return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': found.size, 'content-type': 'application/octet-stream' });
+      await pipeline(found.body, res);
+    },
+  });
   const server = createPeerListener({ ring: fleet.peer, self: mirror.replicaId as string, log, routes });
   try {
     await new Promise<void>((resolve, reject) => {

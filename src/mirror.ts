@@ -20,6 +20,7 @@ import { TagIndex } from './cache/tag-index.js';
 import { TagLists } from './cache/tag-lists.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config, UpstreamConfig } from './config.js';
+import { FleetBlobs } from './fleet-blobs.js';
 import { FleetUploads } from './fleet-uploads.js';
 import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
@@ -77,7 +78,7 @@ export class Mirror {
   /** Redis, to coordinate replicas (optional). */
   readonly #coordinator: FleetLocks | undefined;
   /** Replicas with a peer listener: where the others are, and the way to them (fleet-uploads.ts). */
-  #peers: { registry: ReplicaRegistry; client: PeerClient } | undefined;
+  #peers: { registry: ReplicaRegistry; client: PeerClient; blobClient: PeerClient } | undefined;
   #uploadOwners: FleetUploads | undefined;
 
   /** This replica's id in the fleet (its locks and records), when it has Redis. */
@@ -199,8 +200,14 @@ export class Mirror {
           headersTimeoutMs: 300_000,
           idleTimeoutMs: config.clientIdleTimeoutMs,
         });
-        this.#peers = { registry, client };
+        // A holder's blob answers once its upstream answered: bounded like an upstream's headers.
+        const blobClient = new PeerClient(fleet.peer, coordinator.replica, {
+          headersTimeoutMs: config.upstream.headersTimeoutMs + 5_000,
+          idleTimeoutMs: config.upstream.idleTimeoutMs,
+        });
+        this.#peers = { registry, client, blobClient };
         this.#uploadOwners = new FleetUploads(registry, client, config.hosted.uploadExpiryMs, log);
+        if (shared) shared.peers = new FleetBlobs(registry, blobClient);
       } else if (config.hosted.push) {
         log.warn(
           'upload sessions stay on the replica that opened them without --peer-listen: a chunked push through a load balancer that spreads requests fails (BLOB_UPLOAD_UNKNOWN)',
@@ -357,6 +364,7 @@ export class Mirror {
         waits: this.blobs.sharedWaits,
         discarded: this.blobs.sharedDiscarded,
         recordsRejected: this.#hostedRecords?.rejected ?? 0,
+        peerFills: this.blobs.peerFills,
       }),
     });
   }
@@ -411,6 +419,7 @@ export class Mirror {
     await this.uploads.close();
     await this.#peers?.registry.stop();
     await this.#peers?.client.close();
+    await this.#peers?.blobClient.close();
     await this.#coordinator?.close();
     this.sharedStore?.close();
     for (const r of this.routes.all) await r.api.client.close();

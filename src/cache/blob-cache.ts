@@ -11,7 +11,7 @@ import { isBucketTimeout, type S3BlobStore, SharedStoreDownError } from '../shar
 import { UpstreamUnreachableError } from '../upstream/errors.js';
 import type { RegistryApi } from '../upstream/registry-api.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
-import { BlobFill } from './fill.js';
+import { BlobFill, FillReader } from './fill.js';
 import type { KnownSizes } from './known-sizes.js';
 import { PARALLEL_MIN_BYTES, RangedFill, segmentBytesFor } from './ranged-fill.js';
 
@@ -192,7 +192,7 @@ export class BlobCache {
     // With a shared store: another replica's copy (a small one already checked and stored here),
     // or the fleet-wide lock to fetch it.
     const shared = upstream
-      ? this.#shared && (await this.#fromShared(digest, repository, started))
+      ? this.#shared && (await this.#fromShared(digest, repository, started, upstream))
       : await this.#sharedOnly(digest, repository, started);
     if (shared && 'stored' in shared) return committedFill(fill, shared.stored);
     const release = shared && 'release' in shared ? shared.release : undefined;
@@ -242,6 +242,69 @@ export class BlobCache {
   }
 
   /**
+   * The blob as the replica holding its download lock receives it (peer streaming): this replica's
+   * clients get the bytes as they arrive there, not after the holder verified, published and
+   * announced. Checked here again like any source (sha256 and size as it lands, last byte held
+   * back). If the holder dies mid-body, the rest comes from the bucket (the same size), else from
+   * the upstream. Undefined when the holder cannot serve it: the caller waits as before.
+   */
+  async #fromPeer(
+    peers: PeerBlobs,
+    holder: string,
+    digest: Digest,
+    repository: string,
+    upstream: RegistryApi,
+  ): Promise<Source | undefined> {
+    const found = await peers.open(holder, digest);
+    if (!found) return undefined;
+    const known = (this.#shared as SharedTier).sizes?.get(digest.hex);
+    if ((known !== undefined && found.size !== known) || found.size > SHARED_MAX_BLOB_BYTES) {
+      found.body.destroy();
+      return undefined;
+    }
+    this.peerFills++;
+    const remote = (this.#shared as SharedTier).store;
+    return {
+      origin: 'peer',
+      body: found.body,
+      size: found.size,
+      resume: async (offset, size) => {
+        const copy = await remote.open(digest, offset).catch(() => undefined);
+        if (copy && copy.size === size) return copy.body;
+        copy?.body.destroy();
+        return upstream.getBlobFrom(repository, digest, offset, size);
+      },
+    };
+  }
+
+  /** Fills this replica's clients got from the replica holding the download (peer streaming). */
+  peerFills = 0;
+
+  /**
+   * What this replica can give another that waits for its download (the peer listener's blob
+   * route): the stored blob, or the running fill once its size is known, read as it lands with the
+   * last byte held back until verified (FillReader). Undefined otherwise.
+   */
+  async openForPeer(digest: Digest): Promise<{ body: Readable; size: number } | undefined> {
+    const fill = this.#inflight.get(digest.hex);
+    if (fill) {
+      try {
+        await fill.started;
+      } catch {
+        return undefined;
+      }
+      const size = fill.size;
+      if (size === undefined) return undefined;
+      return { body: new FillReader(fill, 0, size - 1), size };
+    }
+    const size = await this.store.size(digest);
+    if (size === undefined) return undefined;
+    const file = await this.store.open(digest);
+    if (!file) return undefined;
+    return { body: file.handle.createReadStream({ start: 0, end: file.size - 1 }), size: file.size };
+  }
+
+  /**
    * A blob with no upstream (hosted, taken by another replica): the bucket's copy, checked like
    * any, or BLOB_UNKNOWN. No fleet lock: nobody else would fetch it either.
    */
@@ -266,8 +329,9 @@ export class BlobCache {
     digest: Digest,
     repository: string,
     started: number,
+    upstream: RegistryApi,
   ): Promise<Source | { stored: number } | { release: ((published: boolean) => Promise<void>) | undefined }> {
-    const { coordinator, lockTtlMs } = this.#shared as SharedTier;
+    const { coordinator, lockTtlMs, peers } = this.#shared as SharedTier;
     const look = () => this.#openShared(digest, repository, started);
     const alone = { release: undefined };
     if (!coordinator) {
@@ -280,6 +344,9 @@ export class BlobCache {
       onWait: () => {
         this.sharedWaits++;
       },
+      ...(peers
+        ? { fromHolder: (holder: string) => this.#fromPeer(peers, holder, digest, repository, upstream) }
+        : {}),
     });
     // Redis failed, or the holder could not publish: fetch alone.
     if (!turn) return alone;
@@ -546,7 +613,7 @@ export type Budget = (run: () => Promise<void>) => Promise<void>;
 
 /** Where a fill's bytes come from: the upstream registry, or another replica's copy in the shared store. */
 interface Source {
-  origin: 'upstream' | 'shared';
+  origin: 'upstream' | 'shared' | 'peer';
   body: Readable;
   size: number | undefined;
   /** A shared copy's object, to discard that one (and no newer one) if it is not the blob. */
@@ -565,6 +632,13 @@ export interface SharedTier {
   lockTtlMs: number;
   /** Blob sizes from the manifests this replica served: a shared copy must have that size. */
   sizes?: KnownSizes | undefined;
+  /** Replicas with a peer listener: blobs streamed from the replica downloading them. */
+  peers?: PeerBlobs | undefined;
+}
+
+/** Another replica's blob as it downloads it (fleet-peers, over the signed peer listener). */
+export interface PeerBlobs {
+  open(holder: string, digest: Digest): Promise<{ body: Readable; size: number } | undefined>;
 }
 
 /** A fill whose source is complete and in the store already: its clients read the stored file. */

@@ -66,7 +66,11 @@ export class FleetSync {
     this.#log = log;
   }
 
-  /** Subscribes to the fleet's announcements, then reads every hosted repository. */
+  /**
+   * Subscribes to the fleet's announcements and learns every hosted name (routing needs them before
+   * the first request); the repositories' records are read in the background (`synced`), since a
+   * read that finds nothing asks Redis for its record anyway.
+   */
   async start(): Promise<void> {
     await this.#fleet.listen('hubcache:hosted', (name) => void this.sync(name));
     let names: string[];
@@ -76,8 +80,14 @@ export class FleetSync {
       this.#log.warn({ err: (err as Error).message }, 'hosted repositories not read from Redis at start');
       return;
     }
-    for (const name of names) await this.sync(name);
+    for (const name of names) this.#local.addName(name);
+    this.synced = (async () => {
+      for (const name of names) await this.sync(name);
+    })();
   }
+
+  /** Resolves once the records of every name known at start were read (tests wait on it). */
+  synced: Promise<void> = Promise.resolve();
 
   /** This replica writes to `name` now (see the class comment). */
   wrote(name: string): void {

@@ -31,7 +31,14 @@ export interface MetricsSource {
   /** Ranged fills (cache/ranged-fill.ts): fills in segments, segments fetched, segments retried, fallbacks to one stream. */
   ranged(): { fills: number; segments: number; retries: number; fallbacks: number };
   /** Replicas: fills served from the shared store, blobs published to it, waits for another replica, bad copies removed. */
-  shared(): { fills: number; published: number; waits: number; discarded: number; recordsRejected: number };
+  shared(): {
+    fills: number;
+    published: number;
+    waits: number;
+    discarded: number;
+    recordsRejected: number;
+    peerFills: number;
+  };
 }
 
 /**
@@ -217,6 +224,11 @@ export class Metrics {
       'hubcache_shared_discarded_total',
       'Shared-store copies that did not match their digest (not served, removed from the bucket)',
       () => source.shared().discarded,
+    );
+    counter(
+      'hubcache_shared_peer_fills_total',
+      'Misses streamed from the replica holding the download, as it arrived there (peer streaming)',
+      () => source.shared().peerFills,
     );
     counter(
       'hubcache_shared_records_rejected_total',

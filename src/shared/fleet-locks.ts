@@ -26,7 +26,7 @@ const UNSHARED = 'unshared:';
 export const LOCK_WAIT_MAX_MS = 30_000;
 
 /**
- * Takes a lock, or says who holds it. A key is a lock only if this code could have written it: a
+ * Takes a lock (1), or says who holds it (the holder's replica id). A key is a lock only if this code could have written it: a
  * replica id (a UUID) that expires within the lock's TTL (set and refreshed with PX ttl). Anything
  * else (another value, no expiry, a longer one: a hostile or broken Redis, docs/SECURITY.md) is treated as
  * an expired lock, and taken.
@@ -34,7 +34,7 @@ export const LOCK_WAIT_MAX_MS = 30_000;
 const ACQUIRE = `local v = redis.call('get', KEYS[1])
 if v then
   local ttl = redis.call('pttl', KEYS[1])
-  if ttl > 0 and ttl <= tonumber(ARGV[2]) and string.match(v, '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$') then return 0 end
+  if ttl > 0 and ttl <= tonumber(ARGV[2]) and string.match(v, '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$') then return v end
 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
@@ -215,7 +215,13 @@ export class FleetLocks {
   async turn<T>(
     id: string,
     ttlMs: number,
-    options: { look: () => Promise<T | undefined>; lookFirst?: boolean; onWait?: () => void },
+    options: {
+      look: () => Promise<T | undefined>;
+      lookFirst?: boolean;
+      onWait?: () => void;
+      /** The lock is another replica's: its result may be had from it while it works (peer streaming). */
+      fromHolder?: (holder: string) => Promise<T | undefined>;
+    },
   ): Promise<{ found: T } | { release: (shared?: boolean) => Promise<void> } | undefined> {
     const deadline = Date.now() + this.#maxWaitMs;
     for (let looked = options.lookFirst === false; ; looked = false) {
@@ -227,8 +233,11 @@ export class FleetLocks {
       // wait, and an announcement nobody listened for would leave this replica waiting its TTL out.
       const announced = this.#listen(id);
       let taken: boolean;
+      let holder: string | undefined;
       try {
-        taken = (await this.redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs))) === 1;
+        const answer = await this.redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs));
+        taken = answer === 1;
+        if (typeof answer === 'string' && answer !== this.replica) holder = answer;
       } catch (err) {
         announced.stop();
         this.#log.warn({ err: (err as Error).message }, 'redis unavailable: working without the fleet lock');
@@ -254,6 +263,13 @@ export class FleetLocks {
         announced.stop();
         this.#log.warn({ id, ms: this.#maxWaitMs }, 'waited too long for another replica: working alone');
         return undefined;
+      }
+      if (holder && options.fromHolder) {
+        const fromHolder = await options.fromHolder(holder).catch(() => undefined);
+        if (fromHolder !== undefined) {
+          announced.stop();
+          return { found: fromHolder };
+        }
       }
       options.onWait?.();
       if ((await announced.wait(Math.min(ttlMs, left))) === 'unshared') return undefined;

@@ -5,13 +5,21 @@ import { Redis as IORedis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
+import { parseDigest } from '../../src/oci/digest.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from '../integration/fake-registry.js';
 import { type FakeS3, startFakeS3 } from '../integration/fake-s3.js';
-import { imageManifest, mirrorFor, OCI_MANIFEST, tempDataDir } from '../integration/harness.js';
+import {
+  addImage,
+  gate,
+  imageManifest,
+  mirrorFor,
+  OCI_MANIFEST,
+  tempDataDir,
+} from '../integration/harness.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -258,5 +266,42 @@ describe.skipIf(!requireProgram('redis-server'))('hosted repositories across rep
     });
     expect(patch.status).toBe(404);
     expect(JSON.parse(patch.body.toString()).errors[0].code).toBe('BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('peer streaming: a replica finding another downloading a cold blob streams it from that replica as it arrives, one upstream GET', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const img = addImage(hub, 'library/alpine', '1', 2 * 1024 * 1024);
+    const held = gate();
+    const SENT = 1024 * 1024;
+    hub.fault = (r) =>
+      r.path.includes(img.layerDigest) ? { kind: 'gate', after: SENT, open: held.opened } : undefined;
+    const url = (r: RunningMirror) => `${r.url}/v2/library/alpine/blobs/${img.layerDigest}`;
+    const first = await request(url(a));
+    const digest = parseDigest(img.layerDigest);
+    const fill = a.mirror.blobs.inflight(digest) as NonNullable<ReturnType<typeof a.mirror.blobs.inflight>>;
+    while (fill.written < SENT) await fill.changed();
+    // a holds the download, and the upstream holds the rest of the body: b's client gets what a has.
+    const second = await request(url(b));
+    expect(second.statusCode).toBe(200);
+    let early = 0;
+    const chunks: Buffer[] = [];
+    for await (const chunk of second.body) {
+      chunks.push(chunk as Buffer);
+      early += (chunk as Buffer).length;
+      // Each replica holds back the last byte it has until the blob is verified: a's, then b's.
+      if (early >= SENT - 2) break;
+    }
+    expect(early).toBe(SENT - 2);
+    held.open();
+    const [whole] = await Promise.all([first.body.arrayBuffer()]);
+    expect(Buffer.from(whole).equals(img.layer)).toBe(true);
+    // The rest of b's body (a fresh request: the loop above took the stream's iterator).
+    await second.body.dump().catch(() => {});
+    await b.mirror.settled();
+    expect((await send(url(b))).body.equals(img.layer)).toBe(true);
+    expect(hub.downloads(new RegExp(img.layerDigest))).toBe(1);
+    expect(await metricSample(b.url, 'hubcache_shared_peer_fills_total')).toBe(1);
+    hub.fault = undefined;
   });
 });

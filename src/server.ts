@@ -216,6 +216,9 @@ export async function servePeerUpload(
 ): Promise<void> {
   const ex = exchangeOf(req, res);
   ex.endpoint = 'upload';
+  // Logged here too (not counted: the replica the client reached counts it, as forwarded).
+  const started = performance.now();
+  res.on('close', () => logRequest(ctx, ex, started, false));
   try {
     ex.repository = validateName(name);
     await uploadHandler(ex, ctx.handlers, name, session, true);
@@ -248,10 +251,12 @@ function target(ex: Exchange): string {
   return q === -1 ? url : url.slice(0, q + 1 + MAX_LOGGED_QUERY);
 }
 
-function logRequest(ctx: ServerContext, ex: Exchange, started: number): void {
+function logRequest(ctx: ServerContext, ex: Exchange, started: number, counted = true): void {
   const sent = ex.res.writableFinished ? ex.bytes : 0;
-  ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
-  if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent, ex.res.statusCode);
+  if (counted) {
+    ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
+    if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent, ex.res.statusCode);
+  }
   ctx.accessLog.record({
     method: ex.method,
     path: target(ex),

@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Rgw, startRgw } from '../fixtures/ceph-rgw.js';
+import { fleetReplicaArgs } from '../fixtures/fleet.js';
 import { type Descriptor, ImageLayout } from '../fixtures/image-layout.js';
 import { type NginxLb, startNginxLb } from '../fixtures/nginx-lb.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
@@ -89,19 +90,15 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
         data,
         '--log-level',
         process.env.TEST_LOG ? 'info' : 'warn',
-        '--s3-bucket',
-        BUCKET,
-        '--s3-endpoint',
-        rgw.endpoint,
-        '--s3-path-style',
-        '--s3-region',
-        rgw.region,
-        '--redis',
-        redis.url,
-        '--fleet-secret-file',
-        secretFile,
-        '--peer-listen',
-        `127.0.0.1:${peerPort}`,
+        // What deploy/ ships (test/unit/deploy.test.ts).
+        ...fleetReplicaArgs({
+          bucket: BUCKET,
+          s3Endpoint: rgw.endpoint,
+          s3Region: rgw.region,
+          redis: redis.url,
+          secretFile,
+          peerListen: `127.0.0.1:${peerPort}`,
+        }),
       ],
       {
         stdio: process.env.TEST_LOG ? 'inherit' : 'ignore',

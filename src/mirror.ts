@@ -177,6 +177,7 @@ export class Mirror {
       log,
     );
     const hosted = this.hosted;
+    this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     // Replicas with a fleet secret share hosted repositories: records in Redis (MAC'd with the
     // fleet's record key), bytes in the bucket. Without the secret each replica keeps its own.
     const coordinator = this.#coordinator;
@@ -206,7 +207,11 @@ export class Mirror {
           idleTimeoutMs: config.upstream.idleTimeoutMs,
         });
         this.#peers = { registry, client, blobClient };
-        this.#uploadOwners = new FleetUploads(registry, client, config.hosted.uploadExpiryMs, log);
+        this.#uploadOwners = new FleetUploads(
+          { registry, client, bucket: this.sharedStore, sessions: this.uploads },
+          config.hosted.uploadExpiryMs,
+          log,
+        );
         if (shared) shared.peers = new FleetBlobs(registry, blobClient);
       } else if (config.hosted.push) {
         log.warn(
@@ -226,7 +231,6 @@ export class Mirror {
       servedUpstream: async (name) => (config.offline ? false : hub.servesRepository(name)),
       neverUpstream: (name) => config.upstream.expandLibrary && !name.includes('/'),
     });
-    this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     const auth = config.htpasswd ? new ClientAuth(config.htpasswd) : undefined;
     const tokens = auth
       ? new TokenService(auth, config.dataDir, config.anonymousPull, fleet?.token)
@@ -365,6 +369,7 @@ export class Mirror {
         discarded: this.blobs.sharedDiscarded,
         recordsRejected: this.#hostedRecords?.rejected ?? 0,
         peerFills: this.blobs.peerFills,
+        takeovers: this.#uploadOwners?.takeovers ?? 0,
       }),
     });
   }

@@ -6,7 +6,7 @@ import type { TagIndex } from '../cache/tag-index.js';
 import type { TagLists } from '../cache/tag-lists.js';
 import type { HeadPromises } from '../hosted/head-promises.js';
 import type { HostedRepositories } from '../hosted/repositories.js';
-import type { UploadSessions } from '../hosted/uploads.js';
+import type { UploadSession, UploadSessions } from '../hosted/uploads.js';
 import type { Logger } from '../observe/logger.js';
 import type { Routes } from '../routing.js';
 import type { Exchange } from './exchange.js';
@@ -15,6 +15,8 @@ import type { HitLane } from './hit-lane.js';
 /** Who owns each upload session in a fleet, and the way to the owner (fleet-uploads.ts). */
 export interface UploadOwners {
   claim(id: string, name: string): Promise<void>;
+  /** Bytes [start, end) of a session were written here: staged for a takeover. */
+  staged(session: UploadSession, start: number, end: number): Promise<void>;
   release(id: string): void;
   /** Answers the request through the session's owner; false when no other replica owns it. */
   forward(ex: Exchange, name: string, id: string): Promise<boolean>;

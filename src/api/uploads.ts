@@ -31,7 +31,7 @@ export async function uploadHandler(
       return progress(ex, session, 204);
     case 'PATCH':
       await needRoom(ctx, ex);
-      await uploads.append(session, requestBody(ex), chunkOf(ex));
+      await appendChunk(ex, ctx, session);
       return progress(ex, session, 202);
     case 'PUT': {
       const digest = digestParam(ex);
@@ -97,7 +97,7 @@ async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Pro
     await ctx.uploads.cancel(session);
     throw err;
   }
-  if (hasBody(ex)) await ctx.uploads.append(session, requestBody(ex), chunkOf(ex));
+  if (hasBody(ex)) await appendChunk(ex, ctx, session);
   return progress(ex, session, 202);
 }
 
@@ -106,6 +106,21 @@ async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Pro
  * against the size bound) before it enters the store: otherwise the eviction its arrival starts
  * could remove it before the 201 and the manifest that names it.
  */
+/**
+ * Appends a chunk to a session that goes on (PATCH, a POST with a body); replicas stage what
+ * arrived in the bucket before the client hears of it (fleet-uploads.ts), even when the client
+ * left mid-chunk, since what arrived is kept.
+ */
+async function appendChunk(ex: Exchange, ctx: HandlerContext, session: UploadSession): Promise<void> {
+  const start = session.offset;
+  try {
+    await ctx.uploads.append(session, requestBody(ex), chunkOf(ex));
+  } finally {
+    if (ctx.uploadOwners && session.offset > start && ctx.uploads.has(session.id))
+      await ctx.uploadOwners.staged(session, start, session.offset);
+  }
+}
+
 /** Whether the blob is stored here, or (replicas) in the bucket another replica published it to. */
 async function stored(ctx: HandlerContext, digest: Digest): Promise<boolean> {
   if ((await ctx.store.size(digest)) !== undefined) return true;

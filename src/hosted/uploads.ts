@@ -97,7 +97,7 @@ export class UploadSessions {
   }
 
   /** A new session for `client`, or TOOMANYREQUESTS when the caps are reached. */
-  start(name: string, client: string): UploadSession {
+  start(name: string, client: string, id: string = randomUUID()): UploadSession {
     const mine = this.#perClient.get(client) ?? 0;
     if (this.#sessions.size >= MAX_UPLOAD_SESSIONS || mine >= MAX_UPLOAD_SESSIONS_PER_CLIENT) {
       const all = this.#sessions.size >= MAX_UPLOAD_SESSIONS;
@@ -110,7 +110,6 @@ export class UploadSessions {
         { 'Retry-After': String(UPLOAD_RETRY_AFTER_SECONDS) },
       );
     }
-    const id = randomUUID();
     const session: UploadSession = {
       id,
       name,
@@ -126,12 +125,32 @@ export class UploadSessions {
     return session;
   }
 
-  /** The session `id` of repository `name`, or BLOB_UPLOAD_UNKNOWN. */
   /** Whether this replica holds the session (another replica may: fleet-uploads.ts). */
   has(id: string): boolean {
     return this.#sessions.has(id);
   }
 
+  /**
+   * Takes over a session another replica owned (it died: fleet-uploads.ts), its bytes so far
+   * written and hashed again here, under the same id. Nothing is kept if they cannot all be read.
+   */
+  async restore(
+    id: string,
+    name: string,
+    client: string,
+    bytes: AsyncIterable<Uint8Array>,
+  ): Promise<UploadSession> {
+    const session = this.start(name, client, id);
+    try {
+      await this.append(session, bytes);
+    } catch (err) {
+      await this.cancel(session);
+      throw err;
+    }
+    return session;
+  }
+
+  /** The session `id` of repository `name`, or BLOB_UPLOAD_UNKNOWN. */
   get(name: string, id: string | undefined): UploadSession {
     const session = id ? this.#sessions.get(id) : undefined;
     if (!session || session.name !== name) throw unknownUpload(id);

@@ -38,6 +38,7 @@ export interface MetricsSource {
     discarded: number;
     recordsRejected: number;
     peerFills: number;
+    takeovers: number;
   };
 }
 
@@ -229,6 +230,11 @@ export class Metrics {
       'hubcache_shared_peer_fills_total',
       'Misses streamed from the replica holding the download, as it arrived there (peer streaming)',
       () => source.shared().peerFills,
+    );
+    counter(
+      'hubcache_upload_takeovers_total',
+      'Upload sessions this replica took over from a dead owner (read back from the bucket)',
+      () => source.shared().takeovers,
     );
     counter(
       'hubcache_shared_records_rejected_total',

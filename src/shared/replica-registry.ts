@@ -2,11 +2,20 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
 import { type KeyRing, macWarning, sign, verify } from './fleet-keys.js';
 
+/** Bytes [start, end) of an upload session staged in the bucket, and the MD5 the bucket gave them. */
+export type StagedPart = [number, number, string];
+
+export interface UploadRecord {
+  owner: string;
+  name: string;
+  parts: StagedPart[];
+}
+
 /** A replica's record lives this long unless refreshed (every REFRESH_MS): a dead one is gone soon. */
 export const REPLICA_TTL_MS = 15_000;
 const REFRESH_MS = 5_000;
-/** What is read back for a record at most (it is ~150 bytes; Redis is not trusted). */
-const MAX_RECORD_BYTES = 1024;
+/** What is read back for a record at most (a replica ~150 bytes, an upload up to MAX_STAGED_PARTS parts; Redis is not trusted). */
+const MAX_RECORD_BYTES = 64 * 1024;
 
 const GET_BOUNDED = `local v = redis.call('GET', KEYS[1]) if v and #v > tonumber(ARGV[1]) then return false end return v`;
 /** Deletes an upload's record only if it still names this owner. */
@@ -89,17 +98,29 @@ export class ReplicaRegistry {
     }
   }
 
-  /** Records this replica as the owner of an upload session, until it expires. */
-  async claimUpload(id: string, name: string, ttlMs: number): Promise<void> {
+  /**
+   * Records this replica as the owner of an upload session, with the parts of it staged in the
+   * bucket so far (`[start, end, etag]`, in order), until it expires.
+   */
+  async claimUpload(id: string, name: string, ttlMs: number, parts: StagedPart[] = []): Promise<void> {
     const key = `hubcache:upload:${id}`;
-    await this.#redis.set(key, this.#seal(key, { owner: this.self, name }), 'PX', ttlMs);
+    await this.#redis.set(key, this.#seal(key, { owner: this.self, name, parts }), 'PX', ttlMs);
   }
 
-  /** The owner of an upload session this replica does not hold, if it is recorded. */
-  async uploadOwner(id: string): Promise<{ owner: string; name: string } | undefined> {
+  /** An upload session's owner and staged parts, if it is recorded (and the record is good). */
+  async uploadOwner(id: string): Promise<UploadRecord | undefined> {
     const record = await this.#read(`hubcache:upload:${id}`);
     if (typeof record?.owner !== 'string' || typeof record.name !== 'string') return undefined;
-    return { owner: record.owner, name: record.name };
+    const parts: StagedPart[] = [];
+    let next = 0;
+    for (const p of Array.isArray(record.parts) ? record.parts : []) {
+      // Contiguous from 0, each part an MD5: anything else is not a session to rebuild.
+      if (!Array.isArray(p) || p[0] !== next || !Number.isSafeInteger(p[1]) || p[1] <= next) return undefined;
+      if (typeof p[2] !== 'string' || !/^[a-f0-9]{32}$/.test(p[2])) return undefined;
+      parts.push([p[0], p[1], p[2]]);
+      next = p[1];
+    }
+    return { owner: record.owner, name: record.name, parts };
   }
 
   /** The session ended here (finished, cancelled, expired): its record goes. */

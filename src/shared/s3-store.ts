@@ -374,6 +374,57 @@ export class S3BlobStore {
     await this.#call(() => upload.done());
   }
 
+  /**
+   * Stages bytes [start, end) of an upload session's file under `<prefix>uploads/<id>/<start>-<end>`
+   * (fleet-uploads.ts: another replica takes the session over if its owner dies). Returns the
+   * object's ETag (the MD5 of a single PUT), which the taker checks the bytes against.
+   */
+  async stageUpload(id: string, file: string, start: number, end: number): Promise<string> {
+    const res = await this.#call(() =>
+      this.#client.send(
+        new (aws().s3.PutObjectCommand)({
+          Bucket: this.bucket,
+          Key: this.#uploadKey(id, start, end),
+          Body: createReadStream(file, { start, end: end - 1 }),
+          ContentLength: end - start,
+        }),
+      ),
+    );
+    return String(res.ETag ?? '').replace(/"/g, '');
+  }
+
+  /** A staged part of an upload session, or undefined when it is gone. */
+  async openUpload(id: string, start: number, end: number): Promise<Readable | undefined> {
+    try {
+      const res = await this.#call(() =>
+        this.#client.send(
+          new (aws().s3.GetObjectCommand)({ Bucket: this.bucket, Key: this.#uploadKey(id, start, end) }),
+          this.#read,
+        ),
+      );
+      return res.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Removes an upload session's staged parts (it finished, was cancelled, or expired). */
+  async dropUpload(id: string, parts: [number, number][]): Promise<void> {
+    for (const [start, end] of parts) {
+      await this.#call(() =>
+        this.#client.send(
+          new (aws().s3.DeleteObjectCommand)({ Bucket: this.bucket, Key: this.#uploadKey(id, start, end) }),
+          this.#read,
+        ),
+      ).catch(() => {});
+    }
+  }
+
+  #uploadKey(id: string, start: number, end: number): string {
+    return `${this.#config.prefix}uploads/${id}/${start}-${end}`;
+  }
+
   async publishBuffer(digest: Digest, data: Buffer): Promise<void> {
     await this.#call(() =>
       this.#client.send(

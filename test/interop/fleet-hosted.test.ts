@@ -253,17 +253,67 @@ describe.skipIf(!requireProgram('redis-server'))('hosted repositories across rep
       expect((await send(`${r.url}/v2/team/chunks/blobs/${sha(blob)}`)).body.equals(blob)).toBe(true);
   });
 
-  it('the owner of an upload gone: the other replica answers BLOB_UPLOAD_UNKNOWN (the client starts that blob again)', async () => {
-    const a = await replica('a');
-    const b = await replica('b');
-    const start = await send(`${a.url}/v2/team/gone/blobs/uploads/`, 'POST');
-    const location = String(start.headers.location);
+  /** A's death as kill -9 leaves it: its replica record still in Redis, nothing listening. */
+  async function kill(a: RunningMirror): Promise<void> {
+    const key = `hubcache:replica:${a.mirror.replicaId}`;
+    const record = await client.get(key);
     await a.close();
     replicas.splice(replicas.indexOf(a), 1);
-    const patch = await send(`${b.url}${location}`, 'PATCH', Buffer.from('abc'), {
-      'content-type': 'application/octet-stream',
-      'content-range': '0-2',
-    });
+    if (record) await client.set(key, record, 'PX', 15_000);
+  }
+
+  const chunkHeaders = (from: number, to: number) => ({
+    'content-type': 'application/octet-stream',
+    'content-range': `${from}-${to - 1}`,
+  });
+
+  it('the owner of an upload killed between two PATCHes: the next PATCH, on another replica, takes the session over and the push completes', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const blob = randomBytes(500_000);
+    const start = await send(`${a.url}/v2/team/gone/blobs/uploads/`, 'POST');
+    const location = String(start.headers.location);
+    const first = await send(
+      `${a.url}${location}`,
+      'PATCH',
+      blob.subarray(0, 200_000),
+      chunkHeaders(0, 200_000),
+    );
+    expect(first.status).toBe(202);
+    await kill(a);
+    const second = await send(
+      `${b.url}${location}`,
+      'PATCH',
+      blob.subarray(200_000, 400_000),
+      chunkHeaders(200_000, 400_000),
+    );
+    expect([second.status, second.headers.range]).toEqual([202, '0-399999']);
+    expect(await metricSample(b.url, 'hubcache_upload_takeovers_total')).toBe(1);
+    const last = await send(
+      `${b.url}${location}?digest=${sha(blob)}`,
+      'PUT',
+      blob.subarray(400_000),
+      chunkHeaders(400_000, 500_000),
+    );
+    expect(last.status).toBe(201);
+    expect((await send(`${b.url}/v2/team/gone/blobs/${sha(blob)}`)).body.equals(blob)).toBe(true);
+    // The session's staged parts are gone with it.
+    expect([...s3.objects.keys()].filter((k) => k.startsWith('uploads/'))).toEqual([]);
+  });
+
+  it('a staged part altered in the bucket: the session is not taken over (BLOB_UPLOAD_UNKNOWN), never a wrong blob', async () => {
+    const a = await replica('a');
+    const b = await replica('b');
+    const start = await send(`${a.url}/v2/team/bad/blobs/uploads/`, 'POST');
+    const location = String(start.headers.location);
+    expect(
+      (await send(`${a.url}${location}`, 'PATCH', randomBytes(1000), chunkHeaders(0, 1000))).status,
+    ).toBe(202);
+    const [key] = [...s3.objects.keys()].filter((k) => k.startsWith('uploads/'));
+    const part = s3.objects.get(key as string) as Buffer;
+    part[10] = (part[10] as number) ^ 1;
+    await kill(a);
+    const patch = await send(`${b.url}${location}`, 'PATCH', randomBytes(10), chunkHeaders(1000, 1010));
     expect(patch.status).toBe(404);
     expect(JSON.parse(patch.body.toString()).errors[0].code).toBe('BLOB_UPLOAD_UNKNOWN');
   });

@@ -29,6 +29,7 @@ const MANIFEST_ACCEPT = [
   'application/vnd.docker.distribution.manifest.list.v2+json',
   'application/vnd.docker.distribution.manifest.v2+json',
 ].join(', ');
+const MiB = 1024 * 1024;
 const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 interface Replica {
@@ -412,5 +413,53 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     // elsewhere: the refused connection is in its error log (this pull's, or the push's before it
     // when that was less than fail_timeout ago: nginx leaves a failed server alone for 5 s).
     expectRefusedBy(victim);
+  });
+
+  it("kill -9 of an upload's owner between two PATCHes: the rest of the upload through nginx completes on the survivors with the right digest", async () => {
+    const owner = replicas[0] as Replica;
+    const blob = randomBytes(3 * 1024 * 1024);
+    const digest = sha256(blob);
+    const send = async (url: string, method: string, body?: Buffer, headers: Record<string, string> = {}) => {
+      const res = await fetch(url, {
+        method,
+        headers,
+        ...(body ? { body } : {}),
+        signal: AbortSignal.timeout(60_000),
+      });
+      return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+    };
+    const chunk = (from: number, to: number) => ({
+      'content-type': 'application/octet-stream',
+      'content-range': `${from}-${to - 1}`,
+    });
+    // The session is opened on the replica about to die, and takes its first chunk there.
+    const started = await send(`${owner.url}/v2/team/upload/blobs/uploads/`, 'POST');
+    expect(started.status).toBe(202);
+    const location = started.headers.get('location') as string;
+    const first = await send(`${owner.url}${location}`, 'PATCH', blob.subarray(0, MiB), chunk(0, MiB));
+    expect(first.status).toBe(202);
+    process.kill(owner.child.pid as number, 'SIGKILL');
+    await owner.exited;
+    // The rest through the load balancer: whichever survivor gets it takes the session over.
+    const second = await send(
+      `${lb.url}${location}`,
+      'PATCH',
+      blob.subarray(MiB, 2 * MiB),
+      chunk(MiB, 2 * MiB),
+    );
+    expect([second.status, second.headers.get('range')]).toEqual([202, `0-${2 * MiB - 1}`]);
+    const last = await send(
+      `${lb.url}${location}?digest=${digest}`,
+      'PUT',
+      blob.subarray(2 * MiB),
+      chunk(2 * MiB, 3 * MiB),
+    );
+    expect(last.status).toBe(201);
+    for (const r of replicas.filter(
+      (x) => x !== owner && x.child.exitCode === null && x.child.signalCode === null,
+    )) {
+      const got = await send(`${r.url}/v2/team/upload/blobs/${digest}`, 'GET');
+      expect(sha256(got.body)).toBe(digest);
+    }
   });
 });

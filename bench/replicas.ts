@@ -1,48 +1,265 @@
 /**
- * Scaling out, side by side in one run: the swarm workload (N nodes pulling, in waves, images that
- * share big base layers; each node pulls like dockerd and keeps what it pulled) against
- *   (a) one mirror on local disk, and
- *   (b) three replicas sharing a real S3 bucket (Ceph RGW) and Redis, nodes spread over them
- *       as a load balancer would (node i → replica i mod 3).
- * The upstream is the real docker-registry behind a counting front. Reports byte hit ratio,
- * upstream blob GETs per unique blob, upstream manifest GETs, wall time and throughput.
+ * Scaling out, side by side in one run, each setup started cold (fresh data dirs, its own bucket
+ * prefix, Redis flushed):
+ *   (a) one mirror on local disk,
+ *   (b) three replicas sharing a real S3 bucket (Ceph RGW) and Redis, without peer streaming, and
+ *   (c) the same with --fleet-secret-file and --peer-listen: a replica that finds another holding a
+ *       cold blob's download lock streams the blob from that replica as it arrives (peer streaming).
+ * Each setup runs two workloads:
+ *   - cold fan-out: a fresh blob (48, 24, 12, 12 MiB, after an 8 MiB one that warms the fresh
+ *     processes up and is not counted), the upstream throttled so its download lasts ~1 s, asked by
+ *     6 clients at the same moment (2 per replica; all 6 on the one mirror). Reports each client's
+ *     first body byte after the first client's (followerLagMs), upstream blob GETs per blob (200: a
+ *     download; its other segments are range GETs, --upstream-parallel) and peer fills
+ *     (hubcache_shared_peer_fills_total). Issue 19: p95 ≤ 100 ms;
+ *   - the swarm: N nodes pulling, in waves, images that share big base layers (each node pulls like
+ *     dockerd and keeps what it pulled), nodes spread over the replicas as a load balancer would
+ *     (node i → replica i mod 3). Byte hit ratio, upstream blob GETs per unique blob, upstream
+ *     manifest GETs, wall time, throughput, and fleetVsSingle = replicas' wall time / one mirror's
+ *     (issue 19: ≤ 1.3).
+ * The upstream is the real docker-registry behind a counting front (test/fixtures/proxies.ts). The
+ * mirrors run on core 0; this process (clients and the front), the registry, RGW and Redis on core 1.
  * Writes bench/results/replicas.json.
  *
- *   npm run build && npx tsx bench/replicas.ts [--nodes 12] [--waves 3]
+ *   npm run build && npx tsx bench/replicas.ts [--nodes 12] [--waves 3] [--log-level warn] [--logs DIR] [--unpinned]
+ *
+ * --logs DIR keeps each mirror's log (DIR/<setup>-<replica>.log), e.g. with --log-level debug;
+ * --unpinned lets every process use both cores (to see what the pinning costs the fleet).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { startRgw } from '../test/fixtures/ceph-rgw.js';
-import { ImageLayout } from '../test/fixtures/image-layout.js';
+import { PARALLEL_MIN_BYTES, segmentBytesFor } from '../src/cache/ranged-fill.js';
+import { type Rgw, startRgw } from '../test/fixtures/ceph-rgw.js';
+import { ImageLayout, type Layer } from '../test/fixtures/image-layout.js';
 import { startFaultFront, startRefusingProxy } from '../test/fixtures/proxies.js';
-import { startRedis } from '../test/fixtures/redis.js';
-import { startRegistry } from '../test/fixtures/upstream-process.js';
+import { type Redis, redisCommand, startRedis } from '../test/fixtures/redis.js';
+import { pushLayout } from '../test/fixtures/skopeo-cli.js';
+import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
+import { pin } from './lib/load.js';
+import { replicasTargets } from './lib/replicas-targets.js';
 import { type ServerProcess, startMirrorProcess } from './lib/servers.js';
 import { ACCEPT, pick, pushSwarmImages, rng } from './lib/swarm-images.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
-  options: { nodes: { type: 'string', default: '12' }, waves: { type: 'string', default: '3' } },
+  options: {
+    nodes: { type: 'string', default: '12' },
+    waves: { type: 'string', default: '3' },
+    'log-level': { type: 'string', default: 'warn' },
+    logs: { type: 'string' },
+    unpinned: { type: 'boolean', default: false },
+  },
 });
 const NODES = Number(values.nodes);
 const WAVES = Number(values.waves);
+const LOG_LEVEL = values['log-level'];
+const LOGS = values.logs === undefined ? undefined : path.resolve(values.logs);
+const PINNED = !values.unpinned;
 const APPS = 12;
 const PULLS_PER_WAVE = 4;
 const MiB = 1024 * 1024;
 const BASES = [48, 24, 12];
+const REPLICAS = 3;
+/** The fan-out's blobs, each asked cold by CLIENTS clients at once, each download lasting DOWNLOAD_MS. */
+const FANOUT = [48, 24, 12, 12];
+/** Fanned out first and not counted: fresh processes answer their first requests slowly. */
+const WARMUP_MIB = 8;
+const CLIENTS = 6;
+const DOWNLOAD_MS = 1000;
+/**
+ * The mirrors' default --upstream-parallel: a blob of 8 MiB or more is fetched in segments over
+ * this many connections, and the front throttles each response on its own.
+ */
+const UPSTREAM_PARALLEL = 4;
 
+/** The rate per upstream response that makes a download of `size` last DOWNLOAD_MS. */
+function throttleFor(size: number): number {
+  if (size < PARALLEL_MIN_BYTES) return size / (DOWNLOAD_MS / 1000);
+  const segment = segmentBytesFor(size, UPSTREAM_PARALLEL);
+  const rounds = Math.ceil(Math.ceil(size / segment) / UPSTREAM_PARALLEL);
+  return (rounds * segment) / (DOWNLOAD_MS / 1000);
+}
+
+// Mirrors on core 0 (pinned as each starts), everything else on core 1: what this process spawns
+// from now on (registry, skopeo, RGW, Redis) inherits its affinity.
+if (PINNED) await pin(process.pid, 1);
+if (LOGS) mkdirSync(LOGS, { recursive: true });
 const work = mkdtempSync(path.join(tmpdir(), 'hubcache-replicas-'));
+const running = new Set<ServerProcess>();
+const stops: (() => Promise<unknown>)[] = [];
 const refusing = await startRefusingProxy();
+stops.push(() => refusing.close());
 const registry = await startRegistry();
+stops.push(() => registry.stop());
 const front = await startFaultFront(registry.url);
-const layout = new ImageLayout(path.join(work, 'layout'));
-const sizes = await pushSwarmImages(layout, new URL(registry.url).host, refusing.env(), BASES, APPS);
+stops.push(() => front.close());
 
-/** The swarm's pulls against these mirror URLs (node i uses urls[i mod n]). */
-async function swarm(urls: string[]) {
+/** Stops every process this bench started (mirrors first), whatever happened. */
+async function cleanUp(): Promise<void> {
+  for (const server of running) await server.stop().catch(() => {});
+  running.clear();
+  for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
+  rmSync(work, { recursive: true, force: true });
+}
+
+/** Counters summed over the mirrors' /metrics. */
+const COUNTERS = {
+  peerFills: 'hubcache_shared_peer_fills_total',
+  sharedFills: 'hubcache_shared_fills_total',
+  lockWaits: 'hubcache_shared_lock_waits_total',
+  published: 'hubcache_shared_published_total',
+} as const;
+type Counters = Record<keyof typeof COUNTERS, number>;
+
+async function counters(servers: ServerProcess[]): Promise<Counters> {
+  const sum: Counters = { peerFills: 0, sharedFills: 0, lockWaits: 0, published: 0 };
+  for (const server of servers) {
+    const res = await request(`${server.url}/metrics`);
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`${server.url}/metrics: ${res.statusCode}`);
+    for (const line of text.split('\n')) {
+      if (line.startsWith('#')) continue;
+      const [name, value] = line.split(' ');
+      const metric = name?.split('{')[0];
+      for (const [key, wanted] of Object.entries(COUNTERS) as [keyof Counters, string][])
+        if (metric === wanted) sum[key] += Number(value);
+    }
+  }
+  return sum;
+}
+
+const delta = (after: Counters, before: Counters): Counters => ({
+  peerFills: after.peerFills - before.peerFills,
+  sharedFills: after.sharedFills - before.sharedFills,
+  lockWaits: after.lockWaits - before.lockWaits,
+  published: after.published - before.published,
+});
+
+/** Nearest-rank percentile of `xs` (not empty). */
+function percentile(xs: number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] as number;
+}
+const spread = (xs: number[]) => ({
+  p50: percentile(xs, 0.5),
+  p95: percentile(xs, 0.95),
+  max: Math.max(...xs),
+});
+
+/** One client's GET of a blob: first body byte and completion, ms after `t0`. */
+async function timedGet(url: string, size: number, t0: number) {
+  const res = await request(url);
+  let first: number | undefined;
+  let bytes = 0;
+  for await (const chunk of res.body) {
+    first ??= performance.now();
+    bytes += (chunk as Buffer).length;
+  }
+  const done = performance.now();
+  if (res.statusCode !== 200 || bytes !== size)
+    throw new Error(`${url}: ${res.statusCode}, ${bytes} bytes, expected ${size}`);
+  return { firstByteMs: (first ?? done) - t0, doneMs: done - t0 };
+}
+
+interface FanoutBlob extends Counters {
+  mib: number;
+  bytes: number;
+  /** The replica whose client had the first byte first: the one downloading. */
+  holder: number;
+  /** Whole-blob GETs (200): downloads. */
+  upstreamBlobGets: number;
+  /** Range GETs (206): the other segments of a ranged download (--upstream-parallel). */
+  upstreamRangeGets: number;
+  holderFirstByteMs: number;
+  lastDoneMs: number;
+  clients: { replica: number; firstByteMs: number; lagMs: number; doneMs: number }[];
+}
+
+/**
+ * One blob of the cold fan-out: CLIENTS clients spread over the mirrors ask for it at the same
+ * moment while the upstream delivers it in ~DOWNLOAD_MS. The first client's first byte is the
+ * holder's (its replica downloads); every other client's lag is counted from it.
+ */
+async function fanOne(servers: ServerProcess[], blob: Layer): Promise<FanoutBlob> {
+  front.throttle = {
+    match: (p) => p.includes(blob.digest),
+    bytesPerSecond: throttleFor(blob.size),
+  };
+  const before = front.requests.length;
+  const countersBefore = await counters(servers);
+  const clients = Array.from({ length: CLIENTS }, (_, i) => ({
+    replica: i % servers.length,
+    url: `${(servers[i % servers.length] as ServerProcess).url}/v2/library/fanout/blobs/${blob.digest}`,
+  }));
+  const t0 = performance.now();
+  const times = await Promise.all(clients.map((c) => timedGet(c.url, blob.size, t0)));
+  front.throttle = undefined;
+  // The holder publishes to the bucket after its clients are served: let that end before the
+  // next blob starts (it would compete for the cores), and count it.
+  let after = await counters(servers);
+  for (let i = 0; i < 200 && servers.length > 1 && delta(after, countersBefore).published < 1; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    after = await counters(servers);
+  }
+  const first = Math.min(...times.map((t) => t.firstByteMs));
+  const holder = clients[times.findIndex((t) => t.firstByteMs === first)]?.replica ?? 0;
+  const upstream = front.requests
+    .slice(before)
+    .filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${blob.digest}`));
+  return {
+    mib: Math.round(blob.size / MiB),
+    bytes: blob.size,
+    holder,
+    upstreamBlobGets: upstream.filter((r) => r.status === 200).length,
+    upstreamRangeGets: upstream.filter((r) => r.status === 206).length,
+    ...delta(after, countersBefore),
+    holderFirstByteMs: first,
+    lastDoneMs: Math.max(...times.map((t) => t.doneMs)),
+    clients: times.map((t, i) => ({
+      replica: clients[i]?.replica ?? 0,
+      firstByteMs: t.firstByteMs,
+      lagMs: t.firstByteMs - first,
+      doneMs: t.doneMs,
+    })),
+  };
+}
+
+/** The cold fan-out of `blobs`, after one of `warmup` that is not counted. */
+async function fanout(servers: ServerProcess[], warmup: Layer, blobs: Layer[]) {
+  const warm = await fanOne(servers, warmup);
+  const perBlob: FanoutBlob[] = [];
+  for (const blob of blobs) perBlob.push(await fanOne(servers, blob));
+  const lags = perBlob.flatMap((b) => b.clients.map((c) => c.lagMs));
+  // The clients of the replicas that did not download (for one mirror: none).
+  const followers = perBlob.flatMap((b) =>
+    b.clients.filter((c) => c.replica !== b.holder).map((c) => c.lagMs),
+  );
+  const sum = (key: keyof Counters) => perBlob.reduce((a, b) => a + b[key], 0);
+  return {
+    replicas: servers.length,
+    clients: CLIENTS,
+    downloadMs: DOWNLOAD_MS,
+    lagMs: spread(lags),
+    otherReplicasLagMs: followers.length ? spread(followers) : undefined,
+    upstreamBlobGets: perBlob.reduce((a, b) => a + b.upstreamBlobGets, 0),
+    upstreamRangeGets: perBlob.reduce((a, b) => a + b.upstreamRangeGets, 0),
+    peerFills: sum('peerFills'),
+    sharedFills: sum('sharedFills'),
+    lockWaits: sum('lockWaits'),
+    lastDoneMs: spread(perBlob.map((b) => b.lastDoneMs)),
+    blobs: perBlob,
+    warmup: warm,
+  };
+}
+
+/** The swarm's pulls against these mirrors (node i uses servers[i mod n]). */
+async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
+  const urls = servers.map((s) => s.url);
+  const countersBefore = await counters(servers);
   const before = front.requests.length;
   const held: Set<string>[] = Array.from({ length: NODES }, () => new Set());
   let served = 0;
@@ -94,6 +311,7 @@ async function swarm(urls: string[]) {
   const upstream = front.requests.slice(before).filter((r) => r.status === 200);
   const blobGets = upstream.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
   const upstreamBlobBytes = blobGets.reduce((a, r) => a + (sizes.get(r.path.split('/').pop() ?? '') ?? 0), 0);
+  const { peerFills, sharedFills, lockWaits } = delta(await counters(servers), countersBefore);
   return {
     replicas: urls.length,
     seconds,
@@ -104,62 +322,169 @@ async function swarm(urls: string[]) {
     upstreamBlobGets: blobGets.length,
     uniqueBlobs: requested.size,
     upstreamManifestGets: upstream.filter((r) => r.method === 'GET' && r.path.includes('/manifests/')).length,
+    peerFills,
+    sharedFills,
+    lockWaits,
   };
 }
 
-// (a) one mirror, local disk.
-const single = await startMirrorProcess(front.url, path.join(work, 'single'), ['--log-level', 'warn']);
-const local = await swarm([single.url]);
-await single.stop();
-
-// (b) three replicas on S3 (RGW) + Redis.
-const [rgw, redis] = await Promise.all([startRgw(), startRedis()]);
-await rgw.createBucket('hubcache');
-process.env.AWS_ACCESS_KEY_ID = rgw.accessKeyId;
-process.env.AWS_SECRET_ACCESS_KEY = rgw.secretAccessKey;
-delete process.env.AWS_CA_BUNDLE;
-const replicas: ServerProcess[] = [];
-for (let i = 0; i < 3; i++) {
-  replicas.push(
-    await startMirrorProcess(front.url, path.join(work, `replica${i}`), [
-      '--log-level',
-      'warn',
-      '--s3-bucket',
-      'hubcache',
-      '--s3-endpoint',
-      rgw.endpoint,
-      '--s3-path-style',
-      '--s3-region',
-      rgw.region,
-      '--redis',
-      redis.url,
-    ]),
+/** A mirror process pinned to core 0, stopped by cleanUp whatever happens. */
+async function mirror(name: string, extra: string[]): Promise<ServerProcess> {
+  const server = await startMirrorProcess(
+    front.url,
+    path.join(work, name),
+    ['--log-level', LOG_LEVEL, ...extra],
+    LOGS ? { logFile: path.join(LOGS, `${name}.log`) } : {},
   );
+  running.add(server);
+  if (PINNED) await pin(server.pid, 0);
+  return server;
 }
-const shared = await swarm(replicas.map((r) => r.url));
-for (const r of replicas) await r.stop();
-await redis.stop();
-await rgw.stop();
-await front.close();
-await registry.stop();
-await refusing.close();
-rmSync(work, { recursive: true, force: true });
 
+/** One setup: started cold, the fan-out, then the swarm, then stopped. */
+async function setup(
+  start: () => Promise<ServerProcess[]>,
+  blobs: { warmup: Layer; fanout: Layer[] },
+  sizes: Map<string, number>,
+) {
+  const servers = await start();
+  try {
+    const fan = await fanout(servers, blobs.warmup, blobs.fanout);
+    const pulls = await swarm(servers, sizes);
+    return { fan, pulls };
+  } finally {
+    for (const server of servers) {
+      await server.stop();
+      running.delete(server);
+    }
+  }
+}
+
+/** Three replicas on the bucket under `prefix`, Redis flushed first; with `peer`, peer streaming. */
+function replicas(rgw: Rgw, redis: Redis, prefix: string, peer: boolean, secretFile: string) {
+  return async () => {
+    if ((await redisCommand(redis.port, 'FLUSHALL')) !== '+OK') throw new Error('redis: FLUSHALL failed');
+    const started: ServerProcess[] = [];
+    for (let i = 0; i < REPLICAS; i++) {
+      started.push(
+        await mirror(`${prefix}-${i}`, [
+          ...['--s3-bucket', 'hubcache', '--s3-endpoint', rgw.endpoint, '--s3-path-style'],
+          ...['--s3-region', rgw.region, '--s3-prefix', `${prefix}/`, '--redis', redis.url],
+          ...(peer
+            ? ['--fleet-secret-file', secretFile, '--peer-listen', `127.0.0.1:${await freePort()}`]
+            : []),
+        ]),
+      );
+    }
+    return started;
+  };
+}
+
+const benchStarted = performance.now();
+let results: Awaited<ReturnType<typeof run>>;
+async function run() {
+  const layout = new ImageLayout(path.join(work, 'layout'));
+  const host = new URL(registry.url).host;
+  const sizes = await pushSwarmImages(layout, host, refusing.env(), BASES, APPS);
+  const blobs = {
+    warmup: await layout.layer([{ name: 'fanout-warmup', random: WARMUP_MIB * MiB }]),
+    fanout: [] as Layer[],
+  };
+  for (const [i, mib] of FANOUT.entries())
+    blobs.fanout.push(await layout.layer([{ name: `fanout${i}`, random: mib * MiB }]));
+  layout.tag('fanout', layout.image([blobs.warmup, ...blobs.fanout]).manifest);
+  await pushLayout(layout.dir, 'fanout', `${host}/library/fanout:1`, { env: refusing.env() });
+
+  // (a) one mirror, local disk.
+  const local = await setup(async () => [await mirror('single', [])], blobs, sizes);
+
+  // (b), (c): three replicas on S3 (RGW) + Redis, each setup under its own prefix.
+  const [rgw, redis] = await Promise.all([startRgw(), startRedis()]);
+  stops.push(
+    () => rgw.stop(),
+    () => redis.stop(),
+  );
+  await rgw.createBucket('hubcache');
+  process.env.AWS_ACCESS_KEY_ID = rgw.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = rgw.secretAccessKey;
+  delete process.env.AWS_CA_BUNDLE;
+  const secretFile = path.join(work, 'fleet.secret');
+  writeFileSync(secretFile, randomBytes(48).toString('base64'), { mode: 0o600 });
+  const noPeer = await setup(replicas(rgw, redis, 'nopeer', false, secretFile), blobs, sizes);
+  const peer = await setup(replicas(rgw, redis, 'peer', true, secretFile), blobs, sizes);
+  return { local, noPeer, peer };
+}
+try {
+  results = await run();
+} finally {
+  await cleanUp();
+}
+const wallSeconds = (performance.now() - benchStarted) / 1000;
+
+const { local, noPeer, peer } = results;
+const fleetVsSingle = {
+  noPeerStreaming: noPeer.pulls.seconds / local.pulls.seconds,
+  peerStreaming: peer.pulls.seconds / local.pulls.seconds,
+};
+const rows = [
+  ['1 mirror, local disk', local, undefined],
+  ['3 replicas, S3 (Ceph RGW) + Redis, no peer streaming', noPeer, fleetVsSingle.noPeerStreaming],
+  ['3 replicas, S3 (Ceph RGW) + Redis, peer streaming', peer, fleetVsSingle.peerStreaming],
+] as const;
+const ms = (x: number) => `${x.toFixed(0)} ms`;
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+
 console.log(
-  `\n${NODES} nodes × ${WAVES} waves × ${PULLS_PER_WAVE} pulls of ${APPS} images sharing ${BASES.length} base layers (${BASES.join('/')} MiB)\n`,
+  `\nCold fan-out: ${FANOUT.length} blobs (${FANOUT.join('/')} MiB, after a ${WARMUP_MIB} MiB one not counted), each asked by ${CLIENTS} clients at once (2 per replica), the upstream delivering each in ~${DOWNLOAD_MS} ms over ${UPSTREAM_PARALLEL} connections\n`,
 );
 console.log(
-  '| setup | blob requests | served | byte hit ratio | upstream blob GETs / unique blobs | upstream manifest GETs | wall time | throughput |',
+  "| setup | follower lag p50 / p95 / max | other replicas' clients p50 / p95 / max | upstream blob GETs per blob (+ range GETs) | peer fills | bucket fills | lock waits | last client done (per blob) |",
 );
 console.log('|---|---|---|---|---|---|---|---|');
-for (const [label, r] of [
-  ['1 mirror, local disk', local],
-  ['3 replicas, S3 (Ceph RGW) + Redis', shared],
-] as const) {
+for (const [label, { fan }] of rows) {
+  const o = fan.otherReplicasLagMs;
   console.log(
-    `| ${label} | ${r.blobRequests} | ${r.servedMiB.toFixed(0)} MiB | ${pct(r.byteHitRatio)} | ${r.upstreamBlobGets} / ${r.uniqueBlobs} | ${r.upstreamManifestGets} | ${r.seconds.toFixed(2)} s | ${r.mibPerSecond.toFixed(0)} MiB/s |`,
+    `| ${label} | ${ms(fan.lagMs.p50)} / ${ms(fan.lagMs.p95)} / ${ms(fan.lagMs.max)} | ${o ? `${ms(o.p50)} / ${ms(o.p95)} / ${ms(o.max)}` : '–'} | ${fan.blobs.map((b) => b.upstreamBlobGets).join(' / ')} (+ ${fan.blobs.map((b) => b.upstreamRangeGets).join(' / ')}) | ${fan.peerFills} | ${fan.sharedFills} | ${fan.lockWaits} | ${fan.blobs.map((b) => ms(b.lastDoneMs)).join(' / ')} |`,
   );
 }
-writeResult('replicas', { commit: commitOf(), nodes: NODES, waves: WAVES, local, shared });
+console.log("\nPer blob: MiB, holder replica, holder's first byte, each client's lag (replica:ms)\n");
+for (const [label, { fan }] of rows) {
+  for (const b of [fan.warmup, ...fan.blobs])
+    console.log(
+      `  ${label}, ${b.mib} MiB${b === fan.warmup ? ' (warm-up, not counted)' : ''}: holder r${b.holder} first byte at ${ms(b.holderFirstByteMs)}, lags ${b.clients.map((c) => `r${c.replica}:${c.lagMs.toFixed(0)}`).join(' ')}, done by ${ms(b.lastDoneMs)}`,
+    );
+}
+
+console.log(
+  `\nSwarm: ${NODES} nodes × ${WAVES} waves × ${PULLS_PER_WAVE} pulls of ${APPS} images sharing ${BASES.length} base layers (${BASES.join('/')} MiB)\n`,
+);
+console.log(
+  '| setup | blob requests | served | byte hit ratio | upstream blob GETs / unique blobs | upstream manifest GETs | peer fills | wall time | throughput | vs 1 mirror |',
+);
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+for (const [label, { pulls: r }, ratio] of rows) {
+  console.log(
+    `| ${label} | ${r.blobRequests} | ${r.servedMiB.toFixed(0)} MiB | ${pct(r.byteHitRatio)} | ${r.upstreamBlobGets} / ${r.uniqueBlobs} | ${r.upstreamManifestGets} | ${r.peerFills} | ${r.seconds.toFixed(2)} s | ${r.mibPerSecond.toFixed(0)} MiB/s | ${ratio === undefined ? '1.00×' : `${ratio.toFixed(2)}×`} |`,
+  );
+}
+
+const figures = {
+  commit: commitOf(),
+  nodes: NODES,
+  waves: WAVES,
+  pinned: PINNED ? 'mirrors on core 0; clients, front, registry, RGW, Redis on core 1' : 'no',
+  local: local.pulls,
+  shared: peer.pulls,
+  sharedNoPeer: noPeer.pulls,
+  fanout: { mib: FANOUT, local: local.fan, noPeerStreaming: noPeer.fan, peerStreaming: peer.fan },
+  fleetVsSingle,
+  benchSeconds: wallSeconds,
+};
+console.log("\nIssue 19's targets:\n");
+console.log('| target | figures | verdict |');
+console.log('|---|---|---|');
+for (const t of replicasTargets(JSON.parse(JSON.stringify(figures)) as Record<string, unknown>))
+  console.log(`| ${t.target} | ${t.figures} | ${t.verdict} |`);
+console.log(`\nbench wall time ${wallSeconds.toFixed(0)} s`);
+writeResult('replicas', figures);
 process.exit(0);

@@ -5,6 +5,7 @@
  * holds / misses, and the run it comes from. Pure: the caller reads the files (bench/report.ts, the
  * docs' test), so the judging is tested on small fixed inputs.
  */
+import { replicasTargets } from './lib/replicas-targets.js';
 
 export type Verdict = 'holds' | 'misses' | 'not measured';
 export type ResultSet = 'quick' | 'full';
@@ -51,6 +52,8 @@ export const RESULT_FILES = {
     pullCore: 'pull-core',
     eviction: 'eviction',
     memory: 'memory',
+    // Issue 19's (bench/replicas.ts): one run, no quick variant.
+    replicas: 'replicas',
   },
 } as const satisfies Record<ResultSet, Record<string, string>>;
 
@@ -343,6 +346,7 @@ export function evaluate(results: Readonly<Record<string, unknown>>, set: Result
     coldMiss(data(files.pullCore), files.pullCore),
     ...eviction(data(files.eviction), files.eviction),
     memory(data(files.memory), files.memory),
+    ...('replicas' in files ? replicasTargets(data(files.replicas), files.replicas) : []),
   ];
   const runs = Object.values(files).map((file): Run => {
     const d = data(file);

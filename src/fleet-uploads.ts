@@ -80,15 +80,28 @@ export class FleetUploads {
   async staged(session: UploadSession, start: number, end: number): Promise<void> {
     const parts = this.#parts.get(session.id);
     if (!parts || end <= start || parts.length >= MAX_STAGED_PARTS) return;
+    let owned: boolean;
     try {
       const etag = await this.#bucket.stageUpload(session.id, session.file, start, end);
       parts.push([start, end, etag]);
-      await this.#registry.claimUpload(session.id, session.name, this.#ttlMs, parts);
+      owned = await this.#registry.updateUpload(session.id, session.name, this.#ttlMs, parts);
     } catch (err) {
       this.#parts.delete(session.id);
       this.#log.warn(
         { upload: session.id, err: (err as Error).message },
         'upload not staged in the shared store: it cannot be taken over if this replica dies',
+      );
+      return;
+    }
+    if (!owned) {
+      // Another replica took the session over while this one looked dead (a partition): it is
+      // that one's now, and this one must not acknowledge anything more of it.
+      this.#parts.delete(session.id);
+      await this.#sessions.cancel(session);
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        'the upload moved to another replica: start this blob again',
+        {},
       );
     }
   }
@@ -109,7 +122,7 @@ export class FleetUploads {
    * or, the owner dead, the session taken over here (false: the caller answers it, now local).
    * False too when no replica owns it (the caller answers BLOB_UPLOAD_UNKNOWN).
    */
-  async forward(ex: Exchange, name: string, id: string): Promise<boolean> {
+  async forward(ex: Exchange, name: string, id: string, again = true): Promise<boolean> {
     const owned = await this.#registry.uploadOwner(id).catch(() => undefined);
     if (!owned || owned.name !== name) return false;
     const peer = await this.#registry.peerOf(owned.owner);
@@ -131,7 +144,8 @@ export class FleetUploads {
         throw err;
       }
     }
-    await this.#takeOver(ex, id, owned);
+    // Another replica took it over at the same moment: that one is the owner now.
+    if (!(await this.#takeOver(ex, id, owned)) && again) return this.forward(ex, name, id, false);
     return false;
   }
 
@@ -152,7 +166,9 @@ export class FleetUploads {
     }
   }
 
-  async #takeOver(ex: Exchange, id: string, owned: UploadRecord): Promise<void> {
+  /** False when another replica took the session first. */
+  async #takeOver(ex: Exchange, id: string, owned: UploadRecord): Promise<boolean> {
+    if (!(await this.#registry.takeUpload(id, owned, this.#ttlMs).catch(() => false))) return false;
     try {
       await this.#sessions.restore(
         id,
@@ -160,7 +176,6 @@ export class FleetUploads {
         ex.req.socket?.remoteAddress ?? 'unknown',
         this.#read(id, owned.parts),
       );
-      await this.#registry.claimUpload(id, owned.name, this.#ttlMs, owned.parts);
       this.#parts.set(id, [...owned.parts]);
       this.takeovers++;
       this.#log.info(
@@ -171,7 +186,13 @@ export class FleetUploads {
       if (this.#sessions.has(id)) throw err;
       this.#log.warn({ upload: id, err: (err as Error).message }, 'upload session could not be taken over');
       // The caller answers BLOB_UPLOAD_UNKNOWN: the client pushes that blob again.
+      void this.#registry.releaseUpload(id);
+      void this.#bucket.dropUpload(
+        id,
+        owned.parts.map(([start, end]) => [start, end]),
+      );
     }
+    return true;
   }
 
   /** A session's staged parts in order, each checked against its MD5 as it streams. */

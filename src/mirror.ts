@@ -212,6 +212,8 @@ export class Mirror {
           config.hosted.uploadExpiryMs,
           log,
         );
+        const owners = this.#uploadOwners;
+        this.uploads.onExpired = (session) => owners.release(session.id);
         if (shared) shared.peers = new FleetBlobs(registry, blobClient);
       } else if (config.hosted.push) {
         log.warn(

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/fixtures/upstream-process.js';
@@ -52,13 +52,18 @@ function processOf(child: ChildProcess, url: string): ServerProcess {
   };
 }
 
-/** The built mirror (npm run build) as its own process, logging at info as by default, to /dev/null. */
+/**
+ * The built mirror (npm run build) as its own process, logging at info as by default, to /dev/null
+ * (or appended to `options.logFile`: a bench's --logs, to see why a figure is what it is).
+ */
 export async function startMirrorProcess(
   upstream: string,
   dataDir: string,
   extra: string[] = [],
+  options: { logFile?: string } = {},
 ): Promise<ServerProcess> {
   const port = await freePort();
+  const log = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
   const child = spawn(
     process.execPath,
     [
@@ -72,8 +77,10 @@ export async function startMirrorProcess(
       dataDir,
       ...extra,
     ],
-    { stdio: 'ignore' },
+    { stdio: log === undefined ? 'ignore' : ['ignore', log, log] },
   );
+  // The child has its own copy of the descriptor.
+  if (log !== undefined) closeSync(log);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/v2/`, child);
   return processOf(child, url);

@@ -291,6 +291,7 @@ export class UploadSessions {
     for (const session of [...this.#sessions.values()]) {
       if (session.busy || now - session.touchedAt < this.#expiryMs) continue;
       await this.cancel(session);
+      this.onExpired?.(session);
       removed++;
       this.#log.info(
         { repository: session.name, session: session.id, bytes: session.offset },
@@ -299,6 +300,9 @@ export class UploadSessions {
     }
     return removed;
   }
+
+  /** Told of each session the sweep removed (fleet-uploads.ts drops its staged parts). */
+  onExpired: ((session: UploadSession) => void) | undefined;
 
   /** Repositories with an upload under way. */
   get repositories(): Set<string> {

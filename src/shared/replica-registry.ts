@@ -2,6 +2,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
 import { type KeyRing, macWarning, sign, verify } from './fleet-keys.js';
 
+/** The raw record, beside its parsed fields (a takeover compares it): a key no JSON record has. */
+const RAW = '\u0000raw';
+
 /** Bytes [start, end) of an upload session staged in the bucket, and the MD5 the bucket gave them. */
 export type StagedPart = [number, number, string];
 
@@ -9,6 +12,8 @@ export interface UploadRecord {
   owner: string;
   name: string;
   parts: StagedPart[];
+  /** The record as read (what a takeover must still find to write its own). */
+  raw: string;
 }
 
 /** A replica's record lives this long unless refreshed (every REFRESH_MS): a dead one is gone soon. */
@@ -18,6 +23,14 @@ const REFRESH_MS = 5_000;
 const MAX_RECORD_BYTES = 64 * 1024;
 
 const GET_BOUNDED = `local v = redis.call('GET', KEYS[1]) if v and #v > tonumber(ARGV[1]) then return false end return v`;
+/** Writes an upload's record only if it holds ARGV[1] (nil: none at all) now; 1 when written. */
+const CLAIM_IF = `local v = redis.call('GET', KEYS[1])
+if (ARGV[1] == '' and not v) or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
+return 0`;
+/** Writes an upload's record only if it names this owner now (a replica that took it over fences this one out). */
+const CLAIM_OWNED = `local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
+return 0`;
 /** Deletes an upload's record only if it still names this owner. */
 const RELEASE = `local v = redis.call('GET', KEYS[1]) if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end return 0`;
 
@@ -65,7 +78,9 @@ export class ReplicaRegistry {
     }
     try {
       const value = JSON.parse(json) as unknown;
-      return value && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;
+      return value && typeof value === 'object'
+        ? { ...(value as Record<string, unknown>), [RAW]: raw }
+        : undefined;
     } catch {
       return undefined;
     }
@@ -107,6 +122,33 @@ export class ReplicaRegistry {
     await this.#redis.set(key, this.#seal(key, { owner: this.self, name, parts }), 'PX', ttlMs);
   }
 
+  /**
+   * Updates the record of a session this replica owns; false when another replica took it over
+   * meanwhile (this one must then stop writing to it).
+   */
+  async updateUpload(id: string, name: string, ttlMs: number, parts: StagedPart[]): Promise<boolean> {
+    const key = `hubcache:upload:${id}`;
+    const value = this.#seal(key, { owner: this.self, name, parts });
+    return (
+      (await this.#redis.eval(CLAIM_OWNED, 1, key, `"owner":"${this.self}"`, value, String(ttlMs))) === 1
+    );
+  }
+
+  /**
+   * Takes over the record of a session whose owner died: written only if it is still the record
+   * read (`seen.raw`), so of two replicas taking it over at once, one wins.
+   */
+  async takeUpload(id: string, seen: UploadRecord, ttlMs: number): Promise<boolean> {
+    const key = `hubcache:upload:${id}`;
+    const value = this.#seal(key, { owner: this.self, name: seen.name, parts: seen.parts });
+    return (await this.#redis.eval(CLAIM_IF, 1, key, seen.raw, value, String(ttlMs))) === 1;
+  }
+
+  /** Whether this replica still owns the session (another took it over when it looked dead). */
+  async ownsUpload(id: string): Promise<boolean> {
+    return (await this.uploadOwner(id).catch(() => undefined))?.owner === this.self;
+  }
+
   /** An upload session's owner and staged parts, if it is recorded (and the record is good). */
   async uploadOwner(id: string): Promise<UploadRecord | undefined> {
     const record = await this.#read(`hubcache:upload:${id}`);
@@ -120,7 +162,7 @@ export class ReplicaRegistry {
       parts.push([p[0], p[1], p[2]]);
       next = p[1];
     }
-    return { owner: record.owner, name: record.name, parts };
+    return { owner: record.owner, name: record.name, parts, raw: record[RAW] as string };
   }
 
   /** The session ended here (finished, cancelled, expired): its record goes. */

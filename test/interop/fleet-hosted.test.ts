@@ -1,11 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis as IORedis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
+import { createLogger } from '../../src/observe/logger.js';
 import { parseDigest } from '../../src/oci/digest.js';
+import { fleetKeys } from '../../src/shared/fleet-keys.js';
+import { ReplicaRegistry } from '../../src/shared/replica-registry.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { requireProgram } from '../fixtures/require-program.js';
@@ -353,5 +356,32 @@ describe.skipIf(!requireProgram('redis-server'))('hosted repositories across rep
     expect(hub.downloads(new RegExp(img.layerDigest))).toBe(1);
     expect(await metricSample(b.url, 'hubcache_shared_peer_fills_total')).toBe(1);
     hub.fault = undefined;
+  });
+
+  it('an upload record is taken over by one replica only, and its old owner is fenced out (updates refused)', async () => {
+    const keys = fleetKeys('k'.repeat(40));
+    const log = createLogger('silent');
+    const owner = new ReplicaRegistry(client, keys.records, randomUUID(), undefined, log);
+    const b = new ReplicaRegistry(client, keys.records, randomUUID(), undefined, log);
+    const c = new ReplicaRegistry(client, keys.records, randomUUID(), undefined, log);
+    await owner.claimUpload('u1', 'team/app', 60_000);
+    expect(await owner.updateUpload('u1', 'team/app', 60_000, [[0, 10, 'a'.repeat(32)]])).toBe(true);
+    const seen = (await b.uploadOwner('u1')) as NonNullable<Awaited<ReturnType<typeof b.uploadOwner>>>;
+    expect(seen.parts).toEqual([[0, 10, 'a'.repeat(32)]]);
+    // Both see the owner dead and take over at once: one wins.
+    const taken = await Promise.all([b.takeUpload('u1', seen, 60_000), c.takeUpload('u1', seen, 60_000)]);
+    expect(taken.filter(Boolean)).toHaveLength(1);
+    // The old owner (only partitioned) can no longer record anything of it.
+    expect(await owner.updateUpload('u1', 'team/app', 60_000, [[0, 20, 'b'.repeat(32)]])).toBe(false);
+    expect(await owner.ownsUpload('u1')).toBe(false);
+    // A record another fleet wrote (another key) is not an upload to take over.
+    const other = new ReplicaRegistry(
+      client,
+      fleetKeys('z'.repeat(40)).records,
+      randomUUID(),
+      undefined,
+      log,
+    );
+    expect(await other.uploadOwner('u1')).toBeUndefined();
   });
 });

@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Rgw, startRgw } from '../fixtures/ceph-rgw.js';
+import { type Dockerd, startDockerd } from '../fixtures/dockerd.js';
 import { fleetReplicaArgs } from '../fixtures/fleet.js';
 import { type Descriptor, ImageLayout } from '../fixtures/image-layout.js';
 import { type NginxLb, startNginxLb } from '../fixtures/nginx-lb.js';
@@ -20,6 +21,9 @@ const haveFleet = Boolean(
     requireProgram('radosgw') &&
     requireProgram('redis-server') &&
     requireProgram('nginx'),
+);
+const haveDocker = Boolean(
+  requireProgram('dockerd') && requireProgram('containerd') && requireProgram('runc'),
 );
 const BUCKET = 'hubcache';
 /** What a manifest GET accepts (the reference registry's habit: every real client sends them all). */
@@ -377,6 +381,58 @@ describe.skipIf(!bedPrograms() || !haveFleet)('a fleet behind a round-robin load
     expect((catalogs[0] as { repositories: string[] }).repositories).toContain('team/app');
     for (const answer of catalogs) expect(answer).toEqual(catalogs[0]);
   });
+
+  // Before the kill tests: all three replicas are alive, so round robin spreads dockerd's requests.
+  it.skipIf(!haveDocker)(
+    'dockerd pulls small:1 with nginx as its registry mirror, pushes it as team/docker:1 through nginx (uploads forwarded between replicas), and after docker rmi pulls it back with the digest it pushed; every replica serves that manifest',
+    async () => {
+      const lbHost = new URL(lb.url).host;
+      const ref = `${lbHost}/team/docker:1`;
+      // The fleet as dockerd's Docker Hub mirror; 127.0.0.0/8 registries are insecure (plain HTTP) by default.
+      const dockerd: Dockerd = await startDockerd(lb.url, bed.env);
+      try {
+        const docker = (args: string[]) => dockerd.docker(args);
+        await docker(['pull', 'small:1']);
+        await docker(['tag', 'small:1', ref]);
+        const countsBefore = await Promise.all(replicas.map((r) => mirrorRequestCounts(r.url)));
+        const push = await docker(['push', ref]);
+        const pushed = /1: digest: (sha256:[0-9a-f]{64}) size: \d+/.exec(push.stdout)?.[1];
+        expect(pushed, push.stdout).toBeDefined();
+        // The push's uploads crossed replicas: a PATCH or PUT reached a replica that did not take its
+        // POST, which forwarded it to the session's owner (`hosted` outcome, fleet-uploads.ts).
+        const deltas = [];
+        for (const [i, r] of replicas.entries()) {
+          deltas.push(requestDelta(countsBefore[i] ?? new Map(), await mirrorRequestCounts(r.url)));
+        }
+        const forwarded = deltas.reduce(
+          (n, d) => n + deltaSum(d, 'upload PATCH hosted 202') + deltaSum(d, 'upload PUT hosted 201'),
+          0,
+        );
+        expect(forwarded, JSON.stringify(deltas)).toBeGreaterThan(0);
+
+        // Gone from dockerd (both names: small:1 would otherwise keep the layers), then back through nginx.
+        await docker(['rmi', ref, 'small:1']);
+        expect((await docker(['images', '-q'])).stdout.trim()).toBe('');
+        await docker(['pull', ref]);
+        const repoDigest = (
+          await docker(['image', 'inspect', '--format', '{{index .RepoDigests 0}}', ref])
+        ).stdout.trim();
+        expect(repoDigest).toBe(`${lbHost}/team/docker@${pushed}`);
+
+        // Each replica on its own answers the manifest dockerd pushed (Docker schema2), byte for byte.
+        for (const r of replicas) {
+          expect(await manifestOn(r.url, 'team/docker', '1'), r.url).toEqual({
+            status: 200,
+            header: pushed,
+            body: pushed,
+          });
+        }
+      } finally {
+        await dockerd.stop();
+      }
+    },
+    300_000,
+  );
 
   it('a replica killed with SIGKILL between two pushes: team/app:2 still pushes through nginx; both tags are served by the survivors and through nginx, and no blob of team/app:1 is lost', async () => {
     const victim = await killVictim();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { replicasTargets } from '../../bench/lib/replicas-targets.js';
 import { evaluate, machineOf, type TargetRow, withSection } from '../../bench/targets.js';
 
 // bench/targets.ts judges issue 18's targets from the result files; here on small fixed inputs
@@ -130,6 +131,9 @@ describe('issue 18 targets judged from result files', () => {
       // not measured: the full set's cold pull had only skopeo
       expect.stringContaining('dockerd'),
       expect.stringContaining('containerd'),
+      // not measured: these inputs have no replicas file (issue 19's rows, judged below)
+      expect.stringContaining('replicas, cold blob'),
+      expect.stringContaining('replicas, swarm'),
     ]);
   });
 
@@ -207,5 +211,45 @@ describe('withSection', () => {
       'intro\n<!-- bench:targets:start -->\nnew\n<!-- bench:targets:end -->\nrest\n',
     );
     expect(() => withSection('no markers', 'new')).toThrow(/bench:targets:start/);
+  });
+});
+
+// Issue 19's targets, from bench/replicas.ts's result file (bench/lib/replicas-targets.ts).
+const fanoutRow = (p95: number, gets = [1, 1, 1, 1], peerFills = 8) => ({
+  lagMs: { p50: p95 / 4, p95, max: p95 * 1.5 },
+  peerFills,
+  blobs: gets.map((upstreamBlobGets) => ({ upstreamBlobGets })),
+});
+const replicas = (peerP95: number, sharedSeconds: number, gets?: number[]) => ({
+  local: { seconds: 2 },
+  shared: { seconds: sharedSeconds },
+  sharedNoPeer: { seconds: 5 },
+  fanout: { noPeerStreaming: fanoutRow(1200, [1, 1, 1, 1], 0), peerStreaming: fanoutRow(peerP95, gets) },
+});
+
+describe('issue 19 targets judged from the replicas result file', () => {
+  it('hold when followers trail the holder by at most 100 ms (p95) and the fleet is within 1.3× one mirror', () => {
+    const [lag, wall] = replicasTargets(replicas(100, 2.6)) as [TargetRow, TargetRow];
+    expect(lag.verdict).toBe('holds'); // 100 ms is the bound, included
+    expect(lag.key).toBe('p95 100.0 ms (without peer streaming 1200.0 ms)');
+    expect(lag.figures).toBe(
+      'peer streaming: lag p50 / p95 / max 25.0 ms / 100.0 ms / 150.0 ms, upstream blob GETs 1 / 1 / 1 / 1 for 4 blobs, 8 peer fills; without: lag p50 / p95 / max 300.0 ms / 1200.0 ms / 1800.0 ms, upstream blob GETs 1 / 1 / 1 / 1 for 4 blobs, 0 peer fills',
+    );
+    expect(wall.verdict).toBe('holds');
+    expect(wall.key).toBe('2.60 s vs 2.00 s (1 mirror) = 1.30× (without peer streaming 2.50×)');
+  });
+
+  it('miss on a slow follower, a second upstream GET for a blob, or a slow fleet', () => {
+    expect(replicasTargets(replicas(101, 2))[0]?.verdict).toBe('misses');
+    expect(replicasTargets(replicas(10, 2, [1, 2, 1, 1]))[0]?.verdict).toBe('misses');
+    expect(replicasTargets(replicas(10, 2.7))[1]?.verdict).toBe('misses');
+  });
+
+  it('say "not measured" for a result file without the fan-out or the swarm rows', () => {
+    const old = { local: { seconds: 2 }, shared: { seconds: 6 } }; // before issue 19
+    const [lag, wall] = replicasTargets(old) as [TargetRow, TargetRow];
+    expect(lag.verdict).toBe('not measured');
+    expect(wall.verdict).toBe('misses');
+    expect(replicasTargets(undefined).map((r) => r.verdict)).toEqual(['not measured', 'not measured']);
   });
 });

@@ -51,7 +51,7 @@ export interface ServerContext {
   /** How an error names the upstream when a request reaches no particular registry. */
   readonly defaultUpstream: string;
   /** Which names are pushed here, and whether a push may create one (the takeover rule). */
-  readonly hosted: Pick<HostedRepositories, 'isHosted' | 'checkPushable'>;
+  readonly hosted: Pick<HostedRepositories, 'isHosted' | 'checkPushable' | 'learnName'>;
   readonly takeover: Pick<TakeoverGuard, 'check'>;
   /** Hits answered again before routing (api/hit-lane.ts). */
   readonly lane: Pick<HitLane, 'serve'>;
@@ -91,8 +91,27 @@ async function dispatch(ctx: ServerContext, req: IncomingMessage, res: ServerRes
   try {
     await route(ex, ctx);
   } catch (err) {
-    fail(ex, ctx, err);
+    if (!(await hostedAfterAll(ex, ctx, err))) fail(ex, ctx, err);
   }
+}
+
+/**
+ * Replicas: a read routed as mirrored that found nothing may name a repository another replica's
+ * push created a moment ago, its announcement still on the way. Asked of the fleet then (only on a
+ * 404: the hit path pays nothing), and answered as the hosted repository it is.
+ */
+async function hostedAfterAll(ex: Exchange, ctx: ServerContext, err: unknown): Promise<boolean> {
+  if (!(err instanceof RegistryError) || err.status !== 404 || ex.res.headersSent) return false;
+  if (!READ_METHODS.has(ex.method)) return false;
+  const endpoint = parseV2Path(ex.path);
+  if (!endpoint || !('name' in endpoint) || ctx.hosted.isHosted(endpoint.name)) return false;
+  if (!(await ctx.hosted.learnName(endpoint.name).catch(() => false))) return false;
+  try {
+    await route(ex, ctx);
+  } catch (again) {
+    fail(ex, ctx, again);
+  }
+  return true;
 }
 
 async function route(ex: Exchange, ctx: ServerContext): Promise<void> {

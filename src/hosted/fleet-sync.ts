@@ -89,6 +89,16 @@ export class FleetSync {
   /** Resolves once the records of every name known at start were read (tests wait on it). */
   synced: Promise<void> = Promise.resolve();
 
+  /**
+   * Whether `name` is a hosted repository of the fleet that this replica has not heard of yet (its
+   * first push's announcement still on the way): then it is read, and hosted here from now on.
+   */
+  async learn(name: string): Promise<boolean> {
+    if (!(await this.#fleet.records.isName(name).catch(() => false))) return false;
+    await this.sync(name);
+    return true;
+  }
+
   /** This replica writes to `name` now (see the class comment). */
   wrote(name: string): void {
     this.#wrote.set(name, Date.now());

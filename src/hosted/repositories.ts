@@ -161,6 +161,15 @@ export class HostedRepositories {
     return this.#names.has(name) || this.#policy.matches(name);
   }
 
+  /**
+   * A name this replica routes as mirrored, about to answer 404: true when another replica's push
+   * made it a hosted repository a moment ago (fleet-sync.ts), and it is hosted here now.
+   */
+  async learnName(name: string): Promise<boolean> {
+    if (!this.#sync || this.#names.has(name)) return false;
+    return this.#sync.learn(name);
+  }
+
   /** Throws the spec's error when a push to `name` is not allowed here. */
   checkPushable(name: string): void {
     this.#policy.checkPushable(name);

@@ -8,13 +8,14 @@ import type { RunningMirror } from '../../src/listen.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { fleetKeys } from '../../src/shared/fleet-keys.js';
+import { HostedRecords } from '../../src/shared/hosted-records.js';
 import { ReplicaRegistry } from '../../src/shared/replica-registry.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { requireProgram } from '../fixtures/require-program.js';
 import { freePort } from '../fixtures/upstream-process.js';
 import { type FakeRegistry, startFakeRegistry } from '../integration/fake-registry.js';
-import { type FakeS3, startFakeS3 } from '../integration/fake-s3.js';
+import { type FakeS3, keyOf, startFakeS3 } from '../integration/fake-s3.js';
 import {
   addImage,
   gate,
@@ -383,5 +384,31 @@ describe.skipIf(!requireProgram('redis-server'))('hosted repositories across rep
       log,
     );
     expect(await other.uploadOwner('u1')).toBeUndefined();
+  });
+
+  it('a repository whose first push was not announced yet (or the announcement lost): a read on another replica still finds it', async () => {
+    const b = await replica('b');
+    // Another replica's push, recorded in Redis and the bucket, its announcement never sent.
+    const quiet = new Proxy(client, {
+      get: (target, key) => (key === 'publish' ? async () => 0 : Reflect.get(target, key, target)),
+    });
+    const records = new HostedRecords(
+      quiet as IORedis,
+      fleetKeys('f'.repeat(48)).records,
+      createLogger('silent'),
+    );
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}');
+    const layer = randomBytes(20_000);
+    const manifest = imageManifest(config, [layer]);
+    for (const body of [config, layer, manifest]) s3.objects.set(keyOf(sha(body)), body);
+    const at = Date.now();
+    await records.write('team/quiet', {
+      manifests: { [sha(manifest).slice(7)]: { mt: OCI_MANIFEST, s: null, at } },
+      links: { [sha(config).slice(7)]: { at }, [sha(layer).slice(7)]: { at } },
+      tags: { v1: { d: sha(manifest).slice(7), mt: OCI_MANIFEST, at } },
+    });
+    const got = await send(`${b.url}/v2/team/quiet/manifests/v1`, 'GET', undefined, { accept: OCI_MANIFEST });
+    expect([got.status, got.headers['docker-content-digest']]).toEqual([200, sha(manifest)]);
+    expect((await send(`${b.url}/v2/team/quiet/blobs/${sha(layer)}`)).body.equals(layer)).toBe(true);
   });
 });

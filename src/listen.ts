@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createSecureContext } from 'node:tls';
+import { ClientAddresses } from './auth/client-address.js';
 import { parseHtpasswd } from './auth/client-auth.js';
 import type { Config } from './config.js';
 import { PEER_BLOBS } from './fleet-blobs.js';
@@ -44,6 +45,11 @@ export async function startMirror(
   await checkDataDir(config.dataDir);
   const tls = config.tls && readTls(config.tls);
   if (config.htpasswd) checkHtpasswd(config.htpasswd);
+  try {
+    new ClientAddresses(config.trustedProxies);
+  } catch (err) {
+    throw new StartupError('--trusted-proxy', config.trustedProxies.join(','), (err as Error).message);
+  }
   const fleet = config.shared?.fleetSecretFile
     ? readFleetSecret(config.shared.fleetSecretFile, log)
     : undefined;

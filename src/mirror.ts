@@ -1,8 +1,10 @@
+import type { IncomingMessage } from 'node:http';
 import pLimit from 'p-limit';
 import type { HandlerContext } from './api/context.js';
 import { HitLane } from './api/hit-lane.js';
 import type { OperatorContext } from './api/operator.js';
 import { type AccessPolicy, readsAreOpen } from './auth/authorize.js';
+import { ClientAddresses } from './auth/client-address.js';
 import { ClientAuth } from './auth/client-auth.js';
 import { TokenService } from './auth/token-service.js';
 import { BufferPool } from './buffer-pool.js';
@@ -273,6 +275,10 @@ export class Mirror {
     // Only when reads are open to anyone: the lane answers before the path would ask for credentials.
     const lane = new HitLane({ enabled: readsAreOpen(access), hostedGeneration: () => hosted.generation });
     this.#lane = lane;
+    // Behind --trusted-proxy, the client its X-Forwarded-For names (checked at start by listen.ts).
+    const clients = new ClientAddresses(config.trustedProxies);
+    const clientOf = (req: IncomingMessage) =>
+      clients.of(req.socket?.remoteAddress, req.headers['x-forwarded-for']);
     const handlers: HandlerContext = {
       log,
       routes: this.routes,
@@ -283,6 +289,7 @@ export class Mirror {
       tagLists: new TagLists(this.#tags),
       hosted,
       uploads,
+      clientOf,
       uploadOwners: this.#uploadOwners,
       headPromises,
       lane,
@@ -296,6 +303,7 @@ export class Mirror {
     const repositories = new RepositoryCounts();
     const operator: OperatorContext = {
       log,
+      clientOf,
       routes,
       defaultUpstream,
       auth,

@@ -120,7 +120,7 @@ async function route(ex: Exchange, ctx: ServerContext): Promise<void> {
   ex.endpoint = endpoint.kind;
   const write = !READ_METHODS.has(ex.method) || endpoint.kind === 'upload';
   if (write || !readsAreOpen(ctx.access)) {
-    await authorize(ctx.access, requestedAccess(endpoint, ex.method, write), callerOf(ex));
+    await authorize(ctx.access, requestedAccess(endpoint, ex.method, write), callerOf(ex, ctx));
   }
   // containerd adds ?ns=<registry> to every request (spec "Registry Proxying"): echo it, as the spec suggests.
   // Only a registry host is echoed: anything else (control characters) must not reach a header.
@@ -211,11 +211,11 @@ function readOnly(ex: Exchange): RegistryError {
 }
 
 /** Who asks: the credentials sent and the connection's two ends (never its Host header). */
-function callerOf(ex: Exchange): Caller {
+function callerOf(ex: Exchange, ctx: ServerContext): Caller {
   const socket = ex.req.socket;
   return {
     authorization: ex.req.headers.authorization,
-    remoteAddress: socket.remoteAddress ?? '',
+    remoteAddress: ctx.handlers.clientOf(ex.req),
     localAddress: socket.localAddress,
     localPort: socket.localPort,
   };

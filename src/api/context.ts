@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { BufferPool } from '../buffer-pool.js';
 import type { BlobReads } from '../cache/blob-reads.js';
 import type { BlobStore } from '../cache/blob-store.js';
@@ -42,6 +43,8 @@ export interface HandlerContext {
   /** Repositories pushed here, their uploads, and the blob HEADs a push may rely on. */
   readonly hosted: HostedRepositories;
   readonly uploads: UploadSessions;
+  /** Who a request comes from (auth/client-address.ts: behind --trusted-proxy, the forwarded client). */
+  readonly clientOf: (req: IncomingMessage) => string;
   /** Replicas: upload sessions another replica owns are forwarded to it (fleet-uploads.ts). */
   readonly uploadOwners?: UploadOwners | undefined;
   readonly headPromises: HeadPromises;

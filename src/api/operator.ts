@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type MiddlewareHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -21,6 +22,8 @@ import type { Routes } from '../routing.js';
  */
 export interface OperatorContext {
   readonly log: Logger;
+  /** Who a request comes from (auth/client-address.ts: behind --trusted-proxy, the forwarded client). */
+  readonly clientOf: (req: IncomingMessage) => string;
   /** Which registry and repository a name means: invalidation resolves names as /v2 does. */
   readonly routes: Pick<Routes, 'resolve'>;
   /** How an error names the upstream when a request reaches no particular registry. */
@@ -44,20 +47,28 @@ export interface OperatorContext {
 
 type Env = { Bindings: HttpBindings };
 
-const loopbackOnly: MiddlewareHandler<Env> = async (c, next) => {
-  if (!isLoopback(c.env.incoming.socket.remoteAddress)) {
-    return c.json({ errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] }, 403);
-  }
-  await next();
-};
+const loopbackOnly =
+  (clientOf: OperatorContext['clientOf']): MiddlewareHandler<Env> =>
+  async (c, next) => {
+    if (!isLoopback(clientOf(c.env.incoming))) {
+      return c.json(
+        { errors: [{ code: 'DENIED', message: 'only from the mirror host', detail: null }] },
+        403,
+      );
+    }
+    await next();
+  };
 
 /**
  * What names repositories (the dashboard and its summary) is as private as the repositories: with
  * client authentication, only from the mirror host or with valid credentials.
  */
-function privateToUsers(auth: OperatorContext['auth']): MiddlewareHandler<Env> {
+function privateToUsers(
+  auth: OperatorContext['auth'],
+  clientOf: OperatorContext['clientOf'],
+): MiddlewareHandler<Env> {
   return async (c, next) => {
-    const address = c.env.incoming.socket.remoteAddress;
+    const address = clientOf(c.env.incoming);
     if (!auth || isLoopback(address) || (await auth.check(c.req.header('authorization'), address ?? ''))) {
       await next();
       return;
@@ -74,11 +85,12 @@ function privateToUsers(auth: OperatorContext['auth']): MiddlewareHandler<Env> {
 export function createOperatorApp(ctx: OperatorContext): Hono<Env> {
   const app = new Hono<Env>();
   // Operator actions, from the mirror host only until the mirror has operator authentication.
-  app.use('/_hubcache/invalidate', loopbackOnly);
-  app.use('/_hubcache/pins', loopbackOnly);
-  app.use('/_hubcache/gc', loopbackOnly);
-  app.use('/ui/', privateToUsers(ctx.auth));
-  app.use('/_hubcache/summary', privateToUsers(ctx.auth));
+  const local = loopbackOnly(ctx.clientOf);
+  app.use('/_hubcache/invalidate', local);
+  app.use('/_hubcache/pins', local);
+  app.use('/_hubcache/gc', local);
+  app.use('/ui/', privateToUsers(ctx.auth, ctx.clientOf));
+  app.use('/_hubcache/summary', privateToUsers(ctx.auth, ctx.clientOf));
   // "Recheck this tag now" (e.g. after pushing a new `latest` upstream). The repository is resolved
   // as a request's name is: a registry's path prefix (ghcr.io/owner/app) or `ns`, else the default.
   app.post('/_hubcache/invalidate', async (c) => {
@@ -120,7 +132,7 @@ export function createOperatorApp(ctx: OperatorContext): Hono<Env> {
     const issued = await ctx.tokens.issue(
       c.req.header('authorization'),
       c.req.queries('scope') ?? [],
-      c.env.incoming.socket.remoteAddress ?? '',
+      ctx.clientOf(c.env.incoming),
     );
     if (!issued) {
       c.header('WWW-Authenticate', `Basic realm="${ctx.auth?.realm ?? 'hubcache'}"`);

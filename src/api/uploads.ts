@@ -81,7 +81,7 @@ async function startUpload(ex: Exchange, ctx: HandlerContext, name: string): Pro
   const digestText = ex.query.get('digest');
   const digest = digestText === null ? undefined : parseDigest(digestText);
   // Sessions count toward the address that opens them (hosted/uploads.ts caps them).
-  const session = ctx.uploads.start(name, ex.req.socket.remoteAddress ?? 'unknown');
+  const session = ctx.uploads.start(name, ctx.clientOf(ex.req) || 'unknown');
   try {
     await ctx.hosted.create(name);
     // Monolithic: the whole blob in this one request.

@@ -535,6 +535,15 @@ export const OPTIONS = {
     example: true,
     show: (c) => c.shared?.degradedStart,
   }),
+  trustedProxy: option({
+    path: 'trustedProxies',
+    flag: '--trusted-proxy <cidrs>',
+    help: 'reverse proxies or load balancers in front (comma-separated addresses or CIDR blocks): a request from one is taken to come from the X-Forwarded-For client it names (anonymous pushes from the mirror host, operator endpoints, upload caps)',
+    kind: globs,
+    default: [],
+    example: ['10.0.0.0/8', '127.0.0.1'],
+    show: (c) => c.trustedProxies,
+  }),
   clientHeaderTimeout: option({
     path: 'clientHeaderTimeout',
     flag: '--client-header-timeout <seconds>',

@@ -202,6 +202,7 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
     memoryCacheBytes: value(get, 'memoryCacheMb') * 1024 * 1024,
     prefetchLayers: value(get, 'prefetchLayers'),
     upstreamParallel: Math.max(1, value(get, 'upstreamParallel')),
+    trustedProxies: value(get, 'trustedProxy'),
     clientHeaderTimeoutMs: Math.max(1, value(get, 'clientHeaderTimeout')) * 1000,
     clientIdleTimeoutMs: Math.max(1, value(get, 'clientIdleTimeout')) * 1000,
     logLevel: value(get, 'logLevel'),

@@ -39,6 +39,8 @@ export interface Config {
   printConfig?: true;
   /** Below this much free disk, misses are passed through uncached instead of filling the disk. */
   minFreeBytes: number;
+  /** Reverse proxies in front, as addresses or CIDR blocks: their X-Forwarded-For names the client (auth/client-address.ts). */
+  trustedProxies: string[];
   /** A client must send its request headers within this (slowloris protection). */
   clientHeaderTimeoutMs: number;
   /** A connection that moves no bytes for this long is closed (a client that stopped reading). */

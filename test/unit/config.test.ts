@@ -232,6 +232,7 @@ describe('parseConfig environment', () => {
     const dir = path.resolve('env-data');
     Object.assign(process.env, {
       HUBCACHE_LISTEN: '127.0.0.1:9000',
+      HUBCACHE_TRUSTED_PROXIES: '10.0.0.0/8, 127.0.0.1',
       HUBCACHE_UPSTREAM: 'https://mirror.example.com',
       HUBCACHE_DATA: 'env-data',
       HUBCACHE_TAG_TTL: '42',
@@ -297,6 +298,7 @@ describe('parseConfig environment', () => {
       memoryCacheBytes: 7 * 1024 * 1024,
       prefetchLayers: 2,
       upstreamParallel: 3,
+      trustedProxies: ['10.0.0.0/8', '127.0.0.1'],
       clientHeaderTimeoutMs: 30_000,
       clientIdleTimeoutMs: 120_000,
       logLevel: 'warn',

@@ -201,7 +201,9 @@ export class S3BlobStore {
       );
       step = 'GetObject';
       const back = await this.#call(async () => {
-        const res = await this.#client.send(new s3.GetObjectCommand({ Bucket, Key: key }), this.#read);
+        // One byte more than was written at most, whatever the bucket holds (it is not trusted).
+        const Range = `bytes=0-${probe.length}`;
+        const res = await this.#client.send(new s3.GetObjectCommand({ Bucket, Key: key, Range }), this.#read);
         const body = res.Body as { transformToByteArray(): Promise<Uint8Array> };
         return Buffer.from(await body.transformToByteArray());
       });

@@ -73,6 +73,28 @@ export function macWarning(log: { warn(obj: object, msg: string): void }): () =>
   };
 }
 
+/**
+ * A record as replicas keep it in Redis: `<mac>.<json>`, the MAC over `context` (what the record is:
+ * its key, its field) and the JSON. Redis can drop a sealed record or put one back where it was,
+ * never make one or move one to another context.
+ */
+export function seal(ring: KeyRing, context: string, value: object): string {
+  const json = JSON.stringify(value);
+  return `${sign(ring, `${context}\n${json}`)}.${json}`;
+}
+
+/** The value of a sealed record, or undefined when it is not one of the ring's for this context, or not JSON. */
+export function unseal(ring: KeyRing, context: string, raw: string): { value: unknown } | undefined {
+  const dot = raw.indexOf('.');
+  const json = raw.slice(dot + 1);
+  if (dot < 1 || !verify(ring, `${context}\n${json}`, raw.slice(0, dot))) return undefined;
+  try {
+    return { value: JSON.parse(json) };
+  } catch {
+    return undefined;
+  }
+}
+
 /** HMAC-SHA256 of `data` under the ring's signing key, base64url. */
 export function sign(ring: KeyRing | Buffer, data: string): string {
   const key = Buffer.isBuffer(ring) ? ring : ring.sign;

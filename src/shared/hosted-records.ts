@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
 import { isTag, validateName } from '../oci/names.js';
-import { type KeyRing, macWarning, sign, verify } from './fleet-keys.js';
+import { type KeyRing, macWarning, seal, unseal } from './fleet-keys.js';
 import { RedisBoundError, readBounded } from './redis-reads.js';
 
 /**
@@ -96,24 +96,15 @@ export class HostedRecords {
   }
 
   #seal(name: string, field: string, value: object): string {
-    const json = JSON.stringify(value);
-    return `${sign(this.#key, `hosted v1\n${name}\n${field}\n${json}`)}.${json}`;
+    return seal(this.#key, `hosted v1\n${name}\n${field}`, value);
   }
 
   #open(name: string, field: string, raw: string): unknown {
-    const dot = raw.indexOf('.');
-    const json = raw.slice(dot + 1);
-    if (dot < 1 || !verify(this.#key, `hosted v1\n${name}\n${field}\n${json}`, raw.slice(0, dot))) {
-      this.rejected++;
-      this.#badMac();
-      return undefined;
-    }
-    try {
-      return JSON.parse(json);
-    } catch {
-      this.rejected++;
-      return undefined;
-    }
+    const opened = unseal(this.#key, `hosted v1\n${name}\n${field}`, raw);
+    if (opened) return opened.value;
+    this.rejected++;
+    this.#badMac();
+    return undefined;
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
-import { type KeyRing, macWarning, sign, verify } from './fleet-keys.js';
+import { type KeyRing, macWarning, seal, unseal } from './fleet-keys.js';
 
 /** The raw record, beside its parsed fields (a takeover compares it): a key no JSON record has. */
 const RAW = '\u0000raw';
@@ -63,27 +63,21 @@ export class ReplicaRegistry {
   readonly #badMac: () => void;
 
   #seal(key: string, value: object): string {
-    const json = JSON.stringify(value);
-    return `${sign(this.#key, `${key}\n${json}`)}.${json}`;
+    return seal(this.#key, key, value);
   }
 
   async #read(key: string): Promise<Record<string, unknown> | undefined> {
     const raw = (await this.#redis.eval(GET_BOUNDED, 1, key, String(MAX_RECORD_BYTES))) as string | null;
     if (!raw) return undefined;
-    const dot = raw.indexOf('.');
-    const json = raw.slice(dot + 1);
-    if (dot < 1 || !verify(this.#key, `${key}\n${json}`, raw.slice(0, dot))) {
+    const opened = unseal(this.#key, key, raw);
+    if (!opened) {
       this.#badMac();
       return undefined;
     }
-    try {
-      const value = JSON.parse(json) as unknown;
-      return value && typeof value === 'object'
-        ? { ...(value as Record<string, unknown>), [RAW]: raw }
-        : undefined;
-    } catch {
-      return undefined;
-    }
+    const value = opened.value;
+    return value && typeof value === 'object'
+      ? { ...(value as Record<string, unknown>), [RAW]: raw }
+      : undefined;
   }
 
   /** Announces this replica's peer URL now and every few seconds (nothing without a peer listener). */

@@ -28,6 +28,16 @@ export interface FakeS3 {
   close(): Promise<void>;
 }
 
+/**
+ * A replica's options for the bucket at `endpoint` (its S3 client takes credentials from the
+ * environment: set here, any will do for the fake).
+ */
+export function bucketArgs(endpoint: string, bucket = 'cache'): string[] {
+  process.env.AWS_ACCESS_KEY_ID = 'x';
+  process.env.AWS_SECRET_ACCESS_KEY = 'y';
+  return ['--s3-bucket', bucket, '--s3-endpoint', endpoint, '--s3-path-style'];
+}
+
 /** The key of a blob in the bucket (no prefix). */
 export const keyOf = (digest: string) => `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
 

@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { type FakeS3, startFakeS3 } from './fake-s3.js';
+import { bucketArgs, type FakeS3, startFakeS3 } from './fake-s3.js';
 import { mirrorFor, tempDataDir } from './harness.js';
 
 // Replicas behind a load balancer: `docker login` gets its token from one replica and the push
@@ -21,8 +21,6 @@ beforeEach(async () => {
   hub = await startFakeRegistry();
   s3 = await startFakeS3();
   data = await tempDataDir();
-  process.env.AWS_ACCESS_KEY_ID = 'x';
-  process.env.AWS_SECRET_ACCESS_KEY = 'y';
 });
 
 afterEach(async () => {
@@ -41,7 +39,7 @@ const file = (name: string, text: string) => {
 async function replica(name: string, secret: string | undefined): Promise<RunningMirror> {
   const htpasswd = file('htpasswd', `alice:${bcrypt.hashSync('s3cret', 4)}\n`);
   const m = await mirrorFor(hub, path.join(data.dir, name), [
-    ...['--s3-bucket', 'cache', '--s3-endpoint', s3.url, '--s3-path-style'],
+    ...bucketArgs(s3.url),
     ...['--htpasswd', htpasswd],
     ...(secret ? ['--fleet-secret-file', file(`${name}.secret`, secret)] : []),
   ]);

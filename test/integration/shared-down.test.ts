@@ -2,7 +2,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { startFakeS3 } from './fake-s3.js';
+import { bucketArgs, startFakeS3 } from './fake-s3.js';
 import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
 
 let hub: FakeRegistry;
@@ -13,13 +13,6 @@ beforeEach(async () => {
   hub = await startFakeRegistry();
   data = await tempDataDir();
 });
-
-/** A replica's bucket options (its S3 client takes credentials from the environment). */
-function bucketArgs(endpoint: string): string[] {
-  process.env.AWS_ACCESS_KEY_ID = 'x';
-  process.env.AWS_SECRET_ACCESS_KEY = 'y';
-  return ['--s3-bucket', 'cache', '--s3-endpoint', endpoint, '--s3-path-style'];
-}
 
 afterEach(async () => {
   await mirror.close();

@@ -3,7 +3,7 @@ import type { RunningMirror } from '../../src/listen.js';
 import { StartupError } from '../../src/startup-errors.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
-import { type FakeS3, startFakeS3 } from './fake-s3.js';
+import { bucketArgs, type FakeS3, startFakeS3 } from './fake-s3.js';
 import { addImage, get, mirrorFor, tempDataDir } from './harness.js';
 
 // The shared tier's start-up check (src/shared/start-check.ts): a bucket or Redis that cannot be
@@ -19,8 +19,6 @@ beforeEach(async () => {
   hub = await startFakeRegistry();
   s3 = await startFakeS3();
   data = await tempDataDir();
-  process.env.AWS_ACCESS_KEY_ID = 'x';
-  process.env.AWS_SECRET_ACCESS_KEY = 'y';
 });
 
 afterEach(async () => {
@@ -31,13 +29,7 @@ afterEach(async () => {
   await data.remove();
 });
 
-const bucket = (name: string, endpoint = s3.url) => [
-  '--s3-bucket',
-  name,
-  '--s3-endpoint',
-  endpoint,
-  '--s3-path-style',
-];
+const bucket = (name: string, endpoint = s3.url) => bucketArgs(endpoint, name);
 
 /** The start's failure: a StartupError (what main.ts prints as one line), or a test failure. */
 async function refused(args: string[]): Promise<StartupError> {

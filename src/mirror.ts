@@ -23,6 +23,7 @@ import { TagLists } from './cache/tag-lists.js';
 import { tagTtl } from './cache/tag-ttl.js';
 import type { Config, UpstreamConfig } from './config.js';
 import { FleetBlobs } from './fleet-blobs.js';
+import { FleetGc } from './fleet-gc.js';
 import { FleetUploads } from './fleet-uploads.js';
 import { HeadPromises } from './hosted/head-promises.js';
 import { HostedRepositories } from './hosted/repositories.js';
@@ -34,9 +35,11 @@ import { Metrics } from './observe/metrics.js';
 import { readiness } from './observe/readiness.js';
 import { RepositoryCounts } from './observe/repositories.js';
 import { summary } from './observe/summary.js';
+import { parseDigest } from './oci/digest.js';
 import { PeerClient } from './peer/client.js';
 import { type Route, Routes } from './routing.js';
 import type { ServerContext } from './server.js';
+import { BlobRepair } from './shared/blob-repair.js';
 import type { FleetKeys } from './shared/fleet-keys.js';
 import { FleetLocks } from './shared/fleet-locks.js';
 import { HostedRecords } from './shared/hosted-records.js';
@@ -82,6 +85,10 @@ export class Mirror {
   /** Replicas with a peer listener: where the others are, and the way to them (fleet-uploads.ts). */
   #peers: { registry: ReplicaRegistry; client: PeerClient; blobClient: PeerClient } | undefined;
   #uploadOwners: FleetUploads | undefined;
+  /** Hosted blobs the bucket lacks, published again by a replica holding them (shared/blob-repair.ts). */
+  #repair: BlobRepair | undefined;
+  /** The bucket's collection (replicas with Redis): fleet-gc.ts. */
+  #fleetGc: FleetGc | undefined;
 
   /** This replica's id in the fleet (its locks and records), when it has Redis. */
   get replicaId(): string | undefined {
@@ -185,6 +192,18 @@ export class Mirror {
     const coordinator = this.#coordinator;
     if (fleet && coordinator && this.sharedStore) {
       this.#hostedRecords = new HostedRecords(coordinator.redis, fleet.records, log);
+      const bucket = this.sharedStore;
+      this.#repair = new BlobRepair(
+        { listen: (c, on) => coordinator.listen(c, on), publish: (c, m) => coordinator.redis.publish(c, m) },
+        async (hex) => (await store.size(parseDigest(`sha256:${hex}`))) !== undefined,
+        async (hex) => {
+          const digest = parseDigest(`sha256:${hex}`);
+          const size = await store.size(digest);
+          if (size !== undefined) await bucket.publishFile(digest, store.pathOf(digest), size);
+        },
+        log,
+      );
+      if (shared) shared.repair = this.#repair;
       hosted.shareWith({
         records: this.#hostedRecords,
         bucket: this.sharedStore,
@@ -229,6 +248,22 @@ export class Mirror {
     }
     const headPromises = new HeadPromises(config.hosted.gcGraceMs, config.hosted.uploadExpiryMs);
     store.keep = (hex) => hosted.holds(hex) || headPromises.holds(hex);
+    if (this.sharedStore && coordinator && config.shared) {
+      this.#fleetGc = new FleetGc({
+        bucket: this.sharedStore,
+        coordinator,
+        store,
+        hosted,
+        hostedRecords: this.#hostedRecords,
+        heldNow: store.keep,
+        dataDir: config.dataDir,
+        graceMs: config.hosted.gcGraceMs,
+        maxBytes: config.shared.maxSizeBytes,
+        uploadExpiryMs: config.hosted.uploadExpiryMs,
+        intervalMs: config.shared.gcIntervalMs,
+        log,
+      });
+    }
     const takeover = new TakeoverGuard({
       cached: (name) => this.#tags.knows(name),
       // Offline, nothing is served upstream: a push may take any name.
@@ -309,13 +344,15 @@ export class Mirror {
       auth,
       tokens,
       pins: store,
-      gc: new GarbageCollection(
-        store,
-        hosted,
-        config.dataDir,
-        config.hosted.gcGraceMs,
-        { uploading: () => uploads.repositories, promised: (hex) => headPromises.holds(hex) },
-        log,
+      gc: this.#collection(
+        new GarbageCollection(
+          store,
+          hosted,
+          config.dataDir,
+          config.hosted.gcGraceMs,
+          { uploading: () => uploads.repositories, promised: (hex) => headPromises.holds(hex) },
+          log,
+        ),
       ),
       summary: async () =>
         summary({
@@ -353,6 +390,17 @@ export class Mirror {
     };
   }
 
+  /** POST /_hubcache/gc: this replica's files, then (with Redis) the bucket's, as `shared`. */
+  #collection(local: GarbageCollection): OperatorContext['gc'] {
+    return {
+      run: async () => {
+        const result = await local.run();
+        const fleetGc = this.#fleetGc;
+        return fleetGc ? { ...result, shared: await fleetGc.run() } : result;
+      },
+    };
+  }
+
   #wireMetrics(store: BlobStore): Metrics {
     return new Metrics({
       cacheBytes: () => store.usage.totalBytes,
@@ -380,7 +428,22 @@ export class Mirror {
         recordsRejected: this.#hostedRecords?.rejected ?? 0,
         peerFills: this.blobs.peerFills,
         takeovers: this.#uploadOwners?.takeovers ?? 0,
+        repaired: this.#repair?.repaired ?? 0,
       }),
+      bucketGc: () => {
+        const gc = this.#fleetGc;
+        if (!gc) return undefined;
+        const { runs, failures, removedBytes, evictedBytes } = gc.totals;
+        return {
+          runs,
+          failures,
+          removedBytes,
+          evictedBytes,
+          bucketBytes: gc.bucketBytes,
+          maxBytes: gc.parts.maxBytes,
+          overBound: gc.overBound,
+        };
+      },
     });
   }
 
@@ -401,8 +464,10 @@ export class Mirror {
     await this.hosted.loadNames();
     await this.#tokens?.init();
     await this.#coordinator?.init();
+    await this.#repair?.init();
     await this.uploads.init();
     this.#peers?.registry.start();
+    this.#fleetGc?.start();
     // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
     this.started = this.#background();
   }
@@ -435,6 +500,7 @@ export class Mirror {
     await this.#peers?.registry.stop();
     await this.#peers?.client.close();
     await this.#peers?.blobClient.close();
+    await this.#fleetGc?.close();
     await this.#coordinator?.close();
     this.sharedStore?.close();
     for (const r of this.routes.all) await r.api.client.close();

@@ -6,7 +6,6 @@ import type { ClientAuth } from '../auth/client-auth.js';
 import { isLoopback } from '../auth/loopback.js';
 import type { TokenService } from '../auth/token-service.js';
 import type { BlobStore } from '../cache/blob-store.js';
-import type { GarbageCollection } from '../cache/garbage-collection.js';
 import { toRegistryError } from '../errors.js';
 import { dashboardHtml } from '../observe/dashboard.js';
 import type { Logger } from '../observe/logger.js';
@@ -35,7 +34,8 @@ export interface OperatorContext {
   /** Blobs the size bound must keep. */
   readonly pins: Pick<BlobStore, 'pin' | 'unpinAll'>;
   /** Garbage collection of blobs nothing refers to, one at a time (cache/garbage-collection.ts). */
-  readonly gc: Pick<GarbageCollection, 'run'>;
+  /** Collects garbage: this replica's files, and with replicas the bucket's (`shared`). */
+  readonly gc: { run(): Promise<object> };
   /** What the dashboard shows (observe/summary.ts). */
   summary(): Promise<Summary>;
   /** /readyz (observe/readiness.ts). */

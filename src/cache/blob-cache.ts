@@ -313,7 +313,10 @@ export class BlobCache {
     repository: string,
     started: number,
   ): Promise<Source | { stored: number }> {
-    const found = this.#shared ? await this.#openShared(digest, repository, started) : undefined;
+    let found = this.#shared ? await this.#openShared(digest, repository, started) : undefined;
+    // Not in the bucket (or its copy was bad and removed): a replica holding it publishes it again.
+    if (found === undefined && (await this.#shared?.repair?.ask(digest.hex)))
+      found = await this.#openShared(digest, repository, started);
     if (found === undefined || found === 'failing')
       throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
     return found;
@@ -634,6 +637,8 @@ export interface SharedTier {
   sizes?: KnownSizes | undefined;
   /** Replicas with a peer listener: blobs streamed from the replica downloading them. */
   peers?: PeerBlobs | undefined;
+  /** Replicas sharing hosted repositories: a blob with no upstream the bucket lacks, asked of the fleet (shared/blob-repair.ts). */
+  repair?: { ask(hex: string): Promise<boolean> } | undefined;
 }
 
 /** Another replica's blob as it downloads it (fleet-peers, over the signed peer listener). */

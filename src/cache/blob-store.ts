@@ -140,6 +140,9 @@ export class BlobStore {
    */
   keep: (hex: string) => boolean = () => false;
 
+  /** Told of every use (replicas report them for the bucket's size bound: shared/bucket-use.ts). */
+  onUse: ((hex: string) => void) | undefined;
+
   /** Whether eviction may remove this blob now. */
   evictable(hex: string): boolean {
     return !this.inUse(hex) && !this.isPinned(hex) && !this.keep(hex);
@@ -154,6 +157,7 @@ export class BlobStore {
     // A lookup that found the file just before its removal must not count it as stored again.
     if (this.#removing.has(hex)) return;
     this.usage.touch(hex, size, counted);
+    this.onUse?.(hex);
     if (stored) this.#evictor.check();
   }
 

@@ -116,7 +116,7 @@ export async function collectGarbage(
  * manifests pulled by digest, found by the tag index's walk), and the blobs and child manifests
  * those refer to.
  */
-async function mirroredReferences(store: BlobStore, dataDir: string): Promise<Set<string>> {
+export async function mirroredReferences(store: BlobStore, dataDir: string): Promise<Set<string>> {
   const refs = new Set<string>();
   for (const hex of await new TagIndex(dataDir, 'repositories').namedManifests()) {
     refs.add(hex);

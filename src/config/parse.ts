@@ -110,6 +110,10 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
   const peer = peerListen ? peerConfig(peerListen, get('peerAdvertise'), fail) : undefined;
   if (get('sharedDegraded') && !bucket)
     fail('error: --shared-degraded needs --s3-bucket (it says how replicas start)');
+  if (get('sharedMaxSize') !== undefined && !(bucket && redisUrl))
+    fail(
+      'error: --shared-max-size needs --s3-bucket and --redis (one replica at a time collects the bucket)',
+    );
   const username = get('upstreamUsername');
   const upstreamPassword = password(
     {
@@ -190,6 +194,9 @@ function toConfig(get: Get, fail: (message: string) => never): Config {
           },
           redisUrl,
           degradedStart: value(get, 'sharedDegraded'),
+          maxSizeBytes:
+            get('sharedMaxSize') === undefined ? undefined : toBytes(get('sharedMaxSize') as string),
+          gcIntervalMs: value(get, 'sharedGcInterval') * 1000,
           ...(peer ? { peer } : {}),
           ...(get('fleetSecretFile')
             ? { fleetSecretFile: path.resolve(get('fleetSecretFile') as string) }

@@ -62,6 +62,10 @@ export interface SharedConfig {
    * alone until they answer. Off: the start stops with one line saying what failed.
    */
   degradedStart: boolean;
+  /** --shared-max-size: the bucket's blobs, in bytes, at most after a collection (shared/bucket-gc.ts). */
+  maxSizeBytes: number | undefined;
+  /** How often one replica collects the bucket (0: only when asked). */
+  gcIntervalMs: number;
   /** The fleet secret (shared/fleet-keys.ts): the keys every replica shares, the token key among them. */
   fleetSecretFile?: string;
   /** Where other replicas reach this one (fleet-uploads.ts): the listener, and the URL it is reached at. */

@@ -39,7 +39,23 @@ export interface MetricsSource {
     recordsRejected: number;
     peerFills: number;
     takeovers: number;
+    /** Blobs this replica published again because another replica needed them (shared/blob-repair.ts). */
+    repaired: number;
   };
+  /** The bucket's collections run by this replica (fleet-gc.ts); undefined without Redis. */
+  bucketGc(): BucketGcFigures | undefined;
+}
+
+/** What this replica's collections of the bucket did (shared/bucket-gc.ts). */
+export interface BucketGcFigures {
+  runs: number;
+  failures: number;
+  removedBytes: number;
+  evictedBytes: number;
+  /** The bucket's blob bytes after this replica's last collection (undefined before one). */
+  bucketBytes: number | undefined;
+  maxBytes: number | undefined;
+  overBound: boolean;
 }
 
 /**
@@ -230,6 +246,47 @@ export class Metrics {
       'hubcache_shared_peer_fills_total',
       'Misses streamed from the replica holding the download, as it arrived there (peer streaming)',
       () => source.shared().peerFills,
+    );
+    const gc = () => source.bucketGc();
+    counter(
+      'hubcache_shared_gc_runs_total',
+      'Collections of the bucket this replica ran (one replica at a time)',
+      () => gc()?.runs ?? 0,
+    );
+    counter(
+      'hubcache_shared_gc_failures_total',
+      'Collections of the bucket that failed (Redis or the bucket failed, a bound was exceeded): nothing more was removed',
+      () => gc()?.failures ?? 0,
+    );
+    counter(
+      'hubcache_shared_gc_removed_bytes_total',
+      'Bytes of blobs removed from the bucket by collections here: named by nothing and unused within --gc-grace',
+      () => gc()?.removedBytes ?? 0,
+    );
+    counter(
+      'hubcache_shared_evicted_bytes_total',
+      'Bytes of mirrored blobs the size bound (--shared-max-size) evicted from the bucket, least recently used first',
+      () => gc()?.evictedBytes ?? 0,
+    );
+    gauge(
+      'hubcache_shared_bucket_bytes',
+      "The bucket's blob bytes after this replica's last collection (absent before one)",
+      () => gc()?.bucketBytes,
+    );
+    gauge(
+      'hubcache_shared_max_size_bytes',
+      '--shared-max-size (absent when unbounded)',
+      () => gc()?.maxBytes,
+    );
+    gauge(
+      'hubcache_shared_over_bound',
+      "1 when hosted and young content alone exceed --shared-max-size at this replica's last collection",
+      () => (gc() ? Number(gc()?.overBound) : undefined),
+    );
+    counter(
+      'hubcache_shared_repaired_total',
+      'Hosted blobs the bucket lacked (removed as bad, lost) that this replica published again from its own disk for another replica',
+      () => source.shared().repaired,
     );
     counter(
       'hubcache_upload_takeovers_total',

@@ -277,6 +277,17 @@ export class FleetLocks {
   }
 
   /**
+   * A lock for work one replica does for the fleet at a time (the bucket's garbage collection):
+   * taken and kept alive until `release`, or undefined when another replica holds it.
+   */
+  async lease(id: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
+    const answer = await this.redis.eval(ACQUIRE, 1, `hubcache:lock:${id}`, this.replica, String(ttlMs));
+    if (answer !== 1) return undefined;
+    const release = this.#hold(id, ttlMs);
+    return () => release();
+  }
+
+  /**
    * Keeps a lock alive (refreshed at a third of its TTL); the result releases it and announces,
    * saying so when the work's result could not be shared.
    */

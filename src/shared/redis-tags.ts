@@ -78,6 +78,26 @@ export class RedisTagIndex {
     return (await this.#list(`hubcache:tags:${repository}`, 'hash')).filter(isTag).sort();
   }
 
+  /**
+   * The manifests a repository's tags name in the fleet (hex), within the list bounds; entries that
+   * are not a sha256 digest are skipped. For the bucket's collection (shared/bucket-marks.ts).
+   */
+  async taggedManifests(repository: string): Promise<string[]> {
+    const flat = await readBounded(
+      this.#redis,
+      `hubcache:tags:${repository}`,
+      'all',
+      MAX_LISTED,
+      MAX_LIST_BYTES,
+    );
+    const out: string[] = [];
+    for (let i = 1; i < flat.length; i += 2) {
+      const digest = /"digest":"sha256:([a-f0-9]{64})"/.exec(flat[i] as string)?.[1];
+      if (digest) out.push(digest);
+    }
+    return out;
+  }
+
   async noteRepository(repository: string): Promise<void> {
     await this.#redis.sadd('hubcache:repositories', repository);
   }

@@ -58,6 +58,13 @@ export const S3_MAX_ATTEMPTS = 2;
  */
 export const S3_DOWN_COOLDOWN_MS = 15_000;
 
+/** An object as the bucket lists it: its key without the prefix, its size, when it was written. */
+export interface ListedObject {
+  key: string;
+  size: number;
+  modifiedMs: number;
+}
+
 /** The bucket failed a moment ago (S3_DOWN_COOLDOWN_MS): not asked. */
 export class SharedStoreDownError extends Error {
   constructor(cause: string) {
@@ -425,6 +432,108 @@ export class S3BlobStore {
 
   #uploadKey(id: string, start: number, end: number): string {
     return `${this.#config.prefix}uploads/${id}/${start}-${end}`;
+  }
+
+  /**
+   * One page (at most 1,000) of the objects under `<prefix><under>` (ListObjectsV2), for the fleet's
+   * garbage collection (shared/bucket-gc.ts): each key without the prefix, its size and when it was
+   * written, and the token of the next page. The listing is the bucket's word, checked by the caller.
+   */
+  async listPage(
+    under: 'blobs/sha256/' | 'uploads/',
+    token?: string,
+  ): Promise<{ objects: ListedObject[]; next: string | undefined }> {
+    const prefix = this.#config.prefix;
+    const res = await this.#call(() =>
+      this.#client.send(
+        new (aws().s3.ListObjectsV2Command)({
+          Bucket: this.bucket,
+          Prefix: `${prefix}${under}`,
+          MaxKeys: 1000,
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+        this.#read,
+      ),
+    );
+    const objects: ListedObject[] = [];
+    for (const o of (res.Contents ?? []).slice(0, 1000)) {
+      if (!o.Key?.startsWith(prefix)) continue;
+      objects.push({
+        key: o.Key.slice(prefix.length),
+        size: Number(o.Size ?? 0),
+        modifiedMs: o.LastModified ? o.LastModified.getTime() : 0,
+      });
+    }
+    return { objects, next: res.IsTruncated ? res.NextContinuationToken : undefined };
+  }
+
+  /**
+   * The bucket's clock now (ms): the time it gives a probe object written for the purpose. What is
+   * "older than the grace period" is judged on the same clock as the objects' LastModified, so a
+   * replica whose clock runs ahead never takes a fresh object for an old one. A HEAD's
+   * Last-Modified has whole seconds (a listing's has milliseconds): up to a second early, which
+   * only keeps an object a moment longer.
+   */
+  async clock(probeId: string): Promise<number> {
+    const s3 = aws().s3;
+    const Key = `${this.#config.prefix}_hubcache/probe/${probeId}`;
+    const Bucket = this.bucket;
+    await this.#call(() =>
+      this.#client.send(
+        new s3.PutObjectCommand({ Bucket, Key, Body: Buffer.alloc(0), ContentLength: 0 }),
+        this.#read,
+      ),
+    );
+    const head = await this.#call(() =>
+      this.#client.send(new s3.HeadObjectCommand({ Bucket, Key }), this.#read),
+    );
+    await this.#call(() => this.#client.send(new s3.DeleteObjectCommand({ Bucket, Key }), this.#read)).catch(
+      () => {},
+    );
+    if (!head.LastModified) throw new Error('the bucket gave the probe object no LastModified');
+    return head.LastModified.getTime();
+  }
+
+  /** Removes one object by its key (without the prefix), as listed by listPage. */
+  async removeKey(key: string): Promise<void> {
+    await this.#call(() =>
+      this.#client.send(
+        new (aws().s3.DeleteObjectCommand)({ Bucket: this.bucket, Key: `${this.#config.prefix}${key}` }),
+        this.#read,
+      ),
+    );
+  }
+
+  /**
+   * Aborts the multipart uploads under the prefix begun before `before` (ms): a replica that died
+   * while publishing a big blob leaves its parts, which no listing of objects shows and which the
+   * bucket keeps (and bills) until aborted. At most 1,000 per call. Returns how many were aborted.
+   */
+  async abortStaleMultipart(before: number): Promise<number> {
+    const s3 = aws().s3;
+    const res = await this.#call(() =>
+      this.#client.send(
+        new s3.ListMultipartUploadsCommand({
+          Bucket: this.bucket,
+          Prefix: this.#config.prefix,
+          MaxUploads: 1000,
+        }),
+        this.#read,
+      ),
+    );
+    let aborted = 0;
+    for (const u of (res.Uploads ?? []).slice(0, 1000)) {
+      if (!u.Key || !u.UploadId || !u.Initiated || u.Initiated.getTime() >= before) continue;
+      if (!u.Key.startsWith(this.#config.prefix)) continue;
+      await this.#call(() =>
+        this.#client.send(
+          new s3.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }),
+          this.#read,
+        ),
+      );
+      aborted++;
+    }
+    return aborted;
   }
 
   async publishBuffer(digest: Digest, data: Buffer): Promise<void> {

@@ -490,10 +490,22 @@ describe('shared storage for replicas', () => {
       },
       redisUrl: 'redis://127.0.0.1:6379',
       degradedStart: false,
+      maxSizeBytes: undefined,
+      gcIntervalMs: 21_600_000,
     });
     expect(parse().shared).toBeUndefined();
     expect(parse('--s3-bucket', 'b', '--shared-degraded').shared?.degradedStart).toBe(true);
     expect(parseError('--shared-degraded').message).toMatch(/--shared-degraded needs --s3-bucket/);
+    const bucketAndRedis = ['--s3-bucket', 'b', '--redis', 'redis://r'];
+    expect(
+      parse(...bucketAndRedis, '--shared-max-size', '1TiB', '--shared-gc-interval', '0').shared,
+    ).toMatchObject({
+      maxSizeBytes: 1024 ** 4,
+      gcIntervalMs: 0,
+    });
+    expect(parseError('--s3-bucket', 'b', '--shared-max-size', '1TiB').message).toMatch(
+      /--shared-max-size needs --s3-bucket and --redis/,
+    );
     const fleet = ['--s3-bucket', 'b', '--redis', 'redis://r', '--fleet-secret-file', '/s'];
     expect(parse(...fleet, '--peer-listen', '10.0.0.5:5001').shared?.peer).toEqual({
       listen: { host: '10.0.0.5', port: 5001 },

@@ -52,6 +52,8 @@ const { values } = parseArgs({
     'log-level': { type: 'string', default: 'warn' },
     logs: { type: 'string' },
     unpinned: { type: 'boolean', default: false },
+    /** Exploring: only these setups (single, nopeer, peer); the result file is then not written. */
+    setups: { type: 'string', default: 'single,nopeer,peer' },
   },
 });
 const NODES = Number(values.nodes);
@@ -59,6 +61,8 @@ const WAVES = Number(values.waves);
 const LOG_LEVEL = values['log-level'];
 const LOGS = values.logs === undefined ? undefined : path.resolve(values.logs);
 const PINNED = !values.unpinned;
+const SETUPS = new Set(values.setups.split(','));
+const ALL_SETUPS = ['single', 'nopeer', 'peer'].every((x) => SETUPS.has(x));
 const APPS = 12;
 const PULLS_PER_WAVE = 4;
 const MiB = 1024 * 1024;
@@ -265,6 +269,8 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
   let served = 0;
   let blobRequests = 0;
   const requested = new Set<string>();
+  /** Blob requests by X-Cache: how many, the time clients spent in them, and their MiB. */
+  const byOutcome = new Map<string, { n: number; ms: number; mib: number }>();
   const read = async (url: string, method: 'GET' | 'HEAD' = 'GET') => {
     const res = await request(url, { method, headers: { accept: ACCEPT } });
     let bytes = 0;
@@ -288,7 +294,15 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
     };
     for (const blob of [manifest.config, ...manifest.layers]) {
       if (held[node]?.has(blob.digest)) continue;
-      const got = (await read(`${base}/v2/${name}/blobs/${blob.digest}`)).bytes;
+      const t0 = performance.now();
+      const answer = await read(`${base}/v2/${name}/blobs/${blob.digest}`);
+      const got = answer.bytes;
+      const outcome = String(answer.headers['x-cache'] ?? 'none');
+      const o = byOutcome.get(outcome) ?? { n: 0, ms: 0, mib: 0 };
+      o.n++;
+      o.ms += performance.now() - t0;
+      o.mib += got / MiB;
+      byOutcome.set(outcome, o);
       if (got !== sizes.get(blob.digest))
         throw new Error(`${blob.digest}: ${got} bytes, expected ${sizes.get(blob.digest)}`);
       served += got;
@@ -325,6 +339,9 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
     peerFills,
     sharedFills,
     lockWaits,
+    byOutcome: Object.fromEntries(
+      [...byOutcome].map(([k, v]) => [k, { n: v.n, ms: Math.round(v.ms), mib: Math.round(v.mib) }]),
+    ),
   };
 }
 
@@ -396,7 +413,9 @@ async function run() {
   await pushLayout(layout.dir, 'fanout', `${host}/library/fanout:1`, { env: refusing.env() });
 
   // (a) one mirror, local disk.
-  const local = await setup(async () => [await mirror('single', [])], blobs, sizes);
+  const local = SETUPS.has('single')
+    ? await setup(async () => [await mirror('single', [])], blobs, sizes)
+    : undefined;
 
   // (b), (c): three replicas on S3 (RGW) + Redis, each setup under its own prefix.
   const [rgw, redis] = await Promise.all([startRgw(), startRedis()]);
@@ -410,8 +429,12 @@ async function run() {
   delete process.env.AWS_CA_BUNDLE;
   const secretFile = path.join(work, 'fleet.secret');
   writeFileSync(secretFile, randomBytes(48).toString('base64'), { mode: 0o600 });
-  const noPeer = await setup(replicas(rgw, redis, 'nopeer', false, secretFile), blobs, sizes);
-  const peer = await setup(replicas(rgw, redis, 'peer', true, secretFile), blobs, sizes);
+  const noPeer = SETUPS.has('nopeer')
+    ? await setup(replicas(rgw, redis, 'nopeer', false, secretFile), blobs, sizes)
+    : undefined;
+  const peer = SETUPS.has('peer')
+    ? await setup(replicas(rgw, redis, 'peer', true, secretFile), blobs, sizes)
+    : undefined;
   return { local, noPeer, peer };
 }
 try {
@@ -421,7 +444,17 @@ try {
 }
 const wallSeconds = (performance.now() - benchStarted) / 1000;
 
-const { local, noPeer, peer } = results;
+if (!ALL_SETUPS) {
+  // Exploring: each setup's swarm, and no result file.
+  for (const [label, r] of Object.entries(results))
+    if (r)
+      console.log(
+        label,
+        JSON.stringify({ seconds: r.pulls.seconds, byOutcome: r.pulls.byOutcome, fanLag: r.fan.lagMs }),
+      );
+  process.exit(0);
+}
+const { local, noPeer, peer } = results as { [K in keyof typeof results]: NonNullable<(typeof results)[K]> };
 const fleetVsSingle = {
   noPeerStreaming: noPeer.pulls.seconds / local.pulls.seconds,
   peerStreaming: peer.pulls.seconds / local.pulls.seconds,

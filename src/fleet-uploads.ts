@@ -42,11 +42,19 @@ export class FleetUploads {
   readonly #log: Logger;
   /** Staged parts of the sessions this replica owns. */
   readonly #parts = new Map<string, StagedPart[]>();
+  readonly #clientOf: (req: Exchange['req']) => string;
   /** Sessions taken over (hubcache_upload_takeovers_total). */
   takeovers = 0;
 
   constructor(
-    parts: { registry: ReplicaRegistry; client: PeerClient; bucket: S3BlobStore; sessions: UploadSessions },
+    parts: {
+      registry: ReplicaRegistry;
+      client: PeerClient;
+      bucket: S3BlobStore;
+      sessions: UploadSessions;
+      /** The client a request comes from (behind --trusted-proxy, the one X-Forwarded-For names): its upload caps. */
+      clientOf: (req: Exchange['req']) => string;
+    },
     ttlMs: number,
     log: Logger,
   ) {
@@ -54,6 +62,7 @@ export class FleetUploads {
     this.#client = parts.client;
     this.#bucket = parts.bucket;
     this.#sessions = parts.sessions;
+    this.#clientOf = parts.clientOf;
     this.#ttlMs = ttlMs;
     this.#log = log;
   }
@@ -170,12 +179,7 @@ export class FleetUploads {
   async #takeOver(ex: Exchange, id: string, owned: UploadRecord): Promise<boolean> {
     if (!(await this.#registry.takeUpload(id, owned, this.#ttlMs).catch(() => false))) return false;
     try {
-      await this.#sessions.restore(
-        id,
-        owned.name,
-        ex.req.socket?.remoteAddress ?? 'unknown',
-        this.#read(id, owned.parts),
-      );
+      await this.#sessions.restore(id, owned.name, this.#clientOf(ex.req), this.#read(id, owned.parts));
       this.#parts.set(id, [...owned.parts]);
       this.takeovers++;
       this.#log.info(

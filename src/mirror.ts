@@ -189,6 +189,10 @@ export class Mirror {
     this.uploads = new UploadSessions(config.dataDir, store, config.hosted.uploadExpiryMs, log);
     // Replicas with a fleet secret share hosted repositories: records in Redis (MAC'd with the
     // fleet's record key), bytes in the bucket. Without the secret each replica keeps its own.
+    // Behind --trusted-proxy, the client its X-Forwarded-For names (checked at start by listen.ts).
+    const clients = new ClientAddresses(config.trustedProxies);
+    const clientOf = (req: IncomingMessage) =>
+      clients.of(req.socket?.remoteAddress, req.headers['x-forwarded-for']);
     const coordinator = this.#coordinator;
     if (fleet && coordinator && this.sharedStore) {
       this.#hostedRecords = new HostedRecords(coordinator.redis, fleet.records, log);
@@ -229,7 +233,7 @@ export class Mirror {
         });
         this.#peers = { registry, client, blobClient };
         this.#uploadOwners = new FleetUploads(
-          { registry, client, bucket: this.sharedStore, sessions: this.uploads },
+          { registry, client, bucket: this.sharedStore, sessions: this.uploads, clientOf },
           config.hosted.uploadExpiryMs,
           log,
         );
@@ -310,10 +314,6 @@ export class Mirror {
     // Only when reads are open to anyone: the lane answers before the path would ask for credentials.
     const lane = new HitLane({ enabled: readsAreOpen(access), hostedGeneration: () => hosted.generation });
     this.#lane = lane;
-    // Behind --trusted-proxy, the client its X-Forwarded-For names (checked at start by listen.ts).
-    const clients = new ClientAddresses(config.trustedProxies);
-    const clientOf = (req: IncomingMessage) =>
-      clients.of(req.socket?.remoteAddress, req.headers['x-forwarded-for']);
     const handlers: HandlerContext = {
       log,
       routes: this.routes,

@@ -21,13 +21,18 @@
  * mirrors run on core 0; this process (clients and the front), the registry, RGW and Redis on core 1.
  * Writes bench/results/replicas.json.
  *
- *   npm run build && npx tsx bench/replicas.ts [--nodes 12] [--waves 3] [--log-level warn] [--logs DIR] [--unpinned]
+ *   npm run build && npx tsx bench/replicas.ts [--nodes 12] [--waves 3] [--rounds 3] [--log-level warn] [--logs DIR] [--unpinned] [--setups single,nopeer,peer]
  *
  * --logs DIR keeps each mirror's log (DIR/<setup>-<replica>.log), e.g. with --log-level debug;
  * --unpinned lets every process use both cores (to see what the pinning costs the fleet).
+ * --rounds: each setup runs this many times, interleaved, cold each time; the median swarm is reported.
+ * --setups: exploring one or two setups (their swarm time, CPU seconds per process and requests by
+ * X-Cache are printed; no result file is written).
  */
+
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -54,6 +59,7 @@ const { values } = parseArgs({
     unpinned: { type: 'boolean', default: false },
     /** Exploring: only these setups (single, nopeer, peer); the result file is then not written. */
     setups: { type: 'string', default: 'single,nopeer,peer' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 const NODES = Number(values.nodes);
@@ -62,6 +68,7 @@ const LOG_LEVEL = values['log-level'];
 const LOGS = values.logs === undefined ? undefined : path.resolve(values.logs);
 const PINNED = !values.unpinned;
 const SETUPS = new Set(values.setups.split(','));
+const ROUNDS = Number(values.rounds);
 const ALL_SETUPS = ['single', 'nopeer', 'peer'].every((x) => SETUPS.has(x));
 const APPS = 12;
 const PULLS_PER_WAVE = 4;
@@ -260,6 +267,30 @@ async function fanout(servers: ServerProcess[], warmup: Layer, blobs: Layer[]) {
   };
 }
 
+/** CPU seconds (user + system) so far of the mirrors and of the other servers on this machine, by name. */
+function cpuSeconds(servers: ServerProcess[]): Record<string, number> {
+  const tick = 100;
+  const of = (pid: number) => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(f[11]) + Number(f[12])) / tick;
+    } catch {
+      return 0;
+    }
+  };
+  const out: Record<string, number> = {
+    self: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+  };
+  servers.forEach((s, i) => {
+    out[`mirror${i}`] = of(s.pid);
+  });
+  for (const name of ['radosgw', 'ceph-osd', 'ceph-mon', 'redis-server', 'docker-registry']) {
+    const pids = spawnSync('pgrep', ['-x', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    out[name] = pids.reduce((a, p) => a + of(Number(p)), 0);
+  }
+  return out;
+}
+
 /** The swarm's pulls against these mirrors (node i uses servers[i mod n]). */
 async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
   const urls = servers.map((s) => s.url);
@@ -312,6 +343,7 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
     }
     held[node]?.add(digest);
   };
+  const cpuBefore = cpuSeconds(servers);
   const started = performance.now();
   for (let wave = 0; wave < WAVES; wave++) {
     await Promise.all(
@@ -322,6 +354,10 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
     );
   }
   const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = cpuSeconds(servers);
+  const cpu = Object.fromEntries(
+    Object.entries(cpuAfter).map(([k, v]) => [k, Number((v - (cpuBefore[k] ?? 0)).toFixed(2))]),
+  );
   const upstream = front.requests.slice(before).filter((r) => r.status === 200);
   const blobGets = upstream.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
   const upstreamBlobBytes = blobGets.reduce((a, r) => a + (sizes.get(r.path.split('/').pop() ?? '') ?? 0), 0);
@@ -339,6 +375,7 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
     peerFills,
     sharedFills,
     lockWaits,
+    cpu,
     byOutcome: Object.fromEntries(
       [...byOutcome].map(([k, v]) => [k, { n: v.n, ms: Math.round(v.ms), mib: Math.round(v.mib) }]),
     ),
@@ -412,12 +449,7 @@ async function run() {
   layout.tag('fanout', layout.image([blobs.warmup, ...blobs.fanout]).manifest);
   await pushLayout(layout.dir, 'fanout', `${host}/library/fanout:1`, { env: refusing.env() });
 
-  // (a) one mirror, local disk.
-  const local = SETUPS.has('single')
-    ? await setup(async () => [await mirror('single', [])], blobs, sizes)
-    : undefined;
-
-  // (b), (c): three replicas on S3 (RGW) + Redis, each setup under its own prefix.
+  // Three replicas on S3 (RGW) + Redis, each setup and round under its own prefix.
   const [rgw, redis] = await Promise.all([startRgw(), startRedis()]);
   stops.push(
     () => rgw.stop(),
@@ -429,13 +461,32 @@ async function run() {
   delete process.env.AWS_CA_BUNDLE;
   const secretFile = path.join(work, 'fleet.secret');
   writeFileSync(secretFile, randomBytes(48).toString('base64'), { mode: 0o600 });
-  const noPeer = SETUPS.has('nopeer')
-    ? await setup(replicas(rgw, redis, 'nopeer', false, secretFile), blobs, sizes)
-    : undefined;
-  const peer = SETUPS.has('peer')
-    ? await setup(replicas(rgw, redis, 'peer', true, secretFile), blobs, sizes)
-    : undefined;
-  return { local, noPeer, peer };
+  // Rounds interleaved (a, b, c, a, b, c, ...), each setup started cold every round: one swarm is a
+  // few seconds, and a machine's drift then falls on every setup alike. The round with each
+  // setup's median swarm time is the one reported.
+  type Round = Awaited<ReturnType<typeof setup>>;
+  const all: { local: Round[]; noPeer: Round[]; peer: Round[] } = { local: [], noPeer: [], peer: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    // (a) one mirror, local disk.
+    if (SETUPS.has('single'))
+      all.local.push(await setup(async () => [await mirror(`single-r${round}`, [])], blobs, sizes));
+    // (b) three replicas without peer streaming, (c) with it.
+    if (SETUPS.has('nopeer'))
+      all.noPeer.push(await setup(replicas(rgw, redis, `nopeer-r${round}`, false, secretFile), blobs, sizes));
+    if (SETUPS.has('peer'))
+      all.peer.push(await setup(replicas(rgw, redis, `peer-r${round}`, true, secretFile), blobs, sizes));
+  }
+  const median = (rounds: Round[]) =>
+    rounds.length === 0
+      ? undefined
+      : [...rounds].sort((a, b) => a.pulls.seconds - b.pulls.seconds)[Math.floor(rounds.length / 2)];
+  const seconds = (rounds: Round[]) => rounds.map((r) => Number(r.pulls.seconds.toFixed(2)));
+  return {
+    local: median(all.local),
+    noPeer: median(all.noPeer),
+    peer: median(all.peer),
+    swarmRounds: { local: seconds(all.local), noPeer: seconds(all.noPeer), peer: seconds(all.peer) },
+  };
 }
 try {
   results = await run();
@@ -446,15 +497,28 @@ const wallSeconds = (performance.now() - benchStarted) / 1000;
 
 if (!ALL_SETUPS) {
   // Exploring: each setup's swarm, and no result file.
-  for (const [label, r] of Object.entries(results))
+  console.log('swarm rounds (s)', JSON.stringify(results.swarmRounds));
+  for (const [label, r] of Object.entries({
+    local: results.local,
+    noPeer: results.noPeer,
+    peer: results.peer,
+  }))
     if (r)
       console.log(
         label,
-        JSON.stringify({ seconds: r.pulls.seconds, byOutcome: r.pulls.byOutcome, fanLag: r.fan.lagMs }),
+        JSON.stringify({
+          seconds: r.pulls.seconds,
+          cpu: r.pulls.cpu,
+          byOutcome: r.pulls.byOutcome,
+          fanLag: r.fan.lagMs,
+        }),
       );
   process.exit(0);
 }
-const { local, noPeer, peer } = results as { [K in keyof typeof results]: NonNullable<(typeof results)[K]> };
+const { swarmRounds } = results;
+const { local, noPeer, peer } = results as {
+  [K in 'local' | 'noPeer' | 'peer']: NonNullable<(typeof results)[K]>;
+};
 const fleetVsSingle = {
   noPeerStreaming: noPeer.pulls.seconds / local.pulls.seconds,
   peerStreaming: peer.pulls.seconds / local.pulls.seconds,
@@ -489,7 +553,7 @@ for (const [label, { fan }] of rows) {
 }
 
 console.log(
-  `\nSwarm: ${NODES} nodes × ${WAVES} waves × ${PULLS_PER_WAVE} pulls of ${APPS} images sharing ${BASES.length} base layers (${BASES.join('/')} MiB)\n`,
+  `\nSwarm: ${NODES} nodes × ${WAVES} waves × ${PULLS_PER_WAVE} pulls of ${APPS} images sharing ${BASES.length} base layers (${BASES.join('/')} MiB); ${ROUNDS} rounds, each setup cold each round, the median round's figures (wall times of every round: one mirror ${swarmRounds.local.join(' / ')} s, no peer streaming ${swarmRounds.noPeer.join(' / ')} s, peer streaming ${swarmRounds.peer.join(' / ')} s)\n`,
 );
 console.log(
   '| setup | blob requests | served | byte hit ratio | upstream blob GETs / unique blobs | upstream manifest GETs | peer fills | wall time | throughput | vs 1 mirror |',
@@ -511,6 +575,8 @@ const figures = {
   sharedNoPeer: noPeer.pulls,
   fanout: { mib: FANOUT, local: local.fan, noPeerStreaming: noPeer.fan, peerStreaming: peer.fan },
   fleetVsSingle,
+  rounds: ROUNDS,
+  swarmRounds,
   benchSeconds: wallSeconds,
 };
 console.log("\nIssue 19's targets:\n");

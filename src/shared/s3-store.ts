@@ -25,6 +25,8 @@ function aws(): { s3: typeof S3Sdk; storage: typeof S3Storage } {
 
 /** Parts of a multipart upload: big enough to be few, small enough to stream. */
 const PART_BYTES = 16 * 1024 * 1024;
+/** S3's bound on one PUT: a bigger blob is published in parts. */
+const SINGLE_PUT_MAX_BYTES = 5 * 1024 ** 3;
 
 /**
  * Bounds on the bucket (docs/SECURITY.md: it is not trusted, and it must not stall the mirror). The SDK's
@@ -80,6 +82,8 @@ export interface S3Bounds {
   idleTimeoutMs: number;
   maxAttempts: number;
   downCooldownMs: number;
+  /** A blob up to this is published in one streamed PUT, a bigger one in parts. */
+  singlePutMaxBytes: number;
 }
 
 const BOUNDS: S3Bounds = {
@@ -88,6 +92,7 @@ const BOUNDS: S3Bounds = {
   idleTimeoutMs: S3_IDLE_TIMEOUT_MS,
   maxAttempts: S3_MAX_ATTEMPTS,
   downCooldownMs: S3_DOWN_COOLDOWN_MS,
+  singlePutMaxBytes: SINGLE_PUT_MAX_BYTES,
 };
 
 /**
@@ -135,6 +140,18 @@ export class S3BlobStore {
     };
     if (config.endpoint) options.endpoint = config.endpoint;
     this.#client = new (aws().s3.S3Client)(options);
+    // The request is signed, its body is not: over plain http the SDK would hash every byte
+    // published (SigV4's payload hash) only for the bucket to check it in transit, and what is
+    // read back is verified against its digest anyway (docs/SECURITY.md). The signer takes the
+    // header as the payload's hash when it is set.
+    this.#client.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      },
+      { step: 'build', name: 'hubcacheUnsignedPayload' },
+    );
   }
 
   /** The bucket in words, for /readyz: down (why), reachable, or not asked since it was down. */
@@ -360,11 +377,25 @@ export class S3BlobStore {
     );
   }
 
-  /** Publishes a verified file under its digest (multipart for big ones). */
+  /**
+   * Publishes a verified file under its digest: streamed from the file in one PUT up to S3's 5 GiB
+   * limit for one (the body is not hashed to sign it, see the constructor, so nothing is read ahead
+   * or held: the blob never sits in memory whole, which made every publish a burst of garbage for
+   * the collector), multipart beyond it.
+   */
   async publishFile(digest: Digest, file: string, size: number): Promise<void> {
-    if (size < PART_BYTES) {
-      const { readFile } = await import('node:fs/promises');
-      await this.publishBuffer(digest, await readFile(file));
+    if (size <= this.#bounds.singlePutMaxBytes) {
+      await this.#call(() =>
+        this.#client.send(
+          new (aws().s3.PutObjectCommand)({
+            Bucket: this.bucket,
+            Key: this.key(digest),
+            Body: createReadStream(file),
+            ContentLength: size,
+            ContentType: 'application/octet-stream',
+          }),
+        ),
+      );
       return;
     }
     const upload = new (aws().storage.Upload)({

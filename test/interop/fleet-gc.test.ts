@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   CreateMultipartUploadCommand,
@@ -12,6 +12,8 @@ import {
 import { Redis as IORedis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
+import { parseDigest } from '../../src/oci/digest.js';
+import { S3BlobStore } from '../../src/shared/s3-store.js';
 import { type Rgw, startRgw } from '../fixtures/ceph-rgw.js';
 import { type Redis, startRedis } from '../fixtures/redis.js';
 import { metricSample } from '../fixtures/request-counts.js';
@@ -258,6 +260,34 @@ describe.skipIf(!haveFleet)('the bucket collected by the fleet', () => {
     expect(sha(gone.body)).toBe(config);
     expect(await metricSample(a.url, 'hubcache_shared_repaired_total')).toBe(2);
     expect(await keys('blobs/')).toContain(keyOf(config));
+  });
+
+  it('a blob is published streamed in one PUT, or in parts past the single-PUT bound; both read back whole', async () => {
+    const dir = path.join(data.dir, 'publish');
+    mkdirSync(dir);
+    // The bound made small (S3's is 5 GiB): 20 MiB goes in two parts of 16 MiB and 4 MiB.
+    const store = new S3BlobStore(
+      { bucket, endpoint: rgw.endpoint, region: rgw.region, pathStyle: true, prefix: '' },
+      undefined,
+      { singlePutMaxBytes: 8 * 1024 * 1024 },
+    );
+    try {
+      for (const size of [3 * 1024 * 1024, 20 * 1024 * 1024]) {
+        const bytes = randomBytes(size);
+        const file = path.join(dir, String(size));
+        writeFileSync(file, bytes);
+        const digest = parseDigest(sha(bytes));
+        await store.publishFile(digest, file, size);
+        const back = await store.open(digest);
+        const chunks: Buffer[] = [];
+        for await (const c of back?.body ?? []) chunks.push(c as Buffer);
+        expect(sha(Buffer.concat(chunks))).toBe(digest.value);
+        // A multipart object's ETag says how many parts it has.
+        expect(back?.etag?.includes('-2')).toBe(size > 8 * 1024 * 1024);
+      }
+    } finally {
+      store.close();
+    }
   });
 
   it('one replica collects at a time; abandoned multipart uploads are aborted', async () => {

@@ -92,7 +92,7 @@ try {
       graceMs: 0,
       maxBytes,
       uploadExpiryMs: 3_600_000,
-      log: createLogger('silent'),
+      log: createLogger(process.env.GC_LOG ?? 'silent'),
     });
   const timed = async (maxBytes: number | undefined) => {
     const rss = process.memoryUsage().rss;

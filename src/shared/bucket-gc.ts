@@ -10,6 +10,8 @@ export interface CollectedBucket {
     token?: string,
   ): Promise<{ objects: ListedObject[]; next: string | undefined }>;
   removeKey(key: string): Promise<void>;
+  /** Up to 1,000 at once; the keys not removed. */
+  removeKeys?(keys: string[]): Promise<string[]>;
   abortStaleMultipart(before: number): Promise<number>;
 }
 
@@ -211,30 +213,52 @@ export class BucketCollector {
     return result;
   }
 
-  /** Removes blobs, a few at a time; one that fails to go is counted as kept (and logged once). */
+  /**
+   * Removes blobs: in batches of 1,000 where the bucket takes DeleteObjects, else a few at a time
+   * (a bucket that refuses the batch call once is asked one by one from then on). One that fails
+   * to go is counted as kept (and logged once).
+   */
   async #remove(blobs: { hex: string; size: number }[]): Promise<{ count: number; bytes: number }> {
-    let count = 0;
-    let bytes = 0;
+    const keyOf = (hex: string) => `blobs/sha256/${hex.slice(0, 2)}/${hex}`;
     let failed: string | undefined;
-    const removed: string[] = [];
-    for (let i = 0; i < blobs.length; i += REMOVE_AT_ONCE) {
-      await Promise.all(
-        blobs.slice(i, i + REMOVE_AT_ONCE).map(async (b) => {
-          try {
-            await this.#o.bucket.removeKey(`blobs/sha256/${b.hex.slice(0, 2)}/${b.hex}`);
-            count++;
-            bytes += b.size;
-            removed.push(b.hex);
-          } catch (err) {
-            failed ??= (err as Error).message;
-          }
-        }),
-      );
+    const kept = new Set<string>();
+    const batch = this.#o.bucket.removeKeys?.bind(this.#o.bucket);
+    for (let i = 0; i < blobs.length; i += 1000) {
+      const some = blobs.slice(i, i + 1000);
+      if (batch && this.#batches) {
+        try {
+          for (const key of await batch(some.map((b) => keyOf(b.hex)))) kept.add(key);
+          continue;
+        } catch (err) {
+          this.#batches = false;
+          this.#o.log.info(
+            { err: (err as Error).message },
+            'shared store: DeleteObjects refused; removing one by one',
+          );
+        }
+      }
+      for (let j = 0; j < some.length; j += REMOVE_AT_ONCE) {
+        await Promise.all(
+          some.slice(j, j + REMOVE_AT_ONCE).map(async (b) => {
+            try {
+              await this.#o.bucket.removeKey(keyOf(b.hex));
+            } catch (err) {
+              failed ??= (err as Error).message;
+              kept.add(keyOf(b.hex));
+            }
+          }),
+        );
+      }
     }
-    if (failed) this.#o.log.warn({ err: failed }, 'shared store: a blob could not be removed; kept');
-    await this.#o.fleet.forget(removed).catch(() => {});
-    return { count, bytes };
+    if (failed || kept.size > 0)
+      this.#o.log.warn({ err: failed, kept: kept.size }, 'shared store: blobs could not be removed; kept');
+    const removed = blobs.filter((b) => !kept.has(keyOf(b.hex)));
+    await this.#o.fleet.forget(removed.map((b) => b.hex)).catch(() => {});
+    return { count: removed.length, bytes: removed.reduce((n, b) => n + b.size, 0) };
   }
+
+  /** The bucket takes DeleteObjects (until it refuses it once). */
+  #batches = true;
 
   /**
    * Staged parts (uploads/<session>/<start>-<end>) of sessions no record names any more and older

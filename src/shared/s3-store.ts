@@ -525,6 +525,26 @@ export class S3BlobStore {
     return head.LastModified.getTime();
   }
 
+  /**
+   * Removes objects by their keys (without the prefix), up to 1,000 in one DeleteObjects; returns
+   * the keys the bucket says it could not remove.
+   */
+  async removeKeys(keys: string[]): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const prefix = this.#config.prefix;
+    const res = await this.#call(() =>
+      this.#client.send(
+        new (aws().s3.DeleteObjectsCommand)({
+          Bucket: this.bucket,
+          Delete: { Objects: keys.slice(0, 1000).map((key) => ({ Key: `${prefix}${key}` })), Quiet: true },
+        }),
+        this.#read,
+      ),
+    );
+    const failed = new Set((res.Errors ?? []).map((e) => String(e.Key ?? '').slice(prefix.length)));
+    return [...keys.slice(1000), ...keys.slice(0, 1000).filter((k) => failed.has(k))];
+  }
+
   /** Removes one object by its key (without the prefix), as listed by listPage. */
   async removeKey(key: string): Promise<void> {
     await this.#call(() =>

@@ -73,6 +73,16 @@ export class FleetGc {
           localHosted: () => hosted.heldBlobs(),
           localMirrored: () => mirroredReferences(store, parts.dataDir),
           manifest: (hex) => this.#manifest(hex),
+          linkExpiryMs: parts.graceMs,
+          expireLinks: hostedRecords
+            ? async (name, hexes) => {
+                await hostedRecords.write(name, { links: Object.fromEntries(hexes.map((h) => [h, null])) });
+                this.#log.info(
+                  { repository: name, links: hexes.length },
+                  'shared store: abandoned uploads unlinked',
+                );
+              }
+            : undefined,
         }),
       heldNow: parts.heldNow,
       graceMs: parts.graceMs,
@@ -116,13 +126,21 @@ export class FleetGc {
     }
   }
 
-  /** Collects every --shared-gc-interval (± 10 %), from one interval after start. */
-  start(): void {
+  /**
+   * Runs `collect` every --shared-gc-interval (± 10 %), from one interval after start: the
+   * replica's own files, then the bucket (mirror.ts), as POST /_hubcache/gc does. The files first:
+   * a hosted link the bucket's collection unlinked is then no longer held here at the next run.
+   */
+  start(collect: () => Promise<unknown>): void {
     const every = this.parts.intervalMs;
     if (every <= 0) return;
     const next = () => {
       if (this.#closed) return;
-      this.#timer = setTimeout(() => void this.run().finally(next), every * (0.9 + Math.random() * 0.2));
+      const run = () =>
+        void collect()
+          .catch((err: Error) => this.#log.warn({ err: err.message }, 'periodic collection failed'))
+          .finally(next);
+      this.#timer = setTimeout(run, every * (0.9 + Math.random() * 0.2));
       this.#timer.unref();
     };
     next();

@@ -467,7 +467,7 @@ export class Mirror {
     await this.#repair?.init();
     await this.uploads.init();
     this.#peers?.registry.start();
-    this.#fleetGc?.start();
+    this.#fleetGc?.start(() => this.serverContext.operator.gc.run());
     // No full scan before serving (100,000 blobs must not delay /v2/): it runs in the background.
     this.started = this.#background();
   }

@@ -142,8 +142,12 @@ export class BucketCollector {
     const marks = await this.#o.mark();
     const now = await bucket.clock(randomUUID());
     const cutoff = now - graceMs;
-    /** Mirrored (or recently used) blobs the size bound may evict, with when they were last used. */
+    /**
+     * Mirrored (or recently used) blobs the size bound may evict, with when they were last used:
+     * kept only with a bound (~100 bytes each: a million blobs hold ~100 MiB while the run lasts).
+     */
     const evictable: { hex: string; size: number; lastUse: number }[] = [];
+    const bounded = this.#o.maxBytes !== undefined;
     let token: string | undefined;
     do {
       const page = await bucket.listPage('blobs/sha256/', token);
@@ -171,13 +175,13 @@ export class BucketCollector {
       for (const o of old) {
         const usedAt = used.get(o.hex) ?? 0;
         const lastUse = Math.max(usedAt, o.modifiedMs);
-        if (marks.mirrored.has(o.hex)) {
-          result.mirrored++;
-          evictable.push({ hex: o.hex, size: o.size, lastUse });
-        } else if (usedAt > recently || this.#o.heldNow(o.hex)) {
-          result.keptRecent++;
-          evictable.push({ hex: o.hex, size: o.size, lastUse });
-        } else doomed.push(o);
+        if (marks.mirrored.has(o.hex)) result.mirrored++;
+        else if (usedAt > recently || this.#o.heldNow(o.hex)) result.keptRecent++;
+        else {
+          doomed.push(o);
+          continue;
+        }
+        if (bounded) evictable.push({ hex: o.hex, size: o.size, lastUse });
       }
       const gone = await this.#remove(doomed);
       result.removed += gone.count;

@@ -239,6 +239,31 @@ describe.skipIf(!haveFleet)('the bucket collected by the fleet', () => {
     expect(layerGets()).toBeGreaterThan(before);
   });
 
+  it('an abandoned upload (a blob no manifest names) is unlinked by one collection and removed by the next; a pushed image stays', async () => {
+    const a = await replica('a');
+    await replica('b');
+    const pushed = await pushImage(a.url, 'team/app', 'v1');
+    const lone = randomBytes(40_000);
+    const put = await send(`${a.url}/v2/team/abandoned/blobs/uploads/?digest=${sha(lone)}`, 'POST', lone);
+    expect(put.status).toBe(201);
+    const field = `l:${sha(lone).slice(7)}`;
+    expect(await client.hexists('hubcache:hosted:r:team/abandoned', field)).toBe(1);
+    await new Promise((r) => setTimeout(r, 1_500));
+
+    const first = await collect(a.url);
+    expect(first).toMatchObject({ removed: 0 });
+    expect(await client.hexists('hubcache:hosted:r:team/abandoned', field)).toBe(0);
+    expect(await keys('blobs/')).toContain(keyOf(sha(lone)));
+    // The other replicas follow the unlinking (an announcement) before the next collection.
+    await new Promise((r) => setTimeout(r, 500));
+    const second = await collect(a.url);
+    expect(second).toMatchObject({ removed: 1, removedBytes: 40_000 });
+    const blobs = await keys('blobs/');
+    expect(blobs).not.toContain(keyOf(sha(lone)));
+    for (const d of pushed.digests) expect(blobs).toContain(keyOf(d));
+    expect((await get(`${a.url}/v2/team/abandoned/blobs/${sha(lone)}`)).status).toBe(404);
+  });
+
   it('a hosted blob whose bucket copy is bad or gone is published again by the replica holding it, and the other serves it', async () => {
     const a = await replica('a');
     const b = await replica('b');

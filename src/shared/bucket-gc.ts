@@ -48,6 +48,8 @@ export interface BucketCollectOptions {
   /** --upload-expiry: staged upload parts with no session record, older than twice this, go. */
   uploadExpiryMs: number;
   log: Logger;
+  /** Blobs listed in one run at most (MAX_LISTED_BLOBS; smaller in tests). */
+  maxListed?: number;
 }
 
 export interface BucketCollectResult {
@@ -74,6 +76,8 @@ export interface BucketCollectResult {
   bytesAfter: number;
   /** Hosted and young content alone exceed --shared-max-size: nothing more may be evicted. */
   overBound: boolean;
+  /** The listing was stopped at its bound (MAX_LISTED_BLOBS): no eviction this run. */
+  partial: boolean;
   /** Staged parts of upload sessions no record names any more, and abandoned multipart uploads. */
   uploadParts: number;
   multipartAborted: number;
@@ -84,6 +88,12 @@ export interface BucketCollectResult {
 const LEASE_MS = 120_000;
 /** Removals in flight at once. */
 const REMOVE_AT_ONCE = 8;
+/**
+ * Blobs listed in one run at most: the listing is the bucket's word (it is not trusted), and one
+ * that never ends must not hold the lease and grow the size bound's list for ever. Beyond it the
+ * run stops listing, removes nothing more and evicts nothing (its view of the bucket is partial).
+ */
+export const MAX_LISTED_BLOBS = 10_000_000;
 /** Upload parts looked at per collection at most (sessions × parts: a hostile bucket lists many). */
 const MAX_UPLOAD_KEYS = 100_000;
 const BLOB_KEY = /^blobs\/sha256\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
@@ -186,10 +196,18 @@ export class BucketCollector {
       const gone = await this.#remove(doomed);
       result.removed += gone.count;
       result.removedBytes += gone.bytes;
+      if (token && result.listed + result.foreign >= (this.#o.maxListed ?? MAX_LISTED_BLOBS)) {
+        this.#o.log.warn(
+          { listed: result.listed },
+          'shared store: the listing goes on past its bound; stopped there',
+        );
+        result.partial = true;
+        break;
+      }
     } while (token);
     let bytes = result.listedBytes - result.removedBytes;
     const max = this.#o.maxBytes;
-    if (max !== undefined && bytes > max) {
+    if (max !== undefined && bytes > max && !result.partial) {
       const target = Math.floor(max * 0.9);
       evictable.sort((a, b) => a.lastUse - b.lastUse);
       const chosen: { hex: string; size: number }[] = [];
@@ -319,6 +337,7 @@ function empty(): BucketCollectResult {
     foreign: 0,
     bytesAfter: 0,
     overBound: false,
+    partial: false,
     uploadParts: 0,
     multipartAborted: 0,
     ms: 0,

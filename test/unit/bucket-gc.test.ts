@@ -174,6 +174,15 @@ describe('the bucket collection (shared/bucket-gc.ts)', () => {
     expect(tight).toMatchObject({ evicted: 1, overBound: true, bytesAfter: 600 });
   });
 
+  it('a listing that goes on past its bound is stopped there, and the size bound evicts nothing that run', async () => {
+    const b = fakeBucket(2);
+    for (let i = 1; i <= 10; i++) b.blob(hex(i), 100, 10 * HOUR);
+    const mirrored = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(hex));
+    const result = await collector(b, fakeFleet(), { mirrored }, { maxListed: 4, maxBytes: 100 }).run();
+    expect(result).toMatchObject({ listed: 4, partial: true, evicted: 0 });
+    expect(b.removed).toEqual([]);
+  });
+
   it('a failure while marking removes nothing', async () => {
     const b = fakeBucket();
     b.blob(hex(1), 10, 10 * HOUR);

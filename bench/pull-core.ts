@@ -2,7 +2,9 @@
  * Cold and warm pulls through the mirror, side by side with the same pull straight from the upstream
  * and through the reference registry in proxy mode (Debian's docker-registry 2.8, `proxy.remoteurl`),
  * all against one real token-auth upstream, in one run. Also: 20 clients asking for one cold blob at
- * once. Prints a table and writes bench/results/pull-core.json.
+ * once. Prints a table and writes bench/results/pull-core.json. The mirror runs as it is run, in
+ * its own process (`npm run build` first); every path, the direct one included, goes through the
+ * same counting front (in this process), which is part of the upstream they all pull from.
  *
  *   npx tsx bench/pull-core.ts [--big-mib 256] [--rounds 3]
  */
@@ -13,13 +15,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { configWith } from '../src/config.js';
-import { startMirror } from '../src/listen.js';
 import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startFaultFront, startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pullImage, pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
+import { startMirrorProcess } from './lib/servers.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -71,7 +72,8 @@ const rows: Row[] = [];
 
 // Direct from the upstream: the floor for a cold pull.
 const direct: number[] = [];
-for (let i = 0; i < ROUNDS; i++) direct.push(await timePull(new URL(upstream.url).host, 'pusher:s3cret'));
+// Through the front as the mirror is: the front is part of the upstream every path pulls from.
+for (let i = 0; i < ROUNDS; i++) direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
 rows.push({
   path: 'upstream directly',
   coldMs: median(direct),
@@ -115,15 +117,15 @@ async function measure(
   });
 }
 
+// The mirror as it is run: its own process (npm start's Node flags, default settings), not this
+// one, whose event loop also carries the front's proxying.
 await measure('hubcache', async () => {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
-  const m = await startMirror(
-    configWith({ upstream: front.url, dataDir, listen: '127.0.0.1:0', extraArgs: ['--log-level', 'warn'] }),
-  );
+  const m = await startMirrorProcess(front.url, dataDir);
   return {
     host: new URL(m.url).host,
     stop: async () => {
-      await m.close();
+      await m.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
@@ -168,11 +170,9 @@ async function crowd(name: string, base: string): Promise<void> {
 }
 {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
-  const m = await startMirror(
-    configWith({ upstream: front.url, dataDir, listen: '127.0.0.1:0', extraArgs: ['--log-level', 'warn'] }),
-  );
+  const m = await startMirrorProcess(front.url, dataDir);
   await crowd('hubcache', m.url);
-  await m.close();
+  await m.stop();
   const proxy = await startRegistry({ proxy: { remoteurl: front.url } });
   await crowd('reference registry, proxy mode', proxy.url);
   await proxy.stop();

@@ -55,6 +55,8 @@ function processOf(child: ChildProcess, url: string): ServerProcess {
 /**
  * The built mirror (npm run build) as its own process, logging at info as by default, to /dev/null
  * (or appended to `options.logFile`: a bench's --logs, to see why a figure is what it is).
+ * `BENCH_NODE_FLAGS` adds Node flags to its own, to look inside a figure (`--cpu-prof
+ * --cpu-prof-dir=DIR`, `--trace-gc`).
  */
 export async function startMirrorProcess(
   upstream: string,
@@ -68,6 +70,7 @@ export async function startMirrorProcess(
     process.execPath,
     [
       ...nodeFlagsOf(),
+      ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
       'dist/main.js',
       '--listen',
       `127.0.0.1:${port}`,

@@ -13,7 +13,7 @@ import type { RegistryApi } from '../upstream/registry-api.js';
 import { type BlobStore, type BlobWriter, DigestMismatchError, SizeMismatchError } from './blob-store.js';
 import { BlobFill, FillReader } from './fill.js';
 import type { KnownSizes } from './known-sizes.js';
-import { PARALLEL_MIN_BYTES, RangedFill, segmentBytesFor } from './ranged-fill.js';
+import { keepsUp, PARALLEL_MIN_BYTES, RangedFill, segmentBytesFor } from './ranged-fill.js';
 
 /** The disk is (nearly) full: the blob is not cached; clients are served straight from upstream. */
 export class NoRoomError extends Error {
@@ -108,9 +108,10 @@ export class BlobCache {
   /**
    * Ranged fills (--upstream-parallel, cache/ranged-fill.ts): fills fetched in segments, segments
    * fetched whole, segments whose rest was asked a second time, and big blobs fetched in one stream
-   * because the upstream answered the first Range request with something else than its 206.
+   * because the upstream answered the first Range request with something else than its 206, or
+   * because its first connection kept up (ranged-fill.ts `keepsUp`).
    */
-  ranged = { fills: 0, segments: 0, retries: 0, fallbacks: 0 };
+  ranged = { fills: 0, segments: 0, retries: 0, fallbacks: 0, keptUp: 0 };
   /** Upstream connections one big blob's fill may use at most (--upstream-parallel); 1: one stream. */
   readonly #parallel: number;
   readonly #shared: SharedTier | undefined;
@@ -537,19 +538,29 @@ export class BlobCache {
    * upstream honours Range (cache/ranged-fill.ts, docs/behaviour.md): the number of segments once
    * every byte is written and hashed. Undefined when it is not: the caller reads `source.body`, the
    * one stream, as for any other blob. The first segment comes from `source.body` itself; the second
-   * is the probe, asked while the first body waits: anything but its exact 206 (a 200 from an
-   * upstream that ignores Range, an error) means one stream, no harm done.
+   * is the probe, asked while the first body is sampled: a first body that keeps up (ranged-fill.ts
+   * `keepsUp`) means one stream, the probe dropped; anything but the probe's exact 206 (a 200 from
+   * an upstream that ignores Range, an error) means one stream too, no harm done.
    */
   async #ranged(fill: BlobFill, writer: BlobWriter, source: Source): Promise<number | undefined> {
     const { size, range } = source;
     if (!range || size === undefined || size < PARALLEL_MIN_BYTES || this.#parallel < 2) return undefined;
     const digest = fill.digest;
-    const segmentBytes = segmentBytesFor(size, this.#parallel);
-    // Shutdown during the probe drops the first body like any other.
+    // Shutdown during the sample or the probe drops the first body like any other.
     this.#bodies.set(digest.hex, source.body);
-    const probe = await range(segmentBytes, Math.min(size, 2 * segmentBytes) - 1, size).catch(
+    const segmentBytes = segmentBytesFor(size, this.#parallel);
+    // The probe goes out while the first body is sampled: a slow link pays no wait for the sample.
+    const probing = range(segmentBytes, Math.min(size, 2 * segmentBytes) - 1, size).catch(
       (err: Error) => err,
     );
+    const sample = await keepsUp(source.body);
+    if (sample.replay) source.body = sample.replay;
+    if (sample.fast || sample.replay) {
+      if (sample.fast) this.ranged.keptUp++;
+      void probing.then((p) => p instanceof Readable && p.destroy());
+      return undefined;
+    }
+    const probe = await probing;
     if (!(probe instanceof Readable)) {
       this.ranged.fallbacks++;
       this.#log.info(

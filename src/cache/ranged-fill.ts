@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { BlobWriter } from './blob-writer.js';
 import { SizeMismatchError } from './blob-writer.js';
 import type { BlobFill } from './fill.js';
@@ -26,6 +26,71 @@ export const MAX_SEGMENT_BYTES = 8 * 1024 * 1024;
 /** The segment size of a ranged fill of `size` bytes over `parallel` connections. */
 export function segmentBytesFor(size: number, parallel: number): number {
   return Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, Math.ceil(size / parallel)));
+}
+
+/**
+ * Segments pay only when one connection is slow. A connection that delivers the blob's first 4 MiB
+ * within 40 ms of its answer (100 MiB/s and more: an upstream on the same host or LAN) is left to
+ * bring the whole blob: over segments, the same bytes cost the upstream and the mirror a request
+ * each, a read back of every segment for hashing, and a first body cut short after its segment
+ * (measured on loopback: about 0.7 s more CPU in the mirror and twice the upstream's for 256 MiB,
+ * docs/benchmarks.md). On a link with a round trip of tens of milliseconds the first 4 MiB cannot
+ * come that fast, so an upstream on the internet still gets segments (bench/cold-pull.ts). The
+ * sample is held in memory while it is taken: 4 MiB per big fill starting, for 40 ms at most.
+ */
+export const KEEPS_UP_SAMPLE_BYTES = 4 * 1024 * 1024;
+export const KEEPS_UP_WINDOW_MS = 40;
+
+/**
+ * Whether `body` delivers `sample` bytes within `windowMs`: reads them, then puts them back at the
+ * head of the stream (unshift), so its reader sees every byte. Undefined when the body ended or
+ * failed meanwhile: the bytes read are then in `replay`, the body to read instead (the caller's
+ * checks find it short, or meet the error, as they would have).
+ */
+export async function keepsUp(
+  body: Readable,
+  sample = KEEPS_UP_SAMPLE_BYTES,
+  windowMs = KEEPS_UP_WINDOW_MS,
+): Promise<{ fast: boolean; replay?: Readable }> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  let stopped: 'ended' | 'failed' | undefined;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      body.off('readable', onReadable);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      resolve();
+    };
+    const onReadable = () => {
+      for (let chunk = body.read() as Buffer | null; chunk !== null; chunk = body.read() as Buffer | null) {
+        chunks.push(chunk);
+        got += chunk.length;
+        if (got >= sample) return done();
+      }
+    };
+    const onEnd = () => {
+      stopped = 'ended';
+      done();
+    };
+    const onError = () => {
+      stopped = 'failed';
+      done();
+    };
+    const timer = setTimeout(done, windowMs);
+    body.on('readable', onReadable);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
+  if (stopped === 'failed') {
+    // The bytes read are dropped: the caller's reader meets the error and starts again at byte 0.
+    return { fast: false, replay: body };
+  }
+  const head = Buffer.concat(chunks);
+  if (stopped === 'ended') return { fast: false, replay: Readable.from([head], { objectMode: false }) };
+  if (head.length > 0) body.unshift(head);
+  return { fast: got >= sample };
 }
 
 /** Read-back for hashing, in this much at a time. */

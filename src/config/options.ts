@@ -184,7 +184,7 @@ export const OPTIONS = {
   upstreamParallel: option({
     path: 'upstream.parallel',
     flag: '--upstream-parallel <n>',
-    help: 'upstream connections one big blob (8 MiB or more) is fetched over, in ranged segments, when the upstream honours Range; 1 is off, 0 is 1',
+    help: 'upstream connections one big blob (8 MiB or more) is fetched over, in ranged segments, when the upstream honours Range and one connection is slow (under 100 MiB/s); 1 is off, 0 is 1',
     kind: count,
     default: 4,
     example: 1,

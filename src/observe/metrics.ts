@@ -29,7 +29,7 @@ export interface MetricsSource {
     skipped: ReadonlyMap<string, number>;
   };
   /** Ranged fills (cache/ranged-fill.ts): fills in segments, segments fetched, segments retried, fallbacks to one stream. */
-  ranged(): { fills: number; segments: number; retries: number; fallbacks: number };
+  ranged(): { fills: number; segments: number; retries: number; fallbacks: number; keptUp: number };
   /** Replicas: fills served from the shared store, blobs published to it, waits for another replica, bad copies removed. */
   shared(): {
     fills: number;
@@ -317,6 +317,11 @@ export class Metrics {
       'hubcache_ranged_fallbacks_total',
       'Big blobs fetched in one stream because the upstream did not answer the first Range request with its 206',
       () => source.ranged().fallbacks,
+    );
+    counter(
+      'hubcache_ranged_kept_up_total',
+      'Big blobs fetched in one stream because the first connection brought their first 4 MiB within 40 ms (a fast upstream: segments would only cost)',
+      () => source.ranged().keptUp,
     );
     counter(
       'hubcache_prefetch_started_total',

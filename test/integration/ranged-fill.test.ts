@@ -5,7 +5,7 @@ import { segmentBytesFor } from '../../src/cache/ranged-fill.js';
 import type { RunningMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { metricSample } from '../fixtures/request-counts.js';
-import { type FakeRegistry, type SeenRequest, startFakeRegistry } from './fake-registry.js';
+import { type FakeRegistry, type Fault, type SeenRequest, startFakeRegistry } from './fake-registry.js';
 import { get, mirrorFor, tempDataDir } from './harness.js';
 
 /**
@@ -35,8 +35,21 @@ afterEach(async () => {
   await data?.remove();
 });
 
-async function setUp(options: { auth?: boolean; cdn?: boolean } = {}, args: string[] = []) {
+/**
+ * The upstream as over a link with a round trip: a blob's first GET (no Range) sends 64 KiB, then
+ * pauses. On loopback its first 4 MiB would come within the 40 ms the mirror gives it, and the
+ * mirror would fetch in one stream (ranged-fill.ts `keepsUp`; tested below).
+ */
+function slowStart(other: (r: SeenRequest) => Fault | undefined = () => undefined) {
+  return (r: SeenRequest): Fault | undefined =>
+    r.method === 'GET' && r.range === undefined && /\/(blobs|cdn)\//.test(r.path)
+      ? { kind: 'gate', after: 64 * 1024, open: new Promise((resolve) => setTimeout(resolve, 50)) }
+      : other(r);
+}
+
+async function setUp(options: { auth?: boolean; cdn?: boolean; fast?: boolean } = {}, args: string[] = []) {
   upstream = await startFakeRegistry(options);
+  if (!options.fast) upstream.fault = slowStart();
   data = await tempDataDir();
   mirror = await mirrorFor(upstream, data.dir, args);
   return upstream.addBlob(big);
@@ -49,6 +62,13 @@ function blobGets(requests: SeenRequest[]): SeenRequest[] {
 
 function rangeOf(index: number): string {
   return `bytes=${index * SEGMENT}-${Math.min(SIZE, (index + 1) * SEGMENT) - 1}`;
+}
+
+/** The blob with its last byte flipped, added to the upstream once: its digest. */
+function setUpBlobOnce(): string {
+  const blob = Buffer.from(big);
+  blob.writeUInt8(blob.readUInt8(SIZE - 1) ^ 0xff, SIZE - 1);
+  return upstream.addBlob(blob);
 }
 
 /** One sample's value from /metrics (NaN when absent). */
@@ -112,7 +132,7 @@ describe('ranged fills of big blobs', () => {
 
   it('cuts the client and stores nothing when one segment carries wrong bytes', async () => {
     const digest = await setUp();
-    upstream.fault = (r) => (r.range === rangeOf(2) ? { kind: 'corrupt' } : undefined);
+    upstream.fault = slowStart((r) => (r.range === rangeOf(2) ? { kind: 'corrupt' } : undefined));
     const res = await fetchAll(`${mirror.url}/v2/library/big/blobs/${digest}`);
     expect(res.status).toBe(200);
     expect(res.complete).toBe(false);
@@ -127,8 +147,9 @@ describe('ranged fills of big blobs', () => {
   it('fetches the rest of a short segment once more and serves the blob whole', async () => {
     const digest = await setUp();
     let cut = 0;
-    upstream.fault = (r) =>
-      r.range === rangeOf(3) && cut++ === 0 ? { kind: 'truncate', after: 1000 } : undefined;
+    upstream.fault = slowStart((r) =>
+      r.range === rangeOf(3) && cut++ === 0 ? { kind: 'truncate', after: 1000 } : undefined,
+    );
     const res = await fetchAll(`${mirror.url}/v2/library/big/blobs/${digest}`);
     expect(res.complete && res.body.equals(big)).toBe(true);
     await mirror.mirror.blobs.settled();
@@ -145,13 +166,43 @@ describe('ranged fills of big blobs', () => {
 
   it('fails the fill cleanly when a segment fails twice: client cut, nothing stored', async () => {
     const digest = await setUp();
-    upstream.fault = (r) => (r.range === rangeOf(3) ? { kind: 'status', status: 503 } : undefined);
+    upstream.fault = slowStart((r) => (r.range === rangeOf(3) ? { kind: 'status', status: 503 } : undefined));
     const res = await fetchAll(`${mirror.url}/v2/library/big/blobs/${digest}`);
     expect(res.complete).toBe(false);
     await mirror.mirror.blobs.settled();
     expect(blobGets(upstream.requests).filter((r) => r.range === rangeOf(3))).toHaveLength(2);
     upstream.fault = undefined;
     expect((await get(`${mirror.url}/v2/library/big/blobs/${digest}`)).headers['x-cache']).toBe('MISS');
+  });
+
+  it('fetches a big blob in one stream when the first connection keeps up (its first 4 MiB within 40 ms)', async () => {
+    await setUp({ fast: true });
+    // 40 ms is a timing: a loaded machine may miss it once. Up to three blobs, each fetched whole;
+    // the first kept up must have been fetched with its one GET.
+    let keptUp: string | undefined;
+    for (let i = 0; i < 3 && !keptUp; i++) {
+      const blob = Buffer.from(big);
+      blob.writeUInt8(blob.readUInt8(i) ^ 0xff, i);
+      const digest = upstream.addBlob(blob);
+      const res = await fetchAll(`${mirror.url}/v2/library/big/blobs/${digest}`);
+      expect(res.complete && res.body.equals(blob)).toBe(true);
+      await mirror.mirror.blobs.settled();
+      if ((await metric('hubcache_ranged_kept_up_total')) === 1) keptUp = digest;
+    }
+    expect(keptUp).toBeDefined();
+    // Its one GET, and at most the probe sent while it was sampled (dropped unread).
+    const gets = blobGets(upstream.requests).filter((r) => r.path.endsWith(keptUp as string));
+    expect(gets.filter((r) => r.range === undefined)).toHaveLength(1);
+    expect(gets.filter((r) => r.range !== undefined).map((r) => r.range)).toEqual(
+      gets.length === 2 ? [rangeOf(1)] : [],
+    );
+    // The same upstream slow to start: segments.
+    upstream.fault = slowStart();
+    const fills = await metric('hubcache_ranged_fills_total');
+    const res = await fetchAll(`${mirror.url}/v2/library/big/blobs/${setUpBlobOnce()}`);
+    expect(res.complete).toBe(true);
+    await mirror.mirror.blobs.settled();
+    expect(await metric('hubcache_ranged_fills_total')).toBe(fills + 1);
   });
 
   it('fetches a blob below the threshold with one GET', async () => {

@@ -1,8 +1,8 @@
 /**
  * Issue 18, target 3: a cold pull through the mirror against the same pull straight from the
- * upstream, on an upstream shaped like the internet (bench/lib/shaped-front.ts: a round trip per
+ * upstream, on an upstream shaped like the internet (bench/lib/shaped-front.ts, in this process: a round trip per
  * request, one more per new connection, a bandwidth limit per TCP connection), for a multi-layer
- * image. The mirror is started cold for every pull, with layer prefetch on (--prefetch-layers) and
+ * image. The mirror (`npm run build` first) is started cold, in its own process, for every pull, with layer prefetch on (--prefetch-layers) and
  * off, and with prefetch on and big blobs in one stream (--upstream-parallel 1) against ranged
  * fills over --parallel connections (the default configuration). Clients: skopeo, with --dockerd dockerd (three layers at a time, config first), with
  * --containerd containerd's ctr (three at a time). Target: mirror / direct ≤ 0.8. Medians of --rounds; prints a table and writes
@@ -15,8 +15,6 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { configWith } from '../src/config.js';
-import { type RunningMirror, startMirror } from '../src/listen.js';
 import { type Containerd, startContainerd } from '../test/fixtures/containerd.js';
 import { type Dockerd, startDockerd } from '../test/fixtures/dockerd.js';
 import { ImageLayout } from '../test/fixtures/image-layout.js';
@@ -24,6 +22,7 @@ import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pullImage, pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
+import { startMirrorProcess } from './lib/servers.js';
 import { startShapedFront } from './lib/shaped-front.js';
 import { commitOf, writeResult } from './results.js';
 
@@ -63,6 +62,20 @@ await pushLayout(layout.dir, 'app', `${new URL(upstream.url).host}/library/app:1
   creds: 'pusher:s3cret',
   format: 'v2s2',
 });
+// Another image, pulled through every fresh mirror before it is measured: a mirror runs for days, so
+// its code is compiled and warm when a cold image arrives (a process's first requests run ~50 ms
+// slower each). Its own blobs: the measured image stays cold.
+const warm = new ImageLayout(path.join(work, 'warm'));
+const warmImage = warm.image([
+  await warm.layer([{ name: 'warm0.bin', random: 9 * 1024 * 1024 }]),
+  await warm.layer([{ name: 'warm1.bin', random: 1024 * 1024 }]),
+]);
+warm.tag('warm', warmImage.manifest);
+await pushLayout(warm.dir, 'warm', `${new URL(upstream.url).host}/library/warm:1`, {
+  env,
+  creds: 'pusher:s3cret',
+  format: 'v2s2',
+});
 const front = await startShapedFront(upstream.url, tokens.realm, {
   rttMs: RTT_MS,
   bytesPerSecond: MIB_PER_S * 1024 * 1024,
@@ -70,30 +83,42 @@ const front = await startShapedFront(upstream.url, tokens.realm, {
 const frontHost = new URL(front.url).host;
 const mirrorPort = await freePort();
 
+/**
+ * A cold mirror as it is run: its own process (`npm start`'s Node flags, default settings), not
+ * this one, whose event loop carries the shaped front's pacing of every connection.
+ */
 async function coldMirror(
   prefetch: number,
   parallel: number,
-): Promise<{ mirror: RunningMirror; stop(): Promise<void> }> {
+): Promise<{ settled(): Promise<void>; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
-  const mirror = await startMirror(
-    configWith({
-      upstream: front.url,
-      dataDir,
-      listen: `127.0.0.1:${mirrorPort}`,
-      extraArgs: [
-        '--log-level',
-        'warn',
-        '--prefetch-layers',
-        String(prefetch),
-        '--upstream-parallel',
-        String(parallel),
-      ],
-    }),
+  const mirror = await startMirrorProcess(
+    front.url,
+    dataDir,
+    ['--prefetch-layers', String(prefetch), '--upstream-parallel', String(parallel)],
+    { port: mirrorPort },
   );
+  const settled = async () => {
+    for (let i = 0; i < 600; i++) {
+      const text = await (await fetch(`${mirror.url}/metrics`)).text();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      if (value('hubcache_inflight_downloads') === 0 && value('hubcache_prefetch_running') === 0) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const manifest = (await (
+    await fetch(`${mirror.url}/v2/library/warm/manifests/1`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    })
+  ).json()) as { config: { digest: string }; layers: { digest: string }[] };
+  for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)])
+    await (await fetch(`${mirror.url}/v2/library/warm/blobs/${d}`)).arrayBuffer();
+  await settled();
   return {
-    mirror,
+    // Downloads still running (a prefetch the client did not ask for) end before the next pull.
+    settled,
     stop: async () => {
-      await mirror.close();
+      await mirror.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
@@ -162,8 +187,8 @@ async function mirrorPull(client: Client): Promise<number> {
 async function pull(client: Client, p: Path): Promise<void> {
   // 200s and the 206s of ranged fills (--upstream-parallel): every blob GET that moved bytes.
   const blobs = () => front.count('GET', /\/blobs\//) + front.count('GET', /\/blobs\//, 206);
-  const before = blobs();
   if (p === 'direct') {
+    const before = blobs();
     const ms = await directPull(client);
     note(client, p, ms, blobs() - before);
     return;
@@ -172,9 +197,10 @@ async function pull(client: Client, p: Path): Promise<void> {
     p === 'mirror, prefetch off' ? 0 : PREFETCH,
     p.endsWith('one stream') ? 1 : PARALLEL,
   );
+  const before = blobs();
   try {
     const ms = await mirrorPull(client);
-    await m.mirror.mirror.settled();
+    await m.settled();
     note(client, p, ms, blobs() - before);
   } finally {
     await m.stop();

@@ -62,9 +62,9 @@ export async function startMirrorProcess(
   upstream: string,
   dataDir: string,
   extra: string[] = [],
-  options: { logFile?: string } = {},
+  options: { logFile?: string; port?: number } = {},
 ): Promise<ServerProcess> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const log = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
   const child = spawn(
     process.execPath,

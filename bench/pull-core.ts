@@ -44,6 +44,33 @@ await pushLayout(layout.dir, 'big', `${new URL(upstream.url).host}/library/big:1
   creds: 'pusher:s3cret',
 });
 
+// Another image, fetched through every fresh server before it is measured: a mirror runs for days,
+// so its code is compiled and warm when a cold image arrives. Its own blobs: the measured one stays cold.
+const warm = new ImageLayout(path.join(work, 'warm'));
+const warmImage = warm.image([
+  await warm.layer([{ name: 'warm0.bin', random: 9 * 1024 * 1024 }]),
+  await warm.layer([{ name: 'warm1.bin', random: 1024 * 1024 }]),
+]);
+warm.tag('warm', warmImage.manifest);
+await pushLayout(warm.dir, 'warm', `${new URL(upstream.url).host}/library/warm:1`, {
+  env,
+  creds: 'pusher:s3cret',
+});
+async function warmUp(base: string): Promise<void> {
+  const manifest = (await (
+    await fetch(`${base}/v2/library/warm/manifests/1`, {
+      headers: {
+        accept:
+          'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+      },
+    })
+  ).json()) as { config: { digest: string }; layers: { digest: string }[] };
+  for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)])
+    await (await fetch(`${base}/v2/library/warm/blobs/${d}`)).arrayBuffer();
+  // Fills commit after their last byte went out.
+  await new Promise((r) => setTimeout(r, 500));
+}
+
 let pullNo = 0;
 async function timePull(host: string, creds?: string): Promise<number> {
   const out = path.join(work, 'pulls', String(pullNo++));
@@ -122,6 +149,7 @@ async function measure(
 await measure('hubcache', async () => {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
   const m = await startMirrorProcess(front.url, dataDir);
+  await warmUp(m.url);
   return {
     host: new URL(m.url).host,
     stop: async () => {
@@ -133,6 +161,7 @@ await measure('hubcache', async () => {
 
 await measure('reference registry, proxy mode', async () => {
   const proxy = await startRegistry({ proxy: { remoteurl: front.url } });
+  await warmUp(proxy.url);
   return { host: new URL(proxy.url).host, stop: () => proxy.stop() };
 });
 

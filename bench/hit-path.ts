@@ -1,7 +1,8 @@
 /**
  * The hit path, side by side in one run, on the same bytes on the same disk: hubcache (warm cache)
  * vs Debian's docker-registry 2.8 serving them as a plain registry vs nginx serving them as static
- * files (the physical limit). Servers on core 0, load generators (curl, wrk, ab) on core 1.
+ * files (the physical limit). Servers on core 0, load generators (curl, wrk, ab) on core 1; the rounds
+ * interleave the servers.
  * Prints the table with ratios and the targets from the benchmark issue; writes
  * bench/results/hit-path.json. Needs `npm run build`, wrk, ab (apache2-utils), nginx, docker-registry.
  *
@@ -98,35 +99,51 @@ interface Row {
 const rows: Row[] = [];
 const best = <T extends LoadResult>(results: T[], key: 'requestsPerSecond' | 'mibPerSecond'): T =>
   [...results].sort((a, b) => a[key] - b[key])[Math.floor(results.length / 2)] as T;
+interface Runs {
+  big: number[];
+  medium: LoadResult[];
+  small: CpuResult[];
+  manifestGet: CpuResult[];
+  manifestHead: LoadResult[];
+}
+const runs = new Map<string, Runs>(
+  servers.map((s) => [s.name, { big: [], medium: [], small: [], manifestGet: [], manifestHead: [] }]),
+);
+const hasBig = (s: { url: string }) => s.url !== bare.url;
+// Warm-up, unmeasured: page cache, JIT, connection pools, each path measured below. A fresh
+// process's first second under 50 connections puts ~100 ms into p99, bare node:http's too.
 for (const s of servers) {
-  const bigRuns: number[] = [];
-  const m: LoadResult[] = [];
-  const sm: CpuResult[] = [];
-  const mg: CpuResult[] = [];
-  const mh: LoadResult[] = [];
-  const hasBig = s.url !== bare.url;
-  // Warm-up, unmeasured: page cache, JIT, connection pools, each path measured below. A fresh
-  // process's first second under 50 connections puts ~100 ms into p99, bare node:http's too.
-  if (hasBig) for (let i = 0; i < 2; i++) await curlSpeed(blobUrl(s.url, big));
+  if (hasBig(s)) for (let i = 0; i < 2; i++) await curlSpeed(blobUrl(s.url, big));
   await wrk(blobUrl(s.url, small), 50, 2);
   await wrk(`${s.url}/v2/library/bench/manifests/1`, 50, 2, [ACCEPT]);
-  for (let round = 0; round < ROUNDS; round++) {
-    if (hasBig) for (let i = 0; i < 3; i++) bigRuns.push(await curlSpeed(blobUrl(s.url, big)));
-    if (process.env.BENCH_DEBUG) console.error(s.name, bigRuns.map((x) => x.toFixed(0)).join(' '));
-    m.push(await wrk(blobUrl(s.url, medium), 16, SECONDS));
-    sm.push(await wrkWithCpu(s.pid, blobUrl(s.url, small), 50, SECONDS));
-    mg.push(await wrkWithCpu(s.pid, `${s.url}/v2/library/bench/manifests/1`, 50, SECONDS, [ACCEPT]));
-    mh.push(await abHead(`${s.url}/v2/library/bench/manifests/1`, 50, quick ? 20_000 : 60_000, [ACCEPT]));
+}
+// Rounds interleave the servers: a busy moment of this shared machine hits them all alike.
+for (let round = 0; round < ROUNDS; round++) {
+  for (const s of servers) {
+    const r = runs.get(s.name) as Runs;
+    if (hasBig(s)) for (let i = 0; i < 3; i++) r.big.push(await curlSpeed(blobUrl(s.url, big)));
+    if (process.env.BENCH_DEBUG) console.error(s.name, r.big.map((x) => x.toFixed(0)).join(' '));
+    r.medium.push(await wrk(blobUrl(s.url, medium), 16, SECONDS));
+    r.small.push(await wrkWithCpu(s.pid, blobUrl(s.url, small), 50, SECONDS));
+    r.manifestGet.push(
+      await wrkWithCpu(s.pid, `${s.url}/v2/library/bench/manifests/1`, 50, SECONDS, [ACCEPT]),
+    );
+    r.manifestHead.push(
+      await abHead(`${s.url}/v2/library/bench/manifests/1`, 50, quick ? 20_000 : 60_000, [ACCEPT]),
+    );
   }
+  console.error(`round ${round + 1} of ${ROUNDS} measured`);
+}
+for (const s of servers) {
+  const r = runs.get(s.name) as Runs;
   rows.push({
     server: s.name,
-    bigMiBs: hasBig ? median(bigRuns) : Number.NaN,
-    medium16: best(m, 'mibPerSecond'),
-    small50: best(sm, 'requestsPerSecond'),
-    manifestGet50: best(mg, 'requestsPerSecond'),
-    manifestHead50: best(mh, 'requestsPerSecond'),
+    bigMiBs: hasBig(s) ? median(r.big) : Number.NaN,
+    medium16: best(r.medium, 'mibPerSecond'),
+    small50: best(r.small, 'requestsPerSecond'),
+    manifestGet50: best(r.manifestGet, 'requestsPerSecond'),
+    manifestHead50: best(r.manifestHead, 'requestsPerSecond'),
   });
-  console.error(`measured ${s.name}`);
 }
 const mirrorRss = mirror.rss();
 // How many of hubcache's requests the hit lane answered (api/hit-lane.ts), from its own /metrics.

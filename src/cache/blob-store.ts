@@ -12,6 +12,7 @@ import { BlobWriter } from './blob-writer.js';
 import { DiskRoom } from './disk-room.js';
 import { evictionPolicy } from './eviction/policies.js';
 import { Evictor } from './evictor.js';
+import { LruMap } from './lru-map.js';
 import { Pins } from './pins.js';
 import { UsageIndex } from './usage-index.js';
 
@@ -40,7 +41,7 @@ export class BlobStore {
   readonly root: string;
   readonly tmpDir: string;
   readonly usage: UsageIndex;
-  readonly #sizes = new LRUCache<string, number>({ max: 100_000 });
+  readonly #sizes = new LruMap<string, number>({ max: 100_000 });
   readonly #small: LRUCache<string, Buffer>;
   /**
    * Blobs being removed, and removals begun or ended: a lookup whose stat or read ran across one may

@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
 import { manifestReferences } from '../oci/manifest.js';
 import type { BlobStore } from './blob-store.js';
+import { LruMap } from './lru-map.js';
 import type { TagIndex } from './tag-index.js';
 
 /**
@@ -15,7 +16,7 @@ import type { TagIndex } from './tag-index.js';
  */
 export class KnownContent {
   /** `<key>@<hex>` → whether that name has it (false: the upstream said no, remembered a while). */
-  readonly #known = new LRUCache<string, boolean>({ max: 200_000 });
+  readonly #known = new LruMap<string, boolean>({ max: 200_000 });
   readonly #denied = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
   /** Names whose records were read recently: not read again for every unknown digest asked under them. */
   readonly #read = new LRUCache<string, true>({ max: 1_000, ttl: 10 * 60_000 });

@@ -1,6 +1,6 @@
-import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
 import { imageBlobs, manifestObject } from '../oci/manifest.js';
+import { LruMap } from './lru-map.js';
 
 /**
  * Blobs' sizes as the image manifests this replica served give them (config and layers). A manifest
@@ -11,9 +11,9 @@ import { imageBlobs, manifestObject } from '../oci/manifest.js';
  */
 export class KnownSizes {
   /** Blob digest hex → size. */
-  readonly #sizes = new LRUCache<string, number>({ max: 100_000 });
+  readonly #sizes = new LruMap<string, number>({ max: 100_000 });
   /** Manifests already read (digest hex): a hit does not parse JSON again. */
-  readonly #read = new LRUCache<string, true>({ max: 20_000 });
+  readonly #read = new LruMap<string, true>({ max: 20_000 });
 
   noteManifest(digestHex: string, body: Buffer): void {
     if (this.#read.has(digestHex)) return;

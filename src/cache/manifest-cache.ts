@@ -1,4 +1,3 @@
-import { LRUCache } from 'lru-cache';
 import type { LimitFunction } from 'p-limit';
 import type { Logger } from '../observe/logger.js';
 import { type Digest, digestOf, parseDigest } from '../oci/digest.js';
@@ -20,6 +19,7 @@ import { MAX_MANIFEST_BYTES, type RegistryApi } from '../upstream/registry-api.j
 import type { BlobStore } from './blob-store.js';
 import type { KnownContent } from './known-content.js';
 import type { KnownSizes } from './known-sizes.js';
+import { LruMap } from './lru-map.js';
 import type { TagEntry, TagIndex } from './tag-index.js';
 
 /** How a response was served, as the X-Cache header and the request log say (HOSTED: pushed here, not cached). */
@@ -60,7 +60,7 @@ export class ManifestCache {
   /** Which names are known to have which content: what is served for a name becomes its. */
   readonly #known: KnownContent | undefined;
   /** Media type by digest, so a hit does not parse JSON. */
-  readonly #types = new LRUCache<string, string>({ max: 100_000 });
+  readonly #types = new LruMap<string, string>({ max: 100_000 });
 
   /**
    * Told of every manifest fetched from the upstream and verified, with the repository's name there

@@ -1,7 +1,6 @@
 import type { Dirent } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../oci/digest.js';
 import { atomicWrite, listDir } from '../storage/files.js';
 import {
@@ -13,6 +12,7 @@ import {
   tagsDir,
   treeRoot,
 } from '../storage/layout.js';
+import { LruMap } from './lru-map.js';
 
 export interface TagEntry {
   digest: string;
@@ -46,8 +46,8 @@ export interface SharedTagIndex {
 export class TagIndex {
   readonly #data: string;
   readonly #tree: RepositoryTree;
-  readonly #entries = new LRUCache<string, TagEntry>({ max: 50_000 });
-  readonly #knownManifests = new LRUCache<string, true>({ max: 100_000 });
+  readonly #entries = new LruMap<string, TagEntry>({ max: 50_000 });
+  readonly #knownManifests = new LruMap<string, true>({ max: 100_000 });
 
   /** With Redis: the index replicas share (a tag revalidated by one is fresh on all). */
   readonly #shared: SharedTagIndex | undefined;

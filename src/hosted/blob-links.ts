@@ -1,6 +1,6 @@
 import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
+import { LruMap } from '../cache/lru-map.js';
 import { listDir } from '../storage/files.js';
 import { layerLink, layersDir } from '../storage/layout.js';
 
@@ -17,7 +17,7 @@ export class BlobLinks {
   /** Whether `name` is a hosted repository: only those keep their content in memory. */
   readonly #isRepository: (name: string) => boolean;
   /** Links written recently: a link is refreshed (mount, upload) at most this often. */
-  readonly #linked = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
+  readonly #linked = new LruMap<string, true>({ max: 100_000, ttl: 10 * 60_000 });
   /** Per repository, the blobs it answers for (hex), read from disk on first use. */
   readonly #content = new Map<string, Set<string>>();
   readonly #loading = new Map<string, Promise<Set<string>>>();

@@ -24,6 +24,7 @@ import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
 import { startMirrorProcess } from './lib/servers.js';
 import { startShapedFront } from './lib/shaped-front.js';
+import { fetchWarmImage, pushWarmImage } from './lib/warm-image.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -62,20 +63,7 @@ await pushLayout(layout.dir, 'app', `${new URL(upstream.url).host}/library/app:1
   creds: 'pusher:s3cret',
   format: 'v2s2',
 });
-// Another image, pulled through every fresh mirror before it is measured: a mirror runs for days, so
-// its code is compiled and warm when a cold image arrives (a process's first requests run ~50 ms
-// slower each). Its own blobs: the measured image stays cold.
-const warm = new ImageLayout(path.join(work, 'warm'));
-const warmImage = warm.image([
-  await warm.layer([{ name: 'warm0.bin', random: 9 * 1024 * 1024 }]),
-  await warm.layer([{ name: 'warm1.bin', random: 1024 * 1024 }]),
-]);
-warm.tag('warm', warmImage.manifest);
-await pushLayout(warm.dir, 'warm', `${new URL(upstream.url).host}/library/warm:1`, {
-  env,
-  creds: 'pusher:s3cret',
-  format: 'v2s2',
-});
+await pushWarmImage(work, new URL(upstream.url).host, env, 'v2s2');
 const front = await startShapedFront(upstream.url, tokens.realm, {
   rttMs: RTT_MS,
   bytesPerSecond: MIB_PER_S * 1024 * 1024,
@@ -106,13 +94,7 @@ async function coldMirror(
       await new Promise((r) => setTimeout(r, 50));
     }
   };
-  const manifest = (await (
-    await fetch(`${mirror.url}/v2/library/warm/manifests/1`, {
-      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
-    })
-  ).json()) as { config: { digest: string }; layers: { digest: string }[] };
-  for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)])
-    await (await fetch(`${mirror.url}/v2/library/warm/blobs/${d}`)).arrayBuffer();
+  await fetchWarmImage(mirror.url);
   await settled();
   return {
     // Downloads still running (a prefetch the client did not ask for) end before the next pull.

@@ -21,6 +21,7 @@ import { pullImage, pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
 import { startMirrorProcess } from './lib/servers.js';
+import { fetchWarmImage, pushWarmImage } from './lib/warm-image.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -44,29 +45,9 @@ await pushLayout(layout.dir, 'big', `${new URL(upstream.url).host}/library/big:1
   creds: 'pusher:s3cret',
 });
 
-// Another image, fetched through every fresh server before it is measured: a mirror runs for days,
-// so its code is compiled and warm when a cold image arrives. Its own blobs: the measured one stays cold.
-const warm = new ImageLayout(path.join(work, 'warm'));
-const warmImage = warm.image([
-  await warm.layer([{ name: 'warm0.bin', random: 9 * 1024 * 1024 }]),
-  await warm.layer([{ name: 'warm1.bin', random: 1024 * 1024 }]),
-]);
-warm.tag('warm', warmImage.manifest);
-await pushLayout(warm.dir, 'warm', `${new URL(upstream.url).host}/library/warm:1`, {
-  env,
-  creds: 'pusher:s3cret',
-});
+await pushWarmImage(work, new URL(upstream.url).host, env);
 async function warmUp(base: string): Promise<void> {
-  const manifest = (await (
-    await fetch(`${base}/v2/library/warm/manifests/1`, {
-      headers: {
-        accept:
-          'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
-      },
-    })
-  ).json()) as { config: { digest: string }; layers: { digest: string }[] };
-  for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)])
-    await (await fetch(`${base}/v2/library/warm/blobs/${d}`)).arrayBuffer();
+  await fetchWarmImage(base);
   // Fills commit after their last byte went out.
   await new Promise((r) => setTimeout(r, 500));
 }

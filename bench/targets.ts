@@ -197,6 +197,67 @@ function hitPath(data: Json | undefined, file: string): TargetRow[] {
     };
   };
 
+  // Runs since the paired windows (bench/hit-path.ts) judge the ratios and p99 on them.
+  const pairs = obj(data.pairs);
+  if (pairs) {
+    const ofPairs = (
+      target: string,
+      key: string,
+      anchor: string,
+      unit: string,
+      pick: string,
+      threshold: number,
+    ): TargetRow => {
+      const x = obj(pairs[key]);
+      const ratios = arr(x?.ratios).map(num);
+      if (!x || ratios.length === 0 || ratios.some((r) => r === undefined)) return notMeasured(target, file);
+      const values = (side: string) => arr(x[side]).map((l) => num(obj(l)?.[pick]) ?? Number.NaN);
+      const r = middle(ratios as number[]);
+      const [a, b] = [middle(values('ours')), middle(values('anchor'))];
+      const cpu = key === 'big' ? undefined : pairedCpu(key);
+      return {
+        target,
+        key: `${ratio(r)} of ${anchor}, median of ${ratios.length} pairs`,
+        figures: `median of ${ratios.length} paired windows: ${ratio(r)} (${ratio(Math.min(...(ratios as number[])))}–${ratio(Math.max(...(ratios as number[])))}); hubcache ${int(a)} ${unit} vs ${anchor} ${int(b)} ${unit}${cpu ? `; ${cpu}` : ''}`,
+        verdict: verdict(r >= threshold),
+        file,
+      };
+    };
+    // The CPU per request comes from the rounds (the paired windows do not sample it).
+    const pairedCpu = (key: string): string | undefined => {
+      const path = { small: 'small50', manifestGet: 'manifestGet50' }[key];
+      if (!path) return undefined;
+      const [a, b] = [load(hub, path, 'cpuUsPerRequest'), load(bare, path, 'cpuUsPerRequest')];
+      return a !== undefined && b !== undefined
+        ? `CPU in the rounds ${a.toFixed(0)} vs ${b.toFixed(0)} µs/req`
+        : undefined;
+    };
+    const pairedP99 = (): TargetRow => {
+      const of = (side: string) =>
+        ['small', 'manifestGet', 'manifestHead'].map((k) =>
+          middle(arr(obj(pairs[k])?.[side]).map((l) => num(obj(l)?.p99Ms) ?? Number.NaN)),
+        );
+      const [ours, anchor] = [of('ours'), of('anchor')];
+      if (ours.some((v) => !Number.isFinite(v))) return notMeasured(names.p99, file);
+      const list = (xs: number[]) => xs.map((v) => v.toFixed(1)).join(' / ');
+      const worst = Math.max(...ours);
+      return {
+        target: names.p99,
+        key: `worst ${ms(worst)} (bare node:http ${ms(Math.max(...anchor))})`,
+        figures: `hubcache p99 1 KiB / manifest GET / HEAD ${list(ours)} ms (bare node:http ${list(anchor)} ms), medians of the paired windows`,
+        verdict: verdict(worst < TARGETS.smallP99Ms),
+        file,
+      };
+    };
+    return [
+      ofPairs(names.small, 'small', 'bare node:http', 'req/s', 'requestsPerSecond', TARGETS.hitOfBare),
+      ofPairs(names.get, 'manifestGet', 'bare node:http', 'req/s', 'requestsPerSecond', TARGETS.hitOfBare),
+      ofPairs(names.head, 'manifestHead', 'bare node:http', 'req/s', 'requestsPerSecond', TARGETS.hitOfBare),
+      pairedP99(),
+      ofPairs(names.big, 'big', 'nginx', 'MiB/s', 'mibPerSecond', TARGETS.bigOfNginx),
+      ofNginx(names.medium, (h) => load(h, 'medium16', 'mibPerSecond')),
+    ];
+  }
   return [
     ofBare(names.small, 'small50'),
     ofBare(names.get, 'manifestGet50'),
@@ -205,6 +266,11 @@ function hitPath(data: Json | undefined, file: string): TargetRow[] {
     ofNginx(names.big, (h) => num(h?.row.bigMiBs)),
     ofNginx(names.medium, (h) => load(h, 'medium16', 'mibPerSecond')),
   ];
+}
+
+/** The median (the upper one of an even count), as bench/lib/load.ts takes it. */
+function middle(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 }
 
 /** Target 2 (bench/soak.ts): 500 connections on a warm mix, 0 errors, peak RSS bounded. */

@@ -192,6 +192,39 @@ describe('issue 18 targets judged from result files', () => {
     expect(row(evaluate({ eviction: noDefault }, 'full').rows, 'swarm trace').verdict).toBe('not measured');
   });
 
+  it('judge the ratios and p99 on the paired windows when a run has them', () => {
+    // The rounds say 0.9× (holds); the pairs' median says 0.70× (misses): the pairs decide.
+    const pair = (ours: number, anchor: number, p99 = 2) => ({
+      ours: load(ours, p99),
+      anchor: load(anchor, 3),
+    });
+    const pairs = (ratios: number[], p99 = 2) => ({
+      ratios,
+      ours: ratios.map((r) => pair(r * 10_000, 10_000, p99).ours),
+      anchor: ratios.map(() => pair(0, 10_000).anchor),
+    });
+    const run = {
+      ...hitPath(9000, 950),
+      pairs: {
+        count: 3,
+        seconds: 2,
+        small: pairs([0.7, 0.95, 0.6]),
+        manifestGet: pairs([0.9, 0.86, 0.88]),
+        manifestHead: pairs([0.9, 0.86, 0.88], 12),
+        big: { ratios: [0.8, 0.85, 0.95], ours: [], anchor: [] },
+      },
+    };
+    const judged = evaluate({ 'hit-path': run }, 'full').rows;
+    expect(row(judged, '1 KiB blobs')).toMatchObject({
+      verdict: 'misses',
+      key: '0.70× of bare node:http, median of 3 pairs',
+    });
+    expect(row(judged, 'manifest GET').verdict).toBe('holds');
+    expect(row(judged, 'p99').verdict).toBe('misses');
+    expect(row(judged, '256 MiB blob').verdict).toBe('misses');
+    expect(row(judged, '4 MiB blobs').verdict).toBe('holds'); // not paired: the rounds judge it
+  });
+
   it('name each run with its time, commit and machine', () => {
     const { runs } = evaluate({ 'hit-path': hitPath(9000, 950), 'cold-pull': coldPull(2000) }, 'full');
     expect(runs.find((r) => r.file === 'hit-path')).toEqual({

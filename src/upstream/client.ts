@@ -27,6 +27,8 @@ export interface UpstreamResponse {
 }
 
 const MAX_REDIRECTS = 5;
+/** Bytes of an upstream body read ahead of its reader (undici's `highWaterMark`). */
+const BODY_HIGH_WATER_MARK = 1024 * 1024;
 
 /**
  * After the upstream did not answer (no response headers within the timeout, no connection),
@@ -203,6 +205,10 @@ export class UpstreamClient {
         path: `${url.pathname}${url.search}`,
         method,
         headers,
+        // undici's default (64 KiB) pauses the socket every 64 KiB until the reader takes it: a
+        // cold blob then arrives at ~500 MiB/s on loopback where 1 MiB lets it come at ~950
+        // (docs/benchmarks.md). At most this much waits in memory per upstream body.
+        highWaterMark: BODY_HIGH_WATER_MARK,
       });
       // Callers destroy bodies they don't read; undici then emits an abort error, which must not
       // crash the process when nobody is listening. Readers still see errors (iteration, pipeline).

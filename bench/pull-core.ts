@@ -6,7 +6,7 @@
  * its own process (`npm run build` first); every path, the direct one included, goes through the
  * same counting front (in this process), which is part of the upstream they all pull from.
  *
- *   npx tsx bench/pull-core.ts [--big-mib 256] [--rounds 3]
+ *   npx tsx bench/pull-core.ts [--big-mib 256] [--rounds 5]
  */
 
 import { createHash } from 'node:crypto';
@@ -25,7 +25,7 @@ import { fetchWarmImage, pushWarmImage } from './lib/warm-image.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
-  options: { 'big-mib': { type: 'string', default: '256' }, rounds: { type: 'string', default: '3' } },
+  options: { 'big-mib': { type: 'string', default: '256' }, rounds: { type: 'string', default: '5' } },
 });
 const BIG_MIB = Number(values['big-mib']);
 const ROUNDS = Number(values.rounds);
@@ -76,58 +76,36 @@ interface Row {
   upstreamManifestGets: number;
   upstreamManifestHeads: number;
 }
-const rows: Row[] = [];
 
-// Direct from the upstream: the floor for a cold pull.
-const direct: number[] = [];
-// Through the front as the mirror is: the front is part of the upstream every path pulls from.
-for (let i = 0; i < ROUNDS; i++) direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
-rows.push({
-  path: 'upstream directly',
-  coldMs: median(direct),
-  warmMs: median(direct),
-  upstreamBlobGetsCold: 2,
-  upstreamBlobGetsWarm: 2,
-  upstreamManifestGets: 1,
-  upstreamManifestHeads: 0,
-});
+/** A server a round starts fresh and stops: the host to pull from. */
+type Start = () => Promise<{ host: string; stop(): Promise<void> }>;
+interface Tally {
+  colds: number[];
+  warms: number[];
+  coldGets: number;
+  warmGets: number;
+  mGets: number;
+  mHeads: number;
+}
+const tally = (): Tally => ({ colds: [], warms: [], coldGets: 0, warmGets: 0, mGets: 0, mHeads: 0 });
 
-async function measure(
-  name: string,
-  start: () => Promise<{ host: string; stop(): Promise<void> }>,
-): Promise<void> {
-  const colds: number[] = [];
-  const warms: number[] = [];
-  let coldGets = 0;
-  let warmGets = 0;
-  let mGets = 0;
-  let mHeads = 0;
-  for (let i = 0; i < ROUNDS; i++) {
-    const server = await start();
-    const [b0, g0, h0] = [blobGets(), manifestGets(), manifestHeads()];
-    colds.push(await timePull(server.host));
-    const b1 = blobGets();
-    warms.push(await timePull(server.host));
-    coldGets = b1 - b0;
-    warmGets = blobGets() - b1;
-    mGets = manifestGets() - g0;
-    mHeads = manifestHeads() - h0;
-    await server.stop();
-  }
-  rows.push({
-    path: name,
-    coldMs: median(colds),
-    warmMs: median(warms),
-    upstreamBlobGetsCold: coldGets,
-    upstreamBlobGetsWarm: warmGets,
-    upstreamManifestGets: mGets,
-    upstreamManifestHeads: mHeads,
-  });
+/** One round of one path: a fresh server, a cold pull, a warm pull. */
+async function measureOnce(t: Tally, start: Start): Promise<void> {
+  const server = await start();
+  const [b0, g0, h0] = [blobGets(), manifestGets(), manifestHeads()];
+  t.colds.push(await timePull(server.host));
+  const b1 = blobGets();
+  t.warms.push(await timePull(server.host));
+  t.coldGets = b1 - b0;
+  t.warmGets = blobGets() - b1;
+  t.mGets = manifestGets() - g0;
+  t.mHeads = manifestHeads() - h0;
+  await server.stop();
 }
 
 // The mirror as it is run: its own process (npm start's Node flags, default settings), not this
 // one, whose event loop also carries the front's proxying.
-await measure('hubcache', async () => {
+const startHubcache: Start = async () => {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
   const m = await startMirrorProcess(front.url, dataDir);
   await warmUp(m.url);
@@ -138,13 +116,54 @@ await measure('hubcache', async () => {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-});
-
-await measure('reference registry, proxy mode', async () => {
+};
+const startReference: Start = async () => {
   const proxy = await startRegistry({ proxy: { remoteurl: front.url } });
   await warmUp(proxy.url);
   return { host: new URL(proxy.url).host, stop: () => proxy.stop() };
-});
+};
+
+// Rounds interleave the paths (direct, hubcache, reference), and the ratio to direct is the median
+// of each round's own ratio: this shared machine's speed drifts within minutes (docs/benchmarks.md,
+// "Paired windows"), and a direct pull measured minutes before the mirror's compared the machine.
+const direct: number[] = [];
+const ours = tally();
+const reference = tally();
+for (let i = 0; i < ROUNDS; i++) {
+  // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
+  direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
+  await measureOnce(ours, startHubcache);
+  await measureOnce(reference, startReference);
+  console.error(
+    `round ${i + 1} of ${ROUNDS}: direct ${direct[i]?.toFixed(0)} ms, hubcache ${ours.colds[i]?.toFixed(0)} ms`,
+  );
+}
+const roundRatios = ours.colds.map((c, i) => c / (direct[i] ?? Number.NaN));
+const rows: Row[] = [
+  {
+    path: 'upstream directly',
+    coldMs: median(direct),
+    warmMs: median(direct),
+    upstreamBlobGetsCold: 2,
+    upstreamBlobGetsWarm: 2,
+    upstreamManifestGets: 1,
+    upstreamManifestHeads: 0,
+  },
+  ...(
+    [
+      ['hubcache', ours],
+      ['reference registry, proxy mode', reference],
+    ] as const
+  ).map(([name, t]) => ({
+    path: name,
+    coldMs: median(t.colds),
+    warmMs: median(t.warms),
+    upstreamBlobGetsCold: t.coldGets,
+    upstreamBlobGetsWarm: t.warmGets,
+    upstreamManifestGets: t.mGets,
+    upstreamManifestHeads: t.mHeads,
+  })),
+];
 
 // 20 clients at once on one cold blob.
 interface Crowd {
@@ -195,9 +214,8 @@ await refusing.close();
 rmSync(work, { recursive: true, force: true });
 
 const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-const ours = rows.find((r) => r.path === 'hubcache');
 console.log(
-  `\nPull of a ${BIG_MIB} MiB single-layer image with skopeo (median of ${ROUNDS}), token-auth upstream on loopback\n`,
+  `\nPull of a ${BIG_MIB} MiB single-layer image with skopeo (median of ${ROUNDS} interleaved rounds), token-auth upstream on loopback\n`,
 );
 console.log(
   '| path | cold pull | warm pull | upstream blob GETs cold / warm | upstream manifest GETs / HEADs |',
@@ -208,9 +226,9 @@ for (const r of rows) {
     `| ${r.path} | ${f(r.coldMs)} | ${f(r.warmMs)} | ${r.upstreamBlobGetsCold} / ${r.upstreamBlobGetsWarm} | ${r.upstreamManifestGets} / ${r.upstreamManifestHeads} |`,
   );
 }
-const directRow = rows[0];
-if (ours && directRow)
-  console.log(`\ncold through hubcache / direct: ${(ours.coldMs / directRow.coldMs).toFixed(2)}×`);
+console.log(
+  `\ncold through hubcache / direct, median of the rounds' own ratios: ${median(roundRatios).toFixed(2)}× (rounds: ${roundRatios.map((r) => r.toFixed(2)).join(', ')})`,
+);
 console.log('\n20 clients at once on the cold big blob\n');
 console.log('| path | upstream GETs | all 20 correct | time to first byte, slowest client | total |');
 console.log('|---|---|---|---|---|');
@@ -219,10 +237,11 @@ for (const c of crowds)
     `| ${c.path} | ${c.upstreamGets} | ${c.allCorrect} | ${f(c.lastFirstByteMs)} | ${f(c.totalMs)} |`,
   );
 
-writeResult(BIG_MIB === 256 && ROUNDS === 3 ? 'pull-core' : 'pull-core-quick', {
+writeResult(BIG_MIB === 256 && ROUNDS >= 3 ? 'pull-core' : 'pull-core-quick', {
   commit: commitOf(),
   bigMiB: BIG_MIB,
   rounds: ROUNDS,
   pulls: rows,
+  coldRatios: roundRatios,
   crowd: crowds,
 });

@@ -334,12 +334,16 @@ function coldMiss(data: Json | undefined, file: string): TargetRow {
     cold((p) => p.startsWith('reference registry')),
   ];
   if (ours === undefined || direct === undefined) return notMeasured(target, file);
-  const r = ours / direct;
+  // Runs with interleaved rounds judge on the median of each round's own ratio.
+  const rounds = arr(data?.coldRatios).map(num);
+  const paired = rounds.length > 0 && rounds.every((x) => x !== undefined);
+  const r = paired ? middle(rounds as number[]) : ours / direct;
   const big = num(data?.bigMiB);
+  const how = paired ? `, median of ${rounds.length} interleaved rounds' ratios` : '';
   return {
     target,
     key: `${secs(ours)} vs ${secs(direct)} direct = ${ratio(r)}`,
-    figures: `hubcache ${secs(ours)} vs direct ${secs(direct)} = ${ratio(r)}${proxy !== undefined ? ` (reference registry's proxy ${secs(proxy)})` : ''}${big !== undefined ? `, ${int(big)} MiB layer` : ''}`,
+    figures: `hubcache ${secs(ours)} vs direct ${secs(direct)} = ${ratio(r)}${how}${proxy !== undefined ? ` (reference registry's proxy ${secs(proxy)})` : ''}${big !== undefined ? `, ${int(big)} MiB layer` : ''}`,
     verdict: verdict(r <= TARGETS.coldMissOfDirect),
     file,
   };

@@ -225,6 +225,17 @@ describe('issue 18 targets judged from result files', () => {
     expect(row(judged, '4 MiB blobs').verdict).toBe('holds'); // not paired: the rounds judge it
   });
 
+  it('judge the plain cold miss on the rounds’ own ratios when a run has them', () => {
+    // The medians say 1.04× (holds); the rounds' own ratios say 1.20× (misses): the rounds decide.
+    const run = { ...pullCore(1040), coldRatios: [1.2, 1.1, 1.3] };
+    const judged = row(evaluate({ 'pull-core': run }, 'full').rows, 'plain cold miss');
+    expect(judged.verdict).toBe('misses');
+    expect(judged.figures).toContain("= 1.20×, median of 3 interleaved rounds' ratios");
+    expect(row(evaluate({ 'pull-core': pullCore(1040) }, 'full').rows, 'plain cold miss').verdict).toBe(
+      'holds',
+    );
+  });
+
   it('name each run with its time, commit and machine', () => {
     const { runs } = evaluate({ 'hit-path': hitPath(9000, 950), 'cold-pull': coldPull(2000) }, 'full');
     expect(runs.find((r) => r.file === 'hit-path')).toEqual({

@@ -57,7 +57,7 @@ export interface ServerContext {
   readonly lane: Pick<HitLane, 'serve'>;
   /** Where each request is logged and counted: failures in `log`, every request in `accessLog`. */
   readonly log: Logger;
-  readonly accessLog: Pick<AccessLog, 'record'>;
+  readonly accessLog: Pick<AccessLog, 'record' | 'summedUp'>;
   readonly metrics: Pick<Metrics, 'request'>;
   readonly repositories: Pick<RepositoryCounts, 'count'>;
 }
@@ -271,18 +271,27 @@ function target(ex: Exchange): string {
 }
 
 function logRequest(ctx: ServerContext, ex: Exchange, started: number, counted = true): void {
-  const sent = ex.res.writableFinished ? ex.bytes : 0;
+  const res = ex.res;
+  const complete = res.writableFinished;
+  const status = res.statusCode;
+  const sent = complete ? ex.bytes : 0;
   if (counted) {
-    ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, ex.res.statusCode, sent);
-    if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent, ex.res.statusCode);
+    ctx.metrics.request(ex.endpoint, ex.method, ex.outcome, status, sent);
+    if (ex.repository && ex.outcome) ctx.repositories.count(ex.repository, sent, status);
   }
+  // What the socket took: all that was announced once the response finished (a body sent in one
+  // chunk is not counted on its way, respond.ts endWith), else what the write callbacks counted.
+  const bytes = complete ? Math.max(ex.sent, ex.bytes) : ex.sent;
+  const ms = Math.round((performance.now() - started) * 10) / 10;
+  // A routine hit is summed up, not logged one by one (observe/access-log.ts): no line is built.
+  if (ctx.accessLog.summedUp(ex.outcome, status, complete, ms, bytes)) return;
   ctx.accessLog.record({
     method: ex.method,
     path: target(ex),
-    status: ex.res.statusCode,
-    bytes: ex.sent,
-    complete: ex.res.writableFinished,
-    ms: Math.round((performance.now() - started) * 10) / 10,
+    status,
+    bytes,
+    complete,
+    ms,
     cache: ex.outcome,
   });
 }

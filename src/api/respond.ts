@@ -41,11 +41,13 @@ export function sendBody(ex: Exchange, status: number, headers: Headers, body: B
   endWith(ex, body);
 }
 
-/** The last (or only) chunk of a body, counted in `ex.sent` once the socket took it all. */
+/**
+ * The last (or only) chunk of a body. Not counted in `ex.sent` here: a response that finished had
+ * all its announced bytes taken by the socket, which the request log reads from `ex.bytes` then
+ * (server.ts), and a write callback per hit cost a 'finish' listener on the hit path.
+ */
 export function endWith(ex: Exchange, body: Buffer): void {
-  ex.res.end(body, () => {
-    ex.sent += body.length;
-  });
+  ex.res.end(body);
 }
 
 /** 304: the validators, no Content-Length (a 304 has no body, and clients check the length). */
@@ -82,7 +84,11 @@ export function sendError(ex: Exchange, err: RegistryError): void {
   });
   // HEAD gets the status and headers only (RFC 9110 §9.3.2).
   if (ex.method === 'HEAD') ex.res.end();
-  else endWith(ex, body);
+  // Counted here as it goes: an error body is not in `ex.bytes` (not content served, for metrics).
+  else
+    ex.res.end(body, () => {
+      ex.sent += body.length;
+    });
 }
 
 const BLOB_TYPE = 'application/octet-stream';

@@ -14,6 +14,11 @@ export interface RequestLine {
 
 /** A hit slower than this is worth a line of its own. */
 export const SLOW_HIT_MS = 1000;
+/** A fast, successful, complete hit: logged at debug, summed up at info. */
+function isRoutineHit(cache: string | undefined, status: number, complete: boolean, ms: number): boolean {
+  return cache === 'HIT' && status < 400 && complete && ms < SLOW_HIT_MS;
+}
+
 /** How often the hits not logged one by one are summed up in one line. */
 const SUMMARY_EVERY_MS = 60_000;
 
@@ -38,15 +43,25 @@ export class AccessLog {
   }
 
   record(line: RequestLine): void {
-    const routineHit = line.cache === 'HIT' && line.status < 400 && line.complete && line.ms < SLOW_HIT_MS;
-    if (!routineHit) {
-      this.#log.info(line);
-    } else if (this.#log.isLevelEnabled('debug')) {
-      this.#log.debug(line);
-    } else {
-      this.#hits++;
-      this.#hitBytes += line.bytes;
-    }
+    if (this.summedUp(line.cache, line.status, line.complete, line.ms, line.bytes)) return;
+    if (isRoutineHit(line.cache, line.status, line.complete, line.ms)) this.#log.debug(line);
+    else this.#log.info(line);
+  }
+
+  /**
+   * Counts a routine hit into the summary and says so, when hits are not logged one by one (not
+   * at debug); false for anything that gets a line of its own, which the caller then records. The
+   * hit path asks this first, before it builds the line.
+   */
+  summedUp(cache: string | undefined, status: number, complete: boolean, ms: number, bytes: number): boolean {
+    if (!isRoutineHit(cache, status, complete, ms) || this.#debug()) return false;
+    this.#hits++;
+    this.#hitBytes += bytes;
+    return true;
+  }
+
+  #debug(): boolean {
+    return this.#log.isLevelEnabled('debug');
   }
 
   /** The summary line of the hits not logged one by one, if there were any. */

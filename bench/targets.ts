@@ -5,6 +5,7 @@
  * holds / misses, and the run it comes from. Pure: the caller reads the files (bench/report.ts, the
  * docs' test), so the judging is tested on small fixed inputs.
  */
+import { median } from './lib/load.js';
 import { replicasTargets } from './lib/replicas-targets.js';
 
 export type Verdict = 'holds' | 'misses' | 'not measured';
@@ -212,8 +213,8 @@ function hitPath(data: Json | undefined, file: string): TargetRow[] {
       const ratios = arr(x?.ratios).map(num);
       if (!x || ratios.length === 0 || ratios.some((r) => r === undefined)) return notMeasured(target, file);
       const values = (side: string) => arr(x[side]).map((l) => num(obj(l)?.[pick]) ?? Number.NaN);
-      const r = middle(ratios as number[]);
-      const [a, b] = [middle(values('ours')), middle(values('anchor'))];
+      const r = median(ratios as number[]);
+      const [a, b] = [median(values('ours')), median(values('anchor'))];
       const cpu = key === 'big' ? undefined : pairedCpu(key);
       return {
         target,
@@ -235,7 +236,7 @@ function hitPath(data: Json | undefined, file: string): TargetRow[] {
     const pairedP99 = (): TargetRow => {
       const of = (side: string) =>
         ['small', 'manifestGet', 'manifestHead'].map((k) =>
-          middle(arr(obj(pairs[k])?.[side]).map((l) => num(obj(l)?.p99Ms) ?? Number.NaN)),
+          median(arr(obj(pairs[k])?.[side]).map((l) => num(obj(l)?.p99Ms) ?? Number.NaN)),
         );
       const [ours, anchor] = [of('ours'), of('anchor')];
       if (ours.some((v) => !Number.isFinite(v))) return notMeasured(names.p99, file);
@@ -268,10 +269,6 @@ function hitPath(data: Json | undefined, file: string): TargetRow[] {
   ];
 }
 
-/** The median (the upper one of an even count), as bench/lib/load.ts takes it. */
-function middle(xs: number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-}
 
 /** Target 2 (bench/soak.ts): 500 connections on a warm mix, 0 errors, peak RSS bounded. */
 function soak(data: Json | undefined, file: string): TargetRow {
@@ -337,7 +334,7 @@ function coldMiss(data: Json | undefined, file: string): TargetRow {
   // Runs with interleaved rounds judge on the median of each round's own ratio.
   const rounds = arr(data?.coldRatios).map(num);
   const paired = rounds.length > 0 && rounds.every((x) => x !== undefined);
-  const r = paired ? middle(rounds as number[]) : ours / direct;
+  const r = paired ? median(rounds as number[]) : ours / direct;
   const big = num(data?.bigMiB);
   const how = paired ? `, median of ${rounds.length} interleaved rounds' ratios` : '';
   return {

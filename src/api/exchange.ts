@@ -23,8 +23,9 @@ export interface Exchange {
   /** Body bytes of the response, as announced (metrics count them once it completed). */
   bytes: number;
   /**
-   * Body bytes the socket took (counted in the write callbacks): what the request log reports, the
-   * same as `bytes` for a complete response, less when the client went away mid-body.
+   * Body bytes the socket took, counted in the write callbacks of bodies sent in chunks (files,
+   * streams, error bodies). A body sent whole in one `end()` is not counted here: once the response
+   * finished the request log takes `bytes`, and before that nothing of it is known to have arrived.
    */
   sent: number;
 }

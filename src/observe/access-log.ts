@@ -54,14 +54,10 @@ export class AccessLog {
    * hit path asks this first, before it builds the line.
    */
   summedUp(cache: string | undefined, status: number, complete: boolean, ms: number, bytes: number): boolean {
-    if (!isRoutineHit(cache, status, complete, ms) || this.#debug()) return false;
+    if (!isRoutineHit(cache, status, complete, ms) || this.#log.isLevelEnabled('debug')) return false;
     this.#hits++;
     this.#hitBytes += bytes;
     return true;
-  }
-
-  #debug(): boolean {
-    return this.#log.isLevelEnabled('debug');
   }
 
   /** The summary line of the hits not logged one by one, if there were any. */

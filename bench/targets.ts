@@ -269,7 +269,6 @@ function hitPath(data: Json | undefined, file: string): TargetRow[] {
   ];
 }
 
-
 /** Target 2 (bench/soak.ts): 500 connections on a warm mix, 0 errors, peak RSS bounded. */
 function soak(data: Json | undefined, file: string): TargetRow {
   const target = '500 conns, warm mix: 0 errors, peak RSS < 200 MiB';

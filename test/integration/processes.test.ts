@@ -52,8 +52,9 @@ it('kill -9 mid-download: no partial file is ever served, the temp file is clean
     .then((r) => r.arrayBuffer())
     .catch(() => undefined);
   const tmp = path.join(data.dir, 'tmp');
+  // A child process under CI's parallel load can take longer than poll's 1 s default to get here.
   await expect
-    .poll(() => readdirSync(tmp).map((f) => statSync(path.join(tmp, f)).size)[0] ?? 0)
+    .poll(() => readdirSync(tmp).map((f) => statSync(path.join(tmp, f)).size)[0] ?? 0, { timeout: 10_000 })
     .toBeGreaterThan(MiB);
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
@@ -74,7 +75,7 @@ it('kill -9 mid-download: no partial file is ever served, the temp file is clean
   const longAgo = Date.now() / 1000 - 3600;
   utimesSync(path.join(tmp, leftovers[0] ?? ''), longAgo, longAgo);
   await startMirrorProcess(port);
-  await expect.poll(() => readdirSync(tmp)).toEqual([]);
+  await expect.poll(() => readdirSync(tmp), { timeout: 10_000 }).toEqual([]);
   const res = await get(`http://127.0.0.1:${port}/v2/big/blobs/${img.layerDigest}`);
   expect(res.headers['x-cache']).toBe('MISS');
   expect(res.body.equals(img.layer)).toBe(true);

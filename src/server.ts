@@ -73,7 +73,7 @@ export function createListener(ctx: ServerContext): (req: IncomingMessage, res: 
   return (req, res) => {
     const url = req.url ?? '/';
     if (url === '/v2' || url.startsWith('/v2/') || url.startsWith('/v2?')) {
-      void dispatch(ctx, req, res);
+      dispatch(ctx, req, res);
       return;
     }
     void hono(req, res);
@@ -81,13 +81,19 @@ export function createListener(ctx: ServerContext): (req: IncomingMessage, res: 
 }
 
 /** One /v2 request, top to bottom: parse the endpoint, refuse writes, call the handler, log one line. */
-async function dispatch(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+function dispatch(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): void {
   const ex = exchangeOf(req, res);
   const started = performance.now();
   // 'close' comes once per response (on: no once-wrapper per request on the hit path).
   res.on('close', () => logRequest(ctx, ex, started));
-  // A hit answered before (a manifest or small blob held in memory) is sent again as it was.
+  // A hit answered before (a manifest or small blob held in memory) is sent again as it was, without
+  // the promise an async function costs.
   if (ctx.lane.serve(ex)) return;
+  void routed(ex, ctx);
+}
+
+/** The request path: the handler, and the error it throws answered in one place. */
+async function routed(ex: Exchange, ctx: ServerContext): Promise<void> {
   try {
     await route(ex, ctx);
   } catch (err) {

@@ -31,6 +31,9 @@ export interface LaneOffer {
 
 interface Entry extends LaneOffer {
   readonly key: string;
+  /** The request target, and for an answer negotiated on Accept the header as sent. */
+  readonly url: string;
+  readonly accept: string | undefined;
   readonly headers: Headers;
   readonly body: Buffer;
   readonly endpoint: string;
@@ -48,7 +51,10 @@ interface Entry extends LaneOffer {
  * request takes the path. Counted and logged like any request (server.ts).
  */
 export class HitLane {
+  /** By key, oldest first: what the bounds drop. */
   readonly #entries = new Map<string, Entry>();
+  /** Answers negotiated on Accept, by target then Accept: found without joining the two per hit. */
+  readonly #byAccept = new Map<string, Map<string, Entry>>();
   readonly #enabled: boolean;
   /** Changes whenever a name becomes hosted (hosted/repositories.ts): entries for mirrored names go. */
   readonly #hostedGeneration: () => number;
@@ -80,7 +86,7 @@ export class HitLane {
     }
     const url = ex.req.url as string;
     const headers = ex.req.headers;
-    const entry = this.#entries.get(url) ?? this.#entries.get(acceptKey(url, headers.accept));
+    const entry = this.#entries.get(url) ?? this.#byAccept.get(url)?.get(headers.accept ?? '');
     if (entry === undefined || headers.range !== undefined || headers['if-none-match'] !== undefined) {
       return false;
     }
@@ -118,22 +124,34 @@ export class HitLane {
     if (repository === undefined || upstream === undefined) return;
     if (this.#hostedGeneration() !== this.#seenGeneration) return;
     const url = ex.req.url as string;
-    const key = offer.byAccept ? acceptKey(url, request.accept) : url;
+    const accept = offer.byAccept ? (request.accept ?? '') : undefined;
+    const key = accept === undefined ? url : acceptKey(url, accept);
     if (key.length > MAX_KEY_CHARS) return;
     const old = this.#entries.get(key);
     if (old) this.#drop(old);
     const all = sentHeaders(ex, headers, body);
     const ns = ex.res.getHeader('OCI-Namespace');
     if (typeof ns === 'string') all['OCI-Namespace'] = ns;
-    this.#entries.set(key, {
+    const entry: Entry = {
       ...offer,
       key,
+      url,
+      accept,
       headers: all,
       body,
       endpoint: ex.endpoint,
       repository,
       upstream,
-    });
+    };
+    this.#entries.set(key, entry);
+    if (accept !== undefined) {
+      let byAccept = this.#byAccept.get(url);
+      if (byAccept === undefined) {
+        byAccept = new Map();
+        this.#byAccept.set(url, byAccept);
+      }
+      byAccept.set(accept, entry);
+    }
     this.#bytes += body.length;
     // Oldest first: a hot entry dropped here is offered again by its next request.
     for (const oldest of this.#entries.values()) {
@@ -144,17 +162,23 @@ export class HitLane {
 
   clear(): void {
     this.#entries.clear();
+    this.#byAccept.clear();
     this.#bytes = 0;
   }
 
   #drop(entry: Entry): void {
     if (this.#entries.get(entry.key) !== entry) return;
     this.#entries.delete(entry.key);
+    if (entry.accept !== undefined) {
+      const byAccept = this.#byAccept.get(entry.url);
+      byAccept?.delete(entry.accept);
+      if (byAccept?.size === 0) this.#byAccept.delete(entry.url);
+    }
     this.#bytes -= entry.body.length;
   }
 }
 
 /** The key of an answer negotiated on Accept: the target, then the header as sent (a newline cannot be in either). */
-function acceptKey(url: string, accept: string | undefined): string {
-  return `${url}\n${accept ?? ''}`;
+function acceptKey(url: string, accept: string): string {
+  return `${url}\n${accept}`;
 }

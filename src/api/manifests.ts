@@ -37,14 +37,13 @@ function stillServed(
   if (ref.kind === 'digest') {
     return { byAccept: false, stillServed: () => store.inMemory(ref.digest) === sent.body };
   }
-  const tag = ref.tag;
   const viaEntry = sent !== named;
+  const heldIfFresh = manifests.heldIfFresh(name, ref.tag, named.digest);
   return {
     // Negotiated on Accept: a client that cannot read an index gets its platform's manifest.
     byAccept: true,
     stillServed: () => {
-      const held = manifests.heldIfFresh(name, tag, named.digest);
-      if (held !== named.body) return false;
+      if (heldIfFresh() !== named.body) return false;
       return !viaEntry || store.inMemory(sent.digest) === sent.body;
     },
   };

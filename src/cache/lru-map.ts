@@ -13,6 +13,8 @@ export class LruMap<K, V> {
   readonly #expires: Map<K, number> | undefined;
   readonly #max: number;
   readonly #ttl: number;
+  /** The last key of #values (undefined when unknown: after a delete, or empty). */
+  #newest: K | undefined;
 
   constructor(options: { max: number; ttl?: number }) {
     this.#max = Math.max(1, options.max);
@@ -27,8 +29,11 @@ export class LruMap<K, V> {
   get(key: K): V | undefined {
     if (!this.#live(key)) return undefined;
     const value = this.#values.get(key) as V;
+    // Already the most recently used (a hot key asked again): moving it would change nothing.
+    if (key === this.#newest) return value;
     this.#values.delete(key);
     this.#values.set(key, value);
+    this.#newest = key;
     return value;
   }
 
@@ -39,6 +44,7 @@ export class LruMap<K, V> {
   set(key: K, value: V): this {
     this.#values.delete(key);
     this.#values.set(key, value);
+    this.#newest = key;
     this.#expires?.set(key, Date.now() + this.#ttl);
     if (this.#values.size > this.#max) {
       const oldest = this.#values.keys().next().value as K;
@@ -48,11 +54,13 @@ export class LruMap<K, V> {
   }
 
   delete(key: K): boolean {
+    if (key === this.#newest) this.#newest = undefined;
     this.#expires?.delete(key);
     return this.#values.delete(key);
   }
 
   clear(): void {
+    this.#newest = undefined;
     this.#values.clear();
     this.#expires?.clear();
   }

@@ -153,13 +153,20 @@ export class ManifestCache {
   }
 
   /**
-   * The hit lane's look (api/hit-lane.ts): the body of `digest` when the tag is fresh, still names
-   * it, and it is held in memory (counted as a use, as `byTag` would). Nothing parsed, nothing built.
+   * The hit lane's look (api/hit-lane.ts), built once when the lane keeps an answer and asked on
+   * each of its hits: the body of `digest` when the tag is fresh, still names it, and it is held
+   * in memory (counted as a use, as `byTag` would). The index key and the tag's TTL (its rules
+   * are glob matches) are worked out here, not per hit.
    */
-  heldIfFresh(repository: string, tag: string, digest: Digest): Buffer | undefined {
-    return this.#peekFresh(repository, tag)?.digest === digest.value
-      ? this.#store.inMemory(digest)
-      : undefined;
+  heldIfFresh(repository: string, tag: string, digest: Digest): () => Buffer | undefined {
+    const peek = this.#tags.peekOf(this.#key(repository), tag);
+    const ttlMs = this.#ttlMs(repository, tag);
+    return () => {
+      const known = peek();
+      return known && known.digest === digest.value && Date.now() - known.checkedAt < ttlMs
+        ? this.#store.inMemory(digest)
+        : undefined;
+    };
   }
 
   /** Whether `heldIfFresh` can answer at all: tags are kept here, not in a shared index. */

@@ -71,6 +71,12 @@ export class TagIndex {
     return this.#shared ? undefined : this.#entries.get(`${repository}:${tag}`);
   }
 
+  /** `peek` of one tag, its key joined once (the hit lane asks the same tag on every hit). */
+  peekOf(repository: string, tag: string): () => TagEntry | undefined {
+    const key = `${repository}:${tag}`;
+    return () => (this.#shared ? undefined : this.#entries.get(key));
+  }
+
   async get(repository: string, tag: string): Promise<TagEntry | undefined> {
     const key = `${repository}:${tag}`;
     if (this.#shared) {

@@ -1,6 +1,21 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 type RequestLabels = Record<'endpoint' | 'method' | 'outcome' | 'code', string>;
+/** Requests of one label set, and whether they count toward the hit ratio. */
+interface RequestTally {
+  readonly labels: RequestLabels;
+  n: number;
+  readonly counts: 'hit' | 'miss' | undefined;
+}
+
+function getOrAdd<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = make();
+    map.set(key, value);
+  }
+  return value;
+}
 type ServedSource = 'cache' | 'upstream' | 'hosted';
 
 /** What the metrics read at scrape time: the mirror's own state, no copies kept in sync. */
@@ -121,7 +136,13 @@ export class Metrics {
    * when scraped: a labelled inc() per request hashed its labels on the hit path. The label sets
    * are few (endpoints × methods × outcomes × the statuses this server answers).
    */
-  readonly #requestTally = new Map<string, { labels: RequestLabels; n: number }>();
+  readonly #requestTally: RequestTally[] = [];
+  /**
+   * Each label set's tally, by endpoint, method, outcome ('' for none) and status: nested lookups
+   * of strings that are interned constants, where one key joined per request was a new string to
+   * hash on every hit.
+   */
+  readonly #tallyOf = new Map<string, Map<string, Map<string, Map<number, RequestTally>>>>();
   readonly #servedTally: Record<ServedSource, number> = { cache: 0, upstream: 0, hosted: 0 };
   readonly #upstreamRequests: Counter<'method' | 'code'>;
   readonly #upstreamSeconds: Histogram<'method'>;
@@ -141,7 +162,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const { labels, n } of requestTally.values()) this.inc(labels, n);
+        for (const { labels, n } of requestTally) this.inc(labels, n);
       },
     });
     const servedTally = this.#servedTally;
@@ -413,10 +434,11 @@ export class Metrics {
   ): void {
     // Hosted content is not a cache: it counts neither as a hit nor as a miss.
     const hosted = outcome === 'HOSTED';
-    const counts = hitRatioCount(endpoint, outcome);
-    if (counts) {
+    const tally = this.#tally(endpoint, method, outcome, status);
+    tally.n++;
+    if (tally.counts) {
       this.totals.requests++;
-      if (counts === 'hit') this.totals.hits++;
+      if (tally.counts === 'hit') this.totals.hits++;
     }
     if (bytes > 0 && !hosted) {
       if (outcome === 'MISS' || outcome === 'COALESCED') this.totals.bytesFromUpstream += bytes;
@@ -424,22 +446,36 @@ export class Metrics {
     }
     if (status >= 400) this.errors.set(status, (this.errors.get(status) ?? 0) + 1);
     else if (endpoint === 'manifest' && method === 'PUT' && status === 201) this.pushes.manifests++;
-    const key = `${endpoint} ${method} ${outcome} ${status}`;
-    const tally = this.#requestTally.get(key);
-    if (tally) tally.n++;
-    else {
+    if (bytes > 0) {
+      const source = hosted ? 'hosted' : outcome === 'MISS' || outcome === 'COALESCED' ? 'upstream' : 'cache';
+      this.#servedTally[source] += bytes;
+    }
+  }
+
+  #tally(endpoint: string, method: string, outcome: string | undefined, status: number): RequestTally {
+    const known = this.#tallyOf
+      .get(endpoint)
+      ?.get(method)
+      ?.get(outcome ?? '')
+      ?.get(status);
+    return known ?? this.#newTally(endpoint, method, outcome, status);
+  }
+
+  #newTally(endpoint: string, method: string, outcome: string | undefined, status: number): RequestTally {
+    const byMethod = getOrAdd(this.#tallyOf, endpoint, () => new Map());
+    const byOutcome = getOrAdd(byMethod, method, () => new Map());
+    const byStatus = getOrAdd(byOutcome, outcome ?? '', () => new Map());
+    return getOrAdd(byStatus, status, () => {
       const labels = {
         endpoint,
         method,
         outcome: outcome ? outcome.toLowerCase() : status >= 400 ? 'error' : 'none',
         code: String(status),
       };
-      this.#requestTally.set(key, { labels, n: 1 });
-    }
-    if (bytes > 0) {
-      const source = hosted ? 'hosted' : outcome === 'MISS' || outcome === 'COALESCED' ? 'upstream' : 'cache';
-      this.#servedTally[source] += bytes;
-    }
+      const tally = { labels, n: 0, counts: hitRatioCount(endpoint, outcome) };
+      this.#requestTally.push(tally);
+      return tally;
+    });
   }
 
   /** The hit ratio since start (HIT_RATIO), what /_hubcache/summary reports. */

@@ -23,10 +23,14 @@ export class RepositoryCounts {
   /** One request for `repository` answered with `status`, `bytes` of body sent; ignored unless served. */
   count(repository: string, bytes: number, status: number): void {
     if (!served(status)) return;
-    const entry = this.#counts.get(repository) ?? { requests: 0, bytes: 0 };
+    // get() marks the entry used: a count in place needs no set(), the heavier call on every hit.
+    const entry = this.#counts.get(repository);
+    if (entry === undefined) {
+      this.#counts.set(repository, { requests: 1, bytes });
+      return;
+    }
     entry.requests++;
     entry.bytes += bytes;
-    this.#counts.set(repository, entry);
   }
 
   /** The `n` most requested. */

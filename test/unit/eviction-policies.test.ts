@@ -137,6 +137,36 @@ describe('gdsf (the default)', () => {
     for (let n = 0; n < 20_000; n++) p.hit(`k${1 + (n % 49)}`);
     expect(p.victim(all)).toBe('k0');
   });
+
+  it('counts a hit on the blob used last like any other (the repeated-hit shortcut keeps the order)', () => {
+    const p = new GdsfPolicy({ maxFrequency: 5 });
+    p.insert('a', 10);
+    p.insert('b', 10);
+    p.hit('a');
+    p.hit('a'); // used last, but its frequency rises to 3: counted
+    p.hit('b'); // 2
+    expect(p.victim(all)).toBe('b');
+    const q = new GdsfPolicy({ maxFrequency: 2 });
+    q.insert('a', 10);
+    q.insert('b', 10);
+    q.hit('a');
+    q.hit('b');
+    q.hit('b'); // already at the bound and used last: nothing changes
+    expect(q.victim(all)).toBe('a');
+    q.insert('c', 10);
+    q.hit('c');
+    q.hit('b');
+    q.hit('b');
+    expect(q.victim(all)).toBe('c'); // equal priorities: c was used before b's hits
+    expect(q.victim(all)).toBe('b');
+    const r = new GdsfPolicy({ maxFrequency: 2 });
+    r.insert('a', 10);
+    r.insert('b', 10);
+    r.hit('a');
+    r.hit('b');
+    r.hit('a'); // at the bound but not used last: now newer than b
+    expect(r.victim(all)).toBe('b');
+  });
 });
 
 describe('oversize first', () => {

@@ -21,6 +21,21 @@ describe('LruMap', () => {
     expect(m.get('c')).toBe(30);
   });
 
+  it('keeps the order when the most recently used key is asked again, deleted, or set again', () => {
+    const m = new LruMap<string, number>({ max: 3 });
+    m.set('a', 1).set('b', 2).set('c', 3);
+    expect(m.get('c')).toBe(3); // already the newest
+    expect(m.get('a')).toBe(1); // b, c, a
+    expect(m.get('a')).toBe(1);
+    m.set('d', 4); // b goes
+    expect(m.has('b')).toBe(false);
+    m.delete('d');
+    m.set('b', 2); // c, a, b
+    expect(m.get('c')).toBe(3); // a, b, c
+    m.set('e', 5); // a goes
+    expect([m.has('a'), m.has('b'), m.has('c'), m.has('e')]).toEqual([false, true, true, true]);
+  });
+
   it('forgets an entry ttl ms after it was set', () => {
     vi.useFakeTimers();
     const m = new LruMap<string, true>({ max: 10, ttl: 1000 });

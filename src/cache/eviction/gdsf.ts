@@ -17,7 +17,8 @@ export interface GdsfOptions {
 }
 
 interface Entry {
-  size: number;
+  /** cost / size, computed once: a power per hit showed in the hit path's profile. */
+  weight: number;
   frequency: number;
   priority: number;
   /** Increases with every use: the heap item carrying it is the entry's current one. */
@@ -62,13 +63,19 @@ export class GdsfPolicy implements EvictionPolicy {
       this.hit(key);
       return;
     }
-    this.#use(key, { size, frequency: 1, priority: 0, seq: 0 });
+    const e = { weight: this.#weight(size), frequency: 1, priority: 0, seq: 0 };
+    this.#entries.set(key, e);
+    this.#use(key, e);
   }
 
   hit(key: string): void {
     const e = this.#entries.get(key);
     if (!e) return;
-    e.frequency = Math.min(e.frequency + 1, this.#maxFrequency);
+    const frequency = Math.min(e.frequency + 1, this.#maxFrequency);
+    // Used last already, and its priority unchanged: its heap item is still the newest among equal
+    // priorities, which a new one would only repeat (a blob many nodes ask for at once).
+    if (e.seq === this.#seq && frequency === e.frequency && e.priority === this.#priorityOf(e)) return;
+    e.frequency = frequency;
     this.#use(key, e);
   }
 
@@ -95,12 +102,15 @@ export class GdsfPolicy implements EvictionPolicy {
   }
 
   #use(key: string, e: Entry): void {
-    e.priority = this.#inflation + e.frequency * this.#weight(e.size);
+    e.priority = this.#priorityOf(e);
     e.seq = ++this.#seq;
-    this.#entries.set(key, e);
     this.#heap.push({ key, priority: e.priority, seq: e.seq });
     // Hits without evictions leave old items behind: rebuild before they outnumber the live ones.
     if (this.#heap.size > 2 * this.#entries.size + 1024) this.#compact();
+  }
+
+  #priorityOf(e: Entry): number {
+    return this.#inflation + e.frequency * e.weight;
   }
 
   #compact(): void {

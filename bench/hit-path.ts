@@ -17,7 +17,7 @@ import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
-import { abHead, curlSpeed, type LoadResult, median, pin, wrk, wrkWithCpu } from './lib/load.js';
+import { abHead, curlSpeed, type LoadResult, median, pin, withCpu, wrk, wrkWithCpu } from './lib/load.js';
 import { type BareObjects, startBareNode, startMirrorProcess, startNginx } from './lib/servers.js';
 import { commitOf, machine, writeResult } from './results.js';
 
@@ -142,11 +142,19 @@ for (let round = 0; round < ROUNDS; round++) {
  * request at 55 and 100 µs), so a ratio of two medians taken minutes apart says more about the
  * machine than about hubcache. Here hubcache and its anchor take turns in short windows, the order
  * swapped every pair, and each target takes the median of the pairs' ratios.
+ *
+ * On a fast moment of the machine the load generator (one wrk thread) is what limits both servers:
+ * 70,000 req/s each, a ratio of 1.0 however much more CPU a request costs hubcache. So the windows
+ * of the small paths also take each server's CPU per request, and their pairs' capacity ratios
+ * (the anchor's CPU per request over hubcache's: what each would answer with a whole core) judge
+ * the target beside the throughput ratios, the lower of the two medians deciding.
  */
 const PAIRS = quick ? 4 : 10;
 const PAIR_SECONDS = 2;
 interface Pairs {
   ratios: number[];
+  /** The anchor's CPU per request over hubcache's, per pair (the small paths only). */
+  capacity?: number[];
   ours: LoadResult[];
   anchor: LoadResult[];
 }
@@ -164,10 +172,17 @@ async function paired(
     out.ours.push(a);
     out.anchor.push(b);
     out.ratios.push(pick(a) / pick(b));
+    const [cpuA, cpuB] = [cpuOf(a), cpuOf(b)];
+    if (cpuA !== undefined && cpuB !== undefined) {
+      out.capacity ??= [];
+      out.capacity.push(cpuB / cpuA);
+    }
   }
   return out;
 }
+const cpuOf = (x: LoadResult): number | undefined => (x as { cpuUsPerRequest?: number }).cpuUsPerRequest;
 const rps = (x: LoadResult) => x.requestsPerSecond;
+const HEAD_REQUESTS = 20_000;
 const asLoad = (mibPerSecond: number): LoadResult => ({
   requestsPerSecond: 0,
   mibPerSecond,
@@ -176,15 +191,20 @@ const asLoad = (mibPerSecond: number): LoadResult => ({
   errors: 0,
 });
 const pairs = {
-  small: await paired(bare, (s) => wrk(blobUrl(s.url, small), 50, PAIR_SECONDS), rps),
+  small: await paired(bare, (s) => wrkWithCpu(s.pid, blobUrl(s.url, small), 50, PAIR_SECONDS), rps),
   manifestGet: await paired(
     bare,
-    (s) => wrk(`${s.url}/v2/library/bench/manifests/1`, 50, PAIR_SECONDS, [ACCEPT]),
+    (s) => wrkWithCpu(s.pid, `${s.url}/v2/library/bench/manifests/1`, 50, PAIR_SECONDS, [ACCEPT]),
     rps,
   ),
   manifestHead: await paired(
     bare,
-    (s) => abHead(`${s.url}/v2/library/bench/manifests/1`, 50, 20_000, [ACCEPT]),
+    (s) =>
+      withCpu(
+        s.pid,
+        () => HEAD_REQUESTS,
+        () => abHead(`${s.url}/v2/library/bench/manifests/1`, 50, HEAD_REQUESTS, [ACCEPT]),
+      ),
     rps,
   ),
   big: await paired(
@@ -263,15 +283,18 @@ for (const [label, pick] of [
     `| ${label} | ${lat(pick(ng))} | ${lat(pick(bareRow))} | ${lat(pick(reg))} | ${lat(pick(hub))} |`,
   );
 }
-// The paired windows: each target's ratio as the median of its pairs (and their spread), p99 as the
-// median of the windows' p99s.
+// The paired windows: each target's ratio as the median of its pairs (and their spread), the
+// capacity ratio likewise where CPU was sampled, p99 as the median of the windows' p99s.
 const ratioOf = (x: Pairs) => median(x.ratios);
-const spread = (x: Pairs) => `${Math.min(...x.ratios).toFixed(2)}–${Math.max(...x.ratios).toFixed(2)}`;
+const capacityOf = (x: Pairs) => (x.capacity ? median(x.capacity) : Number.POSITIVE_INFINITY);
+/** What judges a target: the throughput ratio, or the capacity ratio when that is lower. */
+const judgedOf = (x: Pairs) => Math.min(ratioOf(x), capacityOf(x));
+const spread = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
 const p99Of = (xs: LoadResult[]) => median(xs.map((x) => x.p99Ms));
 console.log(
-  `\n| paired windows (${PAIRS} pairs of ${PAIR_SECONDS} s, order swapped each pair) | hubcache | anchor | median ratio | spread | p99, hubcache / anchor (median of windows) |`,
+  `\n| paired windows (${PAIRS} pairs of ${PAIR_SECONDS} s, order swapped each pair) | hubcache | anchor | median ratio | spread | capacity ratio (CPU per request) | p99, hubcache / anchor (median of windows) |`,
 );
-console.log('|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|');
 for (const [label, x, unit, anchor] of [
   ['1 KiB blob, 50 conns', pairs.small, 'req/s', 'bare node:http'],
   ['manifest GET, 50 conns', pairs.manifestGet, 'req/s', 'bare node:http'],
@@ -281,17 +304,21 @@ for (const [label, x, unit, anchor] of [
   const v = (xs: LoadResult[]) =>
     median(xs.map((y) => (unit === 'MiB/s' ? y.mibPerSecond : y.requestsPerSecond)));
   const p99 = unit === 'MiB/s' ? '–' : `${p99Of(x.ours).toFixed(1)} / ${p99Of(x.anchor).toFixed(1)} ms`;
+  const cpu = (xs: LoadResult[]) => median(xs.map((y) => cpuOf(y) ?? Number.NaN)).toFixed(1);
+  const capacity = x.capacity
+    ? `${capacityOf(x).toFixed(2)}× (${spread(x.capacity)}; ${cpu(x.ours)} vs ${cpu(x.anchor)} µs/req)`
+    : '–';
   console.log(
-    `| ${label} | ${fig(v(x.ours), unit)} | ${anchor} ${fig(v(x.anchor), unit)} | ${ratioOf(x).toFixed(2)}× | ${spread(x)} | ${p99} |`,
+    `| ${label} | ${fig(v(x.ours), unit)} | ${anchor} ${fig(v(x.anchor), unit)} | ${ratioOf(x).toFixed(2)}× | ${spread(x.ratios)} | ${capacity} | ${p99} |`,
   );
 }
 // Issue 18's targets: hits at the runtime's ceiling with the default settings (logging included).
 const targets = [
   ['big blob ≥ 0.9× nginx (sendfile)', ratioOf(pairs.big) >= 0.9],
   ['4 MiB blobs, 16 conns ≥ 0.9× nginx', hub.medium16.mibPerSecond >= 0.9 * ng.medium16.mibPerSecond],
-  ['small blob ≥ 0.85× bare node:http', ratioOf(pairs.small) >= 0.85],
-  ['manifest GET ≥ 0.85× bare node:http', ratioOf(pairs.manifestGet) >= 0.85],
-  ['manifest HEAD ≥ 0.85× bare node:http', ratioOf(pairs.manifestHead) >= 0.85],
+  ['small blob ≥ 0.85× bare node:http', judgedOf(pairs.small) >= 0.85],
+  ['manifest GET ≥ 0.85× bare node:http', judgedOf(pairs.manifestGet) >= 0.85],
+  ['manifest HEAD ≥ 0.85× bare node:http', judgedOf(pairs.manifestHead) >= 0.85],
   [
     'small/manifest p99 < 10 ms at 50 conns',
     Math.max(p99Of(pairs.small.ours), p99Of(pairs.manifestGet.ours), p99Of(pairs.manifestHead.ours)) < 10,

@@ -112,18 +112,32 @@ export function cpuMicros(pid: number): number {
 }
 
 /**
- * wrk against a server, with the server's CPU time per request: the cost of one request in that
- * server, which holds steady when the machine is busy (requests per second do not).
+ * A load run with the server's CPU time per request: the cost of one request in that server, which
+ * holds steady when the machine is busy (requests per second do not), and which still tells two
+ * servers apart when the load generator, not the server, is what limits requests per second.
  */
-export async function wrkWithCpu(
+export async function withCpu<T extends LoadResult>(
+  pid: number,
+  requests: (r: T) => number,
+  run: () => Promise<T>,
+): Promise<T & { cpuUsPerRequest: number }> {
+  const cpu0 = cpuMicros(pid);
+  const r = await run();
+  const cpu = cpuMicros(pid) - cpu0;
+  return { ...r, cpuUsPerRequest: cpu / requests(r) };
+}
+
+/** wrk against a server, with the server's CPU time per request (withCpu). */
+export function wrkWithCpu(
   pid: number,
   url: string,
   connections: number,
   seconds: number,
   headers: string[] = [],
 ): Promise<LoadResult & { cpuUsPerRequest: number }> {
-  const cpu0 = cpuMicros(pid);
-  const r = await wrk(url, connections, seconds, headers);
-  const cpu = cpuMicros(pid) - cpu0;
-  return { ...r, cpuUsPerRequest: cpu / (r.requestsPerSecond * seconds) };
+  return withCpu(
+    pid,
+    (r) => r.requestsPerSecond * seconds,
+    () => wrk(url, connections, seconds, headers),
+  );
 }

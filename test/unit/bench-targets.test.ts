@@ -225,6 +225,40 @@ describe('issue 18 targets judged from result files', () => {
     expect(row(judged, '4 MiB blobs').verdict).toBe('holds'); // not paired: the rounds judge it
   });
 
+  it('judge the hits on CPU per request too when the windows sampled it (a load generator at its limit)', () => {
+    // Both servers at the generator's limit: throughput 1.02×, but a request costs hubcache 1.25×
+    // the CPU (capacity 0.80×): the lower decides.
+    const window = (rps: number, cpu: number) => ({ ...load(rps, 2), cpuUsPerRequest: cpu });
+    const side = (n: number, rps: number, cpu: number) => Array.from({ length: n }, () => window(rps, cpu));
+    const capped = (capacity: number[]) => ({
+      ratios: [1.02, 1.01, 1.03],
+      capacity,
+      ours: side(3, 71_000, 15),
+      anchor: side(3, 70_000, 12),
+    });
+    const run = {
+      ...hitPath(9000, 950),
+      pairs: {
+        count: 3,
+        seconds: 2,
+        small: capped([0.8, 0.79, 0.81]),
+        manifestGet: capped([0.9, 0.95, 0.92]),
+        manifestHead: capped([0.9, 0.95, 0.92]),
+        big: { ratios: [1, 1, 1], ours: [], anchor: [] },
+      },
+    };
+    const judged = evaluate({ 'hit-path': run }, 'full').rows;
+    expect(row(judged, '1 KiB blobs')).toMatchObject({
+      verdict: 'misses',
+      key: '0.80× of bare node:http in CPU per request, median of 3 pairs',
+    });
+    expect(row(judged, '1 KiB blobs').figures).toContain('CPU 15.0 vs 12.0 µs/req');
+    expect(row(judged, 'manifest GET')).toMatchObject({
+      verdict: 'holds',
+      key: '0.92× of bare node:http in CPU per request, median of 3 pairs',
+    });
+  });
+
   it('judge the plain cold miss on the rounds’ own ratios when a run has them', () => {
     // The medians say 1.04× (holds); the rounds' own ratios say 1.20× (misses): the rounds decide.
     const run = { ...pullCore(1040), coldRatios: [1.2, 1.1, 1.3] };

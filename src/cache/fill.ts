@@ -124,26 +124,112 @@ export class BlobFill {
   }
 }
 
-/** Tailing reads: 256 KiB keeps 20 readers of one fill within a flat memory budget. */
+/** Tailing reads as a stream: 256 KiB keeps 20 readers of one fill within a flat memory budget. */
 const CHUNK = 256 * 1024;
 
 /**
- * Streams bytes [start, end] of a blob that is still being filled, following the file as it grows.
- * `end` is undefined for "to the end, whatever the size turns out to be".
+ * Reads of a blob that is still being filled, following the file as it grows, bytes up to `end`
+ * (undefined: to the end, whatever the size turns out to be). A read waits until bytes at its
+ * position may be delivered, holding back the last byte owed until the blob was verified, and
+ * throws if the fill fails. The temp file is opened at the first read; `close` closes it and
+ * makes a waiting read return 0 (the client went away).
  */
-export class FillReader extends Readable {
+export class FillCursor {
   readonly #fill: BlobFill;
-  #pos: number;
   readonly #end: number | undefined;
   #handle: FileHandle | undefined;
+  #closed = false;
+  #wake: (() => void) | undefined;
+
+  constructor(fill: BlobFill, end: number | undefined) {
+    this.#fill = fill;
+    this.#end = end;
+  }
+
+  async read(buf: Buffer, length: number, position: number): Promise<number> {
+    for (;;) {
+      const available = await this.ready(position);
+      if (available === 0) return 0;
+      const handle = this.#handle ?? (await this.#open());
+      if (handle) {
+        const { bytesRead } = await handle.read(buf, 0, Math.min(length, available), position);
+        if (bytesRead > 0 || this.#closed) return bytesRead;
+      }
+      await this.#changed();
+    }
+  }
+
+  /** How many bytes from `position` may be delivered, once there are any: 0 at the end (or closed). */
+  async ready(position: number): Promise<number> {
+    const fill = this.#fill;
+    for (;;) {
+      if (this.#closed) return 0;
+      if (fill.state === 'failed') throw fill.error ?? new Error('blob fill failed');
+      const last = this.#end ?? (fill.complete ? fill.written - 1 : Number.POSITIVE_INFINITY);
+      if (position > last) return 0;
+      // A closed range ends before the blob does: its own last byte waits for the verification too.
+      const available = Math.min(fill.available, fill.complete ? last + 1 : last);
+      if (position < available) return available - position;
+      await this.#changed();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#wake?.();
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close().catch(() => {});
+  }
+
+  /** The fill's next change, or this cursor's close. */
+  #changed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+      void this.#fill.changed().then(resolve);
+    });
+  }
+
+  /**
+   * Opens the temp file, or the final one once the fill was committed. Undefined means "renamed
+   * while we looked, not yet marked committed": the commit notification will come, wait for it.
+   */
+  async #open(): Promise<FileHandle | undefined> {
+    for (;;) {
+      const target = this.#fill.path;
+      try {
+        const handle = await open(target, constants.O_RDONLY);
+        if (this.#closed) {
+          await handle.close();
+          return undefined;
+        }
+        this.#handle = handle;
+        return handle;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || this.#fill.state === 'failed') throw err;
+        if (target === this.#fill.finalPath) throw err;
+        // The commit may have happened during the open: then look at the final path right away.
+        if (this.#fill.state !== 'committed') return undefined;
+      }
+    }
+  }
+}
+
+/**
+ * Bytes [start, end] of a blob that is still being filled as a stream (FillCursor): for the
+ * multipart and peer bodies, which are streams; a single range goes to the socket with reused
+ * buffers instead (api/file-sender.ts sendRange).
+ */
+export class FillReader extends Readable {
+  readonly #cursor: FillCursor;
+  #pos: number;
   #pumping = false;
   #wanted = false;
 
   constructor(fill: BlobFill, start: number, end: number | undefined) {
     super({ highWaterMark: CHUNK });
-    this.#fill = fill;
+    this.#cursor = new FillCursor(fill, end);
     this.#pos = start;
-    this.#end = end;
   }
 
   override _read(): void {
@@ -168,71 +254,24 @@ export class FillReader extends Readable {
   }
 
   async #pump(): Promise<void> {
-    const fill = this.#fill;
     for (;;) {
       if (this.destroyed) return;
-      if (fill.state === 'failed') throw fill.error ?? new Error('blob fill failed');
-      const last = this.#end ?? (fill.complete ? fill.written - 1 : Number.POSITIVE_INFINITY);
-      if (this.#pos > last) {
+      // Sized by what is there: a reader close behind the download reads small pieces.
+      const length = Math.min(CHUNK, await this.#cursor.ready(this.#pos));
+      const buf = length > 0 ? Buffer.allocUnsafe(length) : undefined;
+      const bytesRead = buf ? await this.#cursor.read(buf, length, this.#pos) : 0;
+      if (this.destroyed) return;
+      if (!buf || bytesRead === 0) {
         this.push(null);
         return;
-      }
-      // A closed range ends before the blob does: its own last byte waits for the verification too.
-      const available = Math.min(fill.available, fill.complete ? last + 1 : last);
-      if (this.#pos >= available) {
-        await fill.changed();
-        continue;
-      }
-      const handle = this.#handle ?? (await this.#open());
-      if (!handle) {
-        await fill.changed();
-        continue;
-      }
-      const length = Math.min(CHUNK, available - this.#pos);
-      const buf = Buffer.allocUnsafe(length);
-      const { bytesRead } = await handle.read(buf, 0, length, this.#pos);
-      if (this.destroyed) return;
-      if (bytesRead === 0) {
-        await fill.changed();
-        continue;
       }
       this.#pos += bytesRead;
       if (!this.push(bytesRead === length ? buf : buf.subarray(0, bytesRead))) return;
     }
   }
 
-  /**
-   * Opens the temp file, or the final one once the fill was committed. Undefined means "renamed
-   * while we looked, not yet marked committed": the commit notification will come, wait for it.
-   */
-  async #open(): Promise<FileHandle | undefined> {
-    for (;;) {
-      const target = this.#fill.path;
-      try {
-        this.#handle = await open(target, constants.O_RDONLY);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || this.#fill.state === 'failed') throw err;
-        if (target === this.#fill.finalPath) throw err;
-        // The commit may have happened during the open: then look at the final path right away.
-        if (this.#fill.state !== 'committed') return undefined;
-      }
-    }
-    if (this.destroyed) {
-      await this.#handle.close();
-      this.#handle = undefined;
-    }
-    return this.#handle;
-  }
-
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    const handle = this.#handle;
-    this.#handle = undefined;
-    if (!handle) {
-      callback(err);
-      return;
-    }
-    handle.close().then(
+    this.#cursor.close().then(
       () => callback(err),
       () => callback(err),
     );

@@ -43,7 +43,9 @@ async function startMirrorProcess(port: number, extra: string[] = []): Promise<C
 
 it('kill -9 mid-download: no partial file is ever served, the temp file is cleaned, the next pull is whole', async () => {
   const port = await freePort();
-  const child = await startMirrorProcess(port);
+  // One stream per blob: segments of 2 MiB would each end before the gate, and the whole blob
+  // would arrive (and its temp file be renamed) before the poll below could see it half written.
+  const child = await startMirrorProcess(port, ['--upstream-parallel', '1']);
   const img = addImage(upstream, 'library/big', '1', 8 * MiB);
   const held = gate();
   upstream.fault = (r) =>
@@ -111,7 +113,9 @@ it('two mirrors on one data directory fill the same blobs at once and stay consi
 
 it('SIGTERM mid-download: the download finishes and is stored, no temp file is left, the process exits', async () => {
   const port = await freePort();
-  const child = await startMirrorProcess(port);
+  // One stream per blob: segments of 2 MiB would each end before the gate, and the whole blob
+  // would arrive (and its temp file be renamed) before the poll below could see it half written.
+  const child = await startMirrorProcess(port, ['--upstream-parallel', '1']);
   const img = addImage(upstream, 'library/big', '1', 8 * MiB);
   const held = gate();
   upstream.fault = (r) =>

@@ -1,7 +1,6 @@
-import type { BufferPool } from '../buffer-pool.js';
 import type { BlobMiss } from '../cache/blob-reads.js';
 import { SMALL_BLOB_BYTES } from '../cache/blob-store.js';
-import { type BlobFill, FillCursor, FillReader } from '../cache/fill.js';
+import { type BlobFill, FillReader } from '../cache/fill.js';
 import type { CacheOutcome } from '../cache/manifest-cache.js';
 import { type Digest, lookupDigest } from '../oci/digest.js';
 import { type ByteRange, parseRanges } from '../oci/range.js';
@@ -19,7 +18,6 @@ import {
   sendBody,
   sendByteranges,
   sendFile,
-  sendFromSource,
   sendStream,
 } from './respond.js';
 
@@ -41,23 +39,18 @@ export async function blobHandler(
     ctx.blobs.servedStored(digest, head);
     return;
   }
-  return sendMiss(ex, digest, await ctx.blobs.miss(ex, target, digest, head), ctx.buffers);
+  return sendMiss(ex, digest, await ctx.blobs.miss(ex, target, digest, head));
 }
 
 /** Writes what the miss policy gave: a HEAD's headers, an uncached stream, or a fill as it lands. */
-export function sendMiss(
-  ex: Exchange,
-  digest: Digest,
-  miss: BlobMiss,
-  pool: BufferPool,
-): Promise<void> | void {
+export function sendMiss(ex: Exchange, digest: Digest, miss: BlobMiss): Promise<void> | void {
   switch (miss.kind) {
     case 'head':
       return sendBody(ex, 200, unsizedBlobHeaders(digest, miss.size), undefined);
     case 'stream':
       return sendStream(ex, 200, unsizedBlobHeaders(digest, miss.size), miss.body, miss.size ?? Number.NaN);
     case 'fill':
-      return sendFill(ex, digest, miss.fill, pool);
+      return sendFill(ex, digest, miss.fill);
   }
 }
 
@@ -68,23 +61,11 @@ function unsizedBlobHeaders(digest: Digest, size: number | undefined): Headers {
   return headers;
 }
 
-/**
- * A blob arriving: each client tails the fill (FillCursor) with the pool's buffers, Range aware once
- * the size is known.
- */
-function sendFill(ex: Exchange, digest: Digest, fill: BlobFill, pool: BufferPool): Promise<void> {
+/** A blob arriving: each client tails the fill (FillReader), Range aware once the size is known. */
+function sendFill(ex: Exchange, digest: Digest, fill: BlobFill): Promise<void> {
   if (fill.size === undefined) {
     // No Content-Length upstream: the whole body, chunked; Range is ignored (RFC 9110 allows it).
-    const headers = unsizedBlobHeaders(digest, undefined);
-    return sendFromSource(
-      ex,
-      200,
-      headers,
-      new FillCursor(fill, undefined),
-      0,
-      Number.POSITIVE_INFINITY,
-      pool,
-    );
+    return sendStream(ex, 200, unsizedBlobHeaders(digest, undefined), new FillReader(fill, 0, undefined), 0);
   }
   const range = parseRanges(ex.req.headers.range, fill.size);
   if (Array.isArray(range)) {
@@ -98,7 +79,7 @@ function sendFill(ex: Exchange, digest: Digest, fill: BlobFill, pool: BufferPool
   const [status, headers] = blobHeaders(digest.value, fill.size, range);
   const start = range?.start ?? 0;
   const end = range?.end ?? fill.size - 1;
-  return sendFromSource(ex, status, headers, new FillCursor(fill, end), start, end, pool);
+  return sendStream(ex, status, headers, new FillReader(fill, start, end), end - start + 1);
 }
 
 /**

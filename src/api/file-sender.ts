@@ -3,46 +3,13 @@ import type { ServerResponse } from 'node:http';
 import { type BufferPool, CHUNK } from '../buffer-pool.js';
 
 /**
- * Reads up to `length` bytes at `position` into `buf`, resolving how many it read: 0 only when the
- * source has no byte at `position` (its end).
+ * Bytes [start, end] of an open file to the response, double-buffered: the next chunk is read
+ * while the previous one is written, and a buffer is reused only once the socket took its bytes
+ * (write callback), and its bytes are counted in `sent` then. At most two buffers per response are in
+ * memory, large or small as the pool has them (buffer-pool.ts). Closes the handle; resolves false if the client went away.
  */
-export type ReadAt = (buf: Buffer, length: number, position: number) => Promise<number>;
-
-/** Bytes [start, end] of an open file to the response (sendRange); closes the handle. */
 export async function sendFileRange(
   handle: FileHandle,
-  res: ServerResponse,
-  start: number,
-  end: number,
-  pool: BufferPool,
-  sent: (bytes: number) => void,
-): Promise<boolean> {
-  try {
-    return await sendRange(
-      async (buf, length, position) => (await handle.read(buf, 0, length, position)).bytesRead,
-      res,
-      start,
-      end,
-      pool,
-      sent,
-    );
-  } finally {
-    await handle.close().catch(() => {});
-  }
-}
-
-/**
- * Bytes [start, end] of a source to the response, double-buffered: the next chunk is read while the
- * previous one is written, and a buffer is reused only once the socket took its bytes (write
- * callback), and its bytes are counted in `sent` then. At most two buffers per response are in
- * memory, large or small as the pool has them (buffer-pool.ts), and none is left for the garbage
- * collector: 20 clients tailing one download with a fresh buffer per read left ~60 MiB of them
- * waiting for a collection (docs/benchmarks.md, "Memory"). `end` Infinity: until the source ends,
- * for a body sent without Content-Length. Resolves false if the client went away; a source shorter
- * than `end` throws (the caller cuts the connection short of its Content-Length).
- */
-export async function sendRange(
-  read: ReadAt,
   res: ServerResponse,
   start: number,
   end: number,
@@ -62,16 +29,13 @@ export async function sendRange(
       }
       const buf = i === 0 ? buffers[0] : buffers[1];
       const want = Math.min(buf.length, end - pos + 1);
-      const bytesRead = await read(buf, want, pos);
+      const { bytesRead } = await handle.read(buf, 0, want, pos);
+      if (bytesRead === 0) throw new Error('blob file shorter than its recorded size');
+      pos += bytesRead;
       if (res.destroyed) {
         ok = false;
         break;
       }
-      if (bytesRead === 0) {
-        if (end !== Number.POSITIVE_INFINITY) throw new Error('source shorter than its recorded size');
-        break;
-      }
-      pos += bytesRead;
       const chunk = buf.subarray(0, bytesRead);
       writes[i] = new Promise((resolve) =>
         res.write(chunk, (err) => {
@@ -86,6 +50,7 @@ export async function sendRange(
     else res.destroy();
     return ok;
   } finally {
+    await handle.close().catch(() => {});
     // Only return buffers the socket no longer references.
     await Promise.all(writes.map((w) => w?.catch(() => false)));
     pool.give(buffers[0]);

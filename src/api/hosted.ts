@@ -129,7 +129,7 @@ export async function hostedBlobHandler(
     if (!ctx.hosted.shared)
       throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to repository', { digest: digest.value });
     ex.outcome = 'HOSTED';
-    await sendMiss(ex, digest, await ctx.blobs.sharedMiss(ex, digest, ex.method === 'HEAD'), ctx.buffers);
+    await sendMiss(ex, digest, await ctx.blobs.sharedMiss(ex, digest, ex.method === 'HEAD'));
     return;
   }
   // A HEAD is how a push asks "do you have it?": the yes holds (in memory) until the manifest arrives.

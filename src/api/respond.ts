@@ -7,7 +7,7 @@ import { type Byteranges, byteranges } from '../oci/byteranges.js';
 import type { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../oci/range.js';
 import type { Exchange } from './exchange.js';
-import { type ReadAt, sendFileRange, sendRange } from './file-sender.js';
+import { sendFileRange } from './file-sender.js';
 import { MAX_DISCARDED_BODY_BYTES } from './request-body.js';
 
 const API_VERSION = 'registry/2.0';
@@ -199,52 +199,6 @@ export async function sendFile(
   await sendFileRange(handle, ex.res, start, end, pool, (bytes) => {
     ex.sent += bytes;
   });
-}
-
-/** A source whose reads may wait for their bytes (cache/fill.ts FillCursor: a download in progress). */
-export interface WaitingSource {
-  read: ReadAt;
-  /** Ends a waiting read with 0 and releases the source. */
-  close(): Promise<void>;
-}
-
-/**
- * Bytes [start, end] of a source that may wait for them, after headers, straight to the socket with
- * the pool's reused buffers (api/file-sender.ts sendRange); `end` Infinity: no Content-Length, until
- * the source ends. The client leaving wakes a read that waits; a failing source (a download that
- * did not verify) cuts the connection short, as a stream's failure does (pipeAndSwallow).
- */
-export async function sendFromSource(
-  ex: Exchange,
-  status: number,
-  headers: Headers,
-  source: WaitingSource,
-  start: number,
-  end: number,
-  pool: BufferPool,
-): Promise<void> {
-  head(ex, status, headers);
-  ex.bytes = end === Number.POSITIVE_INFINITY ? 0 : end - start + 1;
-  const res = ex.res;
-  const leave = () => void source.close();
-  res.once('close', leave);
-  try {
-    await sendRange(
-      (buf, length, position) => source.read(buf, length, position),
-      res,
-      start,
-      end,
-      pool,
-      (bytes) => {
-        ex.sent += bytes;
-      },
-    );
-  } catch {
-    res.destroy();
-  } finally {
-    res.off('close', leave);
-    await source.close();
-  }
 }
 
 /** Streams any readable as the body, after headers. */

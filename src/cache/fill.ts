@@ -124,7 +124,7 @@ export class BlobFill {
   }
 }
 
-/** Tailing reads as a stream: 256 KiB keeps 20 readers of one fill within a flat memory budget. */
+/** Tailing reads: 256 KiB keeps 20 readers of one fill within a flat memory budget. */
 const CHUNK = 256 * 1024;
 
 /**
@@ -216,9 +216,10 @@ export class FillCursor {
 }
 
 /**
- * Bytes [start, end] of a blob that is still being filled as a stream (FillCursor): for the
- * multipart and peer bodies, which are streams; a single range goes to the socket with reused
- * buffers instead (api/file-sender.ts sendRange).
+ * Bytes [start, end] of a blob that is still being filled, as a stream read through a FillCursor.
+ * A fresh buffer per read, sized by what is there: reading into the hit path's pooled buffers
+ * instead (api/file-sender.ts) left external memory lower but made every later hit of the same
+ * process ~40 % dearer in CPU (docs/benchmarks.md, "Memory").
  */
 export class FillReader extends Readable {
   readonly #cursor: FillCursor;

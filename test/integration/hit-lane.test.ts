@@ -50,13 +50,15 @@ function stable(reply: Reply): Record<string, unknown> {
 async function warm(
   url: string,
   headers: Record<string, string> = {},
-): Promise<{ path: Reply; lane: Reply }> {
+): Promise<{ path: Reply; lane: Reply; hits: number }> {
   let path: Reply | undefined;
+  let hits = 0;
   for (let i = 0; i < 4; i++) {
     const before = await answers();
     const reply = await get(url, headers);
     expect(reply.status).toBe(200);
-    if ((await answers()) > before && path) return { path, lane: reply };
+    if (reply.headers['x-cache'] === 'HIT') hits++;
+    if ((await answers()) > before && path) return { path, lane: reply, hits };
     path = reply;
   }
   throw new Error(`the lane never answered ${url}`);
@@ -87,9 +89,11 @@ describe('the hit lane: a hit answered again as it was sent, before routing', ()
       [tag, accept],
       [byDigest, {}],
     ];
+    let blobHits = 0;
     for (const [url, headers] of cases) {
       // A HIT through the request path, then the lane's answer: nothing may differ.
-      const { path, lane } = await warm(url, headers);
+      const { path, lane, hits } = await warm(url, headers);
+      if (url === blob) blobHits = hits;
       expect(path.headers['x-cache']).toBe('HIT');
       expect(lane.status).toBe(200);
       expect(stable(lane)).toEqual(stable(path));
@@ -100,14 +104,17 @@ describe('the hit lane: a hit answered again as it was sent, before routing', ()
     }
     expect((await get(blob)).body.equals(img.layer)).toBe(true);
     expect(await entries()).toBe(3);
-    // Counted like any hit: in hubcache_requests_total, and nothing more upstream.
+    // Counted like any hit: in hubcache_requests_total, and nothing more upstream. How many of the
+    // warm-up's GETs were path hits depends on when the blob reached memory (one from disk first,
+    // or not): each hit seen, the lane's included, and the last GET.
+    expect(blobHits).toBeGreaterThanOrEqual(2);
     expect(
       await metricSample(
         mirror.url,
         'hubcache_requests_total',
         '{endpoint="blob",method="GET",outcome="hit",code="200"}',
       ),
-    ).toBe(3);
+    ).toBe(blobHits + 1);
     expect(upstream.count('GET', /\/blobs\//)).toBe(2);
   });
 

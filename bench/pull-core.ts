@@ -10,7 +10,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ import { startFaultFront, startRefusingProxy } from '../test/fixtures/proxies.js
 import { pullImage, pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
+import { cpuMicros } from './lib/load.js';
 import { startMirrorProcess } from './lib/servers.js';
 import { fetchWarmImage, pushWarmImage } from './lib/warm-image.js';
 import { commitOf, writeResult } from './results.js';
@@ -52,13 +53,32 @@ async function warmUp(base: string): Promise<void> {
   await new Promise((r) => setTimeout(r, 500));
 }
 
+/**
+ * CPU seconds both cores spent so far (/proc/stat: all but idle and iowait). Nothing is pinned here,
+ * so a pull's wall time on 2 cores is at least the CPU all its processes need, halved: what the
+ * mirror adds to that sum is what makes it slower than direct (docs/benchmarks.md, "Miss path").
+ */
+function machineCpuSeconds(): number {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ
+}
+
 let pullNo = 0;
-async function timePull(host: string, creds?: string): Promise<number> {
+/** The last timed pull's CPU: the machine's, and the mirror's own when `pid` was given. */
+let lastCpu = { machine: 0, mirror: 0 };
+async function timePull(host: string, creds?: string, pid?: number): Promise<number> {
   const out = path.join(work, 'pulls', String(pullNo++));
   mkdirSync(path.dirname(out), { recursive: true });
+  const [m0, p0] = [machineCpuSeconds(), pid ? cpuMicros(pid) : 0];
   const started = performance.now();
   await pullImage(`${host}/library/big:1`, out, creds ? { env, creds } : { env });
   const ms = performance.now() - started;
+  lastCpu = { machine: machineCpuSeconds() - m0, mirror: pid ? (cpuMicros(pid) - p0) / 1e6 : 0 };
   rmSync(out, { recursive: true, force: true });
   return ms;
 }
@@ -78,22 +98,33 @@ interface Row {
 }
 
 /** A server a round starts fresh and stops: the host to pull from. */
-type Start = () => Promise<{ host: string; stop(): Promise<void> }>;
+type Start = () => Promise<{ host: string; pid: number; stop(): Promise<void> }>;
 interface Tally {
   colds: number[];
+  /** CPU seconds of the whole machine during each cold pull, and of the server's own process. */
+  coldCpu: { machine: number; server: number }[];
   warms: number[];
   coldGets: number;
   warmGets: number;
   mGets: number;
   mHeads: number;
 }
-const tally = (): Tally => ({ colds: [], warms: [], coldGets: 0, warmGets: 0, mGets: 0, mHeads: 0 });
+const tally = (): Tally => ({
+  colds: [],
+  coldCpu: [],
+  warms: [],
+  coldGets: 0,
+  warmGets: 0,
+  mGets: 0,
+  mHeads: 0,
+});
 
 /** One round of one path: a fresh server, a cold pull, a warm pull. */
 async function measureOnce(t: Tally, start: Start): Promise<void> {
   const server = await start();
   const [b0, g0, h0] = [blobGets(), manifestGets(), manifestHeads()];
-  t.colds.push(await timePull(server.host));
+  t.colds.push(await timePull(server.host, undefined, server.pid));
+  t.coldCpu.push({ machine: lastCpu.machine, server: lastCpu.mirror });
   const b1 = blobGets();
   t.warms.push(await timePull(server.host));
   t.coldGets = b1 - b0;
@@ -111,6 +142,7 @@ const startHubcache: Start = async () => {
   await warmUp(m.url);
   return {
     host: new URL(m.url).host,
+    pid: m.pid,
     stop: async () => {
       await m.stop();
       rmSync(dataDir, { recursive: true, force: true });
@@ -120,18 +152,20 @@ const startHubcache: Start = async () => {
 const startReference: Start = async () => {
   const proxy = await startRegistry({ proxy: { remoteurl: front.url } });
   await warmUp(proxy.url);
-  return { host: new URL(proxy.url).host, stop: () => proxy.stop() };
+  return { host: new URL(proxy.url).host, pid: proxy.pid, stop: () => proxy.stop() };
 };
 
 // Rounds interleave the paths (direct, hubcache, reference), and the ratio to direct is the median
 // of each round's own ratio: this shared machine's speed drifts within minutes (docs/benchmarks.md,
 // "Paired windows"), and a direct pull measured minutes before the mirror's compared the machine.
 const direct: number[] = [];
+const directCpu: number[] = [];
 const ours = tally();
 const reference = tally();
 for (let i = 0; i < ROUNDS; i++) {
   // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
   direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
+  directCpu.push(lastCpu.machine);
   await measureOnce(ours, startHubcache);
   await measureOnce(reference, startReference);
   console.error(
@@ -229,6 +263,22 @@ for (const r of rows) {
 console.log(
   `\ncold through hubcache / direct, median of the rounds' own ratios: ${median(roundRatios).toFixed(2)}× (rounds: ${roundRatios.map((r) => r.toFixed(2)).join(', ')})`,
 );
+// What a verified copy costs at least: sha256 of every byte, measured here on the same bytes.
+const hashSeconds = (() => {
+  const chunk = Buffer.alloc(64 * 1024 * 1024, 0x5a); // its speed does not depend on the bytes
+  const t0 = performance.now();
+  createHash('sha256').update(chunk).digest();
+  return ((performance.now() - t0) / 1000) * (big.size / chunk.length);
+})();
+const cpu = {
+  directMachine: median(directCpu),
+  hubcacheMachine: median(ours.coldCpu.map((c) => c.machine)),
+  hubcacheOwn: median(ours.coldCpu.map((c) => c.server)),
+  hashSeconds,
+};
+console.log(
+  `CPU during the cold pull (both cores, medians): direct ${cpu.directMachine.toFixed(2)} s, through hubcache ${cpu.hubcacheMachine.toFixed(2)} s, of which hubcache's own ${cpu.hubcacheOwn.toFixed(2)} s (sha256 of the layer alone: ${cpu.hashSeconds.toFixed(2)} s)`,
+);
 console.log('\n20 clients at once on the cold big blob\n');
 console.log('| path | upstream GETs | all 20 correct | time to first byte, slowest client | total |');
 console.log('|---|---|---|---|---|');
@@ -243,5 +293,6 @@ writeResult(BIG_MIB === 256 && ROUNDS >= 3 ? 'pull-core' : 'pull-core-quick', {
   rounds: ROUNDS,
   pulls: rows,
   coldRatios: roundRatios,
+  cpu,
   crowd: crowds,
 });

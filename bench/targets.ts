@@ -352,10 +352,22 @@ function coldMiss(data: Json | undefined, file: string): TargetRow {
   const r = paired ? median(rounds as number[]) : ours / direct;
   const big = num(data?.bigMiB);
   const how = paired ? `, median of ${rounds.length} interleaved rounds' ratios` : '';
+  // The CPU the pull needed on the machine's two cores (runs since 2026-11-27): why it is what it is.
+  const cpu = obj(data?.cpu);
+  const [mDirect, mOurs, own, hash] = [
+    cpu?.directMachine,
+    cpu?.hubcacheMachine,
+    cpu?.hubcacheOwn,
+    cpu?.hashSeconds,
+  ].map(num);
+  const cpuText =
+    mDirect !== undefined && mOurs !== undefined && own !== undefined && hash !== undefined
+      ? `; CPU of both cores during the pull ${secs(mDirect * 1000)} direct, ${secs(mOurs * 1000)} through hubcache (hubcache's own ${secs(own * 1000)}, sha256 of the layer alone ${secs(hash * 1000)})`
+      : '';
   return {
     target,
     key: `${secs(ours)} vs ${secs(direct)} direct = ${ratio(r)}`,
-    figures: `hubcache ${secs(ours)} vs direct ${secs(direct)} = ${ratio(r)}${how}${proxy !== undefined ? ` (reference registry's proxy ${secs(proxy)})` : ''}${big !== undefined ? `, ${int(big)} MiB layer` : ''}`,
+    figures: `hubcache ${secs(ours)} vs direct ${secs(direct)} = ${ratio(r)}${how}${proxy !== undefined ? ` (reference registry's proxy ${secs(proxy)})` : ''}${big !== undefined ? `, ${int(big)} MiB layer` : ''}${cpuText}`,
     verdict: verdict(r <= TARGETS.coldMissOfDirect),
     file,
   };

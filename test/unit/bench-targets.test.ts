@@ -270,6 +270,16 @@ describe('issue 18 targets judged from result files', () => {
     );
   });
 
+  it('give the plain cold miss the CPU the pull took, when the run measured it', () => {
+    const cpu = { directMachine: 1.42, hubcacheMachine: 1.97, hubcacheOwn: 0.65, hashSeconds: 0.14 };
+    const judged = row(evaluate({ 'pull-core': { ...pullCore(1250), cpu } }, 'full').rows, 'plain cold miss');
+    expect(judged.figures).toContain(
+      "CPU of both cores during the pull 1.42 s direct, 1.97 s through hubcache (hubcache's own 0.65 s, sha256 of the layer alone 0.14 s)",
+    );
+    const without = row(evaluate({ 'pull-core': pullCore(1250) }, 'full').rows, 'plain cold miss');
+    expect(without.figures).not.toContain('CPU');
+  });
+
   it('name each run with its time, commit and machine', () => {
     const { runs } = evaluate({ 'hit-path': hitPath(9000, 950), 'cold-pull': coldPull(2000) }, 'full');
     expect(runs.find((r) => r.file === 'hit-path')).toEqual({

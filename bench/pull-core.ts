@@ -26,8 +26,14 @@ import { fetchWarmImage, pushWarmImage } from './lib/warm-image.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
-  options: { 'big-mib': { type: 'string', default: '256' }, rounds: { type: 'string', default: '5' } },
+  options: {
+    'big-mib': { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '5' },
+    /** Cold 32 MiB fills each fresh server runs before it is measured (see warmUp). */
+    'warm-fills': { type: 'string', default: '4' },
+  },
 });
+const WARM_FILLS = Number(values['warm-fills']);
 const BIG_MIB = Number(values['big-mib']);
 const ROUNDS = Number(values.rounds);
 
@@ -47,8 +53,27 @@ await pushLayout(layout.dir, 'big', `${new URL(upstream.url).host}/library/big:1
 });
 
 await pushWarmImage(work, new URL(upstream.url).host, env);
+// Blobs each fresh server downloads before the measured pull. A mirror that has run for a while has
+// its fill path compiled for good; a fresh one compiles it again during its first fills (perf: V8's
+// optimizing compiler took 15-21 % of the mirror's CPU in a 256 MiB fill after one or no earlier
+// fill, 7 % after four of 64 MiB: docs/benchmarks.md, "Miss path").
+const warmFills = await (async () => {
+  const l = new ImageLayout(path.join(work, 'warm-fills'));
+  const layers = [];
+  for (let i = 0; i < WARM_FILLS; i++)
+    layers.push(await l.layer([{ name: `fill${i}.bin`, random: 32 * 1024 * 1024 }]));
+  l.tag('fills', l.image(layers).manifest);
+  if (layers.length > 0)
+    await pushLayout(l.dir, 'fills', `${new URL(upstream.url).host}/library/warm-fills:1`, {
+      env,
+      creds: 'pusher:s3cret',
+    });
+  return layers;
+})();
 async function warmUp(base: string): Promise<void> {
   await fetchWarmImage(base);
+  for (const l of warmFills)
+    await (await fetch(`${base}/v2/library/warm-fills/blobs/${l.digest}`)).arrayBuffer();
   // Fills commit after their last byte went out.
   await new Promise((r) => setTimeout(r, 500));
 }
@@ -291,6 +316,7 @@ writeResult(BIG_MIB === 256 && ROUNDS >= 3 ? 'pull-core' : 'pull-core-quick', {
   commit: commitOf(),
   bigMiB: BIG_MIB,
   rounds: ROUNDS,
+  warmFills: WARM_FILLS,
   pulls: rows,
   coldRatios: roundRatios,
   cpu,

@@ -60,6 +60,8 @@ const { values } = parseArgs({
     /** Exploring: only these setups (single, nopeer, peer); the result file is then not written. */
     setups: { type: 'string', default: 'single,nopeer,peer' },
     rounds: { type: 'string', default: '3' },
+    /** Each setup first runs the swarm on other images (not counted): see setup(). */
+    'warm-swarm': { type: 'boolean', default: true },
   },
 });
 const NODES = Number(values.nodes);
@@ -69,6 +71,7 @@ const LOGS = values.logs === undefined ? undefined : path.resolve(values.logs);
 const PINNED = !values.unpinned;
 const SETUPS = new Set(values.setups.split(','));
 const ROUNDS = Number(values.rounds);
+const WARM_SWARM = values['warm-swarm'];
 const ALL_SETUPS = ['single', 'nopeer', 'peer'].every((x) => SETUPS.has(x));
 const APPS = 12;
 const PULLS_PER_WAVE = 4;
@@ -292,7 +295,7 @@ function cpuSeconds(servers: ServerProcess[]): Record<string, number> {
 }
 
 /** The swarm's pulls against these mirrors (node i uses servers[i mod n]). */
-async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
+async function swarm(servers: ServerProcess[], sizes: Map<string, number>, images = 'app') {
   const urls = servers.map((s) => s.url);
   const countersBefore = await counters(servers);
   const before = front.requests.length;
@@ -315,7 +318,7 @@ async function swarm(servers: ServerProcess[], sizes: Map<string, number>) {
   };
   const pull = async (node: number, app: number) => {
     const base = urls[node % urls.length] as string;
-    const name = `library/app${app}`;
+    const name = `library/${images}${app}`;
     const head = await read(`${base}/v2/${name}/manifests/1`, 'HEAD');
     const digest = String(head.headers['docker-content-digest']);
     if (held[node]?.has(digest)) return;
@@ -400,10 +403,15 @@ async function setup(
   start: () => Promise<ServerProcess[]>,
   blobs: { warmup: Layer; fanout: Layer[] },
   sizes: Map<string, number>,
+  warmSizes: Map<string, number> | undefined,
 ) {
   const servers = await start();
   try {
     const fan = await fanout(servers, blobs.warmup, blobs.fanout);
+    // A fleet (or a mirror) that has run a while: the same workload on other images first, so the
+    // measured swarm does not also pay each fresh process compiling its code (perf: the optimizing
+    // compiler took 14-16 % of each fresh replica's CPU; docs/benchmarks.md, "Replicas").
+    if (warmSizes) await swarm(servers, warmSizes, 'warm');
     const pulls = await swarm(servers, sizes);
     return { fan, pulls };
   } finally {
@@ -440,6 +448,16 @@ async function run() {
   const layout = new ImageLayout(path.join(work, 'layout'));
   const host = new URL(registry.url).host;
   const sizes = await pushSwarmImages(layout, host, refusing.env(), BASES, APPS);
+  const warmSizes = WARM_SWARM
+    ? await pushSwarmImages(
+        new ImageLayout(path.join(work, 'warm-layout')),
+        host,
+        refusing.env(),
+        BASES,
+        APPS,
+        'warm',
+      )
+    : undefined;
   const blobs = {
     warmup: await layout.layer([{ name: 'fanout-warmup', random: WARMUP_MIB * MiB }]),
     fanout: [] as Layer[],
@@ -469,12 +487,18 @@ async function run() {
   for (let round = 0; round < ROUNDS; round++) {
     // (a) one mirror, local disk.
     if (SETUPS.has('single'))
-      all.local.push(await setup(async () => [await mirror(`single-r${round}`, [])], blobs, sizes));
+      all.local.push(
+        await setup(async () => [await mirror(`single-r${round}`, [])], blobs, sizes, warmSizes),
+      );
     // (b) three replicas without peer streaming, (c) with it.
     if (SETUPS.has('nopeer'))
-      all.noPeer.push(await setup(replicas(rgw, redis, `nopeer-r${round}`, false, secretFile), blobs, sizes));
+      all.noPeer.push(
+        await setup(replicas(rgw, redis, `nopeer-r${round}`, false, secretFile), blobs, sizes, warmSizes),
+      );
     if (SETUPS.has('peer'))
-      all.peer.push(await setup(replicas(rgw, redis, `peer-r${round}`, true, secretFile), blobs, sizes));
+      all.peer.push(
+        await setup(replicas(rgw, redis, `peer-r${round}`, true, secretFile), blobs, sizes, warmSizes),
+      );
   }
   const median = (rounds: Round[]) =>
     rounds.length === 0
@@ -553,7 +577,7 @@ for (const [label, { fan }] of rows) {
 }
 
 console.log(
-  `\nSwarm: ${NODES} nodes × ${WAVES} waves × ${PULLS_PER_WAVE} pulls of ${APPS} images sharing ${BASES.length} base layers (${BASES.join('/')} MiB); ${ROUNDS} rounds, each setup cold each round, the median round's figures (wall times of every round: one mirror ${swarmRounds.local.join(' / ')} s, no peer streaming ${swarmRounds.noPeer.join(' / ')} s, peer streaming ${swarmRounds.peer.join(' / ')} s)\n`,
+  `\nSwarm: ${NODES} nodes × ${WAVES} waves × ${PULLS_PER_WAVE} pulls of ${APPS} images sharing ${BASES.length} base layers (${BASES.join('/')} MiB); ${ROUNDS} rounds, each setup cold each round${WARM_SWARM ? ' (after an uncounted swarm on other images)' : ''}, the median round's figures (wall times of every round: one mirror ${swarmRounds.local.join(' / ')} s, no peer streaming ${swarmRounds.noPeer.join(' / ')} s, peer streaming ${swarmRounds.peer.join(' / ')} s)\n`,
 );
 console.log(
   '| setup | blob requests | served | byte hit ratio | upstream blob GETs / unique blobs | upstream manifest GETs | peer fills | wall time | throughput | vs 1 mirror |',
@@ -576,6 +600,7 @@ const figures = {
   fanout: { mib: FANOUT, local: local.fan, noPeerStreaming: noPeer.fan, peerStreaming: peer.fan },
   fleetVsSingle,
   rounds: ROUNDS,
+  warmSwarm: WARM_SWARM,
   swarmRounds,
   benchSeconds: wallSeconds,
 };

@@ -30,8 +30,9 @@ export function pick(random: () => number, apps: number): number {
 }
 
 /**
- * The swarm's images, pushed to the upstream as library/app<k>:1: each has one of the shared base
- * layers (`basesMiB`) and two small layers of its own. Returns every blob's size by digest.
+ * The swarm's images, pushed to the upstream as library/<name><k>:1 (`name` "app" unless given):
+ * each has one of the shared base layers (`basesMiB`) and two small layers of its own. Returns every
+ * blob's size by digest.
  */
 export async function pushSwarmImages(
   layout: ImageLayout,
@@ -39,6 +40,7 @@ export async function pushSwarmImages(
   env: NodeJS.ProcessEnv,
   basesMiB: number[],
   apps: number,
+  name = 'app',
 ): Promise<Map<string, number>> {
   const bases: Layer[] = [];
   for (const [i, mib] of basesMiB.entries())
@@ -52,8 +54,8 @@ export async function pushSwarmImages(
     ];
     const image = layout.image([bases[app % bases.length] as Layer, ...own]);
     for (const l of [...image.layers, image.config]) sizes.set(l.digest, l.size);
-    layout.tag(`app${app}`, image.manifest);
-    await pushLayout(layout.dir, `app${app}`, `${registryHost}/library/app${app}:1`, { env });
+    layout.tag(`${name}${app}`, image.manifest);
+    await pushLayout(layout.dir, `${name}${app}`, `${registryHost}/library/${name}${app}:1`, { env });
   }
   return sizes;
 }

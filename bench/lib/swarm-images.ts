@@ -43,14 +43,17 @@ export async function pushSwarmImages(
   name = 'app',
 ): Promise<Map<string, number>> {
   const bases: Layer[] = [];
+  // Layer bytes follow their file names (ImageLayout): other names, other blobs.
   for (const [i, mib] of basesMiB.entries())
-    bases.push(await layout.layer([{ name: `base${i}`, random: mib * MiB }]));
+    bases.push(
+      await layout.layer([{ name: name === 'app' ? `base${i}` : `${name}-base${i}`, random: mib * MiB }]),
+    );
   const sizes = new Map<string, number>();
   for (let app = 0; app < apps; app++) {
     const random = rng(app + 1);
     const own = [
-      await layout.layer([{ name: `app${app}/lib`, random: Math.floor((0.25 + random()) * MiB) }]),
-      await layout.layer([{ name: `app${app}/bin`, random: Math.floor(random() * 256 * 1024) + 1024 }]),
+      await layout.layer([{ name: `${name}${app}/lib`, random: Math.floor((0.25 + random()) * MiB) }]),
+      await layout.layer([{ name: `${name}${app}/bin`, random: Math.floor(random() * 256 * 1024) + 1024 }]),
     ];
     const image = layout.image([bases[app % bases.length] as Layer, ...own]);
     for (const l of [...image.layers, image.config]) sizes.set(l.digest, l.size);

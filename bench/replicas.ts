@@ -16,7 +16,8 @@
  *     dockerd and keeps what it pulled), nodes spread over the replicas as a load balancer would
  *     (node i → replica i mod 3). Byte hit ratio, upstream blob GETs per unique blob, upstream
  *     manifest GETs, wall time, throughput, and fleetVsSingle = replicas' wall time / one mirror's
- *     (issue 19: ≤ 1.3).
+ *     (issue 19: ≤ 1.3). Before it, uncounted, the same swarm on other images (--warm-swarm, on by
+ *     default; --no-warm-swarm: without), so the setups measured have been running, not starting.
  * The upstream is the real docker-registry behind a counting front (test/fixtures/proxies.ts). The
  * mirrors run on core 0; this process (clients and the front), the registry, RGW and Redis on core 1.
  * Writes bench/results/replicas.json.
@@ -63,6 +64,7 @@ const { values } = parseArgs({
     /** Each setup first runs the swarm on other images (not counted): see setup(). */
     'warm-swarm': { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
 const NODES = Number(values.nodes);
 const WAVES = Number(values.waves);

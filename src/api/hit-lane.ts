@@ -1,3 +1,4 @@
+import { getOrAdd } from '../maps.js';
 import type { Exchange } from './exchange.js';
 import { endWith, type Headers, sentHeaders } from './respond.js';
 
@@ -30,8 +31,7 @@ export interface LaneOffer {
 }
 
 interface Entry extends LaneOffer {
-  readonly key: string;
-  /** The request target, and for an answer negotiated on Accept the header as sent. */
+  /** The request target, and for an answer negotiated on Accept the header as sent (its key: keyOf). */
   readonly url: string;
   readonly accept: string | undefined;
   readonly headers: Headers;
@@ -125,7 +125,7 @@ export class HitLane {
     if (this.#hostedGeneration() !== this.#seenGeneration) return;
     const url = ex.req.url as string;
     const accept = offer.byAccept ? (request.accept ?? '') : undefined;
-    const key = accept === undefined ? url : acceptKey(url, accept);
+    const key = keyOf(url, accept);
     if (key.length > MAX_KEY_CHARS) return;
     const old = this.#entries.get(key);
     if (old) this.#drop(old);
@@ -134,7 +134,6 @@ export class HitLane {
     if (typeof ns === 'string') all['OCI-Namespace'] = ns;
     const entry: Entry = {
       ...offer,
-      key,
       url,
       accept,
       headers: all,
@@ -145,12 +144,7 @@ export class HitLane {
     };
     this.#entries.set(key, entry);
     if (accept !== undefined) {
-      let byAccept = this.#byAccept.get(url);
-      if (byAccept === undefined) {
-        byAccept = new Map();
-        this.#byAccept.set(url, byAccept);
-      }
-      byAccept.set(accept, entry);
+      getOrAdd(this.#byAccept, url, () => new Map()).set(accept, entry);
     }
     this.#bytes += body.length;
     // Oldest first: a hot entry dropped here is offered again by its next request.
@@ -167,8 +161,9 @@ export class HitLane {
   }
 
   #drop(entry: Entry): void {
-    if (this.#entries.get(entry.key) !== entry) return;
-    this.#entries.delete(entry.key);
+    const key = keyOf(entry.url, entry.accept);
+    if (this.#entries.get(key) !== entry) return;
+    this.#entries.delete(key);
     if (entry.accept !== undefined) {
       const byAccept = this.#byAccept.get(entry.url);
       byAccept?.delete(entry.accept);
@@ -178,7 +173,10 @@ export class HitLane {
   }
 }
 
-/** The key of an answer negotiated on Accept: the target, then the header as sent (a newline cannot be in either). */
-function acceptKey(url: string, accept: string): string {
-  return `${url}\n${accept}`;
+/**
+ * An answer's key in #entries: the target, and for one negotiated on Accept the header as sent
+ * after it (a newline cannot be in either).
+ */
+function keyOf(url: string, accept: string | undefined): string {
+  return accept === undefined ? url : `${url}\n${accept}`;
 }

@@ -148,8 +148,7 @@ export class ManifestCache {
 
   /** The tag's entry in memory while within its TTL (no replicas: `TagIndex.peek`). */
   #peekFresh(repository: string, tag: string): TagEntry | undefined {
-    const known = this.#tags.peek(this.#key(repository), tag);
-    return known && Date.now() - known.checkedAt < this.#ttlMs(repository, tag) ? known : undefined;
+    return fresh(this.#tags.peek(this.#key(repository), tag), this.#ttlMs(repository, tag));
   }
 
   /**
@@ -162,10 +161,7 @@ export class ManifestCache {
     const peek = this.#tags.peekOf(this.#key(repository), tag);
     const ttlMs = this.#ttlMs(repository, tag);
     return () => {
-      const known = peek();
-      return known && known.digest === digest.value && Date.now() - known.checkedAt < ttlMs
-        ? this.#store.inMemory(digest)
-        : undefined;
+      return fresh(peek(), ttlMs)?.digest === digest.value ? this.#store.inMemory(digest) : undefined;
     };
   }
 
@@ -430,4 +426,9 @@ export function isUpstreamOutage(err: unknown): boolean {
   if (err instanceof UpstreamBackoffError) return true;
   if (err instanceof RegistryError) return err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS';
   return false;
+}
+
+/** `known` while within `ttlMs` of its last check, else undefined. */
+function fresh(known: TagEntry | undefined, ttlMs: number): TagEntry | undefined {
+  return known && Date.now() - known.checkedAt < ttlMs ? known : undefined;
 }

@@ -68,17 +68,17 @@ export class TagIndex {
    * index must always be asked): the hit path's synchronous look. Undefined: ask `get`.
    */
   peek(repository: string, tag: string): TagEntry | undefined {
-    return this.#shared ? undefined : this.#entries.get(`${repository}:${tag}`);
+    return this.#shared ? undefined : this.#entries.get(tagKey(repository, tag));
   }
 
   /** `peek` of one tag, its key joined once (the hit lane asks the same tag on every hit). */
   peekOf(repository: string, tag: string): () => TagEntry | undefined {
-    const key = `${repository}:${tag}`;
+    const key = tagKey(repository, tag);
     return () => (this.#shared ? undefined : this.#entries.get(key));
   }
 
   async get(repository: string, tag: string): Promise<TagEntry | undefined> {
-    const key = `${repository}:${tag}`;
+    const key = tagKey(repository, tag);
     if (this.#shared) {
       // Always asked: another replica may have revalidated or moved the tag since.
       const entry = await this.#shared.getTag(repository, tag).catch(() => undefined);
@@ -104,7 +104,7 @@ export class TagIndex {
    * pushes of one tag once left memory and disk naming different manifests).
    */
   async set(repository: string, tag: string, entry: TagEntry): Promise<void> {
-    await this.#serially(`${repository}:${tag}`, async (key) => {
+    await this.#serially(tagKey(repository, tag), async (key) => {
       await this.#shared?.setTag(repository, tag, entry).catch(() => {});
       await atomicWrite(this.#tagPath(repository, tag), JSON.stringify(entry));
       this.#entries.set(key, entry);
@@ -112,7 +112,7 @@ export class TagIndex {
   }
 
   async delete(repository: string, tag: string): Promise<void> {
-    await this.#serially(`${repository}:${tag}`, async (key) => {
+    await this.#serially(tagKey(repository, tag), async (key) => {
       await rm(this.#tagPath(repository, tag), { force: true });
       this.#entries.delete(key);
     });
@@ -285,4 +285,9 @@ export class TagIndex {
   #tagPath(repository: string, tag: string): string {
     return tagPath(this.#data, this.#tree, repository, tag);
   }
+}
+
+/** A tag's key in memory and in the write queue. */
+function tagKey(repository: string, tag: string): string {
+  return `${repository}:${tag}`;
 }

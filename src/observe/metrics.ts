@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { getOrAdd } from '../maps.js';
 
 type RequestLabels = Record<'endpoint' | 'method' | 'outcome' | 'code', string>;
 /** Requests of one label set, and whether they count toward the hit ratio. */
@@ -8,14 +9,6 @@ interface RequestTally {
   readonly counts: 'hit' | 'miss' | undefined;
 }
 
-function getOrAdd<K, V>(map: Map<K, V>, key: K, make: () => V): V {
-  let value = map.get(key);
-  if (value === undefined) {
-    value = make();
-    map.set(key, value);
-  }
-  return value;
-}
 type ServedSource = 'cache' | 'upstream' | 'hosted';
 
 /** What the metrics read at scrape time: the mirror's own state, no copies kept in sync. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as IoRedis from 'ioredis';
 import type { Redis } from 'ioredis';
+import { getOrAdd } from '../maps.js';
 import type { Logger } from '../observe/logger.js';
 
 /** ioredis, loaded when replicas are configured (a lone mirror never uses it; see s3-store.ts). */
@@ -327,12 +328,7 @@ export class FleetLocks {
       waiters?.delete(wake);
       if (waiters?.size === 0) this.#waiting.delete(id);
     };
-    let waiters = this.#waiting.get(id);
-    if (!waiters) {
-      waiters = new Set();
-      this.#waiting.set(id, waiters);
-    }
-    waiters.add(wake);
+    getOrAdd(this.#waiting, id, () => new Set()).add(wake);
     const wait = async (ms: number) => {
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<'expired'>((resolve) => {

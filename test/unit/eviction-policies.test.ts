@@ -139,16 +139,19 @@ describe('gdsf (the default)', () => {
   });
 
   it('counts a hit on the blob used last like any other (the repeated-hit shortcut keeps the order)', () => {
-    const p = new GdsfPolicy({ maxFrequency: 5 });
-    p.insert('a', 10);
-    p.insert('b', 10);
+    // Two blobs of one size, a then b inserted.
+    const twoBlobs = (maxFrequency: number) => {
+      const policy = new GdsfPolicy({ maxFrequency });
+      policy.insert('a', 10);
+      policy.insert('b', 10);
+      return policy;
+    };
+    const p = twoBlobs(5);
     p.hit('a');
     p.hit('a'); // used last, but its frequency rises to 3: counted
     p.hit('b'); // 2
     expect(p.victim(all)).toBe('b');
-    const q = new GdsfPolicy({ maxFrequency: 2 });
-    q.insert('a', 10);
-    q.insert('b', 10);
+    const q = twoBlobs(2);
     q.hit('a');
     q.hit('b');
     q.hit('b'); // already at the bound and used last: nothing changes
@@ -159,9 +162,7 @@ describe('gdsf (the default)', () => {
     q.hit('b');
     expect(q.victim(all)).toBe('c'); // equal priorities: c was used before b's hits
     expect(q.victim(all)).toBe('b');
-    const r = new GdsfPolicy({ maxFrequency: 2 });
-    r.insert('a', 10);
-    r.insert('b', 10);
+    const r = twoBlobs(2);
     r.hit('a');
     r.hit('b');
     r.hit('a'); // at the bound but not used last: now newer than b

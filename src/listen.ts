@@ -13,6 +13,7 @@ import type { Config } from './config.js';
 import { PEER_BLOBS } from './fleet-blobs.js';
 import { PEER_UPLOADS } from './fleet-uploads.js';
 import { Mirror } from './mirror.js';
+import { settleConnectionShapes } from './object-shapes.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { parseDigest } from './oci/digest.js';
 import { createPeerListener } from './peer/listener.js';
@@ -76,6 +77,7 @@ export async function startMirror(
     requestTimeout: Math.max(300_000, config.clientHeaderTimeoutMs + 1000),
     connectionsCheckingInterval: Math.min(1000, config.clientHeaderTimeoutMs),
   };
+  settleConnectionShapes(Boolean(tls));
   // HTTP/1.1 over TLS when a certificate is configured (Docker insists on TLS for mirrors that are
   // not on loopback); the same listener either way.
   const server = tls

@@ -11,7 +11,7 @@
  *   npm run build && (cd OTHER_CHECKOUT && npm run build)
  *   npx tsx bench/idle-hits.ts [--build .] [--build OTHER_CHECKOUT] [--rounds 3] [--idle 12]
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -92,12 +92,15 @@ async function round(checkout: string, n: number): Promise<number[]> {
   }
 }
 
-const perBuild = new Map<string, number[]>(BUILDS.map((b) => [b, []]));
+/** A build's name in the table and the result file: its checkout and commit. */
+const label = (checkout: string) =>
+  `${checkout} (${execFileSync('git', ['-C', checkout, 'rev-parse', '--short', 'HEAD']).toString().trim()})`;
+const perBuild = new Map<string, number[]>(BUILDS.map((b) => [label(b), []]));
 let n = 0;
 for (let r = 0; r < ROUNDS; r++) {
   for (const b of r % 2 === 0 ? BUILDS : [...BUILDS].reverse()) {
     const windows = await round(b, n++);
-    perBuild.get(b)?.push(...windows);
+    perBuild.get(label(b))?.push(...windows);
     console.error(`round ${r + 1}, ${b}: ${windows.map((w) => w.toFixed(1)).join(' ')} µs/hit`);
   }
 }

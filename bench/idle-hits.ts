@@ -11,7 +11,7 @@
  *   npm run build && (cd OTHER_CHECKOUT && npm run build)
  *   npx tsx bench/idle-hits.ts [--build .] [--build OTHER_CHECKOUT] [--rounds 3] [--idle 12]
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,9 +19,9 @@ import { parseArgs } from 'node:util';
 import { ImageLayout } from '../test/fixtures/image-layout.js';
 import { startRefusingProxy } from '../test/fixtures/proxies.js';
 import { pushLayout } from '../test/fixtures/skopeo-cli.js';
-import { freePort, startRegistry } from '../test/fixtures/upstream-process.js';
+import { startRegistry } from '../test/fixtures/upstream-process.js';
 import { median, pin, wrk, wrkWithCpu } from './lib/load.js';
-import { nodeFlagsOf } from './lib/node-flags.js';
+import { startMirrorProcess } from './lib/servers.js';
 import { commitOf, writeResult } from './results.js';
 
 const { values } = parseArgs({
@@ -49,46 +49,19 @@ await pushLayout(layout.dir, 'bench', `${new URL(registry.url).host}/library/ben
 
 /** One fresh process of a build through the history above: its CPU µs per hit, three windows. */
 async function round(checkout: string, n: number): Promise<number[]> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      ...nodeFlagsOf(checkout),
-      'dist/main.js',
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--upstream',
-      registry.url,
-      '--data',
-      path.join(work, `data-${n}`),
-    ],
-    { cwd: path.resolve(checkout), stdio: 'ignore' },
-  );
-  const url = `http://127.0.0.1:${port}`;
+  // Its readiness check is the first request of the history.
+  const mirror = await startMirrorProcess(registry.url, path.join(work, `data-${n}`), [], { checkout });
   try {
-    let ready = false;
-    for (let i = 0; i < 200 && !ready; i++) {
-      ready = await fetch(`${url}/v2/`).then(
-        async (r) => {
-          await r.arrayBuffer();
-          return r.ok;
-        },
-        () => false,
-      );
-      if (!ready) await new Promise((r) => setTimeout(r, 50));
-    }
-    if (!ready) throw new Error(`${checkout}: the mirror did not answer`);
-    for (let i = 1; i < BEFORE_PAUSE; i++) await (await fetch(`${url}/v2/`)).arrayBuffer();
+    for (let i = 1; i < BEFORE_PAUSE; i++) await (await fetch(`${mirror.url}/v2/`)).arrayBuffer();
     await new Promise((r) => setTimeout(r, IDLE_MS));
-    await pin(child.pid ?? 0, 0);
-    const blob = `${url}/v2/library/bench/blobs/${small.digest}`;
+    await pin(mirror.pid, 0);
+    const blob = `${mirror.url}/v2/library/bench/blobs/${small.digest}`;
     await wrk(blob, 50, 2); // the cold fill, then the hit path compiled
     const windows: number[] = [];
-    for (let i = 0; i < 3; i++) windows.push((await wrkWithCpu(child.pid ?? 0, blob, 50, 3)).cpuUsPerRequest);
+    for (let i = 0; i < 3; i++) windows.push((await wrkWithCpu(mirror.pid, blob, 50, 3)).cpuUsPerRequest);
     return windows;
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await mirror.stop();
   }
 }
 

@@ -56,20 +56,22 @@ function processOf(child: ChildProcess, url: string): ServerProcess {
  * The built mirror (npm run build) as its own process, logging at info as by default, to /dev/null
  * (or appended to `options.logFile`: a bench's --logs, to see why a figure is what it is).
  * `BENCH_NODE_FLAGS` adds Node flags to its own, to look inside a figure (`--cpu-prof
- * --cpu-prof-dir=DIR`, `--trace-gc`).
+ * --cpu-prof-dir=DIR`, `--trace-gc`). `options.checkout`: another checkout's build (its dist/ and
+ * its Node flags), to compare builds; this one by default.
  */
 export async function startMirrorProcess(
   upstream: string,
   dataDir: string,
   extra: string[] = [],
-  options: { logFile?: string; port?: number } = {},
+  options: { logFile?: string; port?: number; checkout?: string } = {},
 ): Promise<ServerProcess> {
+  const checkout = options.checkout ?? '.';
   const port = options.port ?? (await freePort());
   const log = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
   const child = spawn(
     process.execPath,
     [
-      ...nodeFlagsOf(),
+      ...nodeFlagsOf(checkout),
       ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
       'dist/main.js',
       '--listen',
@@ -80,7 +82,7 @@ export async function startMirrorProcess(
       dataDir,
       ...extra,
     ],
-    { stdio: log === undefined ? 'ignore' : ['ignore', log, log] },
+    { cwd: path.resolve(checkout), stdio: log === undefined ? 'ignore' : ['ignore', log, log] },
   );
   // The child has its own copy of the descriptor.
   if (log !== undefined) closeSync(log);

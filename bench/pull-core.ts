@@ -6,6 +6,12 @@
  * its own process (`npm run build` first); every path, the direct one included, goes through the
  * same counting front (in this process), which is part of the upstream they all pull from.
  *
+ * Each round pulls in two layouts. Pinned (the verdict), as push.ts and replicas.ts run: the server
+ * under test (hubcache, the reference proxy) on core 0, everything else (this process with the
+ * front and the token issuer, the upstream registry, skopeo) on core 1, so a mirror's CPU is its
+ * own host's, as deployed, and the client and the upstream do the same work in every path. Shared:
+ * nothing pinned, the mirror's CPU taken from the client's and the upstream's.
+ *
  *   npx tsx bench/pull-core.ts [--big-mib 256] [--rounds 5]
  */
 
@@ -20,7 +26,7 @@ import { startFaultFront, startRefusingProxy } from '../test/fixtures/proxies.js
 import { pullImage, pushLayout } from '../test/fixtures/skopeo-cli.js';
 import { startTokenIssuer } from '../test/fixtures/token-issuer.js';
 import { startRegistry } from '../test/fixtures/upstream-process.js';
-import { cpuMicros } from './lib/load.js';
+import { cpuMicros, pin } from './lib/load.js';
 import { startMirrorProcess } from './lib/servers.js';
 import { fetchWarmImage, pushWarmImage } from './lib/warm-image.js';
 import { commitOf, writeResult } from './results.js';
@@ -36,6 +42,22 @@ const { values } = parseArgs({
 const WARM_FILLS = Number(values['warm-fills']);
 const BIG_MIB = Number(values['big-mib']);
 const ROUNDS = Number(values.rounds);
+
+type Layout = 'pinned' | 'shared';
+const LAYOUTS: readonly Layout[] = ['pinned', 'shared'];
+const BOTH_CORES = [0, 1];
+let current: Layout = 'shared';
+/** Moves this process and the upstream to core 1 (pinned) or back to both cores (shared). */
+async function enter(next: Layout): Promise<void> {
+  current = next;
+  const cores = next === 'pinned' ? 1 : BOTH_CORES;
+  await pin(process.pid, cores); // skopeo, spawned from here, inherits it
+  await pin(upstream.pid, cores);
+}
+/** A server under test: core 0 of its own when pinned. */
+async function place(pid: number): Promise<void> {
+  await pin(pid, current === 'pinned' ? 0 : BOTH_CORES);
+}
 
 const work = mkdtempSync(path.join(tmpdir(), 'hubcache-bench-'));
 const refusing = await startRefusingProxy();
@@ -79,9 +101,9 @@ async function warmUp(base: string): Promise<void> {
 }
 
 /**
- * CPU seconds both cores spent so far (/proc/stat: all but idle and iowait). Nothing is pinned here,
- * so a pull's wall time on 2 cores is at least the CPU all its processes need, halved: what the
- * mirror adds to that sum is what makes it slower than direct (docs/benchmarks.md, "Miss path").
+ * CPU seconds both cores spent so far (/proc/stat: all but idle and iowait). Shared, a pull's wall
+ * time on 2 cores is at least the CPU all its processes need, halved: what the mirror adds to that
+ * sum is what makes it slower than direct (docs/benchmarks.md, "Miss path").
  */
 function machineCpuSeconds(): number {
   const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
@@ -164,6 +186,7 @@ async function measureOnce(t: Tally, start: Start): Promise<void> {
 const startHubcache: Start = async () => {
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
   const m = await startMirrorProcess(front.url, dataDir);
+  await place(m.pid);
   await warmUp(m.url);
   return {
     host: new URL(m.url).host,
@@ -176,53 +199,78 @@ const startHubcache: Start = async () => {
 };
 const startReference: Start = async () => {
   const proxy = await startRegistry({ proxy: { remoteurl: front.url } });
+  await place(proxy.pid);
   await warmUp(proxy.url);
   return { host: new URL(proxy.url).host, pid: proxy.pid, stop: () => proxy.stop() };
 };
 
-// Rounds interleave the paths (direct, hubcache, reference), and the ratio to direct is the median
-// of each round's own ratio: this shared machine's speed drifts within minutes (docs/benchmarks.md,
-// "Paired windows"), and a direct pull measured minutes before the mirror's compared the machine.
-const direct: number[] = [];
-const directCpu: number[] = [];
-const ours = tally();
-const reference = tally();
-for (let i = 0; i < ROUNDS; i++) {
-  // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
-  direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
-  directCpu.push(lastCpu.machine);
-  await measureOnce(ours, startHubcache);
-  await measureOnce(reference, startReference);
-  console.error(
-    `round ${i + 1} of ${ROUNDS}: direct ${direct[i]?.toFixed(0)} ms, hubcache ${ours.colds[i]?.toFixed(0)} ms`,
-  );
+// Rounds interleave the paths (direct, hubcache, reference) and the layouts, and the ratio to direct
+// is the median of each round's own ratio: this shared machine's speed drifts within minutes
+// (docs/benchmarks.md, "Paired windows"), and a direct pull measured minutes before the mirror's
+// compared the machine.
+interface LayoutRun {
+  direct: number[];
+  directCpu: number[];
+  ours: Tally;
+  reference: Tally;
 }
-const roundRatios = ours.colds.map((c, i) => c / (direct[i] ?? Number.NaN));
-const rows: Row[] = [
-  {
-    path: 'upstream directly',
-    coldMs: median(direct),
-    warmMs: median(direct),
-    upstreamBlobGetsCold: 2,
-    upstreamBlobGetsWarm: 2,
-    upstreamManifestGets: 1,
-    upstreamManifestHeads: 0,
-  },
-  ...(
-    [
-      ['hubcache', ours],
-      ['reference registry, proxy mode', reference],
-    ] as const
-  ).map(([name, t]) => ({
-    path: name,
-    coldMs: median(t.colds),
-    warmMs: median(t.warms),
-    upstreamBlobGetsCold: t.coldGets,
-    upstreamBlobGetsWarm: t.warmGets,
-    upstreamManifestGets: t.mGets,
-    upstreamManifestHeads: t.mHeads,
-  })),
-];
+const runs = new Map<Layout, LayoutRun>(
+  LAYOUTS.map((l) => [l, { direct: [], directCpu: [], ours: tally(), reference: tally() }]),
+);
+for (let i = 0; i < ROUNDS; i++) {
+  for (const l of LAYOUTS) {
+    const run = runs.get(l) as LayoutRun;
+    await enter(l);
+    // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
+    run.direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
+    run.directCpu.push(lastCpu.machine);
+    await measureOnce(run.ours, startHubcache);
+    await measureOnce(run.reference, startReference);
+    console.error(
+      `round ${i + 1} of ${ROUNDS}, ${l}: direct ${run.direct[i]?.toFixed(0)} ms, hubcache ${run.ours.colds[i]?.toFixed(0)} ms`,
+    );
+  }
+}
+
+/** What one layout's rounds come to: the table's rows, the rounds' own ratios, the CPU. */
+function summary(run: LayoutRun) {
+  const { direct, directCpu, ours, reference } = run;
+  const rows: Row[] = [
+    {
+      path: 'upstream directly',
+      coldMs: median(direct),
+      warmMs: median(direct),
+      upstreamBlobGetsCold: 2,
+      upstreamBlobGetsWarm: 2,
+      upstreamManifestGets: 1,
+      upstreamManifestHeads: 0,
+    },
+    ...(
+      [
+        ['hubcache', ours],
+        ['reference registry, proxy mode', reference],
+      ] as const
+    ).map(([name, t]) => ({
+      path: name,
+      coldMs: median(t.colds),
+      warmMs: median(t.warms),
+      upstreamBlobGetsCold: t.coldGets,
+      upstreamBlobGetsWarm: t.warmGets,
+      upstreamManifestGets: t.mGets,
+      upstreamManifestHeads: t.mHeads,
+    })),
+  ];
+  return {
+    pulls: rows,
+    coldRatios: ours.colds.map((c, i) => c / (direct[i] ?? Number.NaN)),
+    cpu: {
+      directMachine: median(directCpu),
+      hubcacheMachine: median(ours.coldCpu.map((c) => c.machine)),
+      hubcacheOwn: median(ours.coldCpu.map((c) => c.server)),
+      hashSeconds,
+    },
+  };
+}
 
 // 20 clients at once on one cold blob.
 interface Crowd {
@@ -257,11 +305,14 @@ async function crowd(name: string, base: string): Promise<void> {
   });
 }
 {
+  await enter('pinned');
   const dataDir = mkdtempSync(path.join(work, 'cache-'));
   const m = await startMirrorProcess(front.url, dataDir);
+  await place(m.pid);
   await crowd('hubcache', m.url);
   await m.stop();
   const proxy = await startRegistry({ proxy: { remoteurl: front.url } });
+  await place(proxy.pid);
   await crowd('reference registry, proxy mode', proxy.url);
   await proxy.stop();
 }
@@ -273,21 +324,6 @@ await refusing.close();
 rmSync(work, { recursive: true, force: true });
 
 const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-console.log(
-  `\nPull of a ${BIG_MIB} MiB single-layer image with skopeo (median of ${ROUNDS} interleaved rounds), token-auth upstream on loopback\n`,
-);
-console.log(
-  '| path | cold pull | warm pull | upstream blob GETs cold / warm | upstream manifest GETs / HEADs |',
-);
-console.log('|---|---|---|---|---|');
-for (const r of rows) {
-  console.log(
-    `| ${r.path} | ${f(r.coldMs)} | ${f(r.warmMs)} | ${r.upstreamBlobGetsCold} / ${r.upstreamBlobGetsWarm} | ${r.upstreamManifestGets} / ${r.upstreamManifestHeads} |`,
-  );
-}
-console.log(
-  `\ncold through hubcache / direct, median of the rounds' own ratios: ${median(roundRatios).toFixed(2)}× (rounds: ${roundRatios.map((r) => r.toFixed(2)).join(', ')})`,
-);
 // What a verified copy costs at least: sha256 of every byte, measured here on the same bytes.
 const hashSeconds = (() => {
   const chunk = Buffer.alloc(64 * 1024 * 1024, 0x5a); // its speed does not depend on the bytes
@@ -295,16 +331,32 @@ const hashSeconds = (() => {
   createHash('sha256').update(chunk).digest();
   return ((performance.now() - t0) / 1000) * (big.size / chunk.length);
 })();
-const cpu = {
-  directMachine: median(directCpu),
-  hubcacheMachine: median(ours.coldCpu.map((c) => c.machine)),
-  hubcacheOwn: median(ours.coldCpu.map((c) => c.server)),
-  hashSeconds,
+const results = new Map(LAYOUTS.map((l) => [l, summary(runs.get(l) as LayoutRun)]));
+const HOW: Record<Layout, string> = {
+  pinned: 'server under test on core 0; skopeo, the upstream and its front on core 1',
+  shared: 'nothing pinned: every process on both cores',
 };
-console.log(
-  `CPU during the cold pull (both cores, medians): direct ${cpu.directMachine.toFixed(2)} s, through hubcache ${cpu.hubcacheMachine.toFixed(2)} s, of which hubcache's own ${cpu.hubcacheOwn.toFixed(2)} s (sha256 of the layer alone: ${cpu.hashSeconds.toFixed(2)} s)`,
-);
-console.log('\n20 clients at once on the cold big blob\n');
+for (const [l, r] of results) {
+  console.log(
+    `\nPull of a ${BIG_MIB} MiB single-layer image with skopeo (median of ${ROUNDS} interleaved rounds), token-auth upstream on loopback; ${l}: ${HOW[l]}\n`,
+  );
+  console.log(
+    '| path | cold pull | warm pull | upstream blob GETs cold / warm | upstream manifest GETs / HEADs |',
+  );
+  console.log('|---|---|---|---|---|');
+  for (const p of r.pulls) {
+    console.log(
+      `| ${p.path} | ${f(p.coldMs)} | ${f(p.warmMs)} | ${p.upstreamBlobGetsCold} / ${p.upstreamBlobGetsWarm} | ${p.upstreamManifestGets} / ${p.upstreamManifestHeads} |`,
+    );
+  }
+  console.log(
+    `\ncold through hubcache / direct, median of the rounds' own ratios: ${median(r.coldRatios).toFixed(2)}× (rounds: ${r.coldRatios.map((x) => x.toFixed(2)).join(', ')})`,
+  );
+  console.log(
+    `CPU during the cold pull (both cores, medians): direct ${r.cpu.directMachine.toFixed(2)} s, through hubcache ${r.cpu.hubcacheMachine.toFixed(2)} s, of which hubcache's own ${r.cpu.hubcacheOwn.toFixed(2)} s (sha256 of the layer alone: ${r.cpu.hashSeconds.toFixed(2)} s)`,
+  );
+}
+console.log(`\n20 clients at once on the cold big blob (${HOW.pinned})\n`);
 console.log('| path | upstream GETs | all 20 correct | time to first byte, slowest client | total |');
 console.log('|---|---|---|---|---|');
 for (const c of crowds)
@@ -317,8 +369,10 @@ writeResult(BIG_MIB === 256 && ROUNDS >= 3 ? 'pull-core' : 'pull-core-quick', {
   bigMiB: BIG_MIB,
   rounds: ROUNDS,
   warmFills: WARM_FILLS,
-  pulls: rows,
-  coldRatios: roundRatios,
-  cpu,
+  // The verdict's layout at the top level; the shared one beside it.
+  layout: 'pinned',
+  pinned: HOW.pinned,
+  ...results.get('pinned'),
+  shared: results.get('shared'),
   crowd: crowds,
 });

@@ -338,19 +338,43 @@ function coldPull(data: Json | undefined, file: string): TargetRow[] {
 
 /** Target 3, second half (bench/pull-core.ts): a plain cold miss against pulling direct. */
 function coldMiss(data: Json | undefined, file: string): TargetRow {
-  const target = 'plain cold miss, one big layer, loopback: ≤ 1.05× direct';
+  const target = 'plain cold miss, one big layer, loopback, mirror on its own core: ≤ 1.05× direct';
+  const pinned = data?.layout === 'pinned';
+  const judged = layoutFigures(data);
+  if (judged === undefined) return notMeasured(target, file);
+  const { ours, direct, r } = judged;
+  const big = num(data?.bigMiB);
+  // Runs before 2026-11-27 pinned nothing: their figure is the shared one, said as such.
+  const where = pinned
+    ? 'mirror on core 0; skopeo, the upstream and its front on core 1: '
+    : 'nothing pinned (an older run): ';
+  const shared = pinned ? layoutFigures(obj(data?.shared)) : undefined;
+  const sharedText =
+    shared === undefined
+      ? ''
+      : `; nothing pinned, the mirror's CPU taken from the client's and the upstream's: ${secs(shared.ours)} vs ${secs(shared.direct)} = ${ratio(shared.r)}${shared.how}${shared.cpuText}`;
+  return {
+    target,
+    key: `${secs(ours)} vs ${secs(direct)} direct = ${ratio(r)}`,
+    figures: `${where}hubcache ${secs(ours)} vs direct ${secs(direct)} = ${ratio(r)}${judged.how}${judged.proxy !== undefined ? ` (reference registry's proxy ${secs(judged.proxy)})` : ''}${big !== undefined ? `, ${int(big)} MiB layer` : ''}${judged.cpuText}${sharedText}`,
+    verdict: verdict(pinned && r <= TARGETS.coldMissOfDirect),
+    file,
+  };
+}
+
+/** One layout's pulls of bench/pull-core.ts: the cold pulls, the ratio it is judged on, its CPU. */
+function layoutFigures(data: Json | undefined) {
   const cold = (test: (p: string) => boolean) => num(find(data?.pulls, 'path', test)?.coldMs);
   const [ours, direct, proxy] = [
     cold((p) => p === 'hubcache'),
     cold((p) => p.startsWith('upstream directly')),
     cold((p) => p.startsWith('reference registry')),
   ];
-  if (ours === undefined || direct === undefined) return notMeasured(target, file);
+  if (ours === undefined || direct === undefined) return undefined;
   // Runs with interleaved rounds judge on the median of each round's own ratio.
   const rounds = arr(data?.coldRatios).map(num);
   const paired = rounds.length > 0 && rounds.every((x) => x !== undefined);
   const r = paired ? median(rounds as number[]) : ours / direct;
-  const big = num(data?.bigMiB);
   const how = paired ? `, median of ${rounds.length} interleaved rounds' ratios` : '';
   // The CPU the pull needed on the machine's two cores (runs since 2026-11-27): why it is what it is.
   const cpu = obj(data?.cpu);
@@ -364,13 +388,7 @@ function coldMiss(data: Json | undefined, file: string): TargetRow {
     mDirect !== undefined && mOurs !== undefined && own !== undefined && hash !== undefined
       ? `; CPU of both cores during the pull ${secs(mDirect * 1000)} direct, ${secs(mOurs * 1000)} through hubcache (hubcache's own ${secs(own * 1000)}, sha256 of the layer alone ${secs(hash * 1000)})`
       : '';
-  return {
-    target,
-    key: `${secs(ours)} vs ${secs(direct)} direct = ${ratio(r)}`,
-    figures: `hubcache ${secs(ours)} vs direct ${secs(direct)} = ${ratio(r)}${how}${proxy !== undefined ? ` (reference registry's proxy ${secs(proxy)})` : ''}${big !== undefined ? `, ${int(big)} MiB layer` : ''}${cpuText}`,
-    verdict: verdict(r <= TARGETS.coldMissOfDirect),
-    file,
-  };
+  return { ours, direct, proxy, r, how, cpuText };
 }
 
 /** Target 4 (bench/eviction.ts): the default policy's byte hit ratio against Belady's. */

@@ -20,9 +20,10 @@ export function runPinned(core: number, command: string, args: string[]): Promis
   });
 }
 
-/** Pins a running process (all its threads) to one core. */
-export async function pin(pid: number, core: number): Promise<void> {
-  await runPinned(core, 'taskset', ['-a', '-p', '-c', String(core), String(pid)]);
+/** Pins a running process (all its threads) to one core, or to a list of cores. */
+export async function pin(pid: number, core: number | number[]): Promise<void> {
+  const cores = Array.isArray(core) ? core : [core];
+  await runPinned(cores[0] ?? 0, 'taskset', ['-a', '-p', '-c', cores.join(','), String(pid)]);
 }
 
 const UNITS: Record<string, number> = { us: 1e-3, ms: 1, s: 1000, m: 60_000 };

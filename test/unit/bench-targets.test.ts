@@ -53,6 +53,7 @@ const coldPull = (onMs: number) => ({
 });
 const pullCore = (oursMs: number) => ({
   bigMiB: 256,
+  layout: 'pinned',
   pulls: [
     { path: 'upstream directly', coldMs: 1000 },
     { path: 'hubcache', coldMs: oursMs },
@@ -268,6 +269,30 @@ describe('issue 18 targets judged from result files', () => {
     expect(row(evaluate({ 'pull-core': pullCore(1040) }, 'full').rows, 'plain cold miss').verdict).toBe(
       'holds',
     );
+  });
+
+  it('judge the plain cold miss with the mirror on its own core, and give the shared figure beside it', () => {
+    const shared = {
+      pulls: [
+        { path: 'upstream directly', coldMs: 900 },
+        { path: 'hubcache', coldMs: 1170 },
+      ],
+      coldRatios: [1.3, 1.25, 1.35],
+    };
+    const judged = row(
+      evaluate({ 'pull-core': { ...pullCore(1020), coldRatios: [1.02, 0.98, 1.03], shared } }, 'full').rows,
+      'plain cold miss',
+    );
+    expect(judged.verdict).toBe('holds');
+    expect(judged.figures).toContain('mirror on core 0; skopeo, the upstream and its front on core 1: hubcache 1.02 s');
+    expect(judged.figures).toContain(
+      "nothing pinned, the mirror's CPU taken from the client's and the upstream's: 1.17 s vs 0.90 s = 1.30×, median of 3 interleaved rounds' ratios",
+    );
+    // A run from before the layouts pinned nothing: it does not say what the target asks.
+    const { layout: _, ...older } = pullCore(1020);
+    const unpinned = row(evaluate({ 'pull-core': older }, 'full').rows, 'plain cold miss');
+    expect(unpinned.verdict).toBe('misses');
+    expect(unpinned.figures).toContain('nothing pinned (an older run): hubcache 1.02 s');
   });
 
   it('give the plain cold miss the CPU the pull took, when the run measured it', () => {

@@ -13,7 +13,7 @@ import type { Config } from './config.js';
 import { PEER_BLOBS } from './fleet-blobs.js';
 import { PEER_UPLOADS } from './fleet-uploads.js';
 import { Mirror } from './mirror.js';
-import { settleConnectionShapes } from './object-shapes.js';
+import { keepTickShapes, settleConnectionShapes } from './object-shapes.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { parseDigest } from './oci/digest.js';
 import { createPeerListener } from './peer/listener.js';
@@ -78,6 +78,7 @@ export async function startMirror(
     connectionsCheckingInterval: Math.min(1000, config.clientHeaderTimeoutMs),
   };
   settleConnectionShapes(Boolean(tls));
+  keepTickShapes();
   // HTTP/1.1 over TLS when a certificate is configured (Docker insists on TLS for mirrors that are
   // not on loopback); the same listener either way.
   const server = tls

@@ -1,3 +1,4 @@
+import { executionAsyncResource } from 'node:async_hooks';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -36,4 +37,28 @@ export function settleConnectionShapes(tls: boolean): void {
   }
   for (const s of alive) s.destroy();
   for (const r of requests) r.destroy();
+}
+
+/** Tick objects of process.nextTick, kept for the life of the process: see keepTickShapes. */
+const keptTicks: object[] = [];
+
+/**
+ * Keeps two of the objects process.nextTick makes for its callbacks (one without arguments, one
+ * with) alive for as long as the process runs. Why: Node builds them with an object literal that
+ * has symbol keys, and V8 remembers, per property of that literal, the shape it was added to. A full
+ * garbage collection while no tick object was alive (a mirror idle after its first requests, its
+ * memory reducer running) left three of those four properties megamorphic for the rest of the
+ * process, on Node 20.20 and 24.21 alike: every later tick defined them in V8's runtime instead of
+ * compiled code, and Node's HTTP and stream code calls nextTick several times per request, so a
+ * 1 KiB hit cost ~2.5 µs more CPU (docs/benchmarks.md, "Response shapes"). With one tick object of
+ * each kind alive, their shapes outlive every collection. The nextTick callbacks run before the
+ * listener takes its first connection.
+ */
+export function keepTickShapes(): void {
+  const keep = () => {
+    // Inside a tick callback, the resource Node is running it for is the tick object itself.
+    keptTicks.push(executionAsyncResource());
+  };
+  process.nextTick(keep);
+  process.nextTick(keep, 'with an argument');
 }

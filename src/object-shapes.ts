@@ -41,20 +41,23 @@ export function settleConnectionShapes(tls: boolean): void {
 
 /** Tick objects of process.nextTick, kept for the life of the process: see keepTickShapes. */
 const keptTicks: object[] = [];
+let keeping = false;
 
 /**
  * Keeps two of the objects process.nextTick makes for its callbacks (one without arguments, one
  * with) alive for as long as the process runs. Why: Node builds them with an object literal that
  * has symbol keys, and V8 remembers, per property of that literal, the shape it was added to. A full
  * garbage collection while no tick object was alive (a mirror idle after its first requests, its
- * memory reducer running) left three of those four properties megamorphic for the rest of the
- * process, on Node 20.20 and 24.21 alike: every later tick defined them in V8's runtime instead of
+ * memory reducer running) left three of its four properties (Node 24.21: four of five) megamorphic
+ * for the rest of the process: every later tick defined them in V8's runtime instead of
  * compiled code, and Node's HTTP and stream code calls nextTick several times per request, so a
  * 1 KiB hit cost ~2.5 µs more CPU (docs/benchmarks.md, "Response shapes"). With one tick object of
  * each kind alive, their shapes outlive every collection. The nextTick callbacks run before the
- * listener takes its first connection.
+ * listener takes its first connection. Once per process, however many mirrors it starts (tests).
  */
 export function keepTickShapes(): void {
+  if (keeping) return;
+  keeping = true;
   const keep = () => {
     // Inside a tick callback, the resource Node is running it for is the tick object itself.
     keptTicks.push(executionAsyncResource());

@@ -284,7 +284,9 @@ describe('issue 18 targets judged from result files', () => {
       'plain cold miss',
     );
     expect(judged.verdict).toBe('holds');
-    expect(judged.figures).toContain('mirror on core 0; skopeo, the upstream and its front on core 1: hubcache 1.02 s');
+    expect(judged.figures).toContain(
+      'mirror on core 0; skopeo, the upstream and its front on core 1: hubcache 1.02 s',
+    );
     expect(judged.figures).toContain(
       "nothing pinned, the mirror's CPU taken from the client's and the upstream's: 1.17 s vs 0.90 s = 1.30×, median of 3 interleaved rounds' ratios",
     );

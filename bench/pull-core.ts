@@ -215,12 +215,11 @@ interface LayoutRun {
   ours: Tally;
   reference: Tally;
 }
-const runs = new Map<Layout, LayoutRun>(
-  LAYOUTS.map((l) => [l, { direct: [], directCpu: [], ours: tally(), reference: tally() }]),
-);
+const newRun = (): LayoutRun => ({ direct: [], directCpu: [], ours: tally(), reference: tally() });
+const runs: Record<Layout, LayoutRun> = { pinned: newRun(), shared: newRun() };
 for (let i = 0; i < ROUNDS; i++) {
   for (const l of LAYOUTS) {
-    const run = runs.get(l) as LayoutRun;
+    const run = runs[l];
     await enter(l);
     // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
     run.direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
@@ -332,12 +331,13 @@ const hashSeconds = (() => {
   createHash('sha256').update(chunk).digest();
   return ((performance.now() - t0) / 1000) * (big.size / chunk.length);
 })();
-const results = new Map(LAYOUTS.map((l) => [l, summary(runs.get(l) as LayoutRun)]));
+const results = { pinned: summary(runs.pinned), shared: summary(runs.shared) };
 const HOW: Record<Layout, string> = {
   pinned: 'server under test on core 0; skopeo, the upstream and its front on core 1',
   shared: 'nothing pinned: every process on both cores',
 };
-for (const [l, r] of results) {
+for (const l of LAYOUTS) {
+  const r = results[l];
   console.log(
     `\nPull of a ${BIG_MIB} MiB single-layer image with skopeo (median of ${ROUNDS} interleaved rounds), token-auth upstream on loopback; ${l}: ${HOW[l]}\n`,
   );
@@ -373,7 +373,7 @@ writeResult(BIG_MIB === 256 && ROUNDS >= 3 ? 'pull-core' : 'pull-core-quick', {
   // The verdict's layout at the top level; the shared one beside it.
   layout: 'pinned',
   pinned: HOW.pinned,
-  ...results.get('pinned'),
-  shared: results.get('shared'),
+  ...results.pinned,
+  shared: results.shared,
   crowd: crowds,
 });

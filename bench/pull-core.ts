@@ -10,7 +10,9 @@
  * under test (hubcache, the reference proxy) on core 0, everything else (this process with the
  * front and the token issuer, the upstream registry, skopeo) on core 1, so a mirror's CPU is its
  * own host's, as deployed, and the client and the upstream do the same work in every path. Shared:
- * nothing pinned, the mirror's CPU taken from the client's and the upstream's.
+ * nothing pinned, the mirror's CPU taken from the client's and the upstream's. In each layout of a
+ * round: a direct pull, hubcache's cold and warm pulls, a direct pull again, the reference proxy's;
+ * hubcache's ratio is to the mean of the two direct pulls around it.
  *
  *   npx tsx bench/pull-core.ts [--big-mib 256] [--rounds 7]
  */
@@ -210,31 +212,49 @@ const startReference: Start = async () => {
 // (docs/benchmarks.md, "Paired windows"), and a direct pull measured minutes before the mirror's
 // compared the machine.
 interface LayoutRun {
+  /** Per round: the mean of the two direct pulls around the mirror's. */
   direct: number[];
+  directPulls: [number, number][];
   directCpu: number[];
   ours: Tally;
   reference: Tally;
 }
-const newRun = (): LayoutRun => ({ direct: [], directCpu: [], ours: tally(), reference: tally() });
+const newRun = (): LayoutRun => ({
+  direct: [],
+  directPulls: [],
+  directCpu: [],
+  ours: tally(),
+  reference: tally(),
+});
 const runs: Record<Layout, LayoutRun> = { pinned: newRun(), shared: newRun() };
 for (let i = 0; i < ROUNDS; i++) {
   for (const l of LAYOUTS) {
     const run = runs[l];
     await enter(l);
     // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
-    run.direct.push(await timePull(new URL(front.url).host, 'pusher:s3cret'));
-    run.directCpu.push(lastCpu.machine);
+    // Two direct pulls bracket the mirror's, and the round's direct figure is their mean: the
+    // machine's speed drifts within a round too, and a lone direct pull always taken first made every
+    // round's ratio carry that pull's place in the sequence.
+    const directPull = async () => {
+      const ms = await timePull(new URL(front.url).host, 'pusher:s3cret');
+      return { ms, cpu: lastCpu.machine };
+    };
+    const before = await directPull();
     await measureOnce(run.ours, startHubcache);
+    const after = await directPull();
+    run.directPulls.push([before.ms, after.ms]);
+    run.direct.push((before.ms + after.ms) / 2);
+    run.directCpu.push((before.cpu + after.cpu) / 2);
     await measureOnce(run.reference, startReference);
     console.error(
-      `round ${i + 1} of ${ROUNDS}, ${l}: direct ${run.direct[i]?.toFixed(0)} ms, hubcache ${run.ours.colds[i]?.toFixed(0)} ms`,
+      `round ${i + 1} of ${ROUNDS}, ${l}: direct ${before.ms.toFixed(0)} ms, hubcache ${run.ours.colds[i]?.toFixed(0)} ms, direct ${after.ms.toFixed(0)} ms`,
     );
   }
 }
 
 /** What one layout's rounds come to: the table's rows, the rounds' own ratios, the CPU. */
 function summary(run: LayoutRun) {
-  const { direct, directCpu, ours, reference } = run;
+  const { direct, directPulls, directCpu, ours, reference } = run;
   const rows: Row[] = [
     {
       path: 'upstream directly',
@@ -263,6 +283,8 @@ function summary(run: LayoutRun) {
   return {
     pulls: rows,
     coldRatios: ours.colds.map((c, i) => c / (direct[i] ?? Number.NaN)),
+    // Each round's two direct pulls (before and after the mirror's), its cold pull through hubcache.
+    roundsMs: ours.colds.map((c, i) => ({ direct: directPulls[i], hubcache: c })),
     cpu: {
       directMachine: median(directCpu),
       hubcacheMachine: median(ours.coldCpu.map((c) => c.machine)),

@@ -375,7 +375,10 @@ function layoutFigures(data: Json | undefined) {
   const rounds = arr(data?.coldRatios).map(num);
   const paired = rounds.length > 0 && rounds.every((x) => x !== undefined);
   const r = paired ? median(rounds as number[]) : ours / direct;
-  const how = paired ? `, median of ${rounds.length} interleaved rounds' ratios` : '';
+  // Runs since 79e3418 take each round's direct figure as the mean of two pulls around the mirror's.
+  const bracketed =
+    arr(data?.roundsMs).length > 0 ? ', each to the mean of the direct pulls before and after it' : '';
+  const how = paired ? `, median of ${rounds.length} interleaved rounds' ratios${bracketed}` : '';
   // The CPU the pull needed on the machine's two cores (runs since 2026-11-27): why it is what it is.
   const cpu = obj(data?.cpu);
   const [mDirect, mOurs, own, hash] = [

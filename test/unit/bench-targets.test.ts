@@ -269,6 +269,11 @@ describe('issue 18 targets judged from result files', () => {
     expect(row(evaluate({ 'pull-core': pullCore(1040) }, 'full').rows, 'plain cold miss').verdict).toBe(
       'holds',
     );
+    // Runs whose direct figure per round is the mean of two pulls around the mirror's say so.
+    const bracketed = { ...run, roundsMs: [{ direct: [1000, 1010], hubcache: 1200 }] };
+    expect(row(evaluate({ 'pull-core': bracketed }, 'full').rows, 'plain cold miss').figures).toContain(
+      "median of 3 interleaved rounds' ratios, each to the mean of the direct pulls before and after it",
+    );
   });
 
   it('judge the plain cold miss with the mirror on its own core, and give the shared figure beside it', () => {

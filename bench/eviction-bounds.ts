@@ -4,7 +4,7 @@
  * a priority computed from the trace's future, which no live policy has: if even these stay under
  * 95 % of Belady in a cell, no policy working from the past reaches it there. Belady itself is the
  * furthest-next-use rule with bypass (bench/lib/belady.ts). Simulated as the live store runs (every
- * miss stored, batches down to 90 %). Prints a table; writes nothing.
+ * miss stored, then just enough evicted to fit). Prints a table; writes nothing.
  *
  *   npx tsx bench/eviction-bounds.ts
  */
@@ -97,7 +97,7 @@ const rows: string[][] = [];
 const cell = (share: number, make: () => EvictionPolicy) => {
   const capacity = Math.floor(workingSet * share);
   const optimum = belady(trace, capacity).byteHitRatio;
-  const ratio = simulate(trace, capacity, make, { lowWater: 0.9 }).byteHitRatio;
+  const ratio = simulate(trace, capacity, make).byteHitRatio;
   return `${((ratio / optimum) * 100).toFixed(1)} %`;
 };
 rows.push(['GDSF (the default, from the past only)', ...SHARES.map((s) => cell(s, () => new GdsfPolicy()))]);

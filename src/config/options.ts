@@ -284,7 +284,7 @@ export const OPTIONS = {
   maxSize: option({
     path: 'cache.maxSize',
     flag: '--max-size <size>',
-    help: 'bound the stored bytes (50GiB, 500GB): blobs are evicted down to 90 %, chosen by --eviction',
+    help: 'bound the stored bytes (50GiB, 500GB): once past it, blobs are evicted until it holds again, chosen by --eviction',
     kind: size,
     defaultText: 'unbounded',
     example: '50GiB',

@@ -170,7 +170,7 @@ console.log(`\nCache bounded to 60 % of the working set (${mib(capacity)}), on t
 console.log('| policy | byte hit ratio |');
 console.log('|---|---|');
 console.log(
-  `| hubcache live (LRU eviction, plus concurrent requests served by one fill) | ${pct(bounded.byteHitRatio)} |`,
+  `| hubcache live (the default eviction policy, plus concurrent requests served by one fill) | ${pct(bounded.byteHitRatio)} |`,
 );
 console.log(`| LRU, replayed one request at a time | ${pct(lruModel.byteHitRatio)} |`);
 console.log(`| Belady (offline optimum), replayed one request at a time | ${pct(optimum.byteHitRatio)} |`);

@@ -9,6 +9,8 @@ import { MinHeap } from '../../src/cache/eviction/min-heap.js';
 export interface TraceEntry {
   key: string;
   size: number;
+  /** Which client asked, in traces that model a fleet of nodes (only client-aware policies read it). */
+  client?: number;
 }
 
 export interface CacheSim {

@@ -164,7 +164,8 @@ export function layerTrace(m: LayerTraceModel = LAYER_TRACE_MODEL): TraceEntry[]
     if (random() >= m.latestShare)
       while (age < app.versions.length - 1 && (age === 0 || random() < 0.5)) age++;
     const version = app.versions[age] as Version;
-    const node = nodes[Math.floor(random() * m.nodes)] as (typeof nodes)[number];
+    const client = Math.floor(random() * m.nodes);
+    const node = nodes[client] as (typeof nodes)[number];
     for (const e of [version.manifest, ...version.blobs]) {
       const size = node.held.get(e.key);
       if (size !== undefined) {
@@ -172,7 +173,7 @@ export function layerTrace(m: LayerTraceModel = LAYER_TRACE_MODEL): TraceEntry[]
         node.held.set(e.key, size);
         continue;
       }
-      trace.push(e);
+      trace.push({ ...e, client });
       node.held.set(e.key, e.size);
       node.bytes += e.size;
     }

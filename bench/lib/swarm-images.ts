@@ -1,5 +1,6 @@
 import type { ImageLayout, Layer } from '../../test/fixtures/image-layout.js';
 import { pushLayout } from '../../test/fixtures/skopeo-cli.js';
+import type { TraceEntry } from './belady.js';
 
 const MiB = 1024 * 1024;
 
@@ -87,7 +88,7 @@ export function swarmBlobs(basesMiB: number[], app: number): { key: string; size
 /**
  * The swarm's blob requests without running it (bench/swarm.ts runs it against a real upstream):
  * the same pulls, nodes taking turns within a wave, each node asking only for blobs it does not
- * hold. Deterministic.
+ * hold, each request carrying its node as the client. Deterministic.
  */
 export function swarmTrace(
   basesMiB: number[],
@@ -95,9 +96,9 @@ export function swarmTrace(
   nodes: number,
   waves: number,
   pullsPerWave: number,
-): { key: string; size: number }[] {
+): TraceEntry[] {
   const held = Array.from({ length: nodes }, () => new Set<string>());
-  const trace: { key: string; size: number }[] = [];
+  const trace: TraceEntry[] = [];
   for (let wave = 0; wave < waves; wave++) {
     const randoms = Array.from({ length: nodes }, (_, node) => rng(1000 * wave + node));
     for (let i = 0; i < pullsPerWave; i++) {
@@ -107,7 +108,7 @@ export function swarmTrace(
         if (has.has(`app${app}`)) continue;
         for (const blob of swarmBlobs(basesMiB, app)) {
           if (has.has(blob.key)) continue;
-          trace.push(blob);
+          trace.push({ ...blob, client: node });
           has.add(blob.key);
         }
         has.add(`app${app}`);

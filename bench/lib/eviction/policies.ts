@@ -1,6 +1,7 @@
 import { GdsfPolicy } from '../../../src/cache/eviction/gdsf.js';
 import { LruPolicy } from '../../../src/cache/eviction/lru.js';
 import type { PolicyFactory } from '../../../src/cache/eviction/policy.js';
+import { FleetGdsfPolicy } from './fleet-gdsf.js';
 import { HyperbolicPolicy } from './hyperbolic.js';
 import { S3FifoPolicy } from './s3-fifo.js';
 import { SievePolicy } from './sieve.js';
@@ -32,4 +33,8 @@ export const BENCH_POLICIES: BenchPolicy[] = [
   { name: 'W-TinyLFU (1 % window)', make: (c) => new WTinyLfuPolicy(c) },
   { name: 'SIEVE', make: () => new SievePolicy() },
   { name: 'Hyperbolic (sample 64)', make: () => new HyperbolicPolicy() },
+  {
+    name: 'GDSF told the client: what every client fetched goes first',
+    make: () => new FleetGdsfPolicy(),
+  },
 ];

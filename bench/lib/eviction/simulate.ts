@@ -1,6 +1,7 @@
 import { OversizeFirst } from '../../../src/cache/eviction/oversize-first.js';
 import type { PolicyFactory } from '../../../src/cache/eviction/policy.js';
 import type { CacheSim, TraceEntry } from '../belady.js';
+import type { ClientAware } from './fleet-gdsf.js';
 
 export interface SimOptions {
   /**
@@ -27,7 +28,8 @@ export function simulate(
   options: SimOptions = {},
 ): CacheSim {
   const target = capacity * (options.lowWater ?? 1);
-  let policy = new OversizeFirst(make(capacity), capacity);
+  let inner = make(capacity);
+  let policy = new OversizeFirst(inner, capacity);
   const cached = new Map<string, number>(); // key → size, least recently used first
   const all = () => true;
   let used = 0;
@@ -35,10 +37,12 @@ export function simulate(
   let totalBytes = 0;
   trace.forEach((e, i) => {
     if (i === options.restartAt) {
-      policy = new OversizeFirst(make(capacity), capacity);
+      inner = make(capacity);
+      policy = new OversizeFirst(inner, capacity);
       for (const [k, size] of cached) policy.insert(k, size);
     }
     totalBytes += e.size;
+    if (e.client !== undefined) (inner as Partial<ClientAware>).asked?.(e.key, e.client);
     if (cached.has(e.key)) {
       hitBytes += e.size;
       cached.delete(e.key);

@@ -42,7 +42,10 @@ export class FleetGdsfPolicy implements EvictionPolicy, ClientAware {
   }
 
   insert(key: string, size: number): void {
-    if (this.#entries.has(key)) return this.hit(key);
+    if (this.#entries.has(key)) {
+      this.hit(key);
+      return;
+    }
     const e = { weight: Math.max(1, size) ** 0.1, frequency: 1, seq: 0 };
     this.#entries.set(key, e);
     this.#use(key, e);

@@ -131,6 +131,18 @@ describe('gdsf (the default)', () => {
     expect(p.victim(all)).toBe('x');
   });
 
+  it('puts first, at its next use, a blob its `first` option names, however often it was used', () => {
+    const firsts = new Set<string>();
+    const p = new GdsfPolicy({ first: (key) => firsts.has(key) });
+    for (const k of ['a', 'b', 'c']) p.insert(k, 10);
+    p.hit('a');
+    p.hit('a');
+    firsts.add('a');
+    p.hit('a');
+    expect(p.victim(all)).toBe('a');
+    expect(p.victim(all)).toBe('b');
+  });
+
   it('keeps the order right after many hits without an eviction (old heap items compacted)', () => {
     const p = new GdsfPolicy();
     for (let i = 0; i < 50; i++) p.insert(`k${i}`, 10);

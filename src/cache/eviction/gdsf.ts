@@ -14,6 +14,12 @@ export interface GdsfOptions {
    * after the burst is over. Unbounded is LFU with dynamic aging; 5 measured best.
    */
   maxFrequency?: number;
+  /**
+   * Blobs that go first whatever their uses, asked at each use: their priority is L, a newcomer's.
+   * Used by the eviction bench's client-aware rule (bench/lib/eviction/fleet-gdsf.ts: a blob every
+   * client has fetched); the mirror sets none.
+   */
+  first?: (key: string) => boolean;
 }
 
 interface Entry {
@@ -49,6 +55,7 @@ export class GdsfPolicy implements EvictionPolicy {
   );
   readonly #weight: (size: number) => number;
   readonly #maxFrequency: number;
+  readonly #first: ((key: string) => boolean) | undefined;
   #inflation = 0;
   #seq = 0;
 
@@ -56,6 +63,7 @@ export class GdsfPolicy implements EvictionPolicy {
     const exponent = options.costExponent ?? 1.1;
     this.#weight = (size) => Math.max(1, size) ** (exponent - 1);
     this.#maxFrequency = options.maxFrequency ?? 5;
+    this.#first = options.first;
   }
 
   insert(key: string, size: number): void {
@@ -74,7 +82,7 @@ export class GdsfPolicy implements EvictionPolicy {
     const frequency = Math.min(e.frequency + 1, this.#maxFrequency);
     // Used last already, and its priority unchanged: its heap item is still the newest among equal
     // priorities, which a new one would only repeat (a blob many nodes ask for at once).
-    if (e.seq === this.#seq && frequency === e.frequency && e.priority === this.#priorityOf(e)) return;
+    if (e.seq === this.#seq && frequency === e.frequency && e.priority === this.#priorityOf(key, e)) return;
     e.frequency = frequency;
     this.#use(key, e);
   }
@@ -102,15 +110,15 @@ export class GdsfPolicy implements EvictionPolicy {
   }
 
   #use(key: string, e: Entry): void {
-    e.priority = this.#priorityOf(e);
+    e.priority = this.#priorityOf(key, e);
     e.seq = ++this.#seq;
     this.#heap.push({ key, priority: e.priority, seq: e.seq });
     // Hits without evictions leave old items behind: rebuild before they outnumber the live ones.
     if (this.#heap.size > 2 * this.#entries.size + 1024) this.#compact();
   }
 
-  #priorityOf(e: Entry): number {
-    return this.#inflation + e.frequency * e.weight;
+  #priorityOf(key: string, e: Entry): number {
+    return this.#first?.(key) ? this.#inflation : this.#inflation + e.frequency * e.weight;
   }
 
   #compact(): void {

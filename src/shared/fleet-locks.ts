@@ -225,6 +225,10 @@ export class FleetLocks {
     },
   ): Promise<{ found: T } | { release: (shared?: boolean) => Promise<void> } | undefined> {
     const deadline = Date.now() + this.#maxWaitMs;
+    // Set once a wait ran out at the deadline. Timers count from libuv's cached loop time, so one can
+    // fire a millisecond before Date.now() reaches the deadline; the loop would then wait once more,
+    // for that last millisecond (test/interop/shared-locks.test.ts failed on it once in CI).
+    let waitedOut = false;
     for (let looked = options.lookFirst === false; ; looked = false) {
       if (!looked) {
         const found = await options.look();
@@ -259,7 +263,7 @@ export class FleetLocks {
         await release();
         return { found };
       }
-      const left = deadline - Date.now();
+      const left: number = waitedOut ? 0 : deadline - Date.now();
       if (left <= 0) {
         announced.stop();
         this.#log.warn({ id, ms: this.#maxWaitMs }, 'waited too long for another replica: working alone');
@@ -273,7 +277,9 @@ export class FleetLocks {
         }
       }
       options.onWait?.();
-      if ((await announced.wait(Math.min(ttlMs, left))) === 'unshared') return undefined;
+      const outcome = await announced.wait(Math.min(ttlMs, left));
+      if (outcome === 'unshared') return undefined;
+      waitedOut = outcome === 'expired' && left <= ttlMs;
     }
   }
 

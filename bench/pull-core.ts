@@ -212,15 +212,13 @@ const startReference: Start = async () => {
 // (docs/benchmarks.md, "Paired windows"), and a direct pull measured minutes before the mirror's
 // compared the machine.
 interface LayoutRun {
-  /** Per round: the mean of the two direct pulls around the mirror's. */
-  direct: number[];
+  /** Per round: the two direct pulls, before and after the mirror's. */
   directPulls: [number, number][];
   directCpu: number[];
   ours: Tally;
   reference: Tally;
 }
 const newRun = (): LayoutRun => ({
-  direct: [],
   directPulls: [],
   directCpu: [],
   ours: tally(),
@@ -232,9 +230,9 @@ for (let i = 0; i < ROUNDS; i++) {
     const run = runs[l];
     await enter(l);
     // Direct through the front as the mirror is: the front is part of the upstream every path pulls from.
-    // Two direct pulls bracket the mirror's, and the round's direct figure is their mean: the
-    // machine's speed drifts within a round too, and a lone direct pull always taken first made every
-    // round's ratio carry that pull's place in the sequence.
+    // Two direct pulls bracket the mirror's, and the round's direct figure is their mean: a drift
+    // of the machine within the round cancels, and a direct pull has two modes on a shared core
+    // (~1.05 or ~1.40 s for 256 MiB), so two samples say more than one (docs/benchmarks.md, "Miss path").
     const directPull = async () => {
       const ms = await timePull(new URL(front.url).host, 'pusher:s3cret');
       return { ms, cpu: lastCpu.machine };
@@ -243,7 +241,6 @@ for (let i = 0; i < ROUNDS; i++) {
     await measureOnce(run.ours, startHubcache);
     const after = await directPull();
     run.directPulls.push([before.ms, after.ms]);
-    run.direct.push((before.ms + after.ms) / 2);
     run.directCpu.push((before.cpu + after.cpu) / 2);
     await measureOnce(run.reference, startReference);
     console.error(
@@ -254,7 +251,9 @@ for (let i = 0; i < ROUNDS; i++) {
 
 /** What one layout's rounds come to: the table's rows, the rounds' own ratios, the CPU. */
 function summary(run: LayoutRun) {
-  const { direct, directPulls, directCpu, ours, reference } = run;
+  const { directPulls, directCpu, ours, reference } = run;
+  // A round's direct figure: the mean of its two direct pulls.
+  const direct = directPulls.map(([before, after]) => (before + after) / 2);
   const rows: Row[] = [
     {
       path: 'upstream directly',

@@ -1,5 +1,5 @@
 import { OversizeFirst } from '../../../src/cache/eviction/oversize-first.js';
-import type { PolicyFactory } from '../../../src/cache/eviction/policy.js';
+import type { EvictionPolicy, PolicyFactory } from '../../../src/cache/eviction/policy.js';
 import type { CacheSim, TraceEntry } from '../belady.js';
 import type { ClientAware } from './fleet-gdsf.js';
 
@@ -14,6 +14,11 @@ export interface SimOptions {
    * first, as the live store rebuilds it from the files' mtimes (cache/usage-index.ts scan).
    */
   restartAt?: number;
+}
+
+/** A policy told which client asked for each blob (bench/lib/eviction/fleet-gdsf.ts). */
+function isClientAware(p: EvictionPolicy): p is EvictionPolicy & ClientAware {
+  return 'asked' in p;
 }
 
 /**
@@ -42,7 +47,7 @@ export function simulate(
       for (const [k, size] of cached) policy.insert(k, size);
     }
     totalBytes += e.size;
-    if (e.client !== undefined) (inner as Partial<ClientAware>).asked?.(e.key, e.client);
+    if (e.client !== undefined && isClientAware(inner)) inner.asked(e.key, e.client);
     if (cached.has(e.key)) {
       hitBytes += e.size;
       cached.delete(e.key);

@@ -100,7 +100,10 @@ const cell = (share: number, make: () => EvictionPolicy) => {
   const ratio = simulate(trace, capacity, make).byteHitRatio;
   return `${((ratio / optimum) * 100).toFixed(1)} %`;
 };
-rows.push(['GDSF (the default, from the past only)', ...SHARES.map((s) => cell(s, () => new GdsfPolicy()))]);
+rows.push([
+  'GDSF from the past only (the default not told the client)',
+  ...SHARES.map((s) => cell(s, () => new GdsfPolicy())),
+]);
 for (const o of ORACLES)
   rows.push([`oracle: ${o.name}`, ...SHARES.map((s) => cell(s, () => new FuturePriority(o.priority())))]);
 

@@ -173,7 +173,8 @@ export function layerTrace(m: LayerTraceModel = LAYER_TRACE_MODEL): TraceEntry[]
         node.held.set(e.key, size);
         continue;
       }
-      trace.push({ ...e, client });
+      // The live rule hears blob GETs only (api/blobs.ts): a manifest by tag is asked at every pull.
+      trace.push(e === version.manifest ? e : { ...e, client });
       node.held.set(e.key, e.size);
       node.bytes += e.size;
     }

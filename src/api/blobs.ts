@@ -35,6 +35,7 @@ export async function blobHandler(
   const head = ex.method === 'HEAD';
   const scoping = ctx.blobs.scope(ex, target, digest, head);
   if (scoping) await scoping;
+  if (!head && ex.req.headers.range === undefined) ctx.store.fetching(digest, ctx.clientOf(ex.req));
   if (await serveStoredBlob(ex, ctx, digest)) {
     ctx.blobs.servedStored(digest, head);
     return;
@@ -127,10 +128,12 @@ export async function serveStoredBlob(
  */
 function keepInLane(ex: Exchange, ctx: HandlerContext, digest: Digest, headers: Headers, held: Buffer): void {
   if (held.length > LANE_MAX_BODY_BYTES) return;
-  const { store, blobs } = ctx;
+  const { store, blobs, clientOf } = ctx;
   ctx.lane.offer(ex, headers, held, {
     byAccept: false,
-    stillServed: (head) => {
+    stillServed: (head, again) => {
+      // Whole, as every lane answer is: told before the use inMemory counts, as blobHandler does.
+      if (!head) store.fetching(digest, clientOf(again.req));
       if (store.inMemory(digest) !== held) return false;
       blobs.servedStored(digest, head);
       return true;

@@ -25,9 +25,10 @@ export interface LaneOffer {
   /**
    * Whether the request path would still send these exact bytes (still held in memory, a tag still
    * fresh and pointing at the same manifest), doing a hit's bookkeeping when it would (the eviction
-   * policy's use count, a HEAD's promise to a push). Synchronous and cheap: it runs on every lane hit.
+   * policy's use count and who fetched the blob, a HEAD's promise to a push), for `ex`, the request
+   * the lane would answer. Synchronous and cheap: it runs on every lane hit.
    */
-  readonly stillServed: (head: boolean) => boolean;
+  readonly stillServed: (head: boolean, ex: Exchange) => boolean;
 }
 
 interface Entry extends LaneOffer {
@@ -92,7 +93,7 @@ export class HitLane {
       return false;
     }
     const head = method === 'HEAD';
-    if (!entry.stillServed(head)) {
+    if (!entry.stillServed(head, ex)) {
       this.#drop(entry);
       return false;
     }

@@ -11,6 +11,7 @@ import { blobPath, blobsDir, tempDir, tempPath } from '../storage/layout.js';
 import { BlobWriter } from './blob-writer.js';
 import { DiskRoom } from './disk-room.js';
 import { evictionPolicy } from './eviction/policies.js';
+import { MAX_CLIENTS, WhoFetched } from './eviction/who-fetched.js';
 import { Evictor } from './evictor.js';
 import { LruMap } from './lru-map.js';
 import { Pins } from './pins.js';
@@ -25,6 +26,10 @@ export { BlobWriter, DigestMismatchError, SizeMismatchError, writevAt } from './
  * chunked file reads measured several times faster for 1 KiB to 4 MiB blobs under concurrency.
  */
 export const SMALL_BLOB_BYTES = 8 * 1024 * 1024;
+
+/** Logged when the eviction rule stops on a client's second fetch of a blob (eviction/who-fetched.ts). */
+const WHY_REFETCH =
+  'an address fetched a blob it had fetched before (several nodes behind it, or a node that removed it)';
 
 /**
  * Content-addressed files: `<data>/blobs/sha256/<2 hex>/<hex>` (storage/layout.ts), the layout the
@@ -72,7 +77,13 @@ export class BlobStore {
       maxSize: Math.max(1, memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
-    this.usage = new UsageIndex(root, evictionPolicy(eviction, maxBytes));
+    const fetched = new WhoFetched();
+    fetched.onOff = (why) =>
+      log.info(
+        { why, detail: why === 'clients' ? `more than ${MAX_CLIENTS} client addresses` : WHY_REFETCH },
+        'eviction no longer puts first what every client fetched',
+      );
+    this.usage = new UsageIndex(root, evictionPolicy(eviction, maxBytes, fetched));
     this.#evictor = new Evictor(this, maxBytes, log);
   }
 
@@ -151,6 +162,14 @@ export class BlobStore {
 
   inUse(hex: string): boolean {
     return (this.#inUse.get(hex) ?? 0) > 0;
+  }
+
+  /**
+   * `client` (an address: the one access logs record) is fetching this blob whole: told before the
+   * store is asked for it, for the size bound's policy (cache/eviction/who-fetched.ts).
+   */
+  fetching(digest: Digest, client: string): void {
+    this.usage.asked(digest.hex, client);
   }
 
   /** A blob was stored or used: for the size bound's policy, and maybe time to evict. */

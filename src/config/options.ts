@@ -294,7 +294,7 @@ export const OPTIONS = {
   eviction: option({
     path: 'cache.eviction',
     flag: '--eviction <policy>',
-    help: 'which blobs --max-size evicts first: gdsf (rarely used, frequency-aware) or lru (least recently used)',
+    help: 'which blobs --max-size evicts first: gdsf (rarely used, frequency-aware; what every client fetched goes first) or lru (least recently used)',
     kind: choice(EVICTION_POLICIES),
     default: 'gdsf',
     example: 'lru',

@@ -2,10 +2,11 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { request } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
 import { parseDigest } from '../../src/oci/digest.js';
+import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
 import { addImage, gate, get, mirrorFor, tempDataDir } from './harness.js';
 
@@ -72,6 +73,50 @@ describe('size bound', () => {
     expect(once.filter((image) => !existsSync(blobFile(image.layerDigest))).length).toBeGreaterThan(0);
     const again = await get(`${mirror.url}/v2/hot/blobs/${hot.layerDigest}`);
     expect(again.headers['x-cache']).toBe('HIT');
+  });
+
+  describe('by default, what every client fetched goes first (nodes keep what they pulled)', () => {
+    const KiB = 1024;
+    const nodes = ['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((localAddress) => new Agent({ localAddress }));
+    afterAll(() => Promise.all(nodes.map((n) => n.close())));
+    /** `node` GETs a blob whole; resolves once the store holds it. */
+    const fetchFrom = async (node: number, name: string, digest: string) => {
+      const res = await request(`${mirror.url}/v2/${name}/blobs/${digest}`, {
+        dispatcher: nodes[node] as Agent,
+      });
+      expect(res.statusCode).toBe(200);
+      await res.body.arrayBuffer();
+      await expect.poll(() => existsSync(blobFile(digest))).toBe(true);
+    };
+    /**
+     * A 48 KiB base every node fetches (its 2nd and 3rd fetches hits, the 3rd answered by the hit
+     * lane), two 40 KiB apps one node each, then a third app past the 150 KiB bound: one blob goes.
+     */
+    const fill = async (baseFetchers: number[]) => {
+      mirror = await mirrorFor(upstream, data.dir, ['--max-size', '150KiB']);
+      const lane = () => metricSample(mirror.url, 'hubcache_hit_lane_answers_total');
+      const base = addImage(upstream, 'library/base', '1', 48 * KiB);
+      const apps = ['a', 'b', 'c'].map((n) => addImage(upstream, `library/${n}`, '1', 40 * KiB));
+      for (const node of baseFetchers) await fetchFrom(node, 'base', base.layerDigest);
+      expect(await lane()).toBeGreaterThan(0);
+      await fetchFrom(0, 'a', (apps[0] as (typeof apps)[number]).layerDigest);
+      await fetchFrom(1, 'b', (apps[1] as (typeof apps)[number]).layerDigest);
+      await fetchFrom(2, 'c', (apps[2] as (typeof apps)[number]).layerDigest);
+      await expect.poll(() => mirror.mirror.blobs.store.usage.totalBytes).toBeLessThanOrEqual(150 * KiB);
+      return { base, apps };
+    };
+
+    it('evicts the base all three nodes fetched, though used most, and keeps the apps', async () => {
+      const { base, apps } = await fill([0, 1, 2]);
+      expect(existsSync(blobFile(base.layerDigest))).toBe(false);
+      for (const app of apps) expect(existsSync(blobFile(app.layerDigest))).toBe(true);
+    });
+
+    it('stops once an address fetches a blob twice (nodes behind one NAT): plain GDSF keeps the base', async () => {
+      const { base, apps } = await fill([0, 1, 2, 0]);
+      expect(existsSync(blobFile(base.layerDigest))).toBe(true);
+      expect(existsSync(blobFile((apps[0] as (typeof apps)[number]).layerDigest))).toBe(false);
+    });
   });
 
   it('refetches a manifest whose bytes were evicted, by tag and by digest', async () => {

@@ -3,6 +3,7 @@ import { GdsfPolicy } from '../../src/cache/eviction/gdsf.js';
 import { LruPolicy } from '../../src/cache/eviction/lru.js';
 import { OversizeFirst } from '../../src/cache/eviction/oversize-first.js';
 import type { EvictionPolicy } from '../../src/cache/eviction/policy.js';
+import { WhoFetched } from '../../src/cache/eviction/who-fetched.js';
 
 const all = () => true;
 
@@ -131,16 +132,23 @@ describe('gdsf (the default)', () => {
     expect(p.victim(all)).toBe('x');
   });
 
-  it('puts first, at its next use, a blob its `first` option names, however often it was used', () => {
-    const firsts = new Set<string>();
-    const p = new GdsfPolicy({ first: (key) => firsts.has(key) });
-    for (const k of ['a', 'b', 'c']) p.insert(k, 10);
-    p.hit('a');
-    p.hit('a');
-    firsts.add('a');
-    p.hit('a');
-    expect(p.victim(all)).toBe('a');
-    expect(p.victim(all)).toBe('b');
+  it('puts first, at its next use, a blob every client has fetched, however often it was used', () => {
+    const clients = ['10.0.0.1', '10.0.0.2', '10.0.0.3'];
+    /** a, b, c, each fetched by one client; then `a` used thrice, fetched by the first `fetchers`. */
+    const victimWith = (fetchers: number) => {
+      const p = new GdsfPolicy({ fetched: new WhoFetched() });
+      ['a', 'b', 'c'].forEach((k, i) => {
+        p.asked(k, clients[i] as string);
+        p.insert(k, 10);
+      });
+      for (let i = 1; i < 4; i++) {
+        if (i < fetchers) p.asked('a', clients[i] as string);
+        p.hit('a');
+      }
+      return p.victim(all);
+    };
+    expect(victimWith(2)).toBe('b'); // one client lacks 'a' yet: its uses keep it
+    expect(victimWith(3)).toBe('a');
   });
 
   it('keeps the order right after many hits without an eviction (old heap items compacted)', () => {

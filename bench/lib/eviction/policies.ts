@@ -1,7 +1,7 @@
 import { GdsfPolicy } from '../../../src/cache/eviction/gdsf.js';
 import { LruPolicy } from '../../../src/cache/eviction/lru.js';
 import type { PolicyFactory } from '../../../src/cache/eviction/policy.js';
-import { FleetGdsfPolicy } from './fleet-gdsf.js';
+import { WhoFetched } from '../../../src/cache/eviction/who-fetched.js';
 import { HyperbolicPolicy } from './hyperbolic.js';
 import { S3FifoPolicy } from './s3-fifo.js';
 import { SievePolicy } from './sieve.js';
@@ -17,10 +17,11 @@ export interface BenchPolicy {
 export const BENCH_POLICIES: BenchPolicy[] = [
   { name: 'LRU', live: 'lru', make: () => new LruPolicy() },
   {
-    name: 'GDSF, cost size^1.1, frequency ≤ 5',
+    name: 'GDSF, cost size^1.1, frequency ≤ 5, what every client fetched first',
     live: 'gdsf',
-    make: () => new GdsfPolicy(),
+    make: () => new GdsfPolicy({ fetched: new WhoFetched() }),
   },
+  { name: 'the same GDSF, not told the client', make: () => new GdsfPolicy() },
   {
     name: 'GDSF, cost size (LFU-DA)',
     make: () => new GdsfPolicy({ costExponent: 1, maxFrequency: Number.POSITIVE_INFINITY }),
@@ -33,8 +34,4 @@ export const BENCH_POLICIES: BenchPolicy[] = [
   { name: 'W-TinyLFU (1 % window)', make: (c) => new WTinyLfuPolicy(c) },
   { name: 'SIEVE', make: () => new SievePolicy() },
   { name: 'Hyperbolic (sample 64)', make: () => new HyperbolicPolicy() },
-  {
-    name: 'GDSF told the client: what every client fetched goes first',
-    make: () => new FleetGdsfPolicy(),
-  },
 ];

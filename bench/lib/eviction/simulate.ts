@@ -1,7 +1,6 @@
 import { OversizeFirst } from '../../../src/cache/eviction/oversize-first.js';
-import type { EvictionPolicy, PolicyFactory } from '../../../src/cache/eviction/policy.js';
+import type { PolicyFactory } from '../../../src/cache/eviction/policy.js';
 import type { CacheSim, TraceEntry } from '../belady.js';
-import type { ClientAware } from './fleet-gdsf.js';
 
 export interface SimOptions {
   /**
@@ -16,11 +15,6 @@ export interface SimOptions {
   restartAt?: number;
 }
 
-/** A policy told which client asked for each blob (bench/lib/eviction/fleet-gdsf.ts). */
-function isClientAware(p: EvictionPolicy): p is EvictionPolicy & ClientAware {
-  return 'asked' in p;
-}
-
 /**
  * A byte-capacity cache driven by an eviction policy, as the live store drives it: every miss is
  * stored (the mirror streams through its cache), then, if the bytes exceed the capacity, victims
@@ -33,8 +27,7 @@ export function simulate(
   options: SimOptions = {},
 ): CacheSim {
   const target = capacity * (options.lowWater ?? 1);
-  let inner = make(capacity);
-  let policy = new OversizeFirst(inner, capacity);
+  let policy = new OversizeFirst(make(capacity), capacity);
   const cached = new Map<string, number>(); // key → size, least recently used first
   const all = () => true;
   let used = 0;
@@ -42,12 +35,12 @@ export function simulate(
   let totalBytes = 0;
   trace.forEach((e, i) => {
     if (i === options.restartAt) {
-      inner = make(capacity);
-      policy = new OversizeFirst(inner, capacity);
+      policy = new OversizeFirst(make(capacity), capacity);
       for (const [k, size] of cached) policy.insert(k, size);
     }
     totalBytes += e.size;
-    if (e.client !== undefined && isClientAware(inner)) inner.asked(e.key, e.client);
+    // As the blob handler tells the store (api/blobs.ts), before the use is counted.
+    if (e.client !== undefined) policy.asked(e.key, String(e.client));
     if (cached.has(e.key)) {
       hitBytes += e.size;
       cached.delete(e.key);

@@ -1,5 +1,6 @@
 import { MinHeap } from './min-heap.js';
 import type { EvictionPolicy } from './policy.js';
+import type { WhoFetched } from './who-fetched.js';
 
 export interface GdsfOptions {
   /**
@@ -15,11 +16,11 @@ export interface GdsfOptions {
    */
   maxFrequency?: number;
   /**
-   * Blobs that go first whatever their uses, asked at each use: their priority is L, a newcomer's.
-   * Used by the eviction bench's client-aware rule (bench/lib/eviction/fleet-gdsf.ts: a blob every
-   * client has fetched); the mirror sets none.
+   * Which clients fetched which blobs (cache/eviction/who-fetched.ts): a blob every client has
+   * fetched goes first whatever its uses, its priority at its next use L, a newcomer's. Without it
+   * (the eviction bench's plain GDSF) uses alone decide.
    */
-  first?: (key: string) => boolean;
+  fetched?: WhoFetched;
 }
 
 interface Entry {
@@ -55,7 +56,7 @@ export class GdsfPolicy implements EvictionPolicy {
   );
   readonly #weight: (size: number) => number;
   readonly #maxFrequency: number;
-  readonly #first: ((key: string) => boolean) | undefined;
+  readonly #fetched: WhoFetched | undefined;
   #inflation = 0;
   #seq = 0;
 
@@ -63,7 +64,7 @@ export class GdsfPolicy implements EvictionPolicy {
     const exponent = options.costExponent ?? 1.1;
     this.#weight = (size) => Math.max(1, size) ** (exponent - 1);
     this.#maxFrequency = options.maxFrequency ?? 5;
-    this.#first = options.first;
+    this.#fetched = options.fetched;
   }
 
   insert(key: string, size: number): void {
@@ -85,6 +86,10 @@ export class GdsfPolicy implements EvictionPolicy {
     if (e.seq === this.#seq && frequency === e.frequency && e.priority === this.#priorityOf(key, e)) return;
     e.frequency = frequency;
     this.#use(key, e);
+  }
+
+  asked(key: string, client: string): void {
+    this.#fetched?.asked(key, client);
   }
 
   remove(key: string): void {
@@ -118,7 +123,7 @@ export class GdsfPolicy implements EvictionPolicy {
   }
 
   #priorityOf(key: string, e: Entry): number {
-    return this.#first?.(key) ? this.#inflation : this.#inflation + e.frequency * e.weight;
+    return this.#fetched?.everyone(key) ? this.#inflation : this.#inflation + e.frequency * e.weight;
   }
 
   #compact(): void {

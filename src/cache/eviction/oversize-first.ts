@@ -23,6 +23,10 @@ export class OversizeFirst implements EvictionPolicy {
     if (!this.#oversize.has(key)) this.#inner.hit(key);
   }
 
+  asked(key: string, client: string): void {
+    this.#inner.asked?.(key, client);
+  }
+
   remove(key: string): void {
     if (!this.#oversize.delete(key)) this.#inner.remove(key);
   }

@@ -12,6 +12,11 @@ export interface EvictionPolicy {
   insert(key: string, size: number): void;
   /** A stored blob was served again. Unknown keys are ignored. */
   hit(key: string): void;
+  /**
+   * `client` (its address) is fetching `key` whole, before the request's insert or hit: for a policy
+   * that weighs who has a blob already (gdsf.ts with who-fetched.ts). Any key, stored or not.
+   */
+  asked?(key: string, client: string): void;
   /** A blob left the store for another reason (collected, found corrupt). Unknown keys are ignored. */
   remove(key: string): void;
   /**

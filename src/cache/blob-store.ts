@@ -11,7 +11,7 @@ import { blobPath, blobsDir, tempDir, tempPath } from '../storage/layout.js';
 import { BlobWriter } from './blob-writer.js';
 import { DiskRoom } from './disk-room.js';
 import { evictionPolicy } from './eviction/policies.js';
-import { MAX_CLIENTS, WhoFetched } from './eviction/who-fetched.js';
+import { WHY_OFF, WhoFetched } from './eviction/who-fetched.js';
 import { Evictor } from './evictor.js';
 import { LruMap } from './lru-map.js';
 import { Pins } from './pins.js';
@@ -26,10 +26,6 @@ export { BlobWriter, DigestMismatchError, SizeMismatchError, writevAt } from './
  * chunked file reads measured several times faster for 1 KiB to 4 MiB blobs under concurrency.
  */
 export const SMALL_BLOB_BYTES = 8 * 1024 * 1024;
-
-/** Logged when the eviction rule stops on a client's second fetch of a blob (eviction/who-fetched.ts). */
-const WHY_REFETCH =
-  'an address fetched a blob it had fetched before (several nodes behind it, or a node that removed it)';
 
 /**
  * Content-addressed files: `<data>/blobs/sha256/<2 hex>/<hex>` (storage/layout.ts), the layout the
@@ -79,10 +75,7 @@ export class BlobStore {
     });
     const fetched = new WhoFetched();
     fetched.onOff = (why) =>
-      log.info(
-        { why, detail: why === 'clients' ? `more than ${MAX_CLIENTS} client addresses` : WHY_REFETCH },
-        'eviction no longer puts first what every client fetched',
-      );
+      log.info({ why, detail: WHY_OFF[why] }, 'eviction no longer puts first what every client fetched');
     this.usage = new UsageIndex(root, evictionPolicy(eviction, maxBytes, fetched));
     this.#evictor = new Evictor(this, maxBytes, log);
   }

@@ -14,6 +14,13 @@ interface Fetchers {
 /** Why the rule stopped: too many addresses, or one that fetched a blob it had fetched before. */
 export type WhoFetchedOff = 'clients' | 'refetch';
 
+/** What each stop means, for the log line. */
+export const WHY_OFF: Record<WhoFetchedOff, string> = {
+  clients: `more than ${MAX_CLIENTS} client addresses`,
+  refetch:
+    'an address fetched a blob it had fetched before (several nodes behind it, or a node that removed it)',
+};
+
 /**
  * Which clients fetched which blobs whole, for one rule of the eviction policy (cache/eviction/gdsf.ts):
  * a blob every client seen has fetched goes first. Nodes keep what they pull, so such a blob is asked

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { configWith } from '../src/config.js';
 import { startMirror } from '../src/listen.js';
 import { ImageLayout } from '../test/fixtures/image-layout.js';
@@ -70,8 +70,15 @@ async function run(maxSize: number | undefined) {
     o.bytes += bytes;
     outcomes.set(outcome, o);
   };
-  const get = async (urlPath: string, method: 'GET' | 'HEAD' = 'GET', accept?: string) => {
-    const res = await request(`${mirror.url}${urlPath}`, { method, headers: accept ? { accept } : {} });
+  // Each node from its own address (all of 127/8 is loopback), as a fleet's nodes reach the mirror:
+  // the default eviction policy tells them apart (cache/eviction/who-fetched.ts).
+  const agents = Array.from({ length: NODES }, (_, node) => new Agent({ localAddress: `127.0.0.${node + 2}` }));
+  const get = async (node: number, urlPath: string, method: 'GET' | 'HEAD' = 'GET', accept?: string) => {
+    const res = await request(`${mirror.url}${urlPath}`, {
+      method,
+      headers: accept ? { accept } : {},
+      dispatcher: agents[node] as Agent,
+    });
     let bytes = 0;
     for await (const chunk of res.body) bytes += (chunk as Buffer).length;
     note(String(res.headers['x-cache'] ?? 'none'), bytes);
@@ -83,18 +90,19 @@ async function run(maxSize: number | undefined) {
   const pull = async (node: number, app: number) => {
     nodePulls++;
     const name = `library/app${app}`;
-    const head = await get(`/v2/${name}/manifests/1`, 'HEAD', ACCEPT);
+    const head = await get(node, `/v2/${name}/manifests/1`, 'HEAD', ACCEPT);
     const digest = String(head.headers['docker-content-digest']);
     if (held[node]?.has(digest)) return; // up to date: dockerd stops here
     const res = await request(`${mirror.url}/v2/${name}/manifests/${digest}`, {
       headers: { accept: ACCEPT },
+      dispatcher: agents[node] as Agent,
     });
     const manifest = (await res.body.json()) as { config: { digest: string }; layers: { digest: string }[] };
     note(String(res.headers['x-cache']), 0);
     for (const blob of [manifest.config, ...manifest.layers]) {
       if (held[node]?.has(blob.digest)) continue;
       trace.push({ key: blob.digest, size: sizes.get(blob.digest) ?? 0 });
-      await get(`/v2/${name}/blobs/${blob.digest}`);
+      await get(node, `/v2/${name}/blobs/${blob.digest}`);
       held[node]?.add(blob.digest);
     }
     held[node]?.add(digest);
@@ -110,6 +118,7 @@ async function run(maxSize: number | undefined) {
   }
   const seconds = (performance.now() - started) / 1000;
   await mirror.close();
+  await Promise.all(agents.map((a) => a.close()));
   const upstream = front.requests.slice(before).filter((r) => r.status === 200);
   const blobGets = upstream.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
   const uniqueRequested = new Set(trace.map((t) => t.key));

@@ -72,7 +72,10 @@ async function run(maxSize: number | undefined) {
   };
   // Each node from its own address (all of 127/8 is loopback), as a fleet's nodes reach the mirror:
   // the default eviction policy tells them apart (cache/eviction/who-fetched.ts).
-  const agents = Array.from({ length: NODES }, (_, node) => new Agent({ localAddress: `127.0.0.${node + 2}` }));
+  const agents = Array.from(
+    { length: NODES },
+    (_, node) => new Agent({ localAddress: `127.0.0.${node + 2}` }),
+  );
   const get = async (node: number, urlPath: string, method: 'GET' | 'HEAD' = 'GET', accept?: string) => {
     const res = await request(`${mirror.url}${urlPath}`, {
       method,

@@ -11,7 +11,7 @@ import { blobPath, blobsDir, tempDir, tempPath } from '../storage/layout.js';
 import { BlobWriter } from './blob-writer.js';
 import { DiskRoom } from './disk-room.js';
 import { evictionPolicy } from './eviction/policies.js';
-import { WHY_OFF, WhoFetched } from './eviction/who-fetched.js';
+import { RESUME_AFTER_MS, WHY_OFF, WhoFetched } from './eviction/who-fetched.js';
 import { Evictor } from './evictor.js';
 import { LruMap } from './lru-map.js';
 import { Pins } from './pins.js';
@@ -74,8 +74,13 @@ export class BlobStore {
       sizeCalculation: (b) => Math.max(1, b.length),
     });
     const fetched = new WhoFetched();
-    fetched.onOff = (why) =>
-      log.info({ why, detail: WHY_OFF[why] }, 'eviction no longer puts first what every client fetched');
+    fetched.onChange = (why) => {
+      const message = why
+        ? 'eviction stops putting first what every client fetched'
+        : 'eviction puts first again what every client fetched';
+      if (why) log.info({ why, detail: WHY_OFF[why], resumesInHours: RESUME_AFTER_MS / 3_600_000 }, message);
+      else log.info({ remembered: 'afresh' }, message);
+    };
     this.usage = new UsageIndex(root, evictionPolicy(eviction, maxBytes, fetched));
     this.#evictor = new Evictor(this, maxBytes, log);
   }

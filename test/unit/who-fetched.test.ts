@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { simulate } from '../../bench/lib/eviction/simulate.js';
 import { GdsfPolicy } from '../../src/cache/eviction/gdsf.js';
 import { evictionPolicy } from '../../src/cache/eviction/policies.js';
-import { WhoFetched } from '../../src/cache/eviction/who-fetched.js';
+import { RESUME_AFTER_MS, WhoFetched } from '../../src/cache/eviction/who-fetched.js';
 
 const all = () => true;
 
@@ -33,18 +33,27 @@ describe('who fetched what (the default eviction policy)', () => {
     expect(p.victim(all)).toBe('app');
   });
 
-  it('stops for good when a client fetches a blob it fetched before (a NAT, or a node that removed it)', () => {
-    const w = new WhoFetched();
-    const stops: string[] = [];
-    w.onOff = (why) => stops.push(why);
+  it('stops when a client fetches a blob it fetched before (a NAT, or a node that removed it), for a day', () => {
+    let now = 1_000;
+    const w = new WhoFetched({ now: () => now });
+    const changes: (string | undefined)[] = [];
+    w.onChange = (why) => changes.push(why);
     for (const c of ['a', 'b', 'c']) w.asked('base', c);
     expect(w.everyone('base')).toBe(true);
     w.asked('base', 'b');
     expect(w.off).toBe('refetch');
     expect(w.everyone('base')).toBe(false);
+    now += RESUME_AFTER_MS - 1;
     for (const c of ['d', 'e', 'f']) w.asked('new', c);
     expect(w.everyone('new')).toBe(false);
-    expect(stops).toEqual(['refetch']);
+    expect(changes).toEqual(['refetch']);
+    // A day on it starts again, remembering nothing from before the stop.
+    now += 1;
+    for (const c of ['d', 'e', 'f']) w.asked('new', c);
+    expect(w.off).toBeUndefined();
+    expect(w.everyone('new')).toBe(true);
+    expect(w.everyone('base')).toBe(false);
+    expect(changes).toEqual(['refetch', undefined]);
   });
 
   it('stops when more clients than its bound are seen: an address can only turn it off', () => {

@@ -4,6 +4,11 @@ export const MAX_CLIENTS = 256;
 export const MAX_RECORDS = 16_384;
 /** Fewer clients than this and the rule is off: one address may be a whole fleet behind NAT. */
 const MIN_CLIENTS = 3;
+/**
+ * A stopped rule starts again after this long, with a fresh record: one stray second fetch (an
+ * operator's curl) or a fleet that changed its addresses must not end it for the process's life.
+ */
+export const RESUME_AFTER_MS = 24 * 60 * 60 * 1000;
 
 interface Fetchers {
   /** Bit i of word i >> 5: the client in slot i fetched the blob. */
@@ -27,10 +32,11 @@ export const WHY_OFF: Record<WhoFetchedOff, string> = {
  * for again only by a node new to the fleet (docs/benchmarks.md, "Eviction": on the swarm trace it
  * lifts the cache at 60 % of the working set from 89 % to 108 % of Belady's offline rule).
  *
- * The rule is a bet that each address is one node keeping what it pulled, and it stops for good
- * (until a restart) as soon as that is seen to be false: an address fetching a blob it fetched
- * before (several nodes behind one NAT or proxy, or a node that removed it), or more than
- * MAX_CLIENTS addresses. It is off while fewer than three clients were seen. Who fetched a blob is
+ * The rule is a bet that each address is one node keeping what it pulled, and it stops as soon as
+ * that is seen to be false: an address fetching a blob it fetched before (several nodes behind one
+ * NAT or proxy, or a node that removed it), or more than MAX_CLIENTS addresses. It starts again,
+ * with nothing remembered, RESUME_AFTER_MS later, and stops again if the cause is still there. It
+ * is off while fewer than three clients were seen. Who fetched a blob is
  * remembered past its eviction (forgetting it cost up to 8 points on held-out swarms), for the
  * MAX_RECORDS blobs asked for last; a blob not remembered counts as fetched by nobody.
  *
@@ -43,13 +49,16 @@ export class WhoFetched {
   readonly #records = new Map<string, Fetchers>();
   readonly #maxClients: number;
   readonly #maxRecords: number;
+  readonly #now: () => number;
   #off: WhoFetchedOff | undefined;
-  /** Told once, when the rule stops (logged by the store). */
-  onOff: ((why: WhoFetchedOff) => void) | undefined;
+  #offSince = 0;
+  /** Told when the rule stops (why) and when it starts again (undefined); logged by the store. */
+  onChange: ((off: WhoFetchedOff | undefined) => void) | undefined;
 
-  constructor(bounds: { maxClients?: number; maxRecords?: number } = {}) {
-    this.#maxClients = bounds.maxClients ?? MAX_CLIENTS;
-    this.#maxRecords = bounds.maxRecords ?? MAX_RECORDS;
+  constructor(options: { maxClients?: number; maxRecords?: number; now?: () => number } = {}) {
+    this.#maxClients = options.maxClients ?? MAX_CLIENTS;
+    this.#maxRecords = options.maxRecords ?? MAX_RECORDS;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Undefined while the rule holds. */
@@ -59,7 +68,11 @@ export class WhoFetched {
 
   /** `client` is fetching `key` whole: told before the request's use is counted. */
   asked(key: string, client: string): void {
-    if (this.#off) return;
+    if (this.#off) {
+      if (this.#now() - this.#offSince < RESUME_AFTER_MS) return;
+      this.#off = undefined;
+      this.onChange?.(undefined);
+    }
     let slot = this.#slots.get(client);
     if (slot === undefined) {
       if (this.#slots.size >= this.#maxClients) {
@@ -101,8 +114,9 @@ export class WhoFetched {
 
   #stop(why: WhoFetchedOff): void {
     this.#off = why;
+    this.#offSince = this.#now();
     this.#slots.clear();
     this.#records.clear();
-    this.onOff?.(why);
+    this.onChange?.(why);
   }
 }

@@ -75,11 +75,13 @@ export class BlobStore {
     });
     const fetched = new WhoFetched();
     fetched.onChange = (why) => {
-      const message = why
-        ? 'eviction stops putting first what every client fetched'
-        : 'eviction puts first again what every client fetched';
-      if (why) log.info({ why, detail: WHY_OFF[why], resumesInHours: RESUME_AFTER_MS / 3_600_000 }, message);
-      else log.info({ remembered: 'afresh' }, message);
+      if (why === undefined)
+        log.info('eviction puts first again what every client fetched, remembered afresh');
+      else
+        log.info(
+          { why, detail: WHY_OFF[why], resumesInHours: RESUME_AFTER_MS / 3_600_000 },
+          'eviction stops putting first what every client fetched',
+        );
     };
     this.usage = new UsageIndex(root, evictionPolicy(eviction, maxBytes, fetched));
     this.#evictor = new Evictor(this, maxBytes, log);

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { type Dispatcher, request } from 'undici';
 import { configWith } from '../../src/config.js';
 import { type RunningMirror, startMirror } from '../../src/listen.js';
+import type { Logger } from '../../src/observe/logger.js';
 import type { FakeRegistry } from './fake-registry.js';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -35,10 +36,12 @@ export async function tempDataDir(): Promise<{ dir: string; remove(): Promise<vo
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/** `log`: where the mirror logs (a test reading its lines); by default as its --log-level says. */
 export async function mirrorFor(
   upstream: FakeRegistry | string,
   dataDir: string,
   extraArgs: string[] = [],
+  log?: Logger,
 ): Promise<RunningMirror> {
   const url = typeof upstream === 'string' ? upstream : upstream.url;
   return startMirror(
@@ -54,6 +57,7 @@ export async function mirrorFor(
         ...extraArgs,
       ],
     }),
+    ...(log ? [log] : []),
   );
 }
 

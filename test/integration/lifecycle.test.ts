@@ -1,10 +1,13 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
+import pino from 'pino';
 import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningMirror } from '../../src/listen.js';
+import type { Logger } from '../../src/observe/logger.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { metricSample } from '../fixtures/request-counts.js';
 import { type FakeRegistry, startFakeRegistry } from './fake-registry.js';
@@ -92,8 +95,8 @@ describe('size bound', () => {
      * A 48 KiB base every node fetches (its 2nd and 3rd fetches hits, the 3rd answered by the hit
      * lane), two 40 KiB apps one node each, then a third app past the 150 KiB bound: one blob goes.
      */
-    const fill = async (baseFetchers: number[]) => {
-      mirror = await mirrorFor(upstream, data.dir, ['--max-size', '150KiB']);
+    const fill = async (baseFetchers: number[], log?: Logger) => {
+      mirror = await mirrorFor(upstream, data.dir, ['--max-size', '150KiB'], log);
       const lane = () => metricSample(mirror.url, 'hubcache_hit_lane_answers_total');
       const base = addImage(upstream, 'library/base', '1', 48 * KiB);
       const apps = ['a', 'b', 'c'].map((n) => addImage(upstream, `library/${n}`, '1', 40 * KiB));
@@ -113,9 +116,19 @@ describe('size bound', () => {
     });
 
     it('stops once an address fetches a blob twice (nodes behind one NAT): plain GDSF keeps the base', async () => {
-      const { base, apps } = await fill([0, 1, 2, 0]);
+      const lines: { msg?: string; why?: string }[] = [];
+      const sink = new Writable({
+        write(chunk, _encoding, done) {
+          for (const text of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(text));
+          done();
+        },
+      });
+      const { base, apps } = await fill([0, 1, 2, 0], pino({ level: 'info' }, sink));
       expect(existsSync(blobFile(base.layerDigest))).toBe(true);
       expect(existsSync(blobFile((apps[0] as (typeof apps)[number]).layerDigest))).toBe(false);
+      // The operator is told why, once.
+      const stops = lines.filter((l) => l.msg === 'eviction stops putting first what every client fetched');
+      expect(stops.map((l) => l.why)).toEqual(['refetch']);
     });
   });
 

@@ -36,9 +36,9 @@ export const WHY_OFF: Record<WhoFetchedOff, string> = {
  * that is seen to be false: an address fetching a blob it fetched before (several nodes behind one
  * NAT or proxy, or a node that removed it), or more than MAX_CLIENTS addresses. It starts again,
  * with nothing remembered, RESUME_AFTER_MS later, and stops again if the cause is still there. It
- * is off while fewer than three clients were seen. Who fetched a blob is
- * remembered past its eviction (forgetting it cost up to 8 points on held-out swarms), for the
- * MAX_RECORDS blobs asked for last; a blob not remembered counts as fetched by nobody.
+ * is off while fewer than three clients were seen. Who fetched a blob is remembered past its
+ * eviction (forgetting it cost up to 8 points on held-out swarms), for the MAX_RECORDS blobs asked
+ * for last; a blob not remembered counts as fetched by nobody.
  *
  * What a client can do with it: make a blob go first only if every other client has fetched it
  * too, and turn the rule off (a second fetch, or new addresses), which leaves plain GDSF.

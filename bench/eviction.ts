@@ -2,10 +2,9 @@
  * Eviction policies on request traces, simulated (pure, deterministic, a few seconds): for each
  * trace and a cache of 30 %, 60 % and 90 % of its working set, each policy's byte hit ratio and its
  * share of Belady's offline rule on the same trace, as the live store runs them (every miss stored,
- * then just enough evicted to fit the bound) and in batches down to 90 % of the bound (the store until
- * 2026-11-27). The live policies
- * (--eviction) are the objects the mirror runs (src/cache/eviction/). Target (issue 18): the
- * default reaches ≥ 95 % of Belady in every cell. Also: what a restart in the middle costs (the
+ * then just enough evicted to fit the bound) and in batches down to 90 % of the bound (the store
+ * until 2026-11-27). The live policies (--eviction) are the objects the mirror runs
+ * (src/cache/eviction/). Target (issue 18): the default reaches ≥ 95 % of Belady in every cell. Also: what a restart in the middle costs (the
  * policy rebuilt from the files' recency), and the same comparison on held-out variants of the
  * traces, so the choice is not fitted to two traces. Writes bench/results/eviction.json and the
  * table in docs/benchmarks.md; with --quick (npm run bench) bench/results/eviction-quick.json only.

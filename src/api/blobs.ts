@@ -35,7 +35,8 @@ export async function blobHandler(
   const head = ex.method === 'HEAD';
   const scoping = ctx.blobs.scope(ex, target, digest, head);
   if (scoping) await scoping;
-  if (!head && ex.req.headers.range === undefined) ctx.store.fetching(digest, ctx.clientOf(ex.req));
+  if (!head && ctx.store.hearsClients && ex.req.headers.range === undefined)
+    ctx.store.fetching(digest, ctx.clientOf(ex.req));
   if (await serveStoredBlob(ex, ctx, digest)) {
     ctx.blobs.servedStored(digest, head);
     return;
@@ -133,7 +134,7 @@ function keepInLane(ex: Exchange, ctx: HandlerContext, digest: Digest, headers: 
     byAccept: false,
     stillServed: (head, again) => {
       // Whole, as every lane answer is: told before the use inMemory counts, as blobHandler does.
-      if (!head) store.fetching(digest, clientOf(again.req));
+      if (!head && store.hearsClients) store.fetching(digest, clientOf(again.req));
       if (store.inMemory(digest) !== held) return false;
       blobs.servedStored(digest, head);
       return true;

@@ -165,6 +165,14 @@ export class BlobStore {
   }
 
   /**
+   * Whether `fetching` is heard: only a bounded store whose policy weighs clients (`--max-size` with
+   * gdsf). Handlers ask first, so the default (unbounded) hit path does not look up its client.
+   */
+  get hearsClients(): boolean {
+    return this.usage.hearsClients;
+  }
+
+  /**
    * `client` (an address: the one access logs record) is fetching this blob whole: told before the
    * store is asked for it, for the size bound's policy (cache/eviction/who-fetched.ts).
    */

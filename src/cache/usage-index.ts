@@ -47,6 +47,11 @@ export class UsageIndex {
     utimes(blobPath(this.#data, hex), now / 1000, now / 1000).catch(() => {});
   }
 
+  /** Whether the policy weighs which clients fetched a blob (`asked` does something). */
+  get hearsClients(): boolean {
+    return this.#policy.asked !== undefined;
+  }
+
   /** `client` is fetching this blob whole (stored or not): told before its use (cache/eviction/policy.ts). */
   asked(hex: string, client: string): void {
     this.#policy.asked?.(hex, client);

@@ -138,11 +138,11 @@ describe('gdsf (the default)', () => {
     const victimWith = (fetchers: number) => {
       const p = new GdsfPolicy({ fetched: new WhoFetched() });
       ['a', 'b', 'c'].forEach((k, i) => {
-        p.asked(k, clients[i] as string);
+        p.asked?.(k, clients[i] as string);
         p.insert(k, 10);
       });
       for (let i = 1; i < 4; i++) {
-        if (i < fetchers) p.asked('a', clients[i] as string);
+        if (i < fetchers) p.asked?.('a', clients[i] as string);
         p.hit('a');
       }
       return p.victim(all);

@@ -8,7 +8,7 @@ const all = () => true;
 
 /** One request: `client` fetches `key`, then the store records the use. */
 function ask(p: GdsfPolicy, key: string, client: string, stored = false): void {
-  p.asked(key, client);
+  p.asked?.(key, client);
   if (stored) p.hit(key);
   else p.insert(key, 100);
 }

@@ -4,8 +4,9 @@ import type { CacheSim, TraceEntry } from '../belady.js';
 
 export interface SimOptions {
   /**
-   * Evict down to this share of the capacity once it is exceeded: 1 evicts just enough after each
-   * store; the live mirror uses 0.9 (cache/evictor.ts), one run making room for a while.
+   * Evict down to this share of the capacity once it is exceeded: 1 (the default) evicts just enough
+   * after each store, as the live mirror does (cache/evictor.ts); 0.9 is how it evicted until
+   * 2026-11-27, in batches.
    */
   lowWater?: number;
   /**
@@ -40,7 +41,7 @@ export function simulate(
     }
     totalBytes += e.size;
     // As the blob handler tells the store (api/blobs.ts), before the use is counted.
-    if (e.client !== undefined) policy.asked(e.key, String(e.client));
+    if (e.client !== undefined) policy.asked?.(e.key, String(e.client));
     if (cached.has(e.key)) {
       hitBytes += e.size;
       cached.delete(e.key);

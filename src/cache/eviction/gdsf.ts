@@ -57,6 +57,8 @@ export class GdsfPolicy implements EvictionPolicy {
   readonly #weight: (size: number) => number;
   readonly #maxFrequency: number;
   readonly #fetched: WhoFetched | undefined;
+  /** Only with `fetched` (EvictionPolicy.asked). */
+  readonly asked: ((key: string, client: string) => void) | undefined;
   #inflation = 0;
   #seq = 0;
 
@@ -64,7 +66,9 @@ export class GdsfPolicy implements EvictionPolicy {
     const exponent = options.costExponent ?? 1.1;
     this.#weight = (size) => Math.max(1, size) ** (exponent - 1);
     this.#maxFrequency = options.maxFrequency ?? 5;
-    this.#fetched = options.fetched;
+    const fetched = options.fetched;
+    this.#fetched = fetched;
+    this.asked = fetched && ((key, client) => fetched.asked(key, client));
   }
 
   insert(key: string, size: number): void {
@@ -86,10 +90,6 @@ export class GdsfPolicy implements EvictionPolicy {
     if (e.seq === this.#seq && frequency === e.frequency && e.priority === this.#priorityOf(key, e)) return;
     e.frequency = frequency;
     this.#use(key, e);
-  }
-
-  asked(key: string, client: string): void {
-    this.#fetched?.asked(key, client);
   }
 
   remove(key: string): void {

@@ -9,9 +9,13 @@ export class OversizeFirst implements EvictionPolicy {
   readonly #capacity: number;
   readonly #oversize = new Set<string>();
 
+  /** The inner policy's, when it has one (EvictionPolicy.asked). */
+  readonly asked: ((key: string, client: string) => void) | undefined;
+
   constructor(inner: EvictionPolicy, capacity: number) {
     this.#inner = inner;
     this.#capacity = capacity;
+    this.asked = inner.asked;
   }
 
   insert(key: string, size: number): void {
@@ -21,10 +25,6 @@ export class OversizeFirst implements EvictionPolicy {
 
   hit(key: string): void {
     if (!this.#oversize.has(key)) this.#inner.hit(key);
-  }
-
-  asked(key: string, client: string): void {
-    this.#inner.asked?.(key, client);
   }
 
   remove(key: string): void {

@@ -13,10 +13,11 @@ export interface EvictionPolicy {
   /** A stored blob was served again. Unknown keys are ignored. */
   hit(key: string): void;
   /**
-   * `client` (its address) is fetching `key` whole, before the request's insert or hit: for a policy
-   * that weighs who has a blob already (gdsf.ts with who-fetched.ts). Any key, stored or not.
+   * `client` (its address) is fetching `key` whole, before the request's insert or hit. Any key,
+   * stored or not. Only on a policy that weighs who has a blob already (gdsf.ts given who-fetched.ts):
+   * without it the store does not look up clients at all (BlobStore.hearsClients).
    */
-  asked?(key: string, client: string): void;
+  readonly asked?: ((key: string, client: string) => void) | undefined;
   /** A blob left the store for another reason (collected, found corrupt). Unknown keys are ignored. */
   remove(key: string): void;
   /**

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { simulate } from '../../bench/lib/eviction/simulate.js';
 import { GdsfPolicy } from '../../src/cache/eviction/gdsf.js';
 import { evictionPolicy } from '../../src/cache/eviction/policies.js';
-import { RESUME_AFTER_MS, WhoFetched } from '../../src/cache/eviction/who-fetched.js';
+import {
+  MAX_CLIENTS,
+  MAX_RECORDS,
+  RESUME_AFTER_MS,
+  WhoFetched,
+} from '../../src/cache/eviction/who-fetched.js';
 
 const all = () => true;
 
@@ -87,6 +92,22 @@ describe('who fetched what (the default eviction policy)', () => {
     expect(w.off).toBeUndefined();
     w.asked('app', '10.0.0.200');
     expect(w.off).toBe('refetch');
+  });
+
+  it('holds its default bounds: a 257th address stops it, a 16,385th blob pushes out the first', () => {
+    const clients = new WhoFetched();
+    for (let i = 0; i < MAX_CLIENTS; i++) clients.asked('base', `10.1.${i >> 8}.${i & 255}`);
+    expect(clients.off).toBeUndefined();
+    clients.asked('base', '10.2.0.1');
+    expect(clients.off).toBe('clients');
+
+    const records = new WhoFetched();
+    for (const c of ['a', 'b', 'c']) records.asked('first', c);
+    for (let i = 1; i < MAX_RECORDS; i++) records.asked(`blob${i}`, 'a');
+    expect(records.everyone('first')).toBe(true); // 16,384 remembered
+    records.asked('one more', 'a');
+    expect(records.everyone('first')).toBe(false);
+    expect(records.off).toBeUndefined();
   });
 
   it('is what --eviction gdsf runs once --max-size bounds the store; lru and an unbounded store ignore clients', () => {
